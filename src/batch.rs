@@ -1,0 +1,1 @@
+//! Batching: padding policies and length buckets.

@@ -1,0 +1,63 @@
+//! What counts as a protein sequence on input.
+//!
+//! Readers accept ASCII letters only. Letters outside a tokenizer's alphabet (B, Z, O, J, lower case)
+//! are kept: each tokenizer maps them to its unknown token and counts them. Anything else (digits,
+//! punctuation, gaps, whitespace inside a sequence, stop `*`) is an error naming the position, because
+//! it usually means a wrong column or a corrupted file, and silently mapping it would hide that.
+
+use crate::error::{Error, Location, Result};
+
+/// Check that `sequence` is a non-empty string of ASCII letters.
+pub fn validate(sequence: &str, location: impl FnOnce() -> Location) -> Result<()> {
+    if sequence.is_empty() {
+        return Err(Error::data(location(), "empty sequence"));
+    }
+    validate_chars(sequence).map_err(|e| match e {
+        Error::Data { message, .. } => Error::data(location(), message),
+        other => other,
+    })
+}
+
+/// The character check alone (an empty string passes); the error's location is a placeholder that
+/// callers replace.
+pub fn validate_chars(sequence: &str) -> Result<()> {
+    if let Some((pos, ch)) = sequence
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+    {
+        let shown: String = if ch.is_whitespace() || ch.is_control() {
+            format!("{ch:?}")
+        } else {
+            format!("'{ch}'")
+        };
+        return Err(Error::data(
+            Location::file(""),
+            format!(
+                "character {shown} at residue {} is not an amino-acid letter",
+                pos + 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_letters_rejects_the_rest() {
+        let here = || Location::line("x.tsv", 3);
+        assert!(validate("MKTAYIAKQRBZXUO", here).is_ok());
+        assert!(validate("mkta", here).is_ok());
+        let e = validate("MK7A", here).unwrap_err().to_string();
+        assert!(
+            e.contains("x.tsv:3") && e.contains("'7'") && e.contains("residue 3"),
+            "{e}"
+        );
+        let e = validate("", here).unwrap_err().to_string();
+        assert!(e.contains("empty sequence"), "{e}");
+        assert!(validate("MK-A", here).is_err());
+        assert!(validate("MKA*", here).is_err());
+    }
+}

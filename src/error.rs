@@ -1,0 +1,107 @@
+//! One error type for the library. Every data error names where it happened (file, line or record),
+//! so a user can open the file and fix the input.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where in an input a problem was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    /// 1-based line number, when the format is line-oriented.
+    pub line: Option<usize>,
+    /// Record identifier (accession, FASTA id, pair), when known.
+    pub record: Option<String>,
+}
+
+impl Location {
+    pub fn file(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+            line: None,
+            record: None,
+        }
+    }
+    pub fn line(path: impl AsRef<Path>, line: usize) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+            line: Some(line),
+            record: None,
+        }
+    }
+    pub fn with_record(mut self, record: impl Into<String>) -> Self {
+        self.record = Some(record.into());
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(record) = &self.record {
+            write!(f, " (record {record})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed or inconsistent input data.
+    #[error("{location}: {message}")]
+    Data { location: Location, message: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A data file that the resolver could not find anywhere it looks.
+    #[error(
+        "data file `{relative}` not found (looked in: {searched}); fetch it with `{fetch_command}`"
+    )]
+    MissingData {
+        relative: String,
+        searched: String,
+        fetch_command: String,
+    },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn data(location: Location, message: impl Into<String>) -> Self {
+        Error::Data {
+            location,
+            message: message.into(),
+        }
+    }
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidArgument(message.into())
+    }
+}

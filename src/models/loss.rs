@@ -1,0 +1,1 @@
+//! Numerically stable losses.

@@ -1,0 +1,4 @@
+//! Models and the layers they share.
+
+pub mod layers;
+pub mod loss;

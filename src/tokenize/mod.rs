@@ -1,0 +1,1 @@
+//! Tokenizers: ProteinBERT's residue tokenizer and PRoBERTa's BPE with the fairseq id layout.
