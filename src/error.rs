@@ -16,18 +16,10 @@ pub struct Location {
 
 impl Location {
     pub fn file(path: impl AsRef<Path>) -> Self {
-        Self {
-            path: path.as_ref().to_path_buf(),
-            line: None,
-            record: None,
-        }
+        Self { path: path.as_ref().to_path_buf(), line: None, record: None }
     }
     pub fn line(path: impl AsRef<Path>, line: usize) -> Self {
-        Self {
-            path: path.as_ref().to_path_buf(),
-            line: Some(line),
-            record: None,
-        }
+        Self { path: path.as_ref().to_path_buf(), line: Some(line), record: None }
     }
     pub fn with_record(mut self, record: impl Into<String>) -> Self {
         self.record = Some(record.into());
@@ -55,20 +47,11 @@ pub enum Error {
     Data { location: Location, message: String },
 
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// A data file that the resolver could not find anywhere it looks.
-    #[error(
-        "data file `{relative}` not found (looked in: {searched}); fetch it with `{fetch_command}`"
-    )]
-    MissingData {
-        relative: String,
-        searched: String,
-        fetch_command: String,
-    },
+    #[error("data file `{relative}` not found (looked in: {searched}); fetch it with `{fetch_command}`")]
+    MissingData { relative: String, searched: String, fetch_command: String },
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -80,26 +63,17 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     #[error("{path}: invalid JSON: {source}")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Json { path: PathBuf, source: serde_json::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn data(location: Location, message: impl Into<String>) -> Self {
-        Error::Data {
-            location,
-            message: message.into(),
-        }
+        Error::Data { location, message: message.into() }
     }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())

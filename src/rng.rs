@@ -24,21 +24,14 @@ fn splitmix64(x: &mut u64) -> u64 {
 impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let state = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let state = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         Self { state }
     }
 
     /// An independent stream derived from this seed and a label, e.g. one per epoch or per worker,
     /// without consuming numbers from `self`.
     pub fn fork(&self, stream: u64) -> Self {
-        let mut sm = self.state[0]
-            ^ self.state[2].rotate_left(17)
-            ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let mut sm = self.state[0] ^ self.state[2].rotate_left(17) ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         Self::new(splitmix64(&mut sm))
     }
 
@@ -47,10 +40,7 @@ impl Rng {
     }
 
     pub fn from_state(state: [u64; 4]) -> Self {
-        assert!(
-            state.iter().any(|&s| s != 0),
-            "xoshiro state must not be all zero"
-        );
+        assert!(state.iter().any(|&s| s != 0), "xoshiro state must not be all zero");
         Self { state }
     }
 
@@ -133,9 +123,7 @@ impl Rng {
 
     /// `n` f32 values uniform in [low, high).
     pub fn uniform_vec(&mut self, n: usize, low: f32, high: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| low + (high - low) * self.uniform() as f32)
-            .collect()
+        (0..n).map(|_| low + (high - low) * self.uniform() as f32).collect()
     }
 }
 

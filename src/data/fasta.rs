@@ -16,10 +16,7 @@ pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead>> {
     let n = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(file),
-        )))
+        Ok(Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(file))))
     } else {
         Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
     }
@@ -46,10 +43,7 @@ pub struct FastaRecord {
 
 impl From<FastaRecord> for Protein {
     fn from(r: FastaRecord) -> Self {
-        Protein {
-            id: r.id,
-            sequence: r.sequence,
-        }
+        Protein { id: r.id, sequence: r.sequence }
     }
 }
 
@@ -57,13 +51,7 @@ impl FastaReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let reader = open_maybe_gzip(&path)?;
-        Ok(Self {
-            path,
-            lines: reader.lines(),
-            line_no: 0,
-            pending_header: None,
-            done: false,
-        })
+        Ok(Self { path, lines: reader.lines(), line_no: 0, pending_header: None, done: false })
     }
 
     fn next_line(&mut self) -> Option<Result<String>> {
@@ -103,10 +91,7 @@ impl FastaReader {
         let id = parts.next().unwrap_or("").to_string();
         let description = parts.next().unwrap_or("").trim().to_string();
         if id.is_empty() {
-            return Err(Error::data(
-                Location::line(&self.path, header_line),
-                "header without an identifier",
-            ));
+            return Err(Error::data(Location::line(&self.path, header_line), "header without an identifier"));
         }
         let mut seq = String::new();
         while let Some(line) = self.next_line() {
@@ -117,22 +102,12 @@ impl FastaReader {
             }
             let trimmed = line.trim();
             if let Err(Error::Data { message, .. }) = sequence::validate_chars(trimmed) {
-                return Err(Error::data(
-                    Location::line(&self.path, self.line_no).with_record(&id),
-                    message,
-                ));
+                return Err(Error::data(Location::line(&self.path, self.line_no).with_record(&id), message));
             }
             seq.push_str(trimmed);
         }
-        sequence::validate(&seq, || {
-            Location::line(&self.path, header_line).with_record(&id)
-        })?;
-        Ok(Some(FastaRecord {
-            id,
-            description,
-            sequence: seq,
-            line: header_line,
-        }))
+        sequence::validate(&seq, || Location::line(&self.path, header_line).with_record(&id))?;
+        Ok(Some(FastaRecord { id, description, sequence: seq, line: header_line }))
     }
 }
 
@@ -162,19 +137,14 @@ pub fn read_fasta(path: impl AsRef<Path>) -> Result<Vec<FastaRecord>> {
 }
 
 /// Write records as FASTA with 60 residues a line.
-pub fn write_fasta<'a>(
-    path: impl AsRef<Path>,
-    records: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<()> {
+pub fn write_fasta<'a>(path: impl AsRef<Path>, records: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
     use std::io::Write;
     let path = path.as_ref();
     let mut w = std::io::BufWriter::new(File::create(path).map_err(|e| Error::io(path, e))?);
     for (id, seq) in records {
         writeln!(w, ">{id}").map_err(|e| Error::io(path, e))?;
         for chunk in seq.as_bytes().chunks(60) {
-            w.write_all(chunk)
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(|e| Error::io(path, e))?;
+            w.write_all(chunk).and_then(|_| w.write_all(b"\n")).map_err(|e| Error::io(path, e))?;
         }
     }
     w.flush().map_err(|e| Error::io(path, e))

@@ -46,3 +46,84 @@ impl std::fmt::Display for FilterReport {
         Ok(())
     }
 }
+
+/// The file formats [`read_proteins`] recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProteinFileFormat {
+    Fasta,
+    SwissProtGo,
+    SinglePfam,
+    HumanProteins,
+    /// `id<TAB>sequence`, no header (PPI sequence dictionaries).
+    IdSequenceTsv,
+}
+
+/// Detect a protein file's format from its first line.
+pub fn sniff_format(path: &std::path::Path) -> crate::Result<ProteinFileFormat> {
+    use std::io::BufRead;
+    let mut first = String::new();
+    fasta::open_maybe_gzip(path)?.read_line(&mut first).map_err(|e| crate::Error::io(path, e))?;
+    let first = first.trim_end();
+    Ok(if first.starts_with('>') {
+        ProteinFileFormat::Fasta
+    } else if first == tables::SWISSPROT_COLUMNS.join("\t") {
+        ProteinFileFormat::SwissProtGo
+    } else if first == "accession\tpfam_id\tsequence" {
+        ProteinFileFormat::SinglePfam
+    } else if first.starts_with("accession\tentrez_gene_ids") {
+        ProteinFileFormat::HumanProteins
+    } else if first.split('\t').count() == 2 {
+        ProteinFileFormat::IdSequenceTsv
+    } else {
+        return Err(crate::Error::data(
+            crate::Location::line(path, 1),
+            "unrecognised protein file: expected FASTA, the Swiss-Prot GO table, a human Pfam table or `id<TAB>sequence` lines",
+        ));
+    })
+}
+
+/// Read proteins (id and sequence) from any format of [`ProteinFileFormat`], with the report of what
+/// the reader merged (identical duplicates).
+pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Protein>, FilterReport)> {
+    let path = path.as_ref();
+    Ok(match sniff_format(path)? {
+        ProteinFileFormat::Fasta => {
+            let records = fasta::read_fasta(path)?;
+            let report = FilterReport { kept: records.len(), dropped: vec![] };
+            (records.into_iter().map(Protein::from).collect(), report)
+        }
+        ProteinFileFormat::SwissProtGo => {
+            let (r, rep) = tables::read_swissprot_go(path)?;
+            (r.into_iter().map(|r| Protein { id: r.accession, sequence: r.sequence }).collect(), rep)
+        }
+        ProteinFileFormat::SinglePfam => {
+            let (r, rep) = tables::read_single_pfam(path)?;
+            (r.into_iter().map(|r| Protein { id: r.accession, sequence: r.sequence }).collect(), rep)
+        }
+        ProteinFileFormat::HumanProteins => {
+            let (r, rep) = tables::read_human_proteins(path)?;
+            (r.into_iter().map(|r| Protein { id: r.accession, sequence: r.sequence }).collect(), rep)
+        }
+        ProteinFileFormat::IdSequenceTsv => {
+            let mut out = Vec::new();
+            let mut lines = std::io::BufRead::lines(fasta::open_maybe_gzip(path)?);
+            let mut line_no = 0;
+            while let Some(line) = lines.next() {
+                line_no += 1;
+                let line = line.map_err(|e| crate::Error::io(path, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let at = || crate::Location::line(path, line_no);
+                let (id, seq) = line
+                    .trim_end_matches('\r')
+                    .split_once('\t')
+                    .ok_or_else(|| crate::Error::data(at(), "expected `id<TAB>sequence`"))?;
+                sequence::validate(seq, || at().with_record(id))?;
+                out.push(Protein { id: id.to_string(), sequence: seq.to_string() });
+            }
+            let report = FilterReport { kept: out.len(), dropped: vec![] };
+            (out, report)
+        }
+    })
+}

@@ -1,1 +1,152 @@
-//! TODO
+//! Where data files live. One resolver, one order:
+//! 1. `$PROTEIN_LM_DATA` (a directory laid out like `../shared/datasets`),
+//! 2. `shared/datasets` beside the checkout (`<repo>/../shared/datasets`), found from the crate's
+//!    source directory and from the current directory's ancestors,
+//! 3. the user data directory (`$XDG_DATA_HOME/protein-lm/datasets`, where `datasets/fetch.sh` puts
+//!    what it downloads).
+//!
+//! Files are read in place, never copied into the project.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const ENV_VAR: &str = "PROTEIN_LM_DATA";
+
+/// Relative paths of the data files the crate knows, under a data root.
+pub mod files {
+    pub const SWISSPROT_GO_SAMPLE: &str = "swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz";
+    pub const SWISSPROT_GO_FULL: &str = "swissprot-2014-go/swissprot_201401_go_full.tsv.gz";
+    pub const GO_GRAPH: &str = "swissprot-2014-go/go_graph_201401.txt";
+    pub const GO_NAMES: &str = "swissprot-2014-go/go_term_names_201401.txt";
+    pub const HUMAN_PFAM: &str = "human-pfam/human_swissprot_pfam.tsv";
+    pub const HUMAN_SINGLE_PFAM: &str = "human-pfam/human_swissprot_single_pfam.tsv";
+    pub const PROBERTA_DICT: &str = "proberta-vocab/dict.txt";
+    pub const PIPR_YEAST_PAIRS: &str = "ppi/pipr-yeast/protein.actions.tsv";
+    pub const PIPR_YEAST_DICT: &str = "ppi/pipr-yeast/protein.dictionary.tsv";
+    pub const HIPPIE_HQ_PAIRS: &str = "ppi/hippie-hq/hippie_hq_pairs.tsv";
+    pub const HIPPIE_HQ_DICT: &str = "ppi/hippie-hq/hippie_hq_dict.tsv";
+    pub const PAN2010_PAIRS: &str = "ppi/pan2010/pan2010_pan_pairs.tsv";
+    pub const PAN2010_FASTA: [&str; 2] =
+        ["ppi/pan2010/pan2010_pan_sub.fasta", "ppi/pan2010/pan2010_fill_from_swissprot2014.fasta"];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataRoot {
+    pub path: PathBuf,
+    /// Where this root came from, for messages ("$PROTEIN_LM_DATA", "beside the checkout", …).
+    pub origin: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataResolver {
+    roots: Vec<DataRoot>,
+}
+
+/// The user data directory that `datasets/fetch.sh` fills.
+pub fn user_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("protein-lm").join("datasets"))
+}
+
+impl DataResolver {
+    /// The standard search order (see the module docs).
+    pub fn from_env() -> Self {
+        let mut roots = Vec::new();
+        if let Some(dir) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
+            roots.push(DataRoot { path: PathBuf::from(dir), origin: "$PROTEIN_LM_DATA" });
+        }
+        let beside = |repo: &Path| repo.parent().map(|p| p.join("shared").join("datasets"));
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        candidates.extend(beside(Path::new(env!("CARGO_MANIFEST_DIR"))));
+        if let Ok(cwd) = std::env::current_dir() {
+            for ancestor in cwd.ancestors() {
+                if ancestor.join("Cargo.toml").is_file() {
+                    candidates.extend(beside(ancestor));
+                }
+            }
+        }
+        for c in candidates {
+            let c = c.canonicalize().unwrap_or(c);
+            if !roots.iter().any(|r| r.path == c) {
+                roots.push(DataRoot { path: c, origin: "beside the checkout" });
+            }
+        }
+        if let Some(user) = user_data_dir() {
+            roots.push(DataRoot { path: user, origin: "user data directory" });
+        }
+        Self { roots }
+    }
+
+    /// A resolver over explicit roots (tests, or a user's own layout).
+    pub fn with_roots(roots: Vec<PathBuf>) -> Self {
+        Self { roots: roots.into_iter().map(|path| DataRoot { path, origin: "given" }).collect() }
+    }
+
+    pub fn roots(&self) -> &[DataRoot] {
+        &self.roots
+    }
+
+    /// The first existing `<root>/<relative>`; otherwise an error that lists where it looked and names
+    /// the command that fetches the file.
+    pub fn resolve(&self, relative: &str) -> Result<PathBuf> {
+        for root in &self.roots {
+            let candidate = root.path.join(relative);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        let dataset = dataset_of(relative);
+        Err(Error::MissingData {
+            relative: relative.to_string(),
+            searched: self
+                .roots
+                .iter()
+                .map(|r| format!("{} ({})", r.path.display(), r.origin))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fetch_command: format!("protein-lm data fetch {dataset}"),
+        })
+    }
+}
+
+/// The manifest's data-set name of a relative path: the first component, or the first two under `ppi/`.
+pub fn dataset_of(relative: &str) -> String {
+    let parts: Vec<&str> = relative.split('/').collect();
+    match parts.as_slice() {
+        ["ppi", name, _, ..] => format!("ppi/{name}"),
+        [name, _, ..] => name.to_string(),
+        _ => relative.to_string(),
+    }
+}
+
+/// Resolve a known file through the standard order.
+pub fn resolve(relative: &str) -> Result<PathBuf> {
+    DataResolver::from_env().resolve(relative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_first_root_and_explains_a_missing_file() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(b.path().join("human-pfam")).unwrap();
+        std::fs::write(b.path().join("human-pfam/x.tsv"), "x").unwrap();
+        let r = DataResolver::with_roots(vec![a.path().to_path_buf(), b.path().to_path_buf()]);
+        assert_eq!(r.resolve("human-pfam/x.tsv").unwrap(), b.path().join("human-pfam/x.tsv"));
+        std::fs::create_dir_all(a.path().join("human-pfam")).unwrap();
+        std::fs::write(a.path().join("human-pfam/x.tsv"), "y").unwrap();
+        assert_eq!(r.resolve("human-pfam/x.tsv").unwrap(), a.path().join("human-pfam/x.tsv"));
+        let e = r.resolve("ppi/hippie-hq/missing.tsv").unwrap_err().to_string();
+        assert!(e.contains("protein-lm data fetch ppi/hippie-hq"), "{e}");
+        assert!(e.contains(&a.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn dataset_names() {
+        assert_eq!(dataset_of(files::SWISSPROT_GO_SAMPLE), "swissprot-2014-go");
+        assert_eq!(dataset_of(files::PIPR_YEAST_PAIRS), "ppi/pipr-yeast");
+    }
+}

@@ -21,21 +21,11 @@ pub fn validate(sequence: &str, location: impl FnOnce() -> Location) -> Result<(
 /// The character check alone (an empty string passes); the error's location is a placeholder that
 /// callers replace.
 pub fn validate_chars(sequence: &str) -> Result<()> {
-    if let Some((pos, ch)) = sequence
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_alphabetic())
-    {
-        let shown: String = if ch.is_whitespace() || ch.is_control() {
-            format!("{ch:?}")
-        } else {
-            format!("'{ch}'")
-        };
+    if let Some((pos, ch)) = sequence.char_indices().find(|(_, c)| !c.is_ascii_alphabetic()) {
+        let shown: String = if ch.is_whitespace() || ch.is_control() { format!("{ch:?}") } else { format!("'{ch}'") };
         return Err(Error::data(
             Location::file(""),
-            format!(
-                "character {shown} at residue {} is not an amino-acid letter",
-                pos + 1
-            ),
+            format!("character {shown} at residue {} is not an amino-acid letter", pos + 1),
         ));
     }
     Ok(())
@@ -51,10 +41,7 @@ mod tests {
         assert!(validate("MKTAYIAKQRBZXUO", here).is_ok());
         assert!(validate("mkta", here).is_ok());
         let e = validate("MK7A", here).unwrap_err().to_string();
-        assert!(
-            e.contains("x.tsv:3") && e.contains("'7'") && e.contains("residue 3"),
-            "{e}"
-        );
+        assert!(e.contains("x.tsv:3") && e.contains("'7'") && e.contains("residue 3"), "{e}");
         let e = validate("", here).unwrap_err().to_string();
         assert!(e.contains("empty sequence"), "{e}");
         assert!(validate("MK-A", here).is_err());

@@ -1,1 +1,482 @@
-//! TODO
+//! Readers for the tab- and comma-separated tables the papers use: the Swiss-Prot 2014 table with GO
+//! terms, the human Pfam tables, and ProteinBERT's benchmark CSVs.
+//!
+//! Every reader checks the header by column name, validates every sequence, and reports problems with
+//! the file and line. Duplicated accessions with identical content are merged and counted; with
+//! different sequences they are an error.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use crate::data::fasta::open_maybe_gzip;
+use crate::data::{sequence, FilterReport, Protein};
+use crate::error::{Error, Location, Result};
+
+/// Line-by-line reader of a headed, tab-separated file (plain or gzip) that checks the header and the
+/// number of fields of every line.
+pub struct TsvReader {
+    path: PathBuf,
+    lines: std::io::Lines<Box<dyn BufRead>>,
+    line_no: usize,
+    columns: Vec<String>,
+}
+
+impl TsvReader {
+    /// Open `path` and check that its header has exactly `expected` columns, in that order.
+    pub fn open(path: impl AsRef<Path>, expected: &[&str]) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut lines = open_maybe_gzip(&path)?.lines();
+        let header = match lines.next() {
+            None => return Err(Error::data(Location::file(&path), "empty file: expected a header line")),
+            Some(h) => h.map_err(|e| Error::io(&path, e))?,
+        };
+        let columns: Vec<String> = header.trim_end_matches('\r').split('\t').map(str::to_string).collect();
+        if columns != expected {
+            let missing: Vec<&str> = expected.iter().copied().filter(|c| !columns.iter().any(|h| h == c)).collect();
+            let detail = if missing.is_empty() {
+                "columns in a different order".to_string()
+            } else {
+                format!("missing column(s) {}", missing.join(", "))
+            };
+            return Err(Error::data(
+                Location::line(&path, 1),
+                format!("wrong header: expected `{}`, found `{}` ({detail})", expected.join("\t"), columns.join("\t")),
+            ));
+        }
+        Ok(Self { path, lines, line_no: 1, columns })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next data line as owned fields with its 1-based line number; blank lines are skipped.
+    pub fn next_record(&mut self) -> Result<Option<(usize, Vec<String>)>> {
+        loop {
+            let Some(line) = self.lines.next() else { return Ok(None) };
+            self.line_no += 1;
+            let line = line.map_err(|e| Error::io(&self.path, e))?;
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() {
+                continue;
+            }
+            let fields: Vec<String> = line.split('\t').map(str::to_string).collect();
+            if fields.len() != self.columns.len() {
+                return Err(Error::data(
+                    Location::line(&self.path, self.line_no),
+                    format!("expected {} tab-separated fields, found {}", self.columns.len(), fields.len()),
+                ));
+            }
+            return Ok(Some((self.line_no, fields)));
+        }
+    }
+}
+
+/// Keeps the first occurrence of each accession; an identical repeat is counted, a repeat with a
+/// different sequence is an error naming both lines.
+struct UniqueAccessions {
+    first_seen: HashMap<String, (usize, u64)>,
+    report: FilterReport,
+}
+
+fn sequence_hash(seq: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    seq.hash(&mut h);
+    h.finish()
+}
+
+impl UniqueAccessions {
+    fn new() -> Self {
+        Self { first_seen: HashMap::new(), report: FilterReport::default() }
+    }
+    /// Returns whether the record is new.
+    fn check(&mut self, path: &Path, line: usize, accession: &str, seq: &str) -> Result<bool> {
+        let h = sequence_hash(seq);
+        match self.first_seen.get(accession) {
+            None => {
+                self.first_seen.insert(accession.to_string(), (line, h));
+                self.report.kept += 1;
+                Ok(true)
+            }
+            Some(&(first, h0)) if h0 == h => {
+                let _ = first;
+                self.report.drop("identical duplicate accession");
+                Ok(false)
+            }
+            Some(&(first, _)) => Err(Error::data(
+                Location::line(path, line).with_record(accession),
+                format!("accession {accession} appears again with a different sequence (first at line {first})"),
+            )),
+        }
+    }
+}
+
+/// One protein of the Swiss-Prot 2014 table: direct (unpropagated) GO terms per ontology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwissProtRecord {
+    pub accession: String,
+    pub go_mf: Vec<String>,
+    pub go_bp: Vec<String>,
+    pub go_cc: Vec<String>,
+    pub sequence: String,
+}
+
+impl SwissProtRecord {
+    /// All GO terms of the three ontologies.
+    pub fn go_terms(&self) -> impl Iterator<Item = &str> {
+        self.go_mf.iter().chain(&self.go_bp).chain(&self.go_cc).map(String::as_str)
+    }
+    pub fn protein(&self) -> Protein {
+        Protein { id: self.accession.clone(), sequence: self.sequence.clone() }
+    }
+}
+
+pub const SWISSPROT_COLUMNS: [&str; 6] = ["accession", "length", "go_mf", "go_bp", "go_cc", "sequence"];
+
+fn parse_go_list(field: &str, location: impl Fn() -> Location) -> Result<Vec<String>> {
+    if field.is_empty() {
+        return Ok(Vec::new());
+    }
+    field
+        .split(';')
+        .map(|t| {
+            let ok = t.len() == 10 && t.starts_with("GO:") && t[3..].bytes().all(|b| b.is_ascii_digit());
+            if ok {
+                Ok(t.to_string())
+            } else {
+                Err(Error::data(location(), format!("`{t}` is not a GO identifier (GO:NNNNNNN)")))
+            }
+        })
+        .collect()
+}
+
+/// Read the Swiss-Prot table with GO terms (`accession, length, go_mf, go_bp, go_cc, sequence`, gzip or
+/// plain). The `length` column must equal the sequence length.
+pub fn read_swissprot_go(path: impl AsRef<Path>) -> Result<(Vec<SwissProtRecord>, FilterReport)> {
+    read_swissprot_go_limit(path, usize::MAX)
+}
+
+/// As [`read_swissprot_go`], stopping after `limit` records (for tiny and demo scales).
+pub fn read_swissprot_go_limit(path: impl AsRef<Path>, limit: usize) -> Result<(Vec<SwissProtRecord>, FilterReport)> {
+    let mut reader = TsvReader::open(path, &SWISSPROT_COLUMNS)?;
+    let mut unique = UniqueAccessions::new();
+    let mut records = Vec::new();
+    while records.len() < limit {
+        let Some((line, f)) = reader.next_record()? else { break };
+        let path = reader.path().to_path_buf();
+        let at = || Location::line(&path, line).with_record(&f[0]);
+        let sequence = f[5].clone();
+        sequence::validate(&sequence, at)?;
+        let length: usize =
+            f[1].parse().map_err(|_| Error::data(at(), format!("length `{}` is not a non-negative integer", f[1])))?;
+        if length != sequence.len() {
+            return Err(Error::data(
+                at(),
+                format!("length column says {length} but the sequence has {}", sequence.len()),
+            ));
+        }
+        let record = SwissProtRecord {
+            accession: f[0].clone(),
+            go_mf: parse_go_list(&f[2], at)?,
+            go_bp: parse_go_list(&f[3], at)?,
+            go_cc: parse_go_list(&f[4], at)?,
+            sequence,
+        };
+        if unique.check(&path, line, &record.accession, &record.sequence)? {
+            records.push(record);
+        }
+    }
+    Ok((records, unique.report))
+}
+
+/// A human protein with exactly one Pfam family (`human_swissprot_single_pfam.tsv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PfamRecord {
+    pub accession: String,
+    pub pfam_id: String,
+    pub sequence: String,
+}
+
+/// A human protein with all its Pfam and PROSITE ids (`human_swissprot_pfam.tsv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanProteinRecord {
+    pub accession: String,
+    pub entrez_gene_ids: Vec<String>,
+    pub pfam_ids: Vec<String>,
+    pub prosite_ids: Vec<String>,
+    pub sequence: String,
+}
+
+fn split_list(field: &str) -> Vec<String> {
+    field.split([';', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+pub fn read_single_pfam(path: impl AsRef<Path>) -> Result<(Vec<PfamRecord>, FilterReport)> {
+    let mut reader = TsvReader::open(path, &["accession", "pfam_id", "sequence"])?;
+    let mut unique = UniqueAccessions::new();
+    let mut records = Vec::new();
+    while let Some((line, f)) = reader.next_record()? {
+        let path = reader.path().to_path_buf();
+        let at = || Location::line(&path, line).with_record(&f[0]);
+        sequence::validate(&f[2], at)?;
+        if !f[1].starts_with("PF") {
+            return Err(Error::data(at(), format!("`{}` is not a Pfam identifier (PFnnnnn)", f[1])));
+        }
+        if unique.check(&path, line, &f[0], &f[2])? {
+            records.push(PfamRecord { accession: f[0].clone(), pfam_id: f[1].clone(), sequence: f[2].clone() });
+        }
+    }
+    Ok((records, unique.report))
+}
+
+pub fn read_human_proteins(path: impl AsRef<Path>) -> Result<(Vec<HumanProteinRecord>, FilterReport)> {
+    let columns = ["accession", "entrez_gene_ids", "pfam_ids", "n_pfam", "prosite_ids", "sequence"];
+    let mut reader = TsvReader::open(path, &columns)?;
+    let mut unique = UniqueAccessions::new();
+    let mut records = Vec::new();
+    while let Some((line, f)) = reader.next_record()? {
+        let path = reader.path().to_path_buf();
+        let at = || Location::line(&path, line).with_record(&f[0]);
+        sequence::validate(&f[5], at)?;
+        let pfam_ids = split_list(&f[2]);
+        let n_pfam: usize =
+            f[3].parse().map_err(|_| Error::data(at(), format!("n_pfam `{}` is not an integer", f[3])))?;
+        if n_pfam != pfam_ids.len() {
+            return Err(Error::data(at(), format!("n_pfam says {n_pfam} but {} Pfam ids are listed", pfam_ids.len())));
+        }
+        if unique.check(&path, line, &f[0], &f[5])? {
+            records.push(HumanProteinRecord {
+                accession: f[0].clone(),
+                entrez_gene_ids: split_list(&f[1]),
+                pfam_ids,
+                prosite_ids: split_list(&f[4]),
+                sequence: f[5].clone(),
+            });
+        }
+    }
+    Ok((records, unique.report))
+}
+
+/// What a benchmark predicts, as ProteinBERT's `OutputType(is_seq, kind)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LabelKind {
+    Binary,
+    Categorical,
+    Numeric,
+}
+
+/// A benchmark of the ProteinBERT paper (Table 1): files, label type, metric and the paper's scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchmarkSpec {
+    /// File prefix under `proteinbert-benchmarks/`.
+    pub name: &'static str,
+    pub title: &'static str,
+    pub kind: LabelKind,
+    pub per_residue: bool,
+    pub metric: &'static str,
+    pub has_valid: bool,
+    /// ProteinBERT's test score without pretraining and pretrained (paper, Table 2).
+    pub paper_scores: (f64, f64),
+}
+
+pub const BENCHMARKS: [BenchmarkSpec; 8] = [
+    BenchmarkSpec {
+        name: "secondary_structure",
+        title: "Secondary structure",
+        kind: LabelKind::Categorical,
+        per_residue: true,
+        metric: "accuracy",
+        has_valid: true,
+        paper_scores: (0.704, 0.740),
+    },
+    BenchmarkSpec {
+        name: "disorder_secondary_structure",
+        title: "Disorder",
+        kind: LabelKind::Binary,
+        per_residue: true,
+        metric: "roc_auc",
+        has_valid: true,
+        paper_scores: (0.862, 0.870),
+    },
+    BenchmarkSpec {
+        name: "remote_homology",
+        title: "Remote homology",
+        kind: LabelKind::Categorical,
+        per_residue: false,
+        metric: "accuracy",
+        has_valid: true,
+        paper_scores: (0.063, 0.219),
+    },
+    BenchmarkSpec {
+        name: "scop",
+        title: "Fold classes",
+        kind: LabelKind::Categorical,
+        per_residue: false,
+        metric: "accuracy",
+        has_valid: false,
+        paper_scores: (0.593, 0.884),
+    },
+    BenchmarkSpec {
+        name: "signalP_binary",
+        title: "Signal peptide",
+        kind: LabelKind::Binary,
+        per_residue: false,
+        metric: "roc_auc",
+        has_valid: false,
+        paper_scores: (0.991, 0.996),
+    },
+    BenchmarkSpec {
+        name: "ProFET_NP_SP_Cleaved",
+        title: "Neuropeptide cleavage",
+        kind: LabelKind::Binary,
+        per_residue: false,
+        metric: "roc_auc",
+        has_valid: true,
+        paper_scores: (0.940, 0.978),
+    },
+    BenchmarkSpec {
+        name: "fluorescence",
+        title: "Fluorescence",
+        kind: LabelKind::Numeric,
+        per_residue: false,
+        metric: "spearman",
+        has_valid: true,
+        paper_scores: (0.647, 0.663),
+    },
+    BenchmarkSpec {
+        name: "stability",
+        title: "Stability",
+        kind: LabelKind::Numeric,
+        per_residue: false,
+        metric: "spearman",
+        has_valid: true,
+        paper_scores: (0.634, 0.762),
+    },
+];
+
+pub fn benchmark(name: &str) -> Result<&'static BenchmarkSpec> {
+    BENCHMARKS.iter().find(|b| b.name == name).ok_or_else(|| {
+        let names: Vec<&str> = BENCHMARKS.iter().map(|b| b.name).collect();
+        Error::invalid(format!("unknown benchmark `{name}`; known: {}", names.join(", ")))
+    })
+}
+
+/// A benchmark label, typed by the benchmark's [`LabelKind`] and `per_residue`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Label {
+    Binary(bool),
+    Numeric(f64),
+    /// Category names as written in the file (SCOP class letters, fold ids); the label set is built
+    /// over all splits, as the reference does.
+    Category(String),
+    /// One label per residue: digits for categorical classes (0/1/2) or binary (0/1).
+    PerResidue(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchmarkRecord {
+    pub sequence: String,
+    pub label: Label,
+    /// 1-based line in the CSV.
+    pub line: usize,
+}
+
+/// Read one benchmark CSV (`seq,label` or `label,seq`, header required).
+pub fn read_benchmark_csv(path: impl AsRef<Path>, spec: &BenchmarkSpec) -> Result<Vec<BenchmarkRecord>> {
+    let path = path.as_ref();
+    let reader = open_maybe_gzip(path)?;
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+    let header = csv.headers().map_err(|e| Error::data(Location::line(path, 1), e.to_string()))?.clone();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (Some(seq_col), Some(label_col)) = (col("seq"), col("label")) else {
+        return Err(Error::data(
+            Location::line(path, 1),
+            format!(
+                "wrong header `{}`: expected columns `seq` and `label` (either order)",
+                header.iter().collect::<Vec<_>>().join(",")
+            ),
+        ));
+    };
+    if header.len() != 2 {
+        return Err(Error::data(Location::line(path, 1), format!("expected 2 columns, found {}", header.len())));
+    }
+    let mut records = Vec::new();
+    for row in csv.records() {
+        let row = row.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            Error::data(Location::line(path, line), format!("malformed CSV row: {e}"))
+        })?;
+        let line = row.position().map(|p| p.line() as usize).unwrap_or(0);
+        let seq = row.get(seq_col).unwrap_or("");
+        let raw = row.get(label_col).unwrap_or("").trim();
+        let at = || Location::line(path, line);
+        sequence::validate(seq, at)?;
+        let label = parse_label(raw, seq.len(), spec).map_err(|m| Error::data(at(), m))?;
+        records.push(BenchmarkRecord { sequence: seq.to_string(), label, line });
+    }
+    Ok(records)
+}
+
+fn parse_label(raw: &str, seq_len: usize, spec: &BenchmarkSpec) -> std::result::Result<Label, String> {
+    if raw.is_empty() {
+        return Err("empty label".into());
+    }
+    if spec.per_residue {
+        if raw.len() != seq_len {
+            return Err(format!("per-residue label has {} characters but the sequence has {seq_len}", raw.len()));
+        }
+        let max = if spec.kind == LabelKind::Binary { b'1' } else { b'9' };
+        return raw
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| {
+                if (b'0'..=max).contains(&b) {
+                    Ok(b - b'0')
+                } else {
+                    Err(format!(
+                        "per-residue label character '{}' at residue {} is not a class digit 0–{}",
+                        b as char,
+                        i + 1,
+                        max as char
+                    ))
+                }
+            })
+            .collect::<std::result::Result<Vec<u8>, String>>()
+            .map(Label::PerResidue);
+    }
+    match spec.kind {
+        LabelKind::Binary => match raw {
+            "0" | "0.0" => Ok(Label::Binary(false)),
+            "1" | "1.0" => Ok(Label::Binary(true)),
+            _ => Err(format!("binary label `{raw}` is not 0 or 1")),
+        },
+        LabelKind::Numeric => match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Label::Numeric(v)),
+            _ => Err(format!("numeric label `{raw}` is not a finite number")),
+        },
+        LabelKind::Categorical => Ok(Label::Category(raw.to_string())),
+    }
+}
+
+/// The train / valid / test files of a benchmark (valid is `None` where the benchmark has none: the
+/// reference then holds out 10 % of train, stratified).
+#[derive(Debug, Clone)]
+pub struct BenchmarkData {
+    pub spec: &'static BenchmarkSpec,
+    pub train: Vec<BenchmarkRecord>,
+    pub valid: Option<Vec<BenchmarkRecord>>,
+    pub test: Vec<BenchmarkRecord>,
+}
+
+/// Load a benchmark through the data resolver.
+pub fn load_benchmark(name: &str) -> Result<BenchmarkData> {
+    let spec = benchmark(name)?;
+    let resolver = crate::data::resolver::DataResolver::from_env();
+    let file = |split: &str| format!("proteinbert-benchmarks/{}.{split}.csv", spec.name);
+    let train = read_benchmark_csv(resolver.resolve(&file("train"))?, spec)?;
+    let valid = if spec.has_valid { Some(read_benchmark_csv(resolver.resolve(&file("valid"))?, spec)?) } else { None };
+    let test = read_benchmark_csv(resolver.resolve(&file("test"))?, spec)?;
+    Ok(BenchmarkData { spec, train, valid, test })
+}

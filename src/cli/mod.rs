@@ -1,0 +1,59 @@
+//! One file per subcommand; each composes library calls and prints what it did.
+
+mod data;
+mod data_split;
+mod tokenizer;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "protein-lm",
+    version,
+    about = "ProteinBERT and PRoBERTa: data, tokenizers, models, training and analysis",
+    long_about = "ProteinBERT and PRoBERTa protein language models in Rust.\n\n\
+Data files are found through one resolver: $PROTEIN_LM_DATA, then ../shared/datasets beside the checkout, \
+then the user data directory that `protein-lm data fetch` fills.\n\n\
+Start with `protein-lm data stats` to see what data is available."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, verify, summarise and split data sets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Train a PRoBERTa BPE tokenizer, or encode proteins with either model's tokenizer.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
+}
+
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Data(c) => data::run(c),
+        Command::Tokenizer(c) => tokenizer::run(c),
+    }
+}
+
+/// A progress bar in the crate's style (hidden when stderr is not a terminal, e.g. under CI).
+pub(crate) fn progress_bar(len: u64, message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:<24} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("static template"),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+pub(crate) fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,192 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use protein_lm::data::read_proteins;
+use protein_lm::tokenize::{
+    BpeOptions, PairTruncation, ProbertaTokenizer, ResidueTokenizer, SingleTruncation, UnknownCounts,
+};
+
+#[derive(Subcommand)]
+pub enum TokenizerCommand {
+    /// Train PRoBERTa's BPE (SentencePiece options of the reference) and save tokenizer.json + dict.txt.
+    ///
+    /// Example: protein-lm tokenizer train --input ../shared/datasets/swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz --out runs/bpe
+    Train(TrainArgs),
+    /// Encode proteins and print one line per protein: id, then pieces or ids.
+    ///
+    /// Example: protein-lm tokenizer encode --tokenizer runs/bpe --input proteins.fasta --pieces
+    Encode(EncodeArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Proteins to train on: FASTA (plain or .gz), the Swiss-Prot GO table, or a human Pfam table.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory for tokenizer.json, dict.txt and training_report.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// SentencePiece vocab_size (counts 3 specials; 10,000 → 9,997 pieces → 10,009 fairseq ids).
+    #[arg(long, default_value_t = 10_000)]
+    vocab_size: usize,
+    /// Longest piece, in characters (SentencePiece default 16).
+    #[arg(long, default_value_t = 16)]
+    max_piece_length: usize,
+    /// Train only on sequences shorter than this (reference: < 1,024 residues).
+    #[arg(long, default_value_t = 1024)]
+    max_train_length: usize,
+    /// Use only the first N proteins of the input.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Which {
+    /// PRoBERTa BPE (needs --tokenizer).
+    Proberta,
+    /// ProteinBERT residues (26 ids).
+    Proteinbert,
+}
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    /// Proteins to encode (any format `tokenizer train` reads).
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long, value_enum, default_value_t = Which::Proberta)]
+    model: Which,
+    /// Directory with tokenizer.json and/or dict.txt (dict.txt alone: approximate merge-free encoding).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Print piece strings instead of ids.
+    #[arg(long)]
+    pieces: bool,
+    /// Encode consecutive proteins as pairs `<s> A </s> </s> B </s>`.
+    #[arg(long)]
+    pairs: bool,
+    /// PRoBERTa truncation: `paper` (each protein ≤ 254 pieces in a pair; `<s>`…`</s>` within 512 for
+    /// one protein) or `reference` (cut the whole input to 512 tokens).
+    #[arg(long, default_value = "paper")]
+    truncation: String,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(command: TokenizerCommand) -> anyhow::Result<()> {
+    match command {
+        TokenizerCommand::Train(a) => train(a),
+        TokenizerCommand::Encode(a) => encode(a),
+    }
+}
+
+fn train(a: TrainArgs) -> anyhow::Result<()> {
+    let (mut proteins, report) = read_proteins(&a.input)?;
+    if let Some(n) = a.limit {
+        proteins.truncate(n);
+    }
+    eprintln!("read {} proteins from {} ({report})", proteins.len(), a.input.display());
+    let options = BpeOptions {
+        vocab_size: a.vocab_size,
+        max_piece_length: a.max_piece_length,
+        max_train_length: a.max_train_length,
+    };
+    let bar = super::spinner("training BPE");
+    let started = std::time::Instant::now();
+    let (tokenizer, report) = ProbertaTokenizer::train(proteins.iter().map(|p| p.sequence.as_str()), &options)?;
+    bar.finish_and_clear();
+    tokenizer.save(&a.out)?;
+    let summary = serde_json::json!({
+        "input": a.input.display().to_string(),
+        "options": options,
+        "report": report,
+        "fairseq_ids": tokenizer.dictionary.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    std::fs::write(a.out.join("training_report.json"), serde_json::to_string_pretty(&summary)?)?;
+    eprintln!(
+        "trained on {} sequences ({} skipped: ≥ {} residues) in {:.1}s: {} pieces, {} fairseq ids, {:.3} residues per piece → {}",
+        report.sequences_used,
+        report.skipped_too_long,
+        a.max_train_length,
+        started.elapsed().as_secs_f64(),
+        report.pieces,
+        tokenizer.dictionary.len(),
+        report.residues_per_piece,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn encode(a: EncodeArgs) -> anyhow::Result<()> {
+    let (proteins, _) = read_proteins(&a.input)?;
+    let mut out: Box<dyn Write> = match &a.out {
+        Some(p) => {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| p.display().to_string())?))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut unknown = UnknownCounts::default();
+    let join = |ids: &[u32]| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
+    match a.model {
+        Which::Proteinbert => {
+            if a.pairs {
+                bail!("ProteinBERT has no pair encoding");
+            }
+            for p in &proteins {
+                let ids = ResidueTokenizer.encode(&p.sequence, &mut unknown);
+                let text = if a.pieces {
+                    ids.iter().map(|&i| ResidueTokenizer::token(i)).collect::<Vec<_>>().join(" ")
+                } else {
+                    join(&ids)
+                };
+                writeln!(out, "{}\t{text}", p.id)?;
+            }
+        }
+        Which::Proberta => {
+            let dir = a.tokenizer.context("--tokenizer DIR is required for PRoBERTa (a directory from `tokenizer train`, or one holding the original dict.txt)")?;
+            let tok = ProbertaTokenizer::load(&dir)?;
+            if !tok.is_exact() {
+                eprintln!(
+                    "note: {} has no tokenizer.json; encoding with the approximate merge-free encoder over dict.txt",
+                    dir.display()
+                );
+            }
+            let (single, pair) = match a.truncation.as_str() {
+                "paper" => (SingleTruncation::default(), PairTruncation::default()),
+                "reference" => {
+                    (SingleTruncation::CutInput { max_len: 512 }, PairTruncation::WholeInput { max_len: 512 })
+                }
+                other => bail!("--truncation must be `paper` or `reference`, not `{other}`"),
+            };
+            let render = |ids: &[u32]| -> String {
+                if a.pieces {
+                    ids.iter().map(|&i| tok.dictionary.symbol(i).unwrap_or("?")).collect::<Vec<_>>().join(" ")
+                } else {
+                    join(ids)
+                }
+            };
+            if a.pairs {
+                if proteins.len() % 2 != 0 {
+                    bail!("--pairs needs an even number of proteins, {} has {}", a.input.display(), proteins.len());
+                }
+                for pq in proteins.chunks(2) {
+                    let ids = tok.encode_pair(&pq[0].sequence, &pq[1].sequence, pair, &mut unknown)?;
+                    writeln!(out, "{}+{}\t{}", pq[0].id, pq[1].id, render(&ids))?;
+                }
+            } else {
+                for p in &proteins {
+                    let ids = tok.encode_single(&p.sequence, single, &mut unknown)?;
+                    writeln!(out, "{}\t{}", p.id, render(&ids))?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    if unknown.total() > 0 {
+        eprintln!("{} characters mapped to the unknown token: {:?}", unknown.total(), unknown.by_char);
+    }
+    Ok(())
+}
