@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod notebook;
+pub mod plots;
 pub mod rng;
 pub mod tokenize;
 

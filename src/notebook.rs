@@ -1,1 +1,178 @@
-//! Notebook helpers.
+//! What notebooks need beyond the library calls: the scale switch and inline display.
+//!
+//! Every notebook runs at three scales chosen by `PROTEIN_LM_SCALE`: `tiny` (CI: seconds to a
+//! minute or two), `demo` (a laptop CPU: meaningful results in minutes) and `paper` (the papers'
+//! hyperparameters, for a GPU). Values that evcxr shows inline implement `evcxr_display`, which
+//! prints a MIME bundle between `EVCXR_BEGIN_CONTENT` and `EVCXR_END_CONTENT`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+pub const SCALE_VAR: &str = "PROTEIN_LM_SCALE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Scale {
+    Tiny,
+    Demo,
+    Paper,
+}
+
+impl Scale {
+    /// From `PROTEIN_LM_SCALE` (tiny | demo | paper); `demo` when unset. An unknown value panics on
+    /// purpose: a notebook must not silently run at a scale nobody asked for.
+    pub fn from_env() -> Scale {
+        match std::env::var(SCALE_VAR) {
+            Err(_) => Scale::Demo,
+            Ok(v) => v.parse().unwrap_or_else(|e: Error| panic!("{e}")),
+        }
+    }
+
+    /// Choose a value by scale.
+    pub fn pick<T>(self, tiny: T, demo: T, paper: T) -> T {
+        match self {
+            Scale::Tiny => tiny,
+            Scale::Demo => demo,
+            Scale::Paper => paper,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.pick("tiny", "demo", "paper")
+    }
+}
+
+impl std::str::FromStr for Scale {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Scale> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tiny" => Ok(Scale::Tiny),
+            "demo" => Ok(Scale::Demo),
+            "paper" => Ok(Scale::Paper),
+            other => Err(Error::invalid(format!("{SCALE_VAR}=`{other}`: expected tiny, demo or paper"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Scale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn emit(mime: &str, content: &str) {
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+}
+
+/// An SVG figure: shown inline in evcxr, savable as a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Svg(pub String);
+
+impl Svg {
+    pub fn evcxr_display(&self) {
+        emit("image/svg+xml", &self.0);
+    }
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::write(path, &self.0).map_err(|e| Error::io(path, e))
+    }
+}
+
+/// HTML shown inline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Html(pub String);
+
+impl Html {
+    pub fn evcxr_display(&self) {
+        emit("text/html", &self.0);
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A small table for notebooks: a header and rows of cells, shown as HTML (and as aligned text by
+/// `Display`, so it reads in logs too).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
+        Self { header: header.into_iter().map(Into::into).collect(), rows: Vec::new() }
+    }
+    pub fn row<S: ToString>(mut self, cells: impl IntoIterator<Item = S>) -> Self {
+        self.push(cells);
+        self
+    }
+    pub fn push<S: ToString>(&mut self, cells: impl IntoIterator<Item = S>) {
+        self.rows.push(cells.into_iter().map(|c| c.to_string()).collect());
+    }
+    pub fn to_html(&self) -> String {
+        let mut h = String::from("<table>\n<thead><tr>");
+        for c in &self.header {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for r in &self.rows {
+            h.push_str("<tr>");
+            for c in r {
+                let _ = write!(h, "<td>{}</td>", escape(c));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody>\n</table>");
+        h
+    }
+    pub fn evcxr_display(&self) {
+        emit("text/html", &self.to_html());
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.header.len();
+        let widths: Vec<usize> = (0..n)
+            .map(|i| {
+                std::iter::once(&self.header)
+                    .chain(&self.rows)
+                    .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            let cells: Vec<String> =
+                (0..n).map(|i| format!("{:<w$}", r.get(i).map_or("", String::as_str), w = widths[i])).collect();
+            writeln!(f, "{}", cells.join("  ").trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_parsing_and_pick() {
+        assert_eq!("tiny".parse::<Scale>().unwrap(), Scale::Tiny);
+        assert_eq!(" Paper ".parse::<Scale>().unwrap(), Scale::Paper);
+        assert!("huge".parse::<Scale>().unwrap_err().to_string().contains("tiny, demo or paper"));
+        assert_eq!(Scale::Demo.pick(1, 2, 3), 2);
+    }
+
+    #[test]
+    fn table_renders_and_escapes() {
+        let t = Table::new(["name", "value"]).row(["<a>", "1"]).row(["bb", "22"]);
+        assert!(t.to_html().contains("<td>&lt;a&gt;</td>"));
+        assert_eq!(t.to_string(), "name  value\n<a>   1\nbb    22\n");
+    }
+}

@@ -67,7 +67,7 @@ pub struct EncodeArgs {
     #[arg(long)]
     pairs: bool,
     /// PRoBERTa truncation: `paper` (each protein ≤ 254 pieces in a pair; `<s>`…`</s>` within 512 for
-    /// one protein) or `reference` (cut the whole input to 512 tokens).
+    /// one protein), `reference` (cut the whole input to 512 tokens) or `none`.
     #[arg(long, default_value = "paper")]
     truncation: String,
     /// Output file (default: standard output).
@@ -159,7 +159,8 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
                 "reference" => {
                     (SingleTruncation::CutInput { max_len: 512 }, PairTruncation::WholeInput { max_len: 512 })
                 }
-                other => bail!("--truncation must be `paper` or `reference`, not `{other}`"),
+                "none" => (SingleTruncation::None, PairTruncation::None),
+                other => bail!("--truncation must be `paper`, `reference` or `none`, not `{other}`"),
             };
             let render = |ids: &[u32]| -> String {
                 if a.pieces {
