@@ -29,15 +29,8 @@ pub const DEFAULT_RELATIONS: [&str; 2] = ["is_a", "part_of"];
 
 /// Relation names that GO uses; naming one that a small graph happens to lack is not an error, but a
 /// misspelt name is, because it would silently propagate through nothing.
-const KNOWN_RELATIONS: [&str; 7] = [
-    "is_a",
-    "part_of",
-    "regulates",
-    "positively_regulates",
-    "negatively_regulates",
-    "has_part",
-    "occurs_in",
-];
+const KNOWN_RELATIONS: [&str; 7] =
+    ["is_a", "part_of", "regulates", "positively_regulates", "negatively_regulates", "has_part", "occurs_in"];
 
 /// The GO term graph. Terms are interned; edges point from child to parent with a relation.
 #[derive(Debug, Clone, Default)]
@@ -68,8 +61,7 @@ fn looks_like_node_id(s: &str) -> bool {
 }
 
 fn looks_like_go_id(s: &str) -> bool {
-    s.strip_prefix("GO:")
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+    s.strip_prefix("GO:").is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn read_lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
@@ -113,11 +105,7 @@ impl GoGraph {
     }
 
     /// Parse edges from any reader; `source` only names the input in error messages.
-    pub fn from_edge_reader(
-        reader: impl BufRead,
-        source: impl AsRef<Path>,
-        columns: EdgeColumns,
-    ) -> Result<Self> {
+    pub fn from_edge_reader(reader: impl BufRead, source: impl AsRef<Path>, columns: EdgeColumns) -> Result<Self> {
         let source = source.as_ref();
         let mut graph = Self::default();
         for (i, line) in reader.lines().enumerate() {
@@ -127,13 +115,7 @@ impl GoGraph {
         Ok(graph)
     }
 
-    fn parse_edge_line(
-        &mut self,
-        line: &str,
-        path: &Path,
-        line_no: usize,
-        columns: EdgeColumns,
-    ) -> Result<()> {
+    fn parse_edge_line(&mut self, line: &str, path: &Path, line_no: usize, columns: EdgeColumns) -> Result<()> {
         if line.trim().is_empty() {
             return Ok(());
         }
@@ -142,10 +124,7 @@ impl GoGraph {
         if fields.len() != 4 {
             return Err(Error::data(
                 here(),
-                format!(
-                    "expected 4 tab-separated fields (two terms, depth, relation), found {}",
-                    fields.len()
-                ),
+                format!("expected 4 tab-separated fields (two terms, depth, relation), found {}", fields.len()),
             ));
         }
         let (child, parent) = match columns {
@@ -155,10 +134,7 @@ impl GoGraph {
         let (depth, relation) = (fields[2], fields[3]);
         for term in [child, parent] {
             if !looks_like_node_id(term) {
-                return Err(Error::data(
-                    here(),
-                    format!("`{term}` is not a term id (empty or contains whitespace)"),
-                ));
+                return Err(Error::data(here(), format!("`{term}` is not a term id (empty or contains whitespace)")));
             }
         }
         if depth.parse::<u32>().is_err() {
@@ -167,11 +143,7 @@ impl GoGraph {
                 format!("depth `{depth}` is not a non-negative integer"),
             ));
         }
-        if relation.is_empty()
-            || !relation
-                .bytes()
-                .all(|b| b.is_ascii_alphabetic() || b == b'_')
-        {
+        if relation.is_empty() || !relation.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
             return Err(Error::data(
                 here().with_record(child),
                 format!("relation `{relation}` is not a relation name"),
@@ -201,10 +173,7 @@ impl GoGraph {
             return Ok(());
         }
         let Some((id, name)) = line.split_once('\t') else {
-            return Err(Error::data(
-                Location::line(path, line_no),
-                "expected `GO id<TAB>name`",
-            ));
+            return Err(Error::data(Location::line(path, line_no), "expected `GO id<TAB>name`"));
         };
         if !looks_like_node_id(id) {
             return Err(Error::data(
@@ -249,11 +218,7 @@ impl GoGraph {
 
     /// Relations present in the graph with their edge counts, in the order first met.
     pub fn relation_counts(&self) -> Vec<(String, usize)> {
-        self.relations
-            .iter()
-            .cloned()
-            .zip(self.relation_counts.iter().copied())
-            .collect()
+        self.relations.iter().cloned().zip(self.relation_counts.iter().copied()).collect()
     }
 
     /// Direct parents of a term through any relation, as `(parent, relation)`.
@@ -263,12 +228,7 @@ impl GoGraph {
         };
         self.parents[i as usize]
             .iter()
-            .map(|&(p, r)| {
-                (
-                    self.terms[p as usize].as_str(),
-                    self.relations[r as usize].as_str(),
-                )
-            })
+            .map(|&(p, r)| (self.terms[p as usize].as_str(), self.relations[r as usize].as_str()))
             .collect()
     }
 
@@ -283,11 +243,7 @@ impl GoGraph {
                 )));
             }
         }
-        let followed: Vec<bool> = self
-            .relations
-            .iter()
-            .map(|r| relations.contains(&r.as_str()))
-            .collect();
+        let followed: Vec<bool> = self.relations.iter().map(|r| relations.contains(&r.as_str())).collect();
         let n = self.terms.len();
         let mut ancestors: Vec<Vec<u32>> = Vec::with_capacity(n);
         let mut seen = vec![false; n];
@@ -313,17 +269,12 @@ impl GoGraph {
             found.sort_unstable_by(|a, b| self.terms[*a as usize].cmp(&self.terms[*b as usize]));
             ancestors.push(found);
         }
-        Ok(GoAncestry {
-            graph: self,
-            relations: relations.iter().map(|r| r.to_string()).collect(),
-            ancestors,
-        })
+        Ok(GoAncestry { graph: self, relations: relations.iter().map(|r| r.to_string()).collect(), ancestors })
     }
 
     /// [`Self::ancestry`] through `is_a` and `part_of`.
     pub fn default_ancestry(&self) -> GoAncestry<'_> {
-        self.ancestry(&DEFAULT_RELATIONS)
-            .expect("default relations are known GO relations")
+        self.ancestry(&DEFAULT_RELATIONS).expect("default relations are known GO relations")
     }
 }
 
@@ -361,12 +312,7 @@ impl std::fmt::Display for AnnotationReport {
             self.unknown_occurrences,
             self.unknown_terms.len()
         )?;
-        let examples: Vec<&str> = self
-            .unknown_terms
-            .keys()
-            .take(5)
-            .map(String::as_str)
-            .collect();
+        let examples: Vec<&str> = self.unknown_terms.keys().take(5).map(String::as_str).collect();
         if !examples.is_empty() {
             write!(f, ", e.g. {}", examples.join(", "))?;
         }
@@ -391,21 +337,12 @@ impl<'g> GoAncestry<'g> {
     /// Proper ancestors of a term, sorted by GO id; `None` when the graph does not know the term.
     pub fn ancestors(&self, term: &str) -> Option<Vec<&'g str>> {
         let &i = self.graph.index.get(term)?;
-        Some(
-            self.ancestors[i as usize]
-                .iter()
-                .map(|&a| self.graph.terms[a as usize].as_str())
-                .collect(),
-        )
+        Some(self.ancestors[i as usize].iter().map(|&a| self.graph.terms[a as usize].as_str()).collect())
     }
 
     /// The terms plus all their ancestors, deduplicated and sorted by GO id. Unknown terms are kept.
     pub fn propagate<S: AsRef<str>>(&self, terms: &[S]) -> Vec<String> {
-        self.annotate(
-            terms,
-            AnnotationMode::Propagated,
-            &mut AnnotationReport::default(),
-        )
+        self.annotate(terms, AnnotationMode::Propagated, &mut AnnotationReport::default())
     }
 
     /// One protein's annotation under `mode`, deduplicated and sorted by GO id, counted in `report`.
@@ -490,26 +427,14 @@ impl GoVocabulary {
     }
 
     fn from_terms(terms: Vec<String>, names: Option<Vec<Option<String>>>) -> Self {
-        let index = terms
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i))
-            .collect();
+        let index = terms.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
         let names = names.unwrap_or_else(|| vec![None; terms.len()]);
-        Self {
-            terms,
-            names,
-            index,
-        }
+        Self { terms, names, index }
     }
 
     /// Attach term names from the graph, so the saved file is readable.
     pub fn with_names(mut self, graph: &GoGraph) -> Self {
-        self.names = self
-            .terms
-            .iter()
-            .map(|t| graph.name(t).map(str::to_string))
-            .collect();
+        self.names = self.terms.iter().map(|t| graph.name(t).map(str::to_string)).collect();
         self
     }
 
@@ -532,10 +457,7 @@ impl GoVocabulary {
     /// Sorted vocabulary indices of the terms; terms outside the vocabulary are skipped, which is the
     /// point of a minimum count (they are too rare to learn).
     pub fn indices<S: AsRef<str>>(&self, terms: &[S]) -> Vec<usize> {
-        let mut out: Vec<usize> = terms
-            .iter()
-            .filter_map(|t| self.index_of(t.as_ref()))
-            .collect();
+        let mut out: Vec<usize> = terms.iter().filter_map(|t| self.index_of(t.as_ref())).collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -625,11 +547,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         assert_eq!(g.n_terms(), 7);
         assert_eq!(
             g.relation_counts(),
-            vec![
-                ("is_a".to_string(), 4),
-                ("part_of".to_string(), 1),
-                ("regulates".to_string(), 1)
-            ]
+            vec![("is_a".to_string(), 4), ("part_of".to_string(), 1), ("regulates".to_string(), 1)]
         );
         assert_eq!(g.parents("GO:0000012"), vec![("GO:0000011", "part_of")]);
     }
@@ -638,10 +556,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
     fn ancestors_follow_is_a_and_part_of_but_not_regulates() {
         let g = small();
         let anc = g.default_ancestry();
-        assert_eq!(
-            anc.ancestors("GO:0000012").unwrap(),
-            vec!["GO:0000001", "GO:0000010", "GO:0000011"]
-        );
+        assert_eq!(anc.ancestors("GO:0000012").unwrap(), vec!["GO:0000001", "GO:0000010", "GO:0000011"]);
         assert_eq!(anc.ancestors("GO:0000013").unwrap(), vec!["GO:0000001"]);
         assert_eq!(anc.ancestors("GO:0000001").unwrap(), Vec::<&str>::new());
         assert!(anc.ancestors("GO:9999999").is_none());
@@ -652,10 +567,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
             vec!["GO:0000001", "GO:0000010", "GO:0000011", "GO:0000012"]
         );
         let is_a_only = g.ancestry(&["is_a"]).unwrap();
-        assert_eq!(
-            is_a_only.ancestors("GO:0000012").unwrap(),
-            Vec::<&str>::new()
-        );
+        assert_eq!(is_a_only.ancestors("GO:0000012").unwrap(), Vec::<&str>::new());
         assert!(g.ancestry(&["is-a"]).is_err());
     }
 
@@ -668,14 +580,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         let propagated = anc.annotate(&terms, AnnotationMode::Propagated, &mut report);
         assert_eq!(
             propagated,
-            vec![
-                "GO:0000001",
-                "GO:0000002",
-                "GO:0000010",
-                "GO:0000011",
-                "GO:0000020",
-                "GO:7777777"
-            ]
+            vec!["GO:0000001", "GO:0000002", "GO:0000010", "GO:0000011", "GO:0000020", "GO:7777777"]
         );
         let raw = anc.annotate(&terms, AnnotationMode::Raw, &mut report);
         assert_eq!(raw, vec!["GO:0000011", "GO:0000020", "GO:7777777"]);
@@ -685,17 +590,13 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         assert_eq!(report.unknown_occurrences, 2);
         assert_eq!(report.unknown_terms.get("GO:7777777"), Some(&2));
         assert!(report.to_string().contains("GO:7777777"), "{report}");
-        assert_eq!(
-            anc.propagate(&["GO:0000013"]),
-            vec!["GO:0000001", "GO:0000013"]
-        );
+        assert_eq!(anc.propagate(&["GO:0000013"]), vec!["GO:0000001", "GO:0000013"]);
     }
 
     #[test]
     fn cycles_through_a_followed_relation_terminate() {
         let text = "GO:0000001\tGO:0000002\t1\tis_a\nGO:0000002\tGO:0000001\t1\tis_a\n";
-        let g = GoGraph::from_edge_reader(text.as_bytes(), "cycle.txt", EdgeColumns::ParentFirst)
-            .unwrap();
+        let g = GoGraph::from_edge_reader(text.as_bytes(), "cycle.txt", EdgeColumns::ParentFirst).unwrap();
         let anc = g.default_ancestry();
         assert_eq!(anc.ancestors("GO:0000001").unwrap(), vec!["GO:0000002"]);
     }
@@ -710,9 +611,8 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         ];
         for (text, expected) in cases {
             let input = format!("GO:0000011\tGO:0000010\t1\tis_a\n{text}");
-            let err = GoGraph::from_edge_reader(input.as_bytes(), "g.txt", EdgeColumns::ChildFirst)
-                .unwrap_err()
-                .to_string();
+            let err =
+                GoGraph::from_edge_reader(input.as_bytes(), "g.txt", EdgeColumns::ChildFirst).unwrap_err().to_string();
             assert!(err.contains("g.txt:2") && err.contains(expected), "{err}");
         }
         let dir = tempfile::tempdir().unwrap();
@@ -724,20 +624,10 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         assert!(err.contains("names.txt:2"), "{err}");
         std::fs::write(&names, "GO:0000001\troot\n").unwrap();
         let g = GoGraph::read_with_columns(&edges, Some(&names), EdgeColumns::ChildFirst).unwrap();
-        assert_eq!(
-            g.default_ancestry().ancestors("GO:0000010").unwrap(),
-            vec!["GO:0000001"]
-        );
+        assert_eq!(g.default_ancestry().ancestors("GO:0000010").unwrap(), vec!["GO:0000001"]);
         // The same file read parent-first turns the graph upside down.
         let flipped = GoGraph::read(&edges, None).unwrap();
-        assert_eq!(
-            flipped
-                .default_ancestry()
-                .ancestors("GO:0000001")
-                .unwrap()
-                .len(),
-            4
-        );
+        assert_eq!(flipped.default_ancestry().ancestors("GO:0000001").unwrap().len(), 4);
         assert_eq!(g.name("GO:0000001"), Some("root"));
         assert_eq!(g.name("GO:0000010"), None);
     }
@@ -759,25 +649,17 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         let reversed: Vec<_> = proteins.iter().rev().cloned().collect();
         assert_eq!(GoVocabulary::build(&reversed, 2).0, vocab);
 
-        let (by_count, _) = GoVocabulary::build(
-            &[vec!["GO:0000009"], vec!["GO:0000009"], vec!["GO:0000001"]],
-            1,
-        );
+        let (by_count, _) = GoVocabulary::build(&[vec!["GO:0000009"], vec!["GO:0000009"], vec!["GO:0000001"]], 1);
         assert_eq!(by_count.terms(), &["GO:0000009", "GO:0000001"]);
 
-        assert_eq!(
-            vocab.multi_hot(&["GO:0000003", "GO:0000005"]),
-            vec![0.0, 0.0, 1.0]
-        );
+        assert_eq!(vocab.multi_hot(&["GO:0000003", "GO:0000005"]), vec![0.0, 0.0, 1.0]);
         assert_eq!(vocab.indices(&["GO:0000003", "GO:0000001"]), vec![0, 2]);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("go_vocab.txt");
         let names = "GO:0000001\tGO:0000002\t1\tis_a\n";
-        let mut g =
-            GoGraph::from_edge_reader(names.as_bytes(), "x", EdgeColumns::ParentFirst).unwrap();
-        g.parse_name_line("GO:0000002\tsecond term", Path::new("n"), 1)
-            .unwrap();
+        let mut g = GoGraph::from_edge_reader(names.as_bytes(), "x", EdgeColumns::ParentFirst).unwrap();
+        g.parse_name_line("GO:0000002\tsecond term", Path::new("n"), 1).unwrap();
         let named = vocab.clone().with_names(&g);
         named.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -790,15 +672,11 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         let err = GoVocabulary::load(&path).unwrap_err().to_string();
         assert!(err.contains(":3") && err.contains("line 1"), "{err}");
         std::fs::write(&path, "GO:0000001\n\n").unwrap();
-        assert!(GoVocabulary::load(&path)
-            .unwrap_err()
-            .to_string()
-            .contains(":2"));
+        assert!(GoVocabulary::load(&path).unwrap_err().to_string().contains(":2"));
     }
 
     fn shared_go_dir() -> Option<PathBuf> {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/swissprot-2014-go");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/swissprot-2014-go");
         if dir.join("go_graph_201401.txt").exists() {
             Some(dir)
         } else {
@@ -810,11 +688,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
     #[test]
     fn real_go_2014_graph() {
         let Some(dir) = shared_go_dir() else { return };
-        let g = GoGraph::read(
-            dir.join("go_graph_201401.txt"),
-            Some(&dir.join("go_term_names_201401.txt")),
-        )
-        .unwrap();
+        let g = GoGraph::read(dir.join("go_graph_201401.txt"), Some(&dir.join("go_term_names_201401.txt"))).unwrap();
         assert_eq!(g.n_edges(), 79_118);
         let relations: BTreeMap<String, usize> = g.relation_counts().into_iter().collect();
         eprintln!("GO 2014: {} terms, relations {relations:?}", g.n_terms());
@@ -826,27 +700,15 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
 
         let anc = g.default_ancestry();
         let bp = anc.ancestors("GO:0007005").unwrap(); // mitochondrion organization
-        assert!(
-            bp.contains(&"GO:0008150") && !bp.contains(&"GO:0003674"),
-            "{bp:?}"
-        );
+        assert!(bp.contains(&"GO:0008150") && !bp.contains(&"GO:0003674"), "{bp:?}");
         let mf = anc.ancestors("GO:0015078").unwrap(); // hydrogen ion transmembrane transporter activity
-        assert!(
-            mf.contains(&"GO:0003674") && !mf.contains(&"GO:0008150"),
-            "{mf:?}"
-        );
+        assert!(mf.contains(&"GO:0003674") && !mf.contains(&"GO:0008150"), "{mf:?}");
         let cc = anc.ancestors("GO:0005739").unwrap(); // mitochondrion
-        assert!(
-            cc.contains(&"GO:0005575") && cc.contains(&"GO:0043231"),
-            "{cc:?}"
-        );
+        assert!(cc.contains(&"GO:0005575") && cc.contains(&"GO:0043231"), "{cc:?}");
         assert!(cc.contains(&"GO:0005737"), "part_of cytoplasm: {cc:?}");
 
         // Obsolete terms hang under placeholder nodes, which propagation leaves out.
-        assert_eq!(
-            anc.ancestors("GO:0000005").unwrap(),
-            vec!["obsolete_molecular_function"]
-        );
+        assert_eq!(anc.ancestors("GO:0000005").unwrap(), vec!["obsolete_molecular_function"]);
         assert_eq!(anc.propagate(&["GO:0000005"]), vec!["GO:0000005"]);
 
         // All 50,000 sampled proteins, as pretraining would annotate them.
@@ -858,11 +720,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
         for line in reader.lines().skip(1) {
             let line = line.unwrap();
             let fields: Vec<&str> = line.split('\t').collect();
-            let terms: Vec<&str> = fields[2..5]
-                .iter()
-                .flat_map(|f| f.split(';'))
-                .filter(|t| !t.is_empty())
-                .collect();
+            let terms: Vec<&str> = fields[2..5].iter().flat_map(|f| f.split(';')).filter(|t| !t.is_empty()).collect();
             anc.annotate(&terms, AnnotationMode::Raw, &mut raw_report);
             propagated.push(anc.annotate(&terms, AnnotationMode::Propagated, &mut report));
         }

@@ -64,10 +64,7 @@ fn lines_of(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>
 
 fn check_id(id: &str, here: impl Fn() -> Location, column: &str) -> Result<()> {
     if id.is_empty() || id.chars().any(char::is_whitespace) {
-        return Err(Error::data(
-            here(),
-            format!("{column} `{id}` is empty or contains whitespace"),
-        ));
+        return Err(Error::data(here(), format!("{column} `{id}` is empty or contains whitespace")));
     }
     Ok(())
 }
@@ -86,10 +83,7 @@ pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
         if fields.len() != 3 {
             return Err(Error::data(
                 here(),
-                format!(
-                    "expected 3 tab-separated columns (idA, idB, label), found {}",
-                    fields.len()
-                ),
+                format!("expected 3 tab-separated columns (idA, idB, label), found {}", fields.len()),
             ));
         }
         check_id(fields[0], here, "idA")?;
@@ -105,11 +99,7 @@ pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
             }
         };
         out.push(PairRecord {
-            pair: Pair {
-                a: fields[0].to_string(),
-                b: fields[1].to_string(),
-                label,
-            },
+            pair: Pair { a: fields[0].to_string(), b: fields[1].to_string(), label },
             line: line_no,
         });
     }
@@ -141,10 +131,7 @@ impl SequenceDictionary {
             if fields.len() != 2 {
                 return Err(Error::data(
                     here(),
-                    format!(
-                        "expected 2 tab-separated columns (id, sequence), found {}",
-                        fields.len()
-                    ),
+                    format!("expected 2 tab-separated columns (id, sequence), found {}", fields.len()),
                 ));
             }
             check_id(fields[0], here, "id")?;
@@ -167,14 +154,12 @@ impl SequenceDictionary {
     /// Add one sequence; `location` is where it came from, for a later conflict message.
     pub fn insert(&mut self, id: &str, seq: &str, location: Location) -> Result<()> {
         match self.entries.get(id) {
-            Some((existing, first)) if existing != seq => Err(Error::data(
-                location,
-                format!("protein {id} has a different sequence at {first}"),
-            )),
+            Some((existing, first)) if existing != seq => {
+                Err(Error::data(location, format!("protein {id} has a different sequence at {first}")))
+            }
             Some(_) => Ok(()),
             None => {
-                self.entries
-                    .insert(id.to_string(), (seq.to_string(), location));
+                self.entries.insert(id.to_string(), (seq.to_string(), location));
                 Ok(())
             }
         }
@@ -233,9 +218,7 @@ impl PpiDataset {
         let mut dataset = Self::default();
         let mut report = FilterReport::default();
         for record in records {
-            let absent = [&record.pair.a, &record.pair.b]
-                .into_iter()
-                .find(|id| dictionary.get(id).is_none());
+            let absent = [&record.pair.a, &record.pair.b].into_iter().find(|id| dictionary.get(id).is_none());
             if let Some(id) = absent {
                 match missing {
                     MissingSequence::Error => {
@@ -272,11 +255,7 @@ impl PpiDataset {
     }
 
     pub fn positives(&self) -> Vec<Pair> {
-        self.pairs
-            .iter()
-            .filter(|p| p.label == 1)
-            .cloned()
-            .collect()
+        self.pairs.iter().filter(|p| p.label == 1).cloned().collect()
     }
 }
 
@@ -312,9 +291,9 @@ impl NegativeCount {
             NegativeCount::RatioToPositives(r) if r.is_finite() && r >= 0.0 => {
                 Ok((r * n_positive as f64).round() as usize)
             }
-            NegativeCount::RatioToPositives(r) => Err(Error::invalid(format!(
-                "negative-to-positive ratio {r} is not a finite non-negative number"
-            ))),
+            NegativeCount::RatioToPositives(r) => {
+                Err(Error::invalid(format!("negative-to-positive ratio {r} is not a finite non-negative number")))
+            }
         }
     }
 }
@@ -331,36 +310,17 @@ pub fn conservative_negatives(
     let mut candidates: Vec<&str> = proteome.iter().map(String::as_str).collect();
     candidates.sort_unstable();
     candidates.dedup();
-    sample_negatives(
-        positives,
-        &candidates,
-        count,
-        rng,
-        "proteins in the proteome",
-    )
+    sample_negatives(positives, &candidates, count, rng, "proteins in the proteome")
 }
 
 /// "Aggressive" negatives: random pairs of distinct proteins that occur in the positive network but
 /// are not connected in it, no pair twice. Label 0.
-pub fn aggressive_negatives(
-    positives: &[Pair],
-    count: NegativeCount,
-    rng: &mut Rng,
-) -> Result<Vec<Pair>> {
-    let mut candidates: Vec<&str> = positives
-        .iter()
-        .filter(|p| p.label == 1)
-        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
-        .collect();
+pub fn aggressive_negatives(positives: &[Pair], count: NegativeCount, rng: &mut Rng) -> Result<Vec<Pair>> {
+    let mut candidates: Vec<&str> =
+        positives.iter().filter(|p| p.label == 1).flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     candidates.sort_unstable();
     candidates.dedup();
-    sample_negatives(
-        positives,
-        &candidates,
-        count,
-        rng,
-        "proteins in the network",
-    )
+    sample_negatives(positives, &candidates, count, rng, "proteins in the network")
 }
 
 fn pair_key(i: usize, j: usize) -> (u32, u32) {
@@ -384,20 +344,14 @@ fn sample_negatives(
     if m > u32::MAX as usize {
         return Err(Error::invalid(format!("{m} {what}: too many to index")));
     }
-    let index: HashMap<&str, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, i))
-        .collect();
+    let index: HashMap<&str, usize> = candidates.iter().enumerate().map(|(i, c)| (*c, i)).collect();
     // Only positives among the candidates can be drawn, so only they reduce what is available.
     let forbidden: HashSet<(u32, u32)> = positives
         .iter()
-        .filter_map(
-            |p| match (index.get(p.a.as_str()), index.get(p.b.as_str())) {
-                (Some(&i), Some(&j)) if i != j => Some(pair_key(i, j)),
-                _ => None,
-            },
-        )
+        .filter_map(|p| match (index.get(p.a.as_str()), index.get(p.b.as_str())) {
+            (Some(&i), Some(&j)) if i != j => Some(pair_key(i, j)),
+            _ => None,
+        })
         .collect();
     let all_pairs = m * m.saturating_sub(1) / 2;
     let available = all_pairs - forbidden.len();
@@ -406,11 +360,7 @@ fn sample_negatives(
             "asked for {wanted} negatives, but {m} {what} give only {available} pairs that are neither self-pairs nor known positives"
         )));
     }
-    let make = |i: usize, j: usize| Pair {
-        a: candidates[i].to_string(),
-        b: candidates[j].to_string(),
-        label: 0,
-    };
+    let make = |i: usize, j: usize| Pair { a: candidates[i].to_string(), b: candidates[j].to_string(), label: 0 };
     if wanted * 2 > available {
         // Dense request: rejection sampling would spend most draws on taken pairs, so enumerate.
         let mut open: Vec<(usize, usize)> = Vec::with_capacity(available);
@@ -465,11 +415,7 @@ pub struct TestOverlap {
 
 impl TestOverlap {
     pub fn counts(&self) -> [usize; 3] {
-        [
-            self.both_seen.len(),
-            self.one_seen.len(),
-            self.none_seen.len(),
-        ]
+        [self.both_seen.len(), self.one_seen.len(), self.none_seen.len()]
     }
 }
 
@@ -489,15 +435,11 @@ impl fmt::Display for TestOverlap {
 
 /// Classify `test` pairs against the proteins and pairs of `train`.
 pub fn test_overlap(train: &[Pair], test: &[Pair]) -> TestOverlap {
-    let seen: HashSet<&str> = train
-        .iter()
-        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
-        .collect();
+    let seen: HashSet<&str> = train.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     let train_pairs: HashSet<(&str, &str)> = train.iter().map(Pair::unordered).collect();
     let mut overlap = TestOverlap::default();
     for (k, p) in test.iter().enumerate() {
-        let n_seen =
-            usize::from(seen.contains(p.a.as_str())) + usize::from(seen.contains(p.b.as_str()));
+        let n_seen = usize::from(seen.contains(p.a.as_str())) + usize::from(seen.contains(p.b.as_str()));
         match n_seen {
             2 => overlap.both_seen.push(k),
             1 => overlap.one_seen.push(k),
@@ -513,9 +455,7 @@ pub fn test_overlap(train: &[Pair], test: &[Pair]) -> TestOverlap {
 /// Where the project's shared real data would be, for the tests below.
 #[cfg(test)]
 fn shared_ppi_dir(name: &str) -> Option<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/datasets/ppi")
-        .join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/ppi").join(name);
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -536,11 +476,7 @@ mod tests {
     }
 
     fn pair(a: &str, b: &str, label: u8) -> Pair {
-        Pair {
-            a: a.into(),
-            b: b.into(),
-            label,
-        }
+        Pair { a: a.into(), b: b.into(), label }
     }
 
     fn err_text<T: std::fmt::Debug>(r: Result<T>) -> String {
@@ -582,10 +518,7 @@ mod tests {
 
         let conflict = write(dir.path(), "c.fasta", ">P9\nMM\n>P1\nMKL\n");
         let e = err_text(dict.add_fasta(&conflict));
-        assert!(
-            e.contains("c.fasta:3") && e.contains("d.tsv:1") && e.contains("P1"),
-            "{e}"
-        );
+        assert!(e.contains("c.fasta:3") && e.contains("d.tsv:1") && e.contains("P1"), "{e}");
         let within = write(dir.path(), "w.tsv", "Q1\tMK\nQ2\tMK\nQ1\tMKK\n");
         let e = err_text(SequenceDictionary::new().add_tsv(&within));
         assert!(e.contains("w.tsv:3") && e.contains("w.tsv:1"), "{e}");
@@ -595,10 +528,7 @@ mod tests {
         assert!(e.contains("b.tsv:2") && e.contains("'1'"), "{e}");
         let cols = write(dir.path(), "k.tsv", "Q1\tMK\tx\n");
         let e = err_text(SequenceDictionary::new().add_tsv(&cols));
-        assert!(
-            e.contains("k.tsv:1") && e.contains("2 tab-separated"),
-            "{e}"
-        );
+        assert!(e.contains("k.tsv:1") && e.contains("2 tab-separated"), "{e}");
         let empty = write(dir.path(), "e.tsv", "Q1\t\n");
         assert!(err_text(SequenceDictionary::new().add_tsv(&empty)).contains("empty sequence"));
     }
@@ -634,11 +564,7 @@ mod tests {
     }
 
     fn check_negatives(negatives: &[Pair], positives: &[Pair]) {
-        let known: HashSet<(&str, &str)> = positives
-            .iter()
-            .filter(|p| p.label == 1)
-            .map(Pair::unordered)
-            .collect();
+        let known: HashSet<(&str, &str)> = positives.iter().filter(|p| p.label == 1).map(Pair::unordered).collect();
         let mut seen = HashSet::new();
         for n in negatives {
             assert_eq!(n.label, 0);
@@ -652,78 +578,42 @@ mod tests {
     fn aggressive_negatives_use_unconnected_network_proteins() {
         let positives = network();
         // Network proteins A..E: 10 pairs, 4 positives among distinct proteins → 6 available.
-        let all =
-            aggressive_negatives(&positives, NegativeCount::Exactly(6), &mut Rng::new(1)).unwrap();
+        let all = aggressive_negatives(&positives, NegativeCount::Exactly(6), &mut Rng::new(1)).unwrap();
         check_negatives(&all, &positives);
         assert_eq!(all.len(), 6);
-        let e = err_text(aggressive_negatives(
-            &positives,
-            NegativeCount::Exactly(7),
-            &mut Rng::new(1),
-        ));
+        let e = err_text(aggressive_negatives(&positives, NegativeCount::Exactly(7), &mut Rng::new(1)));
         assert!(e.contains("only 6"), "{e}");
-        let some = aggressive_negatives(
-            &positives,
-            NegativeCount::RatioToPositives(0.5),
-            &mut Rng::new(2),
-        )
-        .unwrap();
+        let some = aggressive_negatives(&positives, NegativeCount::RatioToPositives(0.5), &mut Rng::new(2)).unwrap();
         assert_eq!(some.len(), 3, "half of 5 positives, rounded");
         check_negatives(&some, &positives);
         for n in &some {
             assert!("ABCDE".contains(n.a.as_str()) && "ABCDE".contains(n.b.as_str()));
         }
-        assert!(aggressive_negatives(
-            &positives,
-            NegativeCount::RatioToPositives(-1.0),
-            &mut Rng::new(2)
-        )
-        .is_err());
+        assert!(aggressive_negatives(&positives, NegativeCount::RatioToPositives(-1.0), &mut Rng::new(2)).is_err());
     }
 
     #[test]
     fn conservative_negatives_are_seeded_and_avoid_positives() {
         let positives = network();
-        let proteome: Vec<String> = (0..60)
-            .map(|i| format!("H{i:02}"))
-            .chain(["A", "B", "C", "A"].map(String::from))
-            .collect();
+        let proteome: Vec<String> =
+            (0..60).map(|i| format!("H{i:02}")).chain(["A", "B", "C", "A"].map(String::from)).collect();
         let draw = |seed| {
-            conservative_negatives(
-                &positives,
-                &proteome,
-                NegativeCount::Exactly(500),
-                &mut Rng::new(seed),
-            )
-            .unwrap()
+            conservative_negatives(&positives, &proteome, NegativeCount::Exactly(500), &mut Rng::new(seed)).unwrap()
         };
         let negatives = draw(3);
         assert_eq!(negatives.len(), 500);
         check_negatives(&negatives, &positives);
-        assert!(negatives
-            .iter()
-            .all(|n| proteome.contains(&n.a) && proteome.contains(&n.b)));
+        assert!(negatives.iter().all(|n| proteome.contains(&n.a) && proteome.contains(&n.b)));
         assert_eq!(negatives, draw(3));
         assert_ne!(negatives, draw(4));
         // Orientation is random, not always the smaller id first.
         assert!(negatives.iter().any(|n| n.a > n.b) && negatives.iter().any(|n| n.a < n.b));
 
         // 63 distinct proteins: 1953 pairs, minus A-B and B-C.
-        let dense = conservative_negatives(
-            &positives,
-            &proteome,
-            NegativeCount::Exactly(1951),
-            &mut Rng::new(5),
-        )
-        .unwrap();
+        let dense =
+            conservative_negatives(&positives, &proteome, NegativeCount::Exactly(1951), &mut Rng::new(5)).unwrap();
         check_negatives(&dense, &positives);
-        assert!(conservative_negatives(
-            &positives,
-            &proteome,
-            NegativeCount::Exactly(1952),
-            &mut Rng::new(5)
-        )
-        .is_err());
+        assert!(conservative_negatives(&positives, &proteome, NegativeCount::Exactly(1952), &mut Rng::new(5)).is_err());
     }
 
     #[test]
@@ -743,10 +633,7 @@ mod tests {
         assert_eq!(overlap.pair_in_train, vec![0, 4]);
         assert_eq!(overlap.counts(), [3, 1, 1]);
         let text = overlap.to_string();
-        assert!(
-            text.contains("5 test pairs") && text.contains("same pair in training 2"),
-            "{text}"
-        );
+        assert!(text.contains("5 test pairs") && text.contains("same pair in training 2"), "{text}");
     }
 
     #[test]
@@ -757,21 +644,11 @@ mod tests {
         let mut dict = SequenceDictionary::new();
         dict.add_tsv(dir.join("protein.dictionary.tsv")).unwrap();
         assert_eq!(dict.len(), 2_497);
-        let (data, report) = PpiDataset::load(
-            dir.join("protein.actions.tsv"),
-            &dict,
-            MissingSequence::Error,
-        )
-        .unwrap();
+        let (data, report) = PpiDataset::load(dir.join("protein.actions.tsv"), &dict, MissingSequence::Error).unwrap();
         assert_eq!(data.pairs.len(), 11_188);
         assert_eq!(report.total_dropped(), 0);
         assert_eq!((data.n_positive(), data.n_negative()), (5_594, 5_594));
-        eprintln!(
-            "pipr-yeast: {} pairs, {} proteins used of {}",
-            data.pairs.len(),
-            data.sequences.len(),
-            dict.len()
-        );
+        eprintln!("pipr-yeast: {} pairs, {} proteins used of {}", data.pairs.len(), data.sequences.len(), dict.len());
     }
 
     #[test]
@@ -781,45 +658,30 @@ mod tests {
         };
         let mut dict = SequenceDictionary::new();
         dict.add_tsv(dir.join("hippie_hq_dict.tsv")).unwrap();
-        let (data, _) = PpiDataset::load(
-            dir.join("hippie_hq_pairs.tsv"),
-            &dict,
-            MissingSequence::Error,
-        )
-        .unwrap();
+        let (data, _) = PpiDataset::load(dir.join("hippie_hq_pairs.tsv"), &dict, MissingSequence::Error).unwrap();
         assert_eq!(data.n_positive(), 15_489);
         assert_eq!(data.n_negative(), 0);
         let positives = data.positives();
         let self_pairs = positives.iter().filter(|p| p.a == p.b).count();
-        let aggressive = aggressive_negatives(
-            &positives,
-            NegativeCount::RatioToPositives(1.0),
-            &mut Rng::new(0),
-        )
-        .unwrap();
+        let aggressive =
+            aggressive_negatives(&positives, NegativeCount::RatioToPositives(1.0), &mut Rng::new(0)).unwrap();
         assert_eq!(aggressive.len(), 15_489);
         check_negatives(&aggressive, &positives);
-        assert!(aggressive
-            .iter()
-            .all(|n| data.sequences.contains_key(&n.a) && data.sequences.contains_key(&n.b)));
+        assert!(aggressive.iter().all(|n| data.sequences.contains_key(&n.a) && data.sequences.contains_key(&n.b)));
         eprintln!(
             "hippie-hq: {} positives ({self_pairs} self-pairs), {} proteins",
             positives.len(),
             data.sequences.len()
         );
 
-        let human = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/datasets/human-pfam/human_swissprot_pfam.tsv");
+        let human =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/human-pfam/human_swissprot_pfam.tsv");
         if human.exists() {
             let proteome = read_id_column(&human, true).unwrap();
             assert_eq!(proteome.len(), 17_459);
-            let conservative = conservative_negatives(
-                &positives,
-                &proteome,
-                NegativeCount::RatioToPositives(2.0),
-                &mut Rng::new(0),
-            )
-            .unwrap();
+            let conservative =
+                conservative_negatives(&positives, &proteome, NegativeCount::RatioToPositives(2.0), &mut Rng::new(0))
+                    .unwrap();
             assert_eq!(conservative.len(), 30_978);
             check_negatives(&conservative, &positives);
         }
@@ -832,43 +694,18 @@ mod tests {
         };
         let mut dict = SequenceDictionary::new();
         dict.add_fasta(dir.join("pan2010_pan_sub.fasta")).unwrap();
-        dict.add_fasta(dir.join("pan2010_fill_from_swissprot2014.fasta"))
-            .unwrap();
-        let e = err_text(PpiDataset::load(
-            dir.join("pan2010_pan_pairs.tsv"),
-            &dict,
-            MissingSequence::Error,
-        ));
-        assert!(
-            e.contains("pan2010_pan_pairs.tsv:") && e.contains("no sequence"),
-            "{e}"
-        );
-        let (data, report) = PpiDataset::load(
-            dir.join("pan2010_pan_pairs.tsv"),
-            &dict,
-            MissingSequence::DropPair,
-        )
-        .unwrap();
+        dict.add_fasta(dir.join("pan2010_fill_from_swissprot2014.fasta")).unwrap();
+        let e = err_text(PpiDataset::load(dir.join("pan2010_pan_pairs.tsv"), &dict, MissingSequence::Error));
+        assert!(e.contains("pan2010_pan_pairs.tsv:") && e.contains("no sequence"), "{e}");
+        let (data, report) =
+            PpiDataset::load(dir.join("pan2010_pan_pairs.tsv"), &dict, MissingSequence::DropPair).unwrap();
         assert_eq!(report.total_dropped(), 155);
         assert_eq!(data.pairs.len(), 61_736);
 
-        let (train, _) = PpiDataset::load(
-            dir.join("pan2010_pan_train.tsv"),
-            &dict,
-            MissingSequence::DropPair,
-        )
-        .unwrap();
-        let (test, _) = PpiDataset::load(
-            dir.join("pan2010_pan_test.tsv"),
-            &dict,
-            MissingSequence::DropPair,
-        )
-        .unwrap();
+        let (train, _) = PpiDataset::load(dir.join("pan2010_pan_train.tsv"), &dict, MissingSequence::DropPair).unwrap();
+        let (test, _) = PpiDataset::load(dir.join("pan2010_pan_test.tsv"), &dict, MissingSequence::DropPair).unwrap();
         let overlap = test_overlap(&train.pairs, &test.pairs);
-        eprintln!(
-            "pan2010: {} sequences; {report}; test vs train: {overlap}",
-            dict.len()
-        );
+        eprintln!("pan2010: {} sequences; {report}; test vs train: {overlap}", dict.len());
         assert_eq!(overlap.counts().iter().sum::<usize>(), test.pairs.len());
     }
 }

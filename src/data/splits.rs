@@ -28,15 +28,11 @@ pub fn split_sizes(n: usize, fractions: &[f64]) -> Result<Vec<usize>> {
         return Err(Error::invalid("no split fractions given"));
     }
     if let Some(f) = fractions.iter().find(|f| !f.is_finite() || **f < 0.0) {
-        return Err(Error::invalid(format!(
-            "split fraction {f} is not a finite non-negative number"
-        )));
+        return Err(Error::invalid(format!("split fraction {f} is not a finite non-negative number")));
     }
     let sum: f64 = fractions.iter().sum();
     if (sum - 1.0).abs() > FRACTION_SUM_TOLERANCE {
-        return Err(Error::invalid(format!(
-            "split fractions {fractions:?} sum to {sum}, not 1"
-        )));
+        return Err(Error::invalid(format!("split fractions {fractions:?} sum to {sum}, not 1")));
     }
     let exact: Vec<f64> = fractions.iter().map(|f| f * n as f64).collect();
     let mut sizes: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
@@ -98,11 +94,7 @@ pub fn dedup_by_sequence<S: AsRef<str>>(sequences: &[S]) -> (Vec<usize>, FilterR
 /// Nested subsets of `items` for data-size experiments: the items are shuffled once with `rng`, and
 /// the subset for fraction `f` is the first `round(f · n)` of that order, so each subset contains
 /// every smaller one. Fractions must be strictly increasing within (0, 1].
-pub fn nested_fractions(
-    items: &[usize],
-    fractions: &[f64],
-    rng: &mut Rng,
-) -> Result<Vec<Vec<usize>>> {
+pub fn nested_fractions(items: &[usize], fractions: &[f64], rng: &mut Rng) -> Result<Vec<Vec<usize>>> {
     if fractions.is_empty() {
         return Err(Error::invalid("no training fractions given"));
     }
@@ -118,10 +110,7 @@ pub fn nested_fractions(
     let mut order = items.to_vec();
     rng.shuffle(&mut order);
     let n = order.len();
-    Ok(fractions
-        .iter()
-        .map(|f| order[..((f * n as f64).round() as usize).min(n)].to_vec())
-        .collect())
+    Ok(fractions.iter().map(|f| order[..((f * n as f64).round() as usize).min(n)].to_vec()).collect())
 }
 
 /// The fractions PRoBERTa's Figure 7 used: 10 %, 20 %, …, 100 %.
@@ -159,25 +148,12 @@ impl LeakageReport {
 
 impl fmt::Display for LeakageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "identical sequences across splits ({}):",
-            self.splits.join(", ")
-        )?;
+        writeln!(f, "identical sequences across splits ({}):", self.splits.join(", "))?;
         for p in &self.pairs {
             write!(f, "  {} / {}: {}", p.first, p.second, p.shared_sequences)?;
             if !p.examples.is_empty() {
-                let shown: Vec<String> = p
-                    .examples
-                    .iter()
-                    .map(|(a, b)| {
-                        if a == b {
-                            a.clone()
-                        } else {
-                            format!("{a}={b}")
-                        }
-                    })
-                    .collect();
+                let shown: Vec<String> =
+                    p.examples.iter().map(|(a, b)| if a == b { a.clone() } else { format!("{a}={b}") }).collect();
                 write!(f, " (e.g. {})", shown.join(", "))?;
             }
             writeln!(f)?;
@@ -210,15 +186,7 @@ pub fn leakage_report(splits: &[(&str, &[Protein])], max_examples: usize) -> Lea
             };
             let mut shared: Vec<(&str, &str)> = small
                 .iter()
-                .filter_map(|(seq, id)| {
-                    large.get(seq).map(|other| {
-                        if swapped {
-                            (*other, *id)
-                        } else {
-                            (*id, *other)
-                        }
-                    })
-                })
+                .filter_map(|(seq, id)| large.get(seq).map(|other| if swapped { (*other, *id) } else { (*id, *other) }))
                 .collect();
             // Hash order is arbitrary; sorting keeps the examples stable between runs.
             shared.sort_unstable();
@@ -226,18 +194,11 @@ pub fn leakage_report(splits: &[(&str, &[Protein])], max_examples: usize) -> Lea
                 first: splits[i].0.to_string(),
                 second: splits[j].0.to_string(),
                 shared_sequences: shared.len(),
-                examples: shared
-                    .iter()
-                    .take(max_examples)
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .collect(),
+                examples: shared.iter().take(max_examples).map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             });
         }
     }
-    LeakageReport {
-        splits: splits.iter().map(|(name, _)| name.to_string()).collect(),
-        pairs,
-    }
+    LeakageReport { splits: splits.iter().map(|(name, _)| name.to_string()).collect(), pairs }
 }
 
 #[cfg(test)]
@@ -246,10 +207,7 @@ mod tests {
 
     #[test]
     fn sizes_sum_to_n_and_round_by_largest_remainder() {
-        assert_eq!(
-            split_sizes(100, &DEFAULT_FRACTIONS).unwrap(),
-            vec![80, 10, 10]
-        );
+        assert_eq!(split_sizes(100, &DEFAULT_FRACTIONS).unwrap(), vec![80, 10, 10]);
         // 0.8·7 = 5.6, 0.1·7 = 0.7 twice: floors 5, 0, 0; two left go to the 0.7s.
         assert_eq!(split_sizes(7, &DEFAULT_FRACTIONS).unwrap(), vec![5, 1, 1]);
         // Equal remainders go to the earlier split.
@@ -284,10 +242,7 @@ mod tests {
         let mut all: Vec<usize> = parts.concat();
         all.sort_unstable();
         assert_eq!(all, (0..n).collect::<Vec<_>>(), "disjoint and covering");
-        assert_eq!(
-            parts,
-            random_split(n, &DEFAULT_FRACTIONS, &mut Rng::new(11)).unwrap()
-        );
+        assert_eq!(parts, random_split(n, &DEFAULT_FRACTIONS, &mut Rng::new(11)).unwrap());
         let other = random_split(n, &DEFAULT_FRACTIONS, &mut Rng::new(12)).unwrap();
         assert_ne!(parts, other);
         // Not just the identity cut: the test split is spread over the whole range.
@@ -317,14 +272,8 @@ mod tests {
         let mut full = subsets[9].clone();
         full.sort_unstable();
         assert_eq!(full, items);
-        assert_eq!(
-            subsets,
-            nested_fractions(&items, &tenths(), &mut Rng::new(5)).unwrap()
-        );
-        assert_ne!(
-            subsets[0],
-            nested_fractions(&items, &tenths(), &mut Rng::new(6)).unwrap()[0]
-        );
+        assert_eq!(subsets, nested_fractions(&items, &tenths(), &mut Rng::new(5)).unwrap());
+        assert_ne!(subsets[0], nested_fractions(&items, &tenths(), &mut Rng::new(6)).unwrap()[0]);
         let fig7 = nested_fractions(&items, &[0.2, 0.4, 0.6, 0.8, 1.0], &mut Rng::new(5)).unwrap();
         assert_eq!(fig7[0], subsets[1], "same seed, same order, same prefix");
         assert!(nested_fractions(&items, &[0.5, 0.5], &mut Rng::new(0)).is_err());
@@ -333,45 +282,19 @@ mod tests {
     }
 
     fn p(id: &str, sequence: &str) -> Protein {
-        Protein {
-            id: id.into(),
-            sequence: sequence.into(),
-        }
+        Protein { id: id.into(), sequence: sequence.into() }
     }
 
     #[test]
     fn leakage_report_counts_shared_sequences_per_pair() {
-        let train = vec![
-            p("t1", "MKV"),
-            p("t2", "AAA"),
-            p("t3", "CCC"),
-            p("t4", "MKV"),
-        ];
+        let train = vec![p("t1", "MKV"), p("t2", "AAA"), p("t3", "CCC"), p("t4", "MKV")];
         let valid = vec![p("v1", "AAA"), p("v2", "GGG")];
-        let test = vec![
-            p("x1", "MKV"),
-            p("x2", "AAA"),
-            p("x3", "AAA"),
-            p("x4", "WWW"),
-        ];
+        let test = vec![p("x1", "MKV"), p("x2", "AAA"), p("x3", "AAA"), p("x4", "WWW")];
         let report = leakage_report(&[("train", &train), ("valid", &valid), ("test", &test)], 1);
-        let counts: Vec<(&str, &str, usize)> = report
-            .pairs
-            .iter()
-            .map(|p| (p.first.as_str(), p.second.as_str(), p.shared_sequences))
-            .collect();
-        assert_eq!(
-            counts,
-            vec![
-                ("train", "valid", 1),
-                ("train", "test", 2),
-                ("valid", "test", 1)
-            ]
-        );
-        assert_eq!(
-            report.pairs[0].examples,
-            vec![("t2".to_string(), "v1".to_string())]
-        );
+        let counts: Vec<(&str, &str, usize)> =
+            report.pairs.iter().map(|p| (p.first.as_str(), p.second.as_str(), p.shared_sequences)).collect();
+        assert_eq!(counts, vec![("train", "valid", 1), ("train", "test", 2), ("valid", "test", 1)]);
+        assert_eq!(report.pairs[0].examples, vec![("t2".to_string(), "v1".to_string())]);
         assert_eq!(report.pairs[1].examples.len(), 1);
         assert_eq!(report.total_shared(), 4);
         assert!(!report.is_clean());
