@@ -1,14 +1,286 @@
-//! `protein-lm data split` and the PPI part of `data stats` (filled in with the splits and PPI modules).
-use clap::Args;
-use protein_lm::data::resolver::DataResolver;
+//! `protein-lm data split` and the PPI part of `data stats`.
 
-#[derive(Args)]
-pub struct SplitArgs {}
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-pub fn run(_a: SplitArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use protein_lm::data::ppi::{self, MissingSequence, NegativeCount, Pair, PpiDataset, SequenceDictionary};
+use protein_lm::data::resolver::{files, DataResolver};
+use protein_lm::data::splits::{self, leakage_report};
+use protein_lm::data::{fasta, read_proteins, Protein};
+use protein_lm::Rng;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Negatives {
+    /// Random pairs of proteins of a proteome (--proteome).
+    Conservative,
+    /// Random pairs of network proteins that are not connected.
+    Aggressive,
 }
 
-pub fn ppi_stats(_resolver: &DataResolver) -> anyhow::Result<()> {
+#[derive(Args)]
+pub struct SplitArgs {
+    /// Proteins to split (FASTA, Swiss-Prot GO table, Pfam tables, `id<TAB>sequence`).
+    #[arg(long, conflicts_with = "pairs", required_unless_present = "pairs")]
+    input: Option<PathBuf>,
+    /// PPI pair file (`idA<TAB>idB<TAB>label`) to split instead of proteins; needs --sequences.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Sequence dictionaries of the pairs' proteins (`id<TAB>sequence` or FASTA); repeatable.
+    #[arg(long, requires = "pairs")]
+    sequences: Vec<PathBuf>,
+    /// Leave out pairs whose protein has no sequence (counted in the report) instead of failing.
+    #[arg(long)]
+    drop_pairs_without_sequence: bool,
+    /// A given test pair file: no random split; --pairs is the training set and the report classifies
+    /// these test pairs against it (e.g. pan2010's own train/test split).
+    #[arg(long, requires = "pairs")]
+    test_pairs: Option<PathBuf>,
+    /// Add sampled negatives to positive-only pair files (HIPPIE), as the PRoBERTa paper did.
+    #[arg(long, value_enum)]
+    negatives: Option<Negatives>,
+    /// Negatives per positive pair (the paper's conservative set: 411,428 / 189,135 ≈ 2.175).
+    #[arg(long, default_value_t = 1.0)]
+    negative_ratio: f64,
+    /// Proteome for conservative negatives (any protein file; default: the human Swiss-Prot proteins).
+    #[arg(long)]
+    proteome: Option<PathBuf>,
+    /// Split fractions: train,valid,test.
+    #[arg(long, default_value = "0.8,0.1,0.1", value_delimiter = ',')]
+    fractions: Vec<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep exact duplicate sequences (default: the first occurrence is kept, the rest counted).
+    #[arg(long)]
+    keep_duplicates: bool,
+    /// Also write nested training subsets (10 %, 20 %, …, 100 %, each a superset of the previous), as
+    /// for the PRoBERTa paper's Figure 7.
+    #[arg(long)]
+    nested: bool,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+const SPLIT_NAMES: [&str; 3] = ["train", "valid", "test"];
+
+fn split_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| SPLIT_NAMES.get(i).map_or_else(|| format!("split{i}"), |s| s.to_string())).collect()
+}
+
+pub fn run(a: SplitArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    if a.pairs.is_some() {
+        split_pairs(&a)
+    } else {
+        split_proteins(&a)
+    }
+}
+
+fn split_proteins(a: &SplitArgs) -> anyhow::Result<()> {
+    let input = a.input.as_ref().expect("clap: --input or --pairs");
+    let (proteins, read_report) = read_proteins(input)?;
+    let (kept, dedup_report) = if a.keep_duplicates {
+        ((0..proteins.len()).collect(), Default::default())
+    } else {
+        let seqs: Vec<&str> = proteins.iter().map(|p| p.sequence.as_str()).collect();
+        splits::dedup_by_sequence(&seqs)
+    };
+    let proteins: Vec<Protein> = kept.iter().map(|&i| proteins[i].clone()).collect();
+    let mut rng = Rng::new(a.seed);
+    let parts = splits::random_split(proteins.len(), &a.fractions, &mut rng)?;
+    let names = split_names(parts.len());
+    let sets: Vec<Vec<Protein>> = parts.iter().map(|idx| idx.iter().map(|&i| proteins[i].clone()).collect()).collect();
+    for (name, set) in names.iter().zip(&sets) {
+        fasta::write_fasta(
+            a.out.join(format!("{name}.fasta")),
+            set.iter().map(|p| (p.id.as_str(), p.sequence.as_str())),
+        )?;
+    }
+    let mut nested_sizes = Vec::new();
+    if a.nested {
+        let fractions = splits::tenths();
+        let nested = splits::nested_fractions(&parts[0], &fractions, &mut rng.fork(1))?;
+        for (f, idx) in fractions.iter().zip(&nested) {
+            let path = a.out.join(format!("train.nested_{f:.2}.fasta"));
+            fasta::write_fasta(&path, idx.iter().map(|&i| (proteins[i].id.as_str(), proteins[i].sequence.as_str())))?;
+            nested_sizes.push((format!("{f:.2}"), idx.len()));
+        }
+    }
+    let named: Vec<(&str, &[Protein])> = names.iter().map(String::as_str).zip(sets.iter().map(Vec::as_slice)).collect();
+    let leakage = leakage_report(&named, 5);
+    let report = serde_json::json!({
+        "input": input.display().to_string(),
+        "seed": a.seed,
+        "fractions": a.fractions,
+        "read": read_report,
+        "duplicates_removed": dedup_report,
+        "sizes": names.iter().zip(&sets).map(|(n, s)| (n.clone(), s.len())).collect::<Vec<_>>(),
+        "nested_train_sizes": nested_sizes,
+        "leakage": leakage,
+    });
+    std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("read {} ({read_report}); duplicates: {dedup_report}", input.display());
+    for (n, s) in names.iter().zip(&sets) {
+        println!("{n:<6} {}", s.len());
+    }
+    print!("{leakage}");
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// Read pairs and their sequences, with the report of dropped pairs.
+fn load_ppi(
+    pairs: &Path,
+    sequences: &[PathBuf],
+    drop_missing: bool,
+) -> anyhow::Result<(PpiDataset, protein_lm::data::FilterReport)> {
+    if sequences.is_empty() {
+        bail!("--pairs needs at least one --sequences file");
+    }
+    let mut dict = SequenceDictionary::new();
+    for s in sequences {
+        if protein_lm::data::sniff_format(s)? == protein_lm::data::ProteinFileFormat::Fasta {
+            dict.add_fasta(s)?;
+        } else {
+            dict.add_tsv(s)?;
+        }
+    }
+    let missing = if drop_missing { MissingSequence::DropPair } else { MissingSequence::Error };
+    Ok(PpiDataset::load(pairs, &dict, missing)?)
+}
+
+fn write_pairs(path: &Path, pairs: &[Pair]) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| path.display().to_string())?);
+    for p in pairs {
+        writeln!(w, "{}\t{}\t{}", p.a, p.b, p.label)?;
+    }
+    Ok(w.flush()?)
+}
+
+/// Protein-level leakage by sequence (the same sequence under two ids counts as seen) on top of the
+/// id-based classes.
+fn sequence_overlap(train: &[Pair], test: &[Pair], seqs: &std::collections::BTreeMap<String, String>) -> [usize; 3] {
+    let seen: std::collections::HashSet<&str> = train
+        .iter()
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .filter_map(|id| seqs.get(id).map(String::as_str))
+        .collect();
+    let mut counts = [0usize; 3];
+    for p in test {
+        let n =
+            [&p.a, &p.b].iter().filter(|id| seqs.get(id.as_str()).is_some_and(|s| seen.contains(s.as_str()))).count();
+        counts[2 - n] += 1;
+    }
+    counts
+}
+
+fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
+    let pairs_path = a.pairs.as_ref().expect("checked");
+    let (mut data, read_report) = load_ppi(pairs_path, &a.sequences, a.drop_pairs_without_sequence)?;
+    println!(
+        "{}: {} pairs ({} positive, {} negative), {} proteins; {read_report}",
+        pairs_path.display(),
+        data.pairs.len(),
+        data.n_positive(),
+        data.n_negative(),
+        data.sequences.len()
+    );
+    if let Some(test_path) = &a.test_pairs {
+        let (test, test_report) = load_ppi(test_path, &a.sequences, a.drop_pairs_without_sequence)?;
+        println!("{}: {} pairs; {test_report}", test_path.display(), test.pairs.len());
+        let mut sequences = data.sequences.clone();
+        sequences.extend(test.sequences.clone());
+        let overlap = ppi::test_overlap(&data.pairs, &test.pairs);
+        let by_seq = sequence_overlap(&data.pairs, &test.pairs, &sequences);
+        println!("test vs train: {overlap}; by sequence: both {} one {} none {}", by_seq[0], by_seq[1], by_seq[2]);
+        let report = serde_json::json!({
+            "train": pairs_path.display().to_string(), "test": test_path.display().to_string(),
+            "read_train": read_report, "read_test": test_report,
+            "by_id": overlap.counts(), "pair_in_train": overlap.pair_in_train.len(), "by_sequence": by_seq,
+        });
+        std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    let mut rng = Rng::new(a.seed);
+    let mut negatives_added = 0;
+    if let Some(kind) = a.negatives {
+        let positives = data.positives();
+        let count = NegativeCount::RatioToPositives(a.negative_ratio);
+        let negs = match kind {
+            Negatives::Aggressive => ppi::aggressive_negatives(&positives, count, &mut rng.fork(7))?,
+            Negatives::Conservative => {
+                let path = match &a.proteome {
+                    Some(p) => p.clone(),
+                    None => DataResolver::from_env().resolve(files::HUMAN_PFAM)?,
+                };
+                let (proteome, _) = read_proteins(&path)?;
+                let ids: Vec<String> = proteome.iter().map(|p| p.id.clone()).collect();
+                let negs = ppi::conservative_negatives(&positives, &ids, count, &mut rng.fork(7))?;
+                for p in &proteome {
+                    data.sequences.entry(p.id.clone()).or_insert_with(|| p.sequence.clone());
+                }
+                negs
+            }
+        };
+        negatives_added = negs.len();
+        data.pairs.extend(negs);
+        println!("added {negatives_added} sampled negatives");
+    }
+    let parts = splits::random_split(data.pairs.len(), &a.fractions, &mut rng)?;
+    let names = split_names(parts.len());
+    let sets: Vec<Vec<Pair>> = parts.iter().map(|idx| idx.iter().map(|&i| data.pairs[i].clone()).collect()).collect();
+    let mut evaluation = Vec::new();
+    for (name, set) in names.iter().zip(&sets) {
+        write_pairs(&a.out.join(format!("{name}.tsv")), set)?;
+    }
+    for (name, set) in names.iter().zip(&sets).skip(1) {
+        let overlap = ppi::test_overlap(&sets[0], set);
+        let by_seq = sequence_overlap(&sets[0], set, &data.sequences);
+        println!("{name:<6} vs train: {overlap}; by sequence: both {} one {} none {}", by_seq[0], by_seq[1], by_seq[2]);
+        evaluation.push(serde_json::json!({"split": name, "by_id": overlap.counts(), "pair_in_train": overlap.pair_in_train.len(), "by_sequence": by_seq}));
+    }
+    // Sequences (used by the kept pairs) for the split, so a run needs only the output directory.
+    let used: std::collections::BTreeSet<&str> = data.pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
+    fasta::write_fasta(a.out.join("sequences.fasta"), used.iter().map(|id| (*id, data.sequences[*id].as_str())))?;
+    let report = serde_json::json!({
+        "pairs": pairs_path.display().to_string(),
+        "seed": a.seed,
+        "fractions": a.fractions,
+        "read": read_report,
+        "negatives_added": negatives_added,
+        "sizes": names.iter().zip(&sets).map(|(n, s)| (n.clone(), s.len(), s.iter().filter(|p| p.label == 1).count())).collect::<Vec<_>>(),
+        "overlap_with_train": evaluation,
+    });
+    std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// PPI lines of `data stats`: pairs, labels, proteins, and for pan2010 its own train/test overlap.
+pub fn ppi_stats(resolver: &DataResolver) -> anyhow::Result<()> {
+    let sets: [(&str, &str, Vec<&str>); 3] = [
+        ("pipr-yeast", files::PIPR_YEAST_PAIRS, vec![files::PIPR_YEAST_DICT]),
+        ("hippie-hq", files::HIPPIE_HQ_PAIRS, vec![files::HIPPIE_HQ_DICT]),
+        ("pan2010", files::PAN2010_PAIRS, files::PAN2010_FASTA.to_vec()),
+    ];
+    for (name, pairs, dicts) in sets {
+        let (Ok(pairs), Ok(dicts)) =
+            (resolver.resolve(pairs), dicts.iter().map(|d| resolver.resolve(d)).collect::<Result<Vec<_>, _>>())
+        else {
+            println!("ppi {name}: not found (protein-lm data fetch ppi/{name})");
+            continue;
+        };
+        let (data, report) = load_ppi(&pairs, &dicts, true)?;
+        let self_pairs = data.pairs.iter().filter(|p| p.a == p.b).count();
+        println!(
+            "ppi {name:<11} pairs {} (positive {}, negative {}, self-pairs {self_pairs}), proteins {}; {report}",
+            data.pairs.len(),
+            data.n_positive(),
+            data.n_negative(),
+            data.sequences.len()
+        );
+    }
     Ok(())
 }

@@ -101,7 +101,8 @@ impl FastaReader {
                 break;
             }
             let trimmed = line.trim();
-            if let Err(Error::Data { message, .. }) = sequence::validate_chars(trimmed) {
+            if let Some((pos, ch)) = sequence::first_invalid(trimmed) {
+                let message = sequence::describe_invalid(seq.chars().count() + pos, ch);
                 return Err(Error::data(Location::line(&self.path, self.line_no).with_record(&id), message));
             }
             seq.push_str(trimmed);

@@ -66,7 +66,8 @@ pub fn sniff_format(path: &std::path::Path) -> crate::Result<ProteinFileFormat> 
     let first = first.trim_end();
     Ok(if first.starts_with('>') {
         ProteinFileFormat::Fasta
-    } else if first == tables::SWISSPROT_COLUMNS.join("\t") {
+    } else if first.starts_with("accession\tlength") {
+        // The reader checks the full header and names any missing column.
         ProteinFileFormat::SwissProtGo
     } else if first == "accession\tpfam_id\tsequence" {
         ProteinFileFormat::SinglePfam

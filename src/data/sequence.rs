@@ -21,14 +21,21 @@ pub fn validate(sequence: &str, location: impl FnOnce() -> Location) -> Result<(
 /// The character check alone (an empty string passes); the error's location is a placeholder that
 /// callers replace.
 pub fn validate_chars(sequence: &str) -> Result<()> {
-    if let Some((pos, ch)) = sequence.char_indices().find(|(_, c)| !c.is_ascii_alphabetic()) {
-        let shown: String = if ch.is_whitespace() || ch.is_control() { format!("{ch:?}") } else { format!("'{ch}'") };
-        return Err(Error::data(
-            Location::file(""),
-            format!("character {shown} at residue {} is not an amino-acid letter", pos + 1),
-        ));
+    match first_invalid(sequence) {
+        Some((pos, ch)) => Err(Error::data(Location::file(""), describe_invalid(pos, ch))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The 0-based position and value of the first character that is no ASCII letter.
+pub fn first_invalid(sequence: &str) -> Option<(usize, char)> {
+    sequence.chars().enumerate().find(|(_, c)| !c.is_ascii_alphabetic())
+}
+
+/// "character '7' at residue 12 is not an amino-acid letter", for a 0-based position.
+pub fn describe_invalid(pos: usize, ch: char) -> String {
+    let shown: String = if ch.is_whitespace() || ch.is_control() { format!("{ch:?}") } else { format!("'{ch}'") };
+    format!("character {shown} at residue {} is not an amino-acid letter", pos + 1)
 }
 
 #[cfg(test)]
