@@ -112,8 +112,8 @@ CATALOGUE = [
                        "negatives are to be sampled (conservative / aggressive) as in the PRoBERTa paper.",
         "source": "github.com/anhvt00/MCAPS @ 34c92378, data/Independent-testsets/Human-sets/HIPPIE/HQ/ "
                   "(hiphq_pairs.tsv, hiphq_dict.fasta); interactions from HIPPIE v2.0",
-        "license": "MCAPS Apache-2.0; HIPPIE data: free for academic use, cite Alanis-Lobato et al. 2017 "
-                   "(see the HIPPIE site for terms)",
+        "license": "MCAPS repository Apache-2.0; the interactions are HIPPIE v2.0 data under HIPPIE's own terms "
+                   "(see the HIPPIE website; cite Alanis-Lobato et al. 2017); check them before commercial use",
         "used_by": ["PPI fine-tuning (PRoBERTa conservative/aggressive)", "PPI evaluation"],
         "fetch": "github-raw at the pinned commit; the dictionary converted from FASTA to 'id<TAB>sequence'",
         "files": [
