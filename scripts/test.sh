@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's test command: Rust tests, the notebook runner's self-test, then every notebook at
+# tiny scale. Prints how long each step took; exits non-zero on the first failure.
+#
+#   scripts/test.sh                 # everything
+#   CARGO_TEST_PROFILE=release scripts/test.sh   # cargo test --release instead of the test profile
+#   SKIP_CARGO_TEST=1 scripts/test.sh            # only the notebook parts
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+t_start=$(date +%s)
+timings=()
+step() {
+    local name="$1"; shift
+    echo "=== [$name] $*"
+    local t0; t0=$(date +%s)
+    if ! "$@"; then
+        echo "=== [$name] FAILED after $(( $(date +%s) - t0 )) s"
+        exit 1
+    fi
+    local dt=$(( $(date +%s) - t0 ))
+    timings+=("$(printf '%-22s %5d s' "$name" "$dt")")
+    echo "=== [$name] ok in ${dt} s"
+}
+
+if [[ -z "${SKIP_CARGO_TEST:-}" ]]; then
+    if [[ "${CARGO_TEST_PROFILE:-dev}" == release ]]; then
+        step "cargo test --release" cargo test --release
+    else
+        # The dev/test profile already optimises the numeric crates (see Cargo.toml).
+        step "cargo test" cargo test
+    fi
+fi
+step "notebook setup" python3 scripts/run_notebooks.py --setup-only
+step "runner self-test" .venv/bin/python scripts/test_runner.py
+step "notebooks (tiny)" .venv/bin/python scripts/run_notebooks.py --scale tiny
+
+echo
+echo "step times:"
+printf '  %s\n' "${timings[@]}"
+echo "  total                  $(( $(date +%s) - t_start )) s"
