@@ -2,6 +2,8 @@
 //! ProteinBERT's benchmarks; the GO graph; splits; PPI negatives; and where data files live.
 
 pub mod fasta;
+#[cfg(feature = "polars")]
+pub mod frame;
 pub mod go;
 pub mod ppi;
 pub mod resolver;
