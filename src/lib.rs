@@ -15,3 +15,18 @@ pub mod tokenize;
 
 pub use error::{Error, Location, Result};
 pub use rng::Rng;
+
+/// What a notebook usually needs, in one `use protein_lm::prelude::*;`.
+pub mod prelude {
+    pub use crate::data::resolver::{self, files, DataResolver};
+    pub use crate::data::tables::{self, BenchmarkRecord, Label, SwissProtRecord, BENCHMARKS};
+    pub use crate::data::{fasta, go, ppi, read_proteins, splits, FilterReport, Protein};
+    pub use crate::error::{Error, Result};
+    pub use crate::notebook::{Html, Scale, Svg, Table};
+    pub use crate::plots::{self, Figure};
+    pub use crate::rng::Rng;
+    pub use crate::tokenize::{
+        BpeOptions, FairseqDictionary, PairTruncation, ProbertaTokenizer, ResidueTokenizer, SingleTruncation,
+        UnknownCounts,
+    };
+}

@@ -18,6 +18,13 @@ pub enum DataCommand {
     /// GO coverage. Without arguments, every known file that the resolver finds.
     Stats(StatsArgs),
     /// Split proteins (or PPI pairs) into train/valid/test, seeded, with a leakage report.
+    ///
+    /// Proteins: exact duplicate sequences are removed (and counted) first, so no sequence is in two
+    /// splits. PPI pairs: the report classifies every valid/test pair by how many of its proteins occur
+    /// in training (both, one, none) — evaluate the three classes separately.
+    #[command(after_help = "Examples:\n  protein-lm data split --input proteins.fasta --out runs/split --nested\n  \
+protein-lm data split --pairs hippie_hq_pairs.tsv --sequences hippie_hq_dict.tsv --negatives conservative --negative-ratio 2.175 --out runs/ppi\n  \
+protein-lm data split --pairs pan2010_pan_train.tsv --test-pairs pan2010_pan_test.tsv --sequences a.fasta --sequences b.fasta --drop-pairs-without-sequence --out runs/pan")]
     Split(super::data_split::SplitArgs),
 }
 

@@ -49,6 +49,7 @@ pub struct SplitArgs {
     /// Split fractions: train,valid,test.
     #[arg(long, default_value = "0.8,0.1,0.1", value_delimiter = ',')]
     fractions: Vec<f64>,
+    /// Random seed: the same seed gives the same split (and the same negatives).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep exact duplicate sequences (default: the first occurrence is kept, the rest counted).
