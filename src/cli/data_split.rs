@@ -37,6 +37,10 @@ pub struct SplitArgs {
     /// these test pairs against it (e.g. pan2010's own train/test split).
     #[arg(long, requires = "pairs")]
     test_pairs: Option<PathBuf>,
+    /// Split the proteins, not the pairs: no protein of a valid/test pair occurs in training (pairs
+    /// across splits are left out and counted).
+    #[arg(long, requires = "pairs")]
+    protein_disjoint: bool,
     /// Add sampled negatives to positive-only pair files (HIPPIE), as the PRoBERTa paper did.
     #[arg(long, value_enum)]
     negatives: Option<Negatives>,
@@ -229,7 +233,13 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
         data.pairs.extend(negs);
         println!("added {negatives_added} sampled negatives");
     }
-    let parts = splits::random_split(data.pairs.len(), &a.fractions, &mut rng)?;
+    let (parts, disjoint_report) = if a.protein_disjoint {
+        let (parts, report) = ppi::protein_disjoint_split(&data.pairs, &a.fractions, &mut rng)?;
+        println!("protein-disjoint split: {report}");
+        (parts, Some(report))
+    } else {
+        (splits::random_split(data.pairs.len(), &a.fractions, &mut rng)?, None)
+    };
     let names = split_names(parts.len());
     let sets: Vec<Vec<Pair>> = parts.iter().map(|idx| idx.iter().map(|&i| data.pairs[i].clone()).collect()).collect();
     let mut evaluation = Vec::new();
@@ -251,6 +261,7 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
         "fractions": a.fractions,
         "read": read_report,
         "negatives_added": negatives_added,
+        "protein_disjoint": disjoint_report,
         "sizes": names.iter().zip(&sets).map(|(n, s)| (n.clone(), s.len(), s.iter().filter(|p| p.label == 1).count())).collect::<Vec<_>>(),
         "overlap_with_train": evaluation,
     });
