@@ -385,6 +385,51 @@ mod tests {
         Ok(())
     }
 
+    /// Canary for the upstream bug this layer works around: candle 0.11.1's `conv1d` weight
+    /// gradient disagrees with ours (which passes the finite-difference checks above). If this
+    /// fails after a candle upgrade, the bug may be fixed: re-evaluate using candle's conv.
+    #[test]
+    fn candle_conv1d_weight_gradient_is_still_wrong_in_this_candle() -> Result<()> {
+        use candle_nn::Module;
+        let mut rng = Rng::new(3);
+        let (b, l, c, k, d) = (2, 16, 3, 5, 1);
+        let x = random(&mut rng, &[b, l, c])?;
+        let w = Var::from_tensor(&random(&mut rng, &[c, c, k])?)?;
+        let bias = Tensor::zeros(c, DType::F64, &Device::Cpu)?;
+        let ours = Conv1d::new(w.as_tensor().clone(), bias, d)?;
+        let ours_grad = to_f64_vec(
+            ours.forward(&x)?
+                .sqr()?
+                .sum_all()?
+                .backward()?
+                .get(&w)
+                .unwrap(),
+        )?;
+        let config = candle_nn::Conv1dConfig {
+            padding: d * (k - 1) / 2,
+            dilation: d,
+            ..Default::default()
+        };
+        let theirs = candle_nn::Conv1d::new(w.as_tensor().clone(), None, config);
+        let y = theirs.forward(&x.transpose(1, 2)?.contiguous()?)?;
+        // Same forward (so the layouts agree and only the backward differs)...
+        let forward_diff = max_abs_diff(
+            &to_f64_vec(&y.transpose(1, 2)?)?,
+            &to_f64_vec(&ours.forward(&x)?)?,
+        );
+        assert!(forward_diff < 1e-12, "forward differs by {forward_diff}");
+        // ...but a different weight gradient.
+        let theirs_grad = to_f64_vec(y.sqr()?.sum_all()?.backward()?.get(&w).unwrap())?;
+        let err = max_abs_diff(&ours_grad, &theirs_grad);
+        let scale = ours_grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        eprintln!("candle conv1d weight gradient vs im2col: max abs difference {err:.3e} (scale {scale:.3e})");
+        assert!(
+            err > 1e-3 * scale,
+            "candle's conv1d weight gradient now agrees with ours"
+        );
+        Ok(())
+    }
+
     /// ProteinBERT's hot path at its pretraining size; run with `--ignored --nocapture` (release).
     #[test]
     #[ignore]
