@@ -1,4 +1,5 @@
 //! Models and the layers they share.
 
+pub mod init;
 pub mod layers;
 pub mod loss;
