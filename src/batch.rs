@@ -38,30 +38,19 @@ pub enum Padding {
 
 impl Padding {
     pub fn proteinbert(len: usize) -> Self {
-        Padding::FixedNoMask {
-            len,
-            pad_id: PROTEINBERT_PAD_ID,
-        }
+        Padding::FixedNoMask { len, pad_id: PROTEINBERT_PAD_ID }
     }
 
     pub fn proberta_training() -> Self {
-        Padding::LongestWithMask {
-            pad_id: PROBERTA_PAD_ID,
-        }
+        Padding::LongestWithMask { pad_id: PROBERTA_PAD_ID }
     }
 
     pub fn proberta_inference() -> Self {
-        Padding::FixedWithMask {
-            len: PROBERTA_MAX_LEN,
-            pad_id: PROBERTA_PAD_ID,
-        }
+        Padding::FixedWithMask { len: PROBERTA_MAX_LEN, pad_id: PROBERTA_PAD_ID }
     }
 
     pub fn proberta_clustering(len: usize) -> Self {
-        Padding::FixedFillerNoMask {
-            len,
-            filler_id: PROBERTA_BOS_ID,
-        }
+        Padding::FixedFillerNoMask { len, filler_id: PROBERTA_BOS_ID }
     }
 
     /// The padded length, when it does not depend on the batch.
@@ -85,10 +74,7 @@ impl Padding {
     }
 
     pub fn has_mask(&self) -> bool {
-        matches!(
-            self,
-            Padding::LongestWithMask { .. } | Padding::FixedWithMask { .. }
-        )
+        matches!(self, Padding::LongestWithMask { .. } | Padding::FixedWithMask { .. })
     }
 }
 
@@ -141,10 +127,7 @@ impl Batch {
         let mut items = Vec::with_capacity(indices.len());
         for &index in indices {
             let sequence = sequences.get(index).ok_or_else(|| {
-                Error::invalid(format!(
-                    "batch index {index} is out of range ({} sequences)",
-                    sequences.len()
-                ))
+                Error::invalid(format!("batch index {index} is out of range ({} sequences)", sequences.len()))
             })?;
             items.push((index, sequence.as_slice()));
         }
@@ -153,9 +136,7 @@ impl Batch {
             None => items.iter().map(|(_, s)| s.len()).max().unwrap_or(0),
         };
         if len == 0 {
-            return Err(Error::invalid(
-                "padded length is 0 (a fixed length of 0, or only empty sequences)",
-            ));
+            return Err(Error::invalid("padded length is 0 (a fixed length of 0, or only empty sequences)"));
         }
         let fill = padding.fill_id();
         let rows = items.len();
@@ -183,17 +164,8 @@ impl Batch {
             lengths.push(kept);
         }
         let ids = Tensor::from_vec(ids, (rows, len), device)?;
-        let attention_mask = if padding.has_mask() {
-            Some(Tensor::from_vec(mask, (rows, len), device)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            ids,
-            attention_mask,
-            lengths,
-            indices: indices.to_vec(),
-        })
+        let attention_mask = if padding.has_mask() { Some(Tensor::from_vec(mask, (rows, len), device)?) } else { None };
+        Ok(Self { ids, attention_mask, lengths, indices: indices.to_vec() })
     }
 
     pub fn batch_size(&self) -> usize {
@@ -232,9 +204,7 @@ fn bucket_bounds(lengths: &[usize], buckets: &Buckets) -> Result<Vec<usize>> {
         Buckets::Single => Ok(Vec::new()),
         Buckets::Boundaries(bounds) => {
             if bounds.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Error::invalid(format!(
-                    "bucket boundaries must be strictly increasing, got {bounds:?}"
-                )));
+                return Err(Error::invalid(format!("bucket boundaries must be strictly increasing, got {bounds:?}")));
             }
             Ok(bounds.clone())
         }
@@ -267,9 +237,7 @@ pub fn length_batches(
 ) -> Result<Vec<Vec<usize>>> {
     match limit {
         BatchLimit::Items(0) | BatchLimit::Tokens(0) => {
-            return Err(Error::invalid(format!(
-                "batch limit must be positive, got {limit:?}"
-            )))
+            return Err(Error::invalid(format!("batch limit must be positive, got {limit:?}")))
         }
         BatchLimit::Tokens(budget) => {
             if let Some((index, &len)) = lengths.iter().enumerate().find(|(_, &l)| l > budget) {
@@ -322,11 +290,7 @@ mod tests {
     use super::*;
 
     fn seqs() -> Vec<Vec<u32>> {
-        vec![
-            vec![23, 0, 1, 24],
-            vec![23, 5, 24],
-            vec![23, 2, 3, 4, 5, 24],
-        ]
+        vec![vec![23, 0, 1, 24], vec![23, 5, 24], vec![23, 2, 3, 4, 5, 24]]
     }
 
     fn rows(t: &Tensor) -> Vec<Vec<u32>> {
@@ -335,21 +299,12 @@ mod tests {
 
     #[test]
     fn proteinbert_fixed_padding_has_no_mask_and_pads_with_25() -> Result<()> {
-        let batch = Batch::from_sequences(
-            &seqs(),
-            Padding::proteinbert(8),
-            Overflow::Error,
-            &Device::Cpu,
-        )?;
+        let batch = Batch::from_sequences(&seqs(), Padding::proteinbert(8), Overflow::Error, &Device::Cpu)?;
         assert_eq!(batch.ids.dims(), [3, 8]);
         assert!(batch.attention_mask.is_none());
         assert_eq!(
             rows(&batch.ids),
-            [
-                vec![23, 0, 1, 24, 25, 25, 25, 25],
-                vec![23, 5, 24, 25, 25, 25, 25, 25],
-                vec![23, 2, 3, 4, 5, 24, 25, 25],
-            ]
+            [vec![23, 0, 1, 24, 25, 25, 25, 25], vec![23, 5, 24, 25, 25, 25, 25, 25], vec![23, 2, 3, 4, 5, 24, 25, 25],]
         );
         assert_eq!(batch.lengths, [4, 3, 6]);
         assert_eq!(batch.indices, [0, 1, 2]);
@@ -358,13 +313,7 @@ mod tests {
 
     #[test]
     fn longest_with_mask_pads_to_batch_max_with_pad_1() -> Result<()> {
-        let batch = Batch::select(
-            &seqs(),
-            &[1, 0],
-            Padding::proberta_training(),
-            Overflow::Error,
-            &Device::Cpu,
-        )?;
+        let batch = Batch::select(&seqs(), &[1, 0], Padding::proberta_training(), Overflow::Error, &Device::Cpu)?;
         assert_eq!(batch.padded_len(), 4);
         assert_eq!(rows(&batch.ids), [vec![23, 5, 24, 1], vec![23, 0, 1, 24]]);
         let mask = batch.attention_mask.as_ref().map(rows);
@@ -376,12 +325,7 @@ mod tests {
 
     #[test]
     fn proberta_inference_is_512_long_with_mask() -> Result<()> {
-        let batch = Batch::from_sequences(
-            &seqs(),
-            Padding::proberta_inference(),
-            Overflow::Error,
-            &Device::Cpu,
-        )?;
+        let batch = Batch::from_sequences(&seqs(), Padding::proberta_inference(), Overflow::Error, &Device::Cpu)?;
         assert_eq!(batch.ids.dims(), [3, 512]);
         let ids = rows(&batch.ids);
         let mask = rows(batch.attention_mask.as_ref().unwrap());
@@ -395,12 +339,7 @@ mod tests {
 
     #[test]
     fn clustering_filler_uses_bos_and_no_mask() -> Result<()> {
-        let batch = Batch::from_sequences(
-            &seqs(),
-            Padding::proberta_clustering(7),
-            Overflow::Error,
-            &Device::Cpu,
-        )?;
+        let batch = Batch::from_sequences(&seqs(), Padding::proberta_clustering(7), Overflow::Error, &Device::Cpu)?;
         assert!(batch.attention_mask.is_none());
         assert_eq!(rows(&batch.ids)[1], [23, 5, 24, 0, 0, 0, 0]);
         Ok(())
@@ -408,50 +347,17 @@ mod tests {
 
     #[test]
     fn overlong_sequence_is_an_error_unless_truncation_is_chosen() -> Result<()> {
-        let err = Batch::from_sequences(
-            &seqs(),
-            Padding::proteinbert(5),
-            Overflow::Error,
-            &Device::Cpu,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("sequence 2") && err.contains("6 tokens") && err.contains("length 5"),
-            "{err}"
-        );
-        let batch = Batch::from_sequences(
-            &seqs(),
-            Padding::proteinbert(5),
-            Overflow::KeepFirst,
-            &Device::Cpu,
-        )?;
+        let err = Batch::from_sequences(&seqs(), Padding::proteinbert(5), Overflow::Error, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sequence 2") && err.contains("6 tokens") && err.contains("length 5"), "{err}");
+        let batch = Batch::from_sequences(&seqs(), Padding::proteinbert(5), Overflow::KeepFirst, &Device::Cpu)?;
         assert_eq!(rows(&batch.ids)[2], [23, 2, 3, 4, 5]);
         assert_eq!(batch.lengths, [4, 3, 5]);
-        assert!(Batch::select(
-            &seqs(),
-            &[],
-            Padding::proteinbert(5),
-            Overflow::Error,
-            &Device::Cpu
-        )
-        .is_err());
-        assert!(Batch::select(
-            &seqs(),
-            &[3],
-            Padding::proteinbert(5),
-            Overflow::Error,
-            &Device::Cpu
-        )
-        .is_err());
+        assert!(Batch::select(&seqs(), &[], Padding::proteinbert(5), Overflow::Error, &Device::Cpu).is_err());
+        assert!(Batch::select(&seqs(), &[3], Padding::proteinbert(5), Overflow::Error, &Device::Cpu).is_err());
         let empty = vec![Vec::new()];
-        assert!(Batch::from_sequences(
-            &empty,
-            Padding::proberta_training(),
-            Overflow::Error,
-            &Device::Cpu
-        )
-        .is_err());
+        assert!(Batch::from_sequences(&empty, Padding::proberta_training(), Overflow::Error, &Device::Cpu).is_err());
         Ok(())
     }
 
@@ -467,10 +373,7 @@ mod tests {
                 seen[i] += 1;
             }
         }
-        assert!(
-            seen.iter().all(|&c| c == 1),
-            "some item is missing or repeated"
-        );
+        assert!(seen.iter().all(|&c| c == 1), "some item is missing or repeated");
     }
 
     #[test]
@@ -479,10 +382,7 @@ mod tests {
         let configurations = [
             (Buckets::Single, BatchLimit::Items(7)),
             (Buckets::Boundaries(vec![128, 512]), BatchLimit::Items(16)),
-            (
-                Buckets::Boundaries(vec![100, 200, 300]),
-                BatchLimit::Tokens(4096),
-            ),
+            (Buckets::Boundaries(vec![100, 200, 300]), BatchLimit::Tokens(4096)),
             (Buckets::Quantiles(5), BatchLimit::Tokens(2000)),
             (Buckets::Quantiles(3), BatchLimit::Items(1)),
         ];
@@ -492,8 +392,7 @@ mod tests {
             for (buckets, limit) in &configurations {
                 let mut shuffle = Rng::new(trial);
                 let shuffled = trial % 2 == 0;
-                let batches =
-                    length_batches(&lengths, buckets, *limit, shuffled.then_some(&mut shuffle))?;
+                let batches = length_batches(&lengths, buckets, *limit, shuffled.then_some(&mut shuffle))?;
                 assert_partition(&batches, n);
                 let bounds = bucket_bounds(&lengths, buckets)?;
                 for batch in &batches {
@@ -514,24 +413,9 @@ mod tests {
     fn shuffling_is_seeded_and_unshuffled_order_is_input_order() -> Result<()> {
         let lengths = random_lengths(&mut Rng::new(1), 200);
         let buckets = Buckets::Boundaries(vec![200, 400]);
-        let a = length_batches(
-            &lengths,
-            &buckets,
-            BatchLimit::Items(8),
-            Some(&mut Rng::new(9)),
-        )?;
-        let b = length_batches(
-            &lengths,
-            &buckets,
-            BatchLimit::Items(8),
-            Some(&mut Rng::new(9)),
-        )?;
-        let c = length_batches(
-            &lengths,
-            &buckets,
-            BatchLimit::Items(8),
-            Some(&mut Rng::new(10)),
-        )?;
+        let a = length_batches(&lengths, &buckets, BatchLimit::Items(8), Some(&mut Rng::new(9)))?;
+        let b = length_batches(&lengths, &buckets, BatchLimit::Items(8), Some(&mut Rng::new(9)))?;
+        let c = length_batches(&lengths, &buckets, BatchLimit::Items(8), Some(&mut Rng::new(10)))?;
         assert_eq!(a, b);
         assert_ne!(a, c);
         let plain = length_batches(&lengths, &Buckets::Single, BatchLimit::Items(8), None)?;
@@ -543,37 +427,15 @@ mod tests {
     #[test]
     fn quantile_buckets_split_counts_evenly_and_bad_limits_are_errors() -> Result<()> {
         let lengths: Vec<usize> = (1..=100).collect();
-        assert_eq!(
-            bucket_bounds(&lengths, &Buckets::Quantiles(4))?,
-            [25, 50, 75]
-        );
-        let batches = length_batches(
-            &lengths,
-            &Buckets::Quantiles(4),
-            BatchLimit::Items(100),
-            None,
-        )?;
-        assert_eq!(
-            batches.iter().map(Vec::len).collect::<Vec<_>>(),
-            [25, 25, 25, 25]
-        );
+        assert_eq!(bucket_bounds(&lengths, &Buckets::Quantiles(4))?, [25, 50, 75]);
+        let batches = length_batches(&lengths, &Buckets::Quantiles(4), BatchLimit::Items(100), None)?;
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [25, 25, 25, 25]);
         assert!(length_batches(&lengths, &Buckets::Single, BatchLimit::Items(0), None).is_err());
-        let err =
-            length_batches(&lengths, &Buckets::Single, BatchLimit::Tokens(50), None).unwrap_err();
+        let err = length_batches(&lengths, &Buckets::Single, BatchLimit::Tokens(50), None).unwrap_err();
         assert!(err.to_string().contains("item 50"), "{err}");
-        assert!(length_batches(
-            &lengths,
-            &Buckets::Boundaries(vec![10, 10]),
-            BatchLimit::Items(4),
-            None
-        )
-        .is_err());
-        assert!(
-            length_batches(&lengths, &Buckets::Quantiles(0), BatchLimit::Items(4), None).is_err()
-        );
-        assert!(
-            length_batches(&[], &Buckets::Quantiles(3), BatchLimit::Items(4), None)?.is_empty()
-        );
+        assert!(length_batches(&lengths, &Buckets::Boundaries(vec![10, 10]), BatchLimit::Items(4), None).is_err());
+        assert!(length_batches(&lengths, &Buckets::Quantiles(0), BatchLimit::Items(4), None).is_err());
+        assert!(length_batches(&[], &Buckets::Quantiles(3), BatchLimit::Items(4), None)?.is_empty());
         Ok(())
     }
 }

@@ -23,43 +23,29 @@ use crate::{Error, Result, Rng};
 /// width (Keras: `k·C_in` and `k·C_out`).
 pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
     let bound = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
-    Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
+    Init::Uniform { lo: -bound, up: bound }
 }
 
 /// BERT/fairseq initialisation of Linear and Embedding weights: N(0, 0.02²).
-pub const BERT_NORMAL: Init = Init::Randn {
-    mean: 0.0,
-    stdev: 0.02,
-};
+pub const BERT_NORMAL: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
 
 /// Stable 64-bit FNV-1a, so a variable's stream does not change with Rust's `Hash` implementation.
 fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Draws `shape.elem_count()` values for `init` from `rng`, in f64 so every dtype rounds the same draw.
 fn draw(init: Init, shape: &Shape, rng: &mut Rng) -> Vec<f64> {
     let n = shape.elem_count();
-    let uniform = |rng: &mut Rng, lo: f64, up: f64| -> Vec<f64> {
-        (0..n).map(|_| lo + (up - lo) * rng.uniform()).collect()
-    };
-    let normal = |rng: &mut Rng, mean: f64, std: f64| -> Vec<f64> {
-        (0..n).map(|_| mean + std * rng.normal()).collect()
-    };
+    let uniform =
+        |rng: &mut Rng, lo: f64, up: f64| -> Vec<f64> { (0..n).map(|_| lo + (up - lo) * rng.uniform()).collect() };
+    let normal =
+        |rng: &mut Rng, mean: f64, std: f64| -> Vec<f64> { (0..n).map(|_| mean + std * rng.normal()).collect() };
     match init {
         Init::Const(c) => vec![c; n],
         Init::Uniform { lo, up } => uniform(rng, lo, up),
         Init::Randn { mean, stdev } => normal(rng, mean, stdev),
-        Init::Kaiming {
-            dist,
-            fan,
-            non_linearity,
-        } => {
+        Init::Kaiming { dist, fan, non_linearity } => {
             let fan = match fan {
                 FanInOut::FanIn => FanInOut::FanIn.for_shape(shape),
                 FanInOut::FanOut => FanInOut::FanOut.for_shape(shape),
@@ -86,19 +72,13 @@ pub struct SeededVarMap {
 
 impl std::fmt::Debug for SeededVarMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeededVarMap")
-            .field("seed", &self.seed)
-            .field("vars", &self.lock().len())
-            .finish()
+        f.debug_struct("SeededVarMap").field("seed", &self.seed).field("vars", &self.lock().len()).finish()
     }
 }
 
 impl SeededVarMap {
     pub fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            vars: Arc::new(Mutex::new(BTreeMap::new())),
-        }
+        Self { seed, vars: Arc::new(Mutex::new(BTreeMap::new())) }
     }
 
     pub fn seed(&self) -> u64 {
@@ -108,9 +88,7 @@ impl SeededVarMap {
     // A panic while holding the lock cannot leave the map half-written (every insert is one call),
     // so a poisoned lock is still safe to use.
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Var>> {
-        self.vars
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.vars.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A `VarBuilder` whose `get`/`get_with_hints` create (or reuse) variables in this map.
@@ -125,10 +103,7 @@ impl SeededVarMap {
 
     /// (name, variable) pairs, sorted by name.
     pub fn named_vars(&self) -> Vec<(String, Var)> {
-        self.lock()
-            .iter()
-            .map(|(name, var)| (name.clone(), var.clone()))
-            .collect()
+        self.lock().iter().map(|(name, var)| (name.clone(), var.clone())).collect()
     }
 
     pub fn get_var(&self, name: &str) -> Option<Var> {
@@ -151,11 +126,8 @@ impl SeededVarMap {
     /// Writes every variable to a safetensors file under its full name.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let tensors: HashMap<String, Tensor> = self
-            .lock()
-            .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-            .collect();
+        let tensors: HashMap<String, Tensor> =
+            self.lock().iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect();
         candle_core::safetensors::save(&tensors, path)?;
         Ok(())
     }
@@ -168,11 +140,7 @@ impl SeededVarMap {
         let path = path.as_ref();
         let stored = candle_core::safetensors::load(path, device)?;
         let mut vars = self.lock();
-        let missing: Vec<&str> = vars
-            .keys()
-            .filter(|name| !stored.contains_key(*name))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> = vars.keys().filter(|name| !stored.contains_key(*name)).map(String::as_str).collect();
         if !missing.is_empty() {
             return Err(Error::invalid(format!(
                 "{}: no tensor for variable(s) {}",
@@ -230,23 +198,11 @@ impl SeededVarMap {
 }
 
 impl SimpleBackend for SeededVarMap {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        h: Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
+    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         self.get_or_create(s, name, h, dtype, dev)
     }
 
-    fn get_unchecked(
-        &self,
-        name: &str,
-        dtype: DType,
-        _dev: &Device,
-    ) -> candle_core::Result<Tensor> {
+    fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
         match self.lock().get(name) {
             Some(var) => var.as_tensor().to_dtype(dtype),
             None => candle_core::bail!("no variable `{name}` in SeededVarMap"),
@@ -267,8 +223,7 @@ mod tests {
         let map = SeededVarMap::new(seed);
         let vb = map.var_builder(DType::F32, &Device::Cpu);
         candle_nn::linear(6, 4, vb.pp("a"))?;
-        vb.pp("b")
-            .get_with_hints((3, 5), "w", glorot_uniform(5, 3))?;
+        vb.pp("b").get_with_hints((3, 5), "w", glorot_uniform(5, 3))?;
         vb.pp("c").get_with_hints(7, "e", BERT_NORMAL)?;
         map.named_vars()
             .into_iter()
@@ -282,9 +237,7 @@ mod tests {
         let b = build_params(11)?;
         let c = build_params(12)?;
         let bits = |p: &[(String, Vec<f32>)]| -> Vec<(String, Vec<u32>)> {
-            p.iter()
-                .map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect()))
-                .collect()
+            p.iter().map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
         };
         assert_eq!(bits(&a), bits(&b));
         let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
@@ -317,21 +270,14 @@ mod tests {
         let normal = vb.get_with_hints(n, "n", BERT_NORMAL)?.to_vec1::<f64>()?;
         let mean = normal.iter().sum::<f64>() / n as f64;
         let std = (normal.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
-        assert!(
-            mean.abs() < 5e-4 && (std - 0.02).abs() < 5e-4,
-            "{mean} {std}"
-        );
+        assert!(mean.abs() < 5e-4 && (std - 0.02).abs() < 5e-4, "{mean} {std}");
         let (fan_in, fan_out) = (9 * 128, 9 * 128);
-        let glorot = vb
-            .get_with_hints(n, "g", glorot_uniform(fan_in, fan_out))?
-            .to_vec1::<f64>()?;
+        let glorot = vb.get_with_hints(n, "g", glorot_uniform(fan_in, fan_out))?.to_vec1::<f64>()?;
         let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
         assert!(glorot.iter().all(|x| x.abs() <= bound));
         let max = glorot.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(max > 0.99 * bound, "{max} {bound}");
-        let ones = vb
-            .get_with_hints(3, "o", Init::Const(1.5))?
-            .to_vec1::<f64>()?;
+        let ones = vb.get_with_hints(3, "o", Init::Const(1.5))?.to_vec1::<f64>()?;
         assert_eq!(ones, [1.5, 1.5, 1.5]);
         Ok(())
     }
@@ -356,9 +302,8 @@ mod tests {
         let layer = candle_nn::linear(3, 1, map.var_builder(DType::F32, &device))?;
         let xs = Tensor::new(&[[1f32, 2., 3.], [-1., 0.5, 2.], [0., -2., 1.]], &device)?;
         let ys = Tensor::new(&[[1f32], [-2.], [0.5]], &device)?;
-        let loss_of = |layer: &candle_nn::Linear| -> Result<Tensor> {
-            Ok(layer.forward(&xs)?.sub(&ys)?.sqr()?.mean_all()?)
-        };
+        let loss_of =
+            |layer: &candle_nn::Linear| -> Result<Tensor> { Ok(layer.forward(&xs)?.sub(&ys)?.sqr()?.mean_all()?) };
         let start = loss_of(&layer)?.to_scalar::<f32>()?;
         let mut sgd = candle_nn::SGD::new(map.vars(), 0.05)?;
         for _ in 0..200 {
@@ -393,11 +338,7 @@ mod tests {
         assert_eq!(original.to_vec2::<f32>()?, handle.to_vec2::<f32>()?);
 
         let other = SeededVarMap::new(5);
-        other.var_builder(DType::F32, &Device::Cpu).get_with_hints(
-            3,
-            "not.in.file",
-            BERT_NORMAL,
-        )?;
+        other.var_builder(DType::F32, &Device::Cpu).get_with_hints(3, "not.in.file", BERT_NORMAL)?;
         assert!(other.load(&path, &Device::Cpu).is_err());
         Ok(())
     }

@@ -49,10 +49,7 @@ fn reduce(losses: &Tensor, weights: &Tensor, reduction: Reduction) -> Result<Ten
 
 /// Per-element binary cross-entropy from logits `x` and targets `z ∈ [0, 1]` (same shape):
 /// `max(x, 0) − x·z + ln(1 + e^{−|x|})`, i.e. `−z·ln σ(x) − (1−z)·ln(1−σ(x))` without overflow.
-pub fn binary_cross_entropy_with_logits_elementwise(
-    logits: &Tensor,
-    targets: &Tensor,
-) -> Result<Tensor> {
+pub fn binary_cross_entropy_with_logits_elementwise(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.shape() != targets.shape() {
         return Err(Error::invalid(format!(
             "binary cross-entropy: logits {:?} and targets {:?} differ in shape",
@@ -127,16 +124,11 @@ pub fn cross_entropy_per_position(
         &[n, c] => (n, c, logits.clone()),
         &[b, l, c] => (b * l, c, logits.reshape((b * l, c))?),
         other => {
-            return Err(Error::invalid(format!(
-                "cross-entropy logits must be (N, C) or (B, L, C), got {other:?}"
-            )))
+            return Err(Error::invalid(format!("cross-entropy logits must be (N, C) or (B, L, C), got {other:?}")))
         }
     };
     if targets.dtype() != DType::U32 {
-        return Err(Error::invalid(format!(
-            "cross-entropy targets must be u32, got {:?}",
-            targets.dtype()
-        )));
+        return Err(Error::invalid(format!("cross-entropy targets must be u32, got {:?}", targets.dtype())));
     }
     let leading = &original_dims[..original_dims.len() - 1];
     if targets.dims() != leading {
@@ -214,20 +206,12 @@ mod tests {
     }
 
     fn vec_of(t: &Tensor) -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+        t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
     }
 
     fn max_rel_err(got: &[f64], want: &[f64]) -> f64 {
         assert_eq!(got.len(), want.len());
-        got.iter()
-            .zip(want)
-            .map(|(g, w)| (g - w).abs() / w.abs().max(1e-300))
-            .fold(0.0, f64::max)
+        got.iter().zip(want).map(|(g, w)| (g - w).abs() / w.abs().max(1e-300)).fold(0.0, f64::max)
     }
 
     const XS: [f64; 8] = [-100.0, -30.0, -2.5, -1e-3, 0.0, 0.7, 30.0, 100.0];
@@ -239,11 +223,7 @@ mod tests {
         let x = Tensor::new(&XS, &dev)?;
         let z = Tensor::new(&ZS, &dev)?;
         let got = vec_of(&binary_cross_entropy_with_logits_elementwise(&x, &z)?);
-        let want: Vec<f64> = XS
-            .iter()
-            .zip(&ZS)
-            .map(|(&x, &z)| bce_reference(x, z))
-            .collect();
+        let want: Vec<f64> = XS.iter().zip(&ZS).map(|(&x, &z)| bce_reference(x, z)).collect();
         // Hand values: x=0,z=1 → ln 2; x=−100,z=0 → ln(1+e^−100) ≈ 3.72e−44; x=100,z=1 → same.
         assert!((want[4] - std::f64::consts::LN_2).abs() < 1e-15);
         assert!((want[0] - 3.720075976020836e-44).abs() < 1e-58);
@@ -253,17 +233,11 @@ mod tests {
         // Where the naive formula is exact enough, it agrees.
         for (i, (&x, &z)) in XS.iter().zip(&ZS).enumerate().skip(2).take(4) {
             let naive = -z * sigmoid(x).ln() - (1.0 - z) * (1.0 - sigmoid(x)).ln();
-            assert!(
-                (got[i] - naive).abs() < 1e-9,
-                "x={x}: {} vs {naive}",
-                got[i]
-            );
+            assert!((got[i] - naive).abs() < 1e-9, "x={x}: {} vs {naive}", got[i]);
         }
         // f32 at ±100: finite, and the confident-and-wrong case costs |x|.
-        let got32 = vec_of(&binary_cross_entropy_with_logits_elementwise(
-            &x.to_dtype(DType::F32)?,
-            &z.to_dtype(DType::F32)?,
-        )?);
+        let got32 =
+            vec_of(&binary_cross_entropy_with_logits_elementwise(&x.to_dtype(DType::F32)?, &z.to_dtype(DType::F32)?)?);
         assert!(got32.iter().all(|v| v.is_finite()));
         let wrong = binary_cross_entropy_with_logits_elementwise(
             &Tensor::new(&[100f32, -100.], &dev)?,
@@ -282,11 +256,7 @@ mod tests {
             let loss = binary_cross_entropy_with_logits(&x, &z, None, Reduction::Sum)?;
             let grad = vec_of(loss.backward()?.get(&x).unwrap());
             let want: Vec<f64> = XS.iter().zip(&ZS).map(|(&x, &z)| sigmoid(x) - z).collect();
-            let err = grad
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0.0, f64::max);
+            let err = grad.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
             eprintln!("bce {dtype:?} gradient vs σ(x)−z: max abs error {err:.3e}");
             assert!(grad.iter().all(|g| g.is_finite()));
             let tolerance = if dtype == DType::F64 { 1e-15 } else { 1e-6 };
@@ -301,9 +271,7 @@ mod tests {
         let xs = [[2.0f64, -1.0, 0.5], [0.0, 3.0, -4.0]];
         let zs = [[1.0f64, 0.0, 1.0], [0.0, 1.0, 1.0]];
         let w = [1.0f64, 0.0];
-        let l: Vec<Vec<f64>> = (0..2)
-            .map(|b| (0..3).map(|j| bce_reference(xs[b][j], zs[b][j])).collect())
-            .collect();
+        let l: Vec<Vec<f64>> = (0..2).map(|b| (0..3).map(|j| bce_reference(xs[b][j], zs[b][j])).collect()).collect();
         let x = Tensor::new(&xs, &dev)?;
         let z = Tensor::new(&zs, &dev)?;
         let wt = Tensor::new(&w, &dev)?;
@@ -311,27 +279,21 @@ mod tests {
             Ok(binary_cross_entropy_with_logits(&x, &z, Some(&wt), r)?.to_scalar::<f64>()?)
         };
         // Keras: Σ_b w_b·mean_j BCE / B.
-        let keras =
-            (w[0] * l[0].iter().sum::<f64>() / 3.0 + w[1] * l[1].iter().sum::<f64>() / 3.0) / 2.0;
+        let keras = (w[0] * l[0].iter().sum::<f64>() / 3.0 + w[1] * l[1].iter().sum::<f64>() / 3.0) / 2.0;
         assert!((scalar(Reduction::MeanOverAll)? - keras).abs() < 1e-15);
         let sum = l[0].iter().sum::<f64>();
         assert!((scalar(Reduction::Sum)? - sum).abs() < 1e-14);
         assert!((scalar(Reduction::WeightedMean)? - sum / 3.0).abs() < 1e-15);
-        let unweighted = binary_cross_entropy_with_logits(&x, &z, None, Reduction::WeightedMean)?
-            .to_scalar::<f64>()?;
+        let unweighted = binary_cross_entropy_with_logits(&x, &z, None, Reduction::WeightedMean)?.to_scalar::<f64>()?;
         let mean = l.iter().flatten().sum::<f64>() / 6.0;
         assert!((unweighted - mean).abs() < 1e-15);
 
         let zero = Tensor::zeros(2, DType::F64, &dev)?;
-        let nothing =
-            binary_cross_entropy_with_logits(&x, &z, Some(&zero), Reduction::WeightedMean)?;
+        let nothing = binary_cross_entropy_with_logits(&x, &z, Some(&zero), Reduction::WeightedMean)?;
         assert_eq!(nothing.to_scalar::<f64>()?, 0.0);
         let bad = Tensor::ones(3, DType::F64, &dev)?;
         assert!(binary_cross_entropy_with_logits(&x, &z, Some(&bad), Reduction::Sum).is_err());
-        assert!(
-            binary_cross_entropy_with_logits(&x, &z.narrow(1, 0, 2)?, None, Reduction::Sum)
-                .is_err()
-        );
+        assert!(binary_cross_entropy_with_logits(&x, &z.narrow(1, 0, 2)?, None, Reduction::Sum).is_err());
         Ok(())
     }
 
@@ -341,12 +303,7 @@ mod tests {
         lse - row[target]
     }
 
-    const LOGITS: [[f64; 3]; 4] = [
-        [0.0, 0.0, 0.0],
-        [100.0, -100.0, 0.0],
-        [1.0, 2.0, 3.0],
-        [-100.0, 100.0, 50.0],
-    ];
+    const LOGITS: [[f64; 3]; 4] = [[0.0, 0.0, 0.0], [100.0, -100.0, 0.0], [1.0, 2.0, 3.0], [-100.0, 100.0, 50.0]];
     const TARGETS: [u32; 4] = [1, 1, 2, 0];
 
     #[test]
@@ -354,11 +311,7 @@ mod tests {
         let dev = Device::Cpu;
         let logits = Tensor::new(&LOGITS, &dev)?;
         let targets = Tensor::new(&TARGETS, &dev)?;
-        let want: Vec<f64> = LOGITS
-            .iter()
-            .zip(&TARGETS)
-            .map(|(row, &t)| ce_reference(row, t as usize))
-            .collect();
+        let want: Vec<f64> = LOGITS.iter().zip(&TARGETS).map(|(row, &t)| ce_reference(row, t as usize)).collect();
         // Hand values: uniform row → ln 3; [100, −100, 0] with target 1 → 200 + ln(1 + e^−100).
         assert!((want[0] - 3f64.ln()).abs() < 1e-15);
         assert!((want[1] - 200.0).abs() < 1e-12);
@@ -415,23 +368,11 @@ mod tests {
         // Keras (ProteinBERT): Σ(w·CE)/(B·L).
         assert!((scalar(Some(&weights), Reduction::MeanOverAll)? - weighted / 4.0).abs() < 1e-13);
 
-        let flat = cross_entropy(
-            &logits.reshape((4, 3))?,
-            &targets.flatten_all()?,
-            Some(1),
-            None,
-            Reduction::Sum,
-        )?;
+        let flat = cross_entropy(&logits.reshape((4, 3))?, &targets.flatten_all()?, Some(1), None, Reduction::Sum)?;
         assert!((flat.to_scalar::<f64>()? - (ce0 + ce1)).abs() < 1e-13);
 
         let all_ignored = Tensor::new(&[[1u32, 1], [1, 1]], &dev)?;
-        let zero = cross_entropy(
-            &logits,
-            &all_ignored,
-            Some(1),
-            None,
-            Reduction::WeightedMean,
-        )?;
+        let zero = cross_entropy(&logits, &all_ignored, Some(1), None, Reduction::WeightedMean)?;
         assert_eq!(zero.to_scalar::<f64>()?, 0.0);
         Ok(())
     }
@@ -451,14 +392,9 @@ mod tests {
         let float = Tensor::new(&[0f32, 1., 1., 1.], &dev)?;
         assert!(cross_entropy(&logits, &float, None, None, Reduction::Sum).is_err());
         let wrong_weights = Tensor::ones(3, DType::F64, &dev)?;
-        assert!(cross_entropy(
-            &logits,
-            &Tensor::new(&TARGETS, &dev)?,
-            None,
-            Some(&wrong_weights),
-            Reduction::Sum
-        )
-        .is_err());
+        assert!(
+            cross_entropy(&logits, &Tensor::new(&TARGETS, &dev)?, None, Some(&wrong_weights), Reduction::Sum).is_err()
+        );
         Ok(())
     }
 }
