@@ -109,9 +109,9 @@ pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Pr
         }
         ProteinFileFormat::IdSequenceTsv => {
             let mut out = Vec::new();
-            let mut lines = std::io::BufRead::lines(fasta::open_maybe_gzip(path)?);
+            let lines = std::io::BufRead::lines(fasta::open_maybe_gzip(path)?);
             let mut line_no = 0;
-            while let Some(line) = lines.next() {
+            for line in lines {
                 line_no += 1;
                 let line = line.map_err(|e| crate::Error::io(path, e))?;
                 if line.trim().is_empty() {

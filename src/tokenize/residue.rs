@@ -81,7 +81,7 @@ impl ResidueTokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter()
-            .filter(|&&i| i < OTHER || i == OTHER)
+            .filter(|&&i| i <= OTHER)
             .map(|&i| if i == OTHER { "?".to_string() } else { Self::token(i).to_string() })
             .collect()
     }

@@ -44,7 +44,7 @@ impl FairseqDictionary {
             counts.push(c);
         }
         let mut filler = 0;
-        while symbols.len() % 8 != 0 {
+        while !symbols.len().is_multiple_of(8) {
             symbols.push(format!("madeupword{filler:04}"));
             counts.push(0);
             filler += 1;
