@@ -110,9 +110,8 @@ pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Pr
         ProteinFileFormat::IdSequenceTsv => {
             let mut out = Vec::new();
             let lines = std::io::BufRead::lines(fasta::open_maybe_gzip(path)?);
-            let mut line_no = 0;
-            for line in lines {
-                line_no += 1;
+            for (i, line) in lines.enumerate() {
+                let line_no = i + 1;
                 let line = line.map_err(|e| crate::Error::io(path, e))?;
                 if line.trim().is_empty() {
                     continue;
