@@ -20,8 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use crate::data::fasta::open_maybe_gzip;
-use crate::data::FilterReport;
+use crate::data::{numbered_lines, FilterReport};
 use crate::error::{Error, Location, Result};
 
 /// Relations that GO's true-path rule propagates annotations through.
@@ -64,20 +63,6 @@ fn looks_like_go_id(s: &str) -> bool {
     s.strip_prefix("GO:").is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn read_lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
-    let reader = open_maybe_gzip(path)?;
-    let path = path.to_path_buf();
-    Ok(reader.lines().enumerate().map(move |(i, line)| {
-        line.map(|mut l| {
-            if l.ends_with('\r') {
-                l.pop();
-            }
-            (i + 1, l)
-        })
-        .map_err(|e| Error::io(&path, e))
-    }))
-}
-
 impl GoGraph {
     /// Read the edge file (parent first, as in the 2014 file) and, optionally, the `GO id<TAB>name` file.
     pub fn read(graph_path: impl AsRef<Path>, names_path: Option<&Path>) -> Result<Self> {
@@ -91,12 +76,12 @@ impl GoGraph {
     ) -> Result<Self> {
         let graph_path = graph_path.as_ref();
         let mut graph = Self::default();
-        for line in read_lines(graph_path)? {
+        for line in numbered_lines(graph_path)? {
             let (line_no, line) = line?;
             graph.parse_edge_line(&line, graph_path, line_no, columns)?;
         }
         if let Some(names_path) = names_path {
-            for line in read_lines(names_path)? {
+            for line in numbered_lines(names_path)? {
                 let (line_no, line) = line?;
                 graph.parse_name_line(&line, names_path, line_no)?;
             }
@@ -493,7 +478,7 @@ impl GoVocabulary {
         let mut terms = Vec::new();
         let mut names = Vec::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
-        for line in read_lines(&path)? {
+        for line in numbered_lines(&path)? {
             let (line_no, line) = line?;
             let (term, name) = match line.split_once('\t') {
                 Some((t, n)) => (t, Some(n.to_string())),
@@ -713,7 +698,7 @@ GO:0000020\tGO:0000002\t1\tis_a\n";
 
         // All 50,000 sampled proteins, as pretraining would annotate them.
         let table = dir.join("swissprot_201401_go_sample50k.tsv.gz");
-        let reader = open_maybe_gzip(&table).unwrap();
+        let reader = crate::data::fasta::open_maybe_gzip(&table).unwrap();
         let mut raw_report = AnnotationReport::default();
         let mut report = AnnotationReport::default();
         let mut propagated = Vec::new();

@@ -49,6 +49,24 @@ impl std::fmt::Display for FilterReport {
     }
 }
 
+/// The lines of a (possibly gzipped) text file with their 1-based numbers, `\r` stripped, I/O errors
+/// naming the file.
+pub(crate) fn numbered_lines(
+    path: &std::path::Path,
+) -> crate::Result<impl Iterator<Item = crate::Result<(usize, String)>>> {
+    let reader = fasta::open_maybe_gzip(path)?;
+    let path = path.to_path_buf();
+    Ok(std::io::BufRead::lines(reader).enumerate().map(move |(i, line)| {
+        line.map(|mut l| {
+            if l.ends_with('\r') {
+                l.pop();
+            }
+            (i + 1, l)
+        })
+        .map_err(|e| crate::Error::io(&path, e))
+    }))
+}
+
 /// The file formats [`read_proteins`] recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProteinFileFormat {
@@ -108,24 +126,9 @@ pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Pr
             (r.into_iter().map(|r| Protein { id: r.accession, sequence: r.sequence }).collect(), rep)
         }
         ProteinFileFormat::IdSequenceTsv => {
-            let mut out = Vec::new();
-            let lines = std::io::BufRead::lines(fasta::open_maybe_gzip(path)?);
-            for (i, line) in lines.enumerate() {
-                let line_no = i + 1;
-                let line = line.map_err(|e| crate::Error::io(path, e))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let at = || crate::Location::line(path, line_no);
-                let (id, seq) = line
-                    .trim_end_matches('\r')
-                    .split_once('\t')
-                    .ok_or_else(|| crate::Error::data(at(), "expected `id<TAB>sequence`"))?;
-                sequence::validate(seq, || at().with_record(id))?;
-                out.push(Protein { id: id.to_string(), sequence: seq.to_string() });
-            }
-            let report = FilterReport { kept: out.len(), dropped: vec![] };
-            (out, report)
+            let proteins: Vec<Protein> = ppi::read_id_sequence_tsv(path)?.into_iter().map(|(p, _)| p).collect();
+            let report = FilterReport { kept: proteins.len(), dropped: vec![] };
+            (proteins, report)
         }
     })
 }

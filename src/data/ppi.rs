@@ -14,11 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::io::BufRead;
 use std::path::Path;
 
-use crate::data::fasta::{open_maybe_gzip, read_fasta};
-use crate::data::{sequence, FilterReport};
+use crate::data::fasta::read_fasta;
+use crate::data::{numbered_lines, sequence, FilterReport, Protein};
 use crate::error::{Error, Location, Result};
 use crate::rng::Rng;
 
@@ -48,20 +47,6 @@ pub struct PairRecord {
     pub line: usize,
 }
 
-fn lines_of(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
-    let reader = open_maybe_gzip(path)?;
-    let path = path.to_path_buf();
-    Ok(reader.lines().enumerate().map(move |(i, line)| {
-        line.map(|mut l| {
-            if l.ends_with('\r') {
-                l.pop();
-            }
-            (i + 1, l)
-        })
-        .map_err(|e| Error::io(&path, e))
-    }))
-}
-
 fn check_id(id: &str, here: impl Fn() -> Location, column: &str) -> Result<()> {
     if id.is_empty() || id.chars().any(char::is_whitespace) {
         return Err(Error::data(here(), format!("{column} `{id}` is empty or contains whitespace")));
@@ -73,7 +58,7 @@ fn check_id(id: &str, here: impl Fn() -> Location, column: &str) -> Result<()> {
 pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
     let path = path.as_ref();
     let mut out = Vec::new();
-    for line in lines_of(path)? {
+    for line in numbered_lines(path)? {
         let (line_no, line) = line?;
         if line.trim().is_empty() {
             continue;
@@ -106,6 +91,33 @@ pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
     Ok(out)
 }
 
+/// Read `id<TAB>sequence` lines (no header; blank lines skipped) in file order, each protein with
+/// where it was read.
+pub fn read_id_sequence_tsv(path: &Path) -> Result<Vec<(Protein, Location)>> {
+    let mut out = Vec::new();
+    for line in numbered_lines(path)? {
+        let (line_no, line) = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let here = || Location::line(path, line_no);
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() != 2 {
+            return Err(Error::data(
+                here(),
+                format!("expected 2 tab-separated columns (id, sequence), found {}", fields.len()),
+            ));
+        }
+        check_id(fields[0], here, "id")?;
+        sequence::validate(fields[1], || here().with_record(fields[0]))?;
+        out.push((
+            Protein { id: fields[0].to_string(), sequence: fields[1].to_string() },
+            here().with_record(fields[0]),
+        ));
+    }
+    Ok(out)
+}
+
 /// Sequences by protein id, merged from one or more files. The same id may appear twice only with the
 /// same sequence; otherwise it is an error naming both places.
 #[derive(Debug, Clone, Default)]
@@ -120,23 +132,8 @@ impl SequenceDictionary {
 
     /// Add an `id<TAB>sequence` file (no header).
     pub fn add_tsv(&mut self, path: impl AsRef<Path>) -> Result<&mut Self> {
-        let path = path.as_ref();
-        for line in lines_of(path)? {
-            let (line_no, line) = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let here = || Location::line(path, line_no);
-            let fields: Vec<&str> = line.split('\t').collect();
-            if fields.len() != 2 {
-                return Err(Error::data(
-                    here(),
-                    format!("expected 2 tab-separated columns (id, sequence), found {}", fields.len()),
-                ));
-            }
-            check_id(fields[0], here, "id")?;
-            sequence::validate(fields[1], || here().with_record(fields[0]))?;
-            self.insert(fields[0], fields[1], here().with_record(fields[0]))?;
+        for (protein, location) in read_id_sequence_tsv(path.as_ref())? {
+            self.insert(&protein.id, &protein.sequence, location)?;
         }
         Ok(self)
     }
@@ -264,7 +261,7 @@ impl PpiDataset {
 pub fn read_id_column(path: impl AsRef<Path>, skip_header: bool) -> Result<Vec<String>> {
     let path = path.as_ref();
     let mut ids = Vec::new();
-    for line in lines_of(path)?.skip(usize::from(skip_header)) {
+    for line in numbered_lines(path)?.skip(usize::from(skip_header)) {
         let (line_no, line) = line?;
         if line.trim().is_empty() {
             continue;
