@@ -221,6 +221,8 @@ def setup() -> None:
 
 def reexec_in_venv() -> None:
     if Path(sys.prefix).resolve() != VENV.resolve():
+        if not VENV_PY.is_file():
+            sys.exit(f"{VENV_PY} is missing: run without --no-setup (or scripts/setup_notebooks.sh) first")
         os.execv(str(VENV_PY), [str(VENV_PY), str(Path(__file__).resolve()), *sys.argv[1:]])
 
 
@@ -364,6 +366,15 @@ def main() -> int:
         EVCXR_TMPDIR=str(tmpdir),
     )
     log(f"scale {args.scale}; results in {results}; evcxr build dir {tmpdir}")
+    # One kernel at a time per build dir (evcxr shares its Cargo.toml and src there): wait for others.
+    import fcntl
+
+    lock = open(tmpdir / ".runner.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"waiting for another run using {tmpdir} ...")
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
     failures: list[str] = []
     summary = []
