@@ -28,7 +28,9 @@ if [[ -z "${SKIP_CARGO_TEST:-}" ]]; then
     if [[ "${CARGO_TEST_PROFILE:-dev}" == release ]]; then
         step "cargo test --release" cargo test --release
     else
-        # The dev/test profile already optimises the numeric crates (see Cargo.toml).
+        # The dev/test profile already optimises the numeric crates (see Cargo.toml). Measured on 2
+        # cores: cold build 139 s + tests 15 s, against 190 s + 5 s for --release; after a src edit
+        # the release rebuild also costs ~40 s more. So plain `cargo test` is faster overall.
         step "cargo test" cargo test
     fi
 fi
