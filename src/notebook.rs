@@ -112,6 +112,10 @@ impl Table {
         self.push(cells);
         self
     }
+    /// A two-cell row, label and value, for "quantity | value" tables of mixed types.
+    pub fn entry(self, label: impl ToString, value: impl ToString) -> Self {
+        self.row([label.to_string(), value.to_string()])
+    }
     pub fn push<S: ToString>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows.push(cells.into_iter().map(|c| c.to_string()).collect());
     }
@@ -171,7 +175,7 @@ mod tests {
 
     #[test]
     fn table_renders_and_escapes() {
-        let t = Table::new(["name", "value"]).row(["<a>", "1"]).row(["bb", "22"]);
+        let t = Table::new(["name", "value"]).row(["<a>", "1"]).entry("bb", 22);
         assert!(t.to_html().contains("<td>&lt;a&gt;</td>"));
         assert_eq!(t.to_string(), "name  value\n<a>   1\nbb    22\n");
     }

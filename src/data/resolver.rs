@@ -109,6 +109,21 @@ impl DataResolver {
     }
 }
 
+impl DataResolver {
+    /// The first of `candidates` that exists (e.g. the full table, else the sample); the error is the
+    /// last candidate's, which names its fetch command.
+    pub fn resolve_first(&self, candidates: &[&str]) -> Result<PathBuf> {
+        let mut last = Error::invalid("resolve_first needs at least one candidate");
+        for c in candidates {
+            match self.resolve(c) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
 /// The manifest's data-set name of a relative path: the first component, or the first two under `ppi/`.
 pub fn dataset_of(relative: &str) -> String {
     let parts: Vec<&str> = relative.split('/').collect();
@@ -122,6 +137,11 @@ pub fn dataset_of(relative: &str) -> String {
 /// Resolve a known file through the standard order.
 pub fn resolve(relative: &str) -> Result<PathBuf> {
     DataResolver::from_env().resolve(relative)
+}
+
+/// The first of `candidates` that exists, through the standard order.
+pub fn resolve_first(candidates: &[&str]) -> Result<PathBuf> {
+    DataResolver::from_env().resolve_first(candidates)
 }
 
 #[cfg(test)]
@@ -139,6 +159,10 @@ mod tests {
         std::fs::create_dir_all(a.path().join("human-pfam")).unwrap();
         std::fs::write(a.path().join("human-pfam/x.tsv"), "y").unwrap();
         assert_eq!(r.resolve("human-pfam/x.tsv").unwrap(), a.path().join("human-pfam/x.tsv"));
+        assert_eq!(
+            r.resolve_first(&["human-pfam/none.tsv", "human-pfam/x.tsv"]).unwrap(),
+            a.path().join("human-pfam/x.tsv")
+        );
         let e = r.resolve("ppi/hippie-hq/missing.tsv").unwrap_err().to_string();
         assert!(e.contains("protein-lm data fetch ppi/hippie-hq"), "{e}");
         assert!(e.contains(&a.path().display().to_string()), "{e}");
