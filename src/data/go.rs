@@ -14,7 +14,8 @@
 //!
 //! ProteinBERT's reference code computed the propagated set and then returned the raw terms
 //! (`_get_complete_go_annotation_indices`), so its released model was trained on raw annotations.
-//! [`AnnotationMode::Raw`] reproduces that; [`AnnotationMode::Propagated`] is what the paper describes.
+//! [`AnnotationMode::Raw`] reproduces that; [`AnnotationMode::Propagated`] (the default) is what the
+//! reference computed and evidently meant to use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -266,7 +267,7 @@ impl GoGraph {
 /// Which GO terms a protein's annotation vector holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AnnotationMode {
-    /// Each annotated term plus all its ancestors (the true-path rule; what the paper describes).
+    /// Each annotated term plus all its ancestors (the true-path rule; what the reference computed).
     #[default]
     Propagated,
     /// The annotated terms only (what ProteinBERT's reference code actually returned).
