@@ -140,6 +140,12 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut unknown = UnknownCounts::default();
+    // A bar only when the encodings go to a file: on stdout it would interleave with them.
+    let bar = if a.out.is_some() {
+        super::progress_bar(proteins.len() as u64, "encoding")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let join = |ids: &[u32]| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
     match a.model {
         Which::Proteinbert => {
@@ -148,6 +154,7 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
             }
             for p in &proteins {
                 let ids = ResidueTokenizer.encode(&p.sequence, &mut unknown);
+                bar.inc(1);
                 let text = if a.pieces {
                     ids.iter().map(|&i| ResidueTokenizer::token(i)).collect::<Vec<_>>().join(" ")
                 } else {
@@ -185,11 +192,13 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
                     bail!("--pairs needs an even number of proteins, {} has {}", a.input.display(), proteins.len());
                 }
                 for pq in proteins.chunks(2) {
+                    bar.inc(2);
                     let ids = tok.encode_pair(&pq[0].sequence, &pq[1].sequence, pair, &mut unknown)?;
                     writeln!(out, "{}+{}\t{}", pq[0].id, pq[1].id, render(&ids))?;
                 }
             } else {
                 for p in &proteins {
+                    bar.inc(1);
                     let ids = tok.encode_single(&p.sequence, single, &mut unknown)?;
                     writeln!(out, "{}\t{}", p.id, render(&ids))?;
                 }
@@ -197,6 +206,7 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    bar.finish_and_clear();
     if unknown.total() > 0 {
         eprintln!("{} characters mapped to the unknown token: {:?}", unknown.total(), unknown.by_char);
     }
