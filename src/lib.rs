@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod models;
 pub mod notebook;
@@ -21,6 +22,7 @@ pub mod prelude {
     pub use crate::data::resolver::{self, files, DataResolver};
     pub use crate::data::tables::{self, BenchmarkRecord, Label, SwissProtRecord, BENCHMARKS};
     pub use crate::data::{fasta, go, ppi, read_proteins, splits, FilterReport, Protein};
+    pub use crate::device::{select_device, DeviceChoice};
     pub use crate::error::{Error, Result};
     pub use crate::notebook::{Html, Scale, Svg, Table};
     pub use crate::plots::{self, Figure};
