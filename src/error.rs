@@ -46,8 +46,10 @@ pub enum Error {
     #[error("{location}: {message}")]
     Data { location: Location, message: String },
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the message already includes it, and a `source` would be printed twice
+    // by error-chain formatters (anyhow's `{:#}`).
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// A data file that the resolver could not find anywhere it looks.
     #[error("data file `{relative}` not found (looked in: {searched}); fetch it with `{fetch_command}`")]
@@ -62,8 +64,8 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: invalid JSON: {error}")]
+    Json { path: PathBuf, error: serde_json::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -72,8 +74,20 @@ impl Error {
     pub fn data(location: Location, message: impl Into<String>) -> Self {
         Error::Data { location, message: message.into() }
     }
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+    pub fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), error }
+    }
+    /// A read failure in the middle of a file, located at the line that could not be read. A cut
+    /// gzip stream is the usual cause, and is named as such.
+    pub fn read_failure(path: impl AsRef<Path>, line: usize, error: std::io::Error) -> Self {
+        let text = error.to_string();
+        let hint =
+            if text.contains("deflate") || text.contains("gzip") || error.kind() == std::io::ErrorKind::UnexpectedEof {
+                " (the gzip stream is truncated or corrupt)"
+            } else {
+                ""
+            };
+        Error::data(Location::line(path, line), format!("cannot read this line: {text}{hint}"))
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())

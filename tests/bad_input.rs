@@ -35,7 +35,10 @@ fn empty_fasta_sequence_is_an_error() {
 #[test]
 fn one_id_with_two_sequences_names_both_places() {
     let err = SequenceDictionary::new().add_tsv(fixture("conflicting_ids.tsv")).map(|_| ()).unwrap_err();
-    assert_mentions(err, &["conflicting_ids.tsv:3", "A1", "conflicting_ids.tsv:1"]);
+    assert_mentions(
+        err,
+        &["conflicting_ids.tsv:3", "A1", "already read with a different sequence", "conflicting_ids.tsv:1"],
+    );
 }
 
 #[test]
@@ -95,7 +98,7 @@ fn truncated_gzip_is_an_error_not_a_short_read() {
     let tmp = tempfile::tempdir().unwrap();
     let path = truncated_gzip(tmp.path());
     let err = read_proteins(&path).unwrap_err();
-    assert_mentions(err, &["cut.fasta.gz"]);
+    assert_mentions(err, &["cut.fasta.gz:", "cannot read this line", "gzip stream is truncated or corrupt"]);
 }
 
 #[test]
@@ -105,7 +108,7 @@ fn command_line_reports_errors_without_panicking() {
         (fixture("digit.fasta"), "digit.fasta:5"),
         (fixture("empty_sequence.fasta"), "empty sequence"),
         (fixture("swissprot_missing_columns.tsv"), "wrong header"),
-        (truncated_gzip(tmp.path()), "cut.fasta.gz"),
+        (truncated_gzip(tmp.path()), "gzip stream is truncated"),
     ];
     for (input, expected) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_protein-lm")).args(["data", "stats"]).arg(&input).output().unwrap();

@@ -57,7 +57,7 @@ impl FastaReader {
     fn next_line(&mut self) -> Option<Result<String>> {
         let line = self.lines.next()?;
         self.line_no += 1;
-        Some(line.map_err(|e| Error::io(&self.path, e)).map(|mut l| {
+        Some(line.map_err(|e| Error::read_failure(&self.path, self.line_no, e)).map(|mut l| {
             if l.ends_with('\r') {
                 l.pop();
             }

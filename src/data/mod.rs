@@ -63,7 +63,7 @@ pub(crate) fn numbered_lines(
             }
             (i + 1, l)
         })
-        .map_err(|e| crate::Error::io(&path, e))
+        .map_err(|e| crate::Error::read_failure(&path, i + 1, e))
     }))
 }
 

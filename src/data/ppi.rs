@@ -151,9 +151,10 @@ impl SequenceDictionary {
     /// Add one sequence; `location` is where it came from, for a later conflict message.
     pub fn insert(&mut self, id: &str, seq: &str, location: Location) -> Result<()> {
         match self.entries.get(id) {
-            Some((existing, first)) if existing != seq => {
-                Err(Error::data(location, format!("protein {id} has a different sequence at {first}")))
-            }
+            Some((existing, first)) if existing != seq => Err(Error::data(
+                location,
+                format!("protein {id} was already read with a different sequence at {first}"),
+            )),
             Some(_) => Ok(()),
             None => {
                 self.entries.insert(id.to_string(), (seq.to_string(), location));
@@ -222,7 +223,10 @@ impl PpiDataset {
                         return Err(Error::data(
                             Location::line(source, record.line)
                                 .with_record(format!("{} {}", record.pair.a, record.pair.b)),
-                            format!("no sequence for protein {id} (MissingSequence::DropPair leaves such pairs out)"),
+                            format!(
+                                "no sequence for protein {id} (to leave such pairs out and count them: \
+                                 --drop-pairs-without-sequence, or MissingSequence::DropPair)"
+                            ),
                         ))
                     }
                     MissingSequence::DropPair => {

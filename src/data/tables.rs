@@ -56,7 +56,7 @@ impl TsvReader {
         loop {
             let Some(line) = self.lines.next() else { return Ok(None) };
             self.line_no += 1;
-            let line = line.map_err(|e| Error::io(&self.path, e))?;
+            let line = line.map_err(|e| Error::read_failure(&self.path, self.line_no, e))?;
             let line = line.trim_end_matches('\r');
             if line.is_empty() {
                 continue;
