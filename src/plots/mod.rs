@@ -51,18 +51,38 @@ impl Figure {
     }
 }
 
+/// Tick labels without a spurious ".0": integers as integers, other values with up to three
+/// significant decimals.
+pub fn tick_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 * v.abs().max(1.0) {
+        format!("{}", v.round() as i64)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 /// Histogram of one or more series over shared, equal-width bins, drawn as overlaid step outlines
-/// with a legend (the first series also filled lightly).
+/// with a legend (the first series also filled lightly). Integer data spanning at most 200 values
+/// (lengths, counts) gets one bin per integer, centred on it, whatever `bins` says.
 pub fn histogram(fig: &Figure, series: &[(&str, &[f64])], bins: usize) -> Result<Svg> {
     let all: Vec<f64> = series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite()).collect();
     if all.is_empty() || bins == 0 {
         return Err(Error::invalid("histogram needs finite values and at least one bin"));
     }
-    let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut lo = all.iter().copied().fold(f64::INFINITY, f64::min);
     let mut hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if hi <= lo {
-        hi = lo + 1.0;
-    }
+    let integers = all.iter().all(|v| v.fract() == 0.0) && hi - lo <= 200.0;
+    let bins = if integers {
+        lo -= 0.5;
+        hi += 0.5;
+        (hi - lo).round() as usize
+    } else {
+        if hi <= lo {
+            hi = lo + 1.0;
+        }
+        bins
+    };
     let width = (hi - lo) / bins as f64;
     let counts: Vec<Vec<usize>> = series
         .iter()
@@ -86,7 +106,16 @@ pub fn histogram(fig: &Figure, series: &[(&str, &[f64])], bins: usize) -> Result
             .y_label_area_size(60)
             .build_cartesian_2d(lo..hi, 0.0..y_max)
             .map_err(plot_err)?;
-        chart.configure_mesh().x_desc(&fig.x_label).y_desc(&fig.y_label).draw().map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&fig.x_label)
+            .y_desc(&fig.y_label)
+            .x_label_formatter(&tick_label)
+            .y_label_formatter(&tick_label)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(plot_err)?;
         for (k, ((name, _), c)) in series.iter().zip(&counts).enumerate() {
             let color = palette(k);
             if k == 0 {
@@ -147,6 +176,9 @@ pub fn bar_chart(fig: &Figure, categories: &[String], values: &[f64]) -> Result<
             .x_desc(&fig.x_label)
             .y_desc(&fig.y_label)
             .x_labels(n.min(30))
+            .y_label_formatter(&tick_label)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .light_line_style(WHITE)
             .x_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => categories.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
@@ -174,6 +206,13 @@ mod tests {
         let svg = histogram(&Figure::new("Lengths", "residues", "proteins"), &[("a", &a), ("b", &b)], 10).unwrap();
         assert!(svg.0.starts_with("<svg") && svg.0.contains("Lengths") && svg.0.contains("residues"));
         assert!(histogram(&Figure::new("", "", ""), &[("a", &[])], 10).is_err());
+    }
+
+    #[test]
+    fn tick_labels_drop_spurious_decimals() {
+        assert_eq!(tick_label(&4500.0), "4500");
+        assert_eq!(tick_label(&0.25), "0.25");
+        assert_eq!(tick_label(&-2.0), "-2");
     }
 
     #[test]
