@@ -4,6 +4,7 @@
 //! tokenizers, training and analysis their papers use. Data flows one way:
 //! `data` → `tokenize` → `batch` → `models` → `train` → `analysis` → `plots` / `notebook`.
 
+pub mod analysis;
 pub mod batch;
 pub mod data;
 pub mod device;
