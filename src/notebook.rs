@@ -161,9 +161,46 @@ impl std::fmt::Display for Table {
     }
 }
 
+/// A polars DataFrame as a [`Table`] (first `max_rows` rows, then a "… N more rows" line), so it
+/// shows as HTML inline. Feature `polars`.
+#[cfg(feature = "polars")]
+pub fn dataframe_table(df: &polars::prelude::DataFrame, max_rows: usize) -> Table {
+    let columns = df.columns();
+    let mut table = Table::new(columns.iter().map(|c| c.name().to_string()));
+    let shown = df.height().min(max_rows);
+    for i in 0..shown {
+        table.push(columns.iter().map(|c| match c.get(i) {
+            Ok(polars::prelude::AnyValue::String(s)) => s.to_string(),
+            Ok(v) => v.to_string(),
+            Err(_) => String::new(),
+        }));
+    }
+    if df.height() > shown {
+        let mut more = vec![format!("… {} more rows", df.height() - shown)];
+        more.resize(columns.len(), String::new());
+        table.push(more);
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "polars")]
+    #[test]
+    fn dataframes_render_as_tables() {
+        use polars::prelude::*;
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("id".into(), ["P1", "P2", "P3"]),
+            Column::new("length".into(), [10u32, 20, 30]),
+        ])
+        .unwrap();
+        let t = dataframe_table(&df, 2);
+        assert_eq!(t.header, ["id", "length"]);
+        assert_eq!(t.rows[0], ["P1", "10"]);
+        assert_eq!(t.rows[2][0], "… 1 more rows");
+    }
 
     #[test]
     fn scale_parsing_and_pick() {
