@@ -1,0 +1,255 @@
+//! Logistic regression and the binary family probe against scikit-learn 1.9 fixtures
+//! (`tests/fixtures/analysis/make_probe_fixtures.py`).
+
+use ndarray::{Array1, Array2};
+use protein_lm::analysis::probe::{binary_family_probe, FamilyOutcome, LogisticRegression, StandardScaler};
+use protein_lm::rng::Rng;
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/analysis/probe_{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn matrix(v: &Value) -> Array2<f64> {
+    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
+    let (n, p) = (rows.len(), rows[0].len());
+    Array2::from_shape_vec((n, p), rows.into_iter().flatten().collect()).unwrap()
+}
+
+fn vector(v: &Value) -> Array1<f64> {
+    Array1::from_vec(serde_json::from_value(v.clone()).unwrap())
+}
+
+fn max_diff<'a>(a: impl IntoIterator<Item = &'a f64>, b: impl IntoIterator<Item = &'a f64>) -> f64 {
+    a.into_iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn check_fixture(name: &str) {
+    let fx = fixture(name);
+    let x = matrix(&fx["x"]);
+    let y: Vec<usize> = serde_json::from_value(fx["y"].clone()).unwrap();
+    for fit in fx["fits"].as_array().unwrap() {
+        let c = fit["c"].as_f64().unwrap();
+        let model = LogisticRegression { c, max_iter: 10_000, tol: 1e-10 };
+        let fitted = model.fit(&x, &y).unwrap();
+        let coef = matrix(&fit["coef"]);
+        let intercept = vector(&fit["intercept"]);
+        let proba = matrix(&fit["proba"]);
+        assert_eq!(fitted.coefficients().dim(), coef.dim(), "{name} C={c}: coef shape");
+        assert_eq!(fitted.intercepts().len(), intercept.len(), "{name} C={c}: intercept shape");
+        let ours = fitted.predict_proba(&x).unwrap();
+        let d_coef = max_diff(fitted.coefficients(), &coef);
+        let d_int = max_diff(fitted.intercepts(), &intercept);
+        let d_proba = max_diff(&ours, &proba);
+        println!(
+            "{name:18} C={c:<5} iters={:4} (sklearn {:3}) |grad|={:.1e} max|Δcoef|={d_coef:.2e} \
+             max|Δintercept|={d_int:.2e} max|Δproba|={d_proba:.2e} max|coef|={:.2}",
+            fitted.n_iter(),
+            fit["n_iter"],
+            fitted.gradient_max(),
+            coef.iter().fold(0.0f64, |m, v| m.max(v.abs())),
+        );
+        assert!(fitted.converged(), "{name} C={c}: not converged");
+        assert!(d_coef < 1e-4, "{name} C={c}: coef differs by {d_coef}");
+        assert!(d_int < 1e-4, "{name} C={c}: intercept differs by {d_int}");
+        assert!(d_proba < 1e-6, "{name} C={c}: probabilities differ by {d_proba}");
+        // Predictions follow the probabilities.
+        let pred = fitted.predict(&x).unwrap();
+        for (i, row) in ours.rows().into_iter().enumerate() {
+            let best = row[pred[i]];
+            assert!(row.iter().all(|&p| p <= best), "{name} C={c}: row {i} predicted {}", pred[i]);
+        }
+    }
+}
+
+#[test]
+fn binary_random_equals_sklearn() {
+    check_fixture("binary_random");
+}
+
+#[test]
+fn multinomial_random_equals_sklearn() {
+    check_fixture("multi4_random");
+}
+
+#[test]
+fn binary_separable_equals_sklearn() {
+    check_fixture("binary_separable");
+}
+
+#[test]
+fn multinomial_separable_equals_sklearn() {
+    check_fixture("multi4_separable");
+}
+
+#[test]
+fn standard_scaler_equals_sklearn() {
+    for name in ["binary_random", "multi4_separable"] {
+        let fx = fixture(name);
+        let x = matrix(&fx["x"]);
+        let (scaler, z) = StandardScaler::fit_transform(&x).unwrap();
+        let d_mean = max_diff(&scaler.mean, &vector(&fx["scaler_mean"]));
+        let d_scale = max_diff(&scaler.scale, &vector(&fx["scaler_scale"]));
+        println!("{name}: scaler max|Δmean|={d_mean:.1e} max|Δscale|={d_scale:.1e}");
+        assert!(d_mean < 1e-12 && d_scale < 1e-12);
+        let col_mean = z.mean_axis(ndarray::Axis(0)).unwrap();
+        assert!(col_mean.iter().all(|m| m.abs() < 1e-12));
+    }
+    // A constant column is scaled by 1, as scikit-learn does.
+    let x = Array2::from_shape_vec((3, 2), vec![1.0, 5.0, 2.0, 5.0, 3.0, 5.0]).unwrap();
+    let scaler = StandardScaler::fit(&x).unwrap();
+    assert_eq!(scaler.scale[1], 1.0);
+    assert!(scaler.transform(&Array2::zeros((2, 3))).is_err());
+}
+
+#[test]
+fn probabilities_sum_to_one() {
+    for name in ["binary_random", "multi4_random"] {
+        let fx = fixture(name);
+        let x = matrix(&fx["x"]);
+        let y: Vec<usize> = serde_json::from_value(fx["y"].clone()).unwrap();
+        let fitted = LogisticRegression::new(1.0).fit(&x, &y).unwrap();
+        let proba = fitted.predict_proba(&x).unwrap();
+        assert_eq!(proba.ncols(), fitted.n_classes());
+        for row in proba.rows() {
+            assert!((row.sum() - 1.0).abs() < 1e-12);
+            assert!(row.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        }
+    }
+}
+
+fn log_loss(proba: &Array2<f64>, y: &[usize]) -> f64 {
+    y.iter().enumerate().map(|(i, &k)| -proba[[i, k]].ln()).sum::<f64>() / y.len() as f64
+}
+
+#[test]
+fn weaker_penalty_fits_training_data_better() {
+    for name in ["binary_random", "multi4_separable"] {
+        let fx = fixture(name);
+        let x = matrix(&fx["x"]);
+        let y: Vec<usize> = serde_json::from_value(fx["y"].clone()).unwrap();
+        let losses: Vec<f64> = [0.001, 0.01, 0.1, 1.0, 10.0]
+            .iter()
+            .map(|&c| {
+                let fitted = LogisticRegression::new(c).fit(&x, &y).unwrap();
+                log_loss(&fitted.predict_proba(&x).unwrap(), &y)
+            })
+            .collect();
+        println!("{name}: training log-loss by C: {losses:?}");
+        assert!(losses.windows(2).all(|w| w[1] < w[0]), "{name}: {losses:?}");
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let x = Array2::from_shape_fn((6, 2), |(i, j)| (i * 2 + j) as f64);
+    // Class 1 absent from labels 0..3.
+    let err = LogisticRegression::new(1.0).fit(&x, &[0, 2, 0, 2, 0, 2]).unwrap_err();
+    assert!(err.to_string().contains("[1]"), "{err}");
+    assert!(LogisticRegression::new(1.0).fit(&x, &[0; 6]).is_err());
+    assert!(LogisticRegression::new(1.0).fit(&x, &[0, 1, 0]).is_err());
+    assert!(LogisticRegression::new(0.0).fit(&x, &[0, 1, 0, 1, 0, 1]).is_err());
+    assert!(LogisticRegression::new(f64::NAN).fit(&x, &[0, 1, 0, 1, 0, 1]).is_err());
+    let mut bad = x.clone();
+    bad[[2, 1]] = f64::INFINITY;
+    assert!(LogisticRegression::new(1.0).fit(&bad, &[0, 1, 0, 1, 0, 1]).is_err());
+    assert!(LogisticRegression::new(1.0).fit(&Array2::zeros((0, 2)), &[]).is_err());
+    let fitted = LogisticRegression::new(1.0).fit(&x, &[0, 1, 0, 1, 0, 1]).unwrap();
+    assert!(fitted.predict(&Array2::zeros((2, 3))).is_err());
+    let mut rng = Rng::new(1);
+    assert!(binary_family_probe(&x, &[0, 1, 0], 1, 0.3, &mut rng, 1.0).is_err());
+    assert!(binary_family_probe(&x, &[0, 1, 0, 1, 0, 1], 1, 1.0, &mut rng, 1.0).is_err());
+}
+
+/// `per_family` members for each of `n_families` families in `dim` dimensions; with `separable`
+/// each family is a tight cluster around its own centre.
+fn families(n_families: usize, per_family: usize, dim: usize, seed: u64) -> (Array2<f64>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f64>> = (0..n_families).map(|_| (0..dim).map(|_| 3.0 * rng.normal()).collect()).collect();
+    let n = n_families * per_family;
+    let labels: Vec<usize> = (0..n).map(|i| i % n_families).collect();
+    let x = Array2::from_shape_fn((n, dim), |(i, j)| centres[labels[i]][j] + 0.5 * rng.normal());
+    (x, labels)
+}
+
+#[test]
+fn family_probe_separable_vs_random_labels() {
+    let (x, labels) = families(5, 60, 16, 7);
+    let mut rng = Rng::new(42);
+    let probe = binary_family_probe(&x, &labels, 51, 0.3, &mut rng, 1.0).unwrap();
+    assert_eq!(probe.families.len(), 5);
+    for fam in &probe.families {
+        assert_eq!(fam.n, 60);
+        // 18 held out of each class, 42 + 42 train.
+        assert_eq!(
+            fam.outcome,
+            FamilyOutcome::Evaluated { n_train: 84, n_test: 36, accuracy: fam.accuracy().unwrap() }
+        );
+    }
+    let separable = probe.weighted_mean_accuracy.unwrap();
+    // Same seed, same result.
+    let again = binary_family_probe(&x, &labels, 51, 0.3, &mut Rng::new(42), 1.0).unwrap();
+    assert_eq!(probe, again);
+
+    // Labels shuffled: no signal left.
+    let mut shuffled = labels.clone();
+    Rng::new(3).shuffle(&mut shuffled);
+    let mut accs = Vec::new();
+    for seed in 0..4 {
+        let p = binary_family_probe(&x, &shuffled, 51, 0.3, &mut Rng::new(seed), 1.0).unwrap();
+        accs.push(p.weighted_mean_accuracy.unwrap());
+    }
+    let random = accs.iter().sum::<f64>() / accs.len() as f64;
+    println!("family probe: separable {separable:.3}, random labels {random:.3} ({accs:?})");
+    assert!(separable > 0.97, "{separable}");
+    assert!((random - 0.5).abs() < 0.1, "{random}");
+}
+
+#[test]
+fn family_probe_reports_small_and_unbalanceable_families() {
+    // Family 0 has 8 members but only 3 outsiders; families 1 and 3 are below the minimum.
+    let (x, _) = families(1, 11, 4, 9);
+    // Families: 0 ×8, 1 ×2, 3 ×1.
+    let labels = vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 3];
+    let probe = binary_family_probe(&x, &labels, 5, 0.3, &mut Rng::new(1), 1.0).unwrap();
+    assert_eq!(probe.families.len(), 1);
+    assert_eq!(probe.families[0].family, 0);
+    assert_eq!(probe.families[0].outcome, FamilyOutcome::InsufficientNegatives { needed: 8, available: 3 });
+    assert_eq!(probe.n_families_below_min, 2);
+    assert_eq!(probe.weighted_mean_accuracy, None);
+    // Two members and a 60 % test fraction: nothing left to train on.
+    let probe = binary_family_probe(&x, &labels, 2, 0.6, &mut Rng::new(1), 1.0).unwrap();
+    let fam1 = probe.families.iter().find(|f| f.family == 1).unwrap();
+    assert_eq!(fam1.outcome, FamilyOutcome::TooSmallToSplit { n_test_per_class: 2 });
+}
+
+/// Timing of a probe-sized fit (9,700 × 768, binary, C = 1). Run with
+/// `cargo test --release --test analysis_probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_9700_by_768_binary_fit() {
+    let (n, p) = (9_700, 768);
+    let mut rng = Rng::new(5);
+    let w: Vec<f64> = (0..p).map(|_| rng.normal() / (p as f64).sqrt()).collect();
+    let x = Array2::from_shape_fn((n, p), |_| rng.normal());
+    let y: Vec<usize> = x
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let z: f64 = row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() * 3.0;
+            usize::from(rng.uniform() < 1.0 / (1.0 + (-z).exp()))
+        })
+        .collect();
+    for tol in [1e-6, 1e-8, 1e-10] {
+        let start = std::time::Instant::now();
+        let fitted = LogisticRegression { c: 1.0, max_iter: 10_000, tol }.fit(&x, &y).unwrap();
+        println!(
+            "9700×768 binary, tol {tol:.0e}: {:.2} s, {} iterations, converged {}, |grad| {:.1e}",
+            start.elapsed().as_secs_f64(),
+            fitted.n_iter(),
+            fitted.converged(),
+            fitted.gradient_max()
+        );
+    }
+}
