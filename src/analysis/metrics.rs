@@ -25,12 +25,16 @@
 //! Ties: samples with equal scores form one threshold, as in sklearn, so the ROC curve goes diagonally
 //! through a tied group and AUC counts a tied (positive, negative) pair as one half.
 //!
-//! linfa's ROC (`linfa::metrics::BinaryClassification::roc`) is not used: it takes `f32` scores only,
-//! returns the curve with its axes flipped relative to sklearn's (and without the `+inf` start), and
-//! does not group tied scores the way sklearn does, so its AUC differs from sklearn's on ties.
+//! linfa's ROC (`linfa::metrics::BinaryClassification::roc` on `&[Pr]`) is not used: its scores are
+//! `f32` probabilities (`Pr`), scores below 0 are silently dropped, scores within 1e-10 of each other
+//! are merged into one threshold, and it walks the thresholds upwards, returning the curve flipped
+//! relative to sklearn's (from (1, 1) towards the origin, as (tp, fp) pairs, without the `+inf`
+//! threshold). Its AUC therefore differs from sklearn's in the last `f32` digits and on such inputs.
 //!
-//! Speed: ROC AUC is one sort (`O(n log n)`, unstable sort on `f64::total_cmp`) and one pass over the
-//! sorted items; no curve is materialised.
+//! Speed: ROC AUC is one sort (`O(n log n)`, unstable sort of (score, weight, label) records on
+//! `f64::total_cmp`) and one pass over them; no curve is materialised. 10⁶ items: 66–84 ms
+//! against 380–450 ms for `sklearn.metrics.roc_auc_score` (medians, `cargo bench --bench metrics` and its
+//! peer, one loaded 2-core machine).
 
 use ndarray::Array2;
 
@@ -176,17 +180,21 @@ fn auc_impl(labels: &[bool], scores: &[f64], weights: Option<&[f64]>) -> Result<
             labels.len()
         )));
     }
-    let order = order_desc(scores);
+    // Sort (score, weight, label) records rather than indices: contiguous, so a cache-friendly sort.
+    // The order within tied scores does not matter: a tied group is summed before it is used.
+    let mut items: Vec<(f64, f64, bool)> =
+        (0..scores.len()).map(|i| (scores[i], weights.map_or(1.0, |w| w[i]), labels[i])).collect();
+    items.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     // Trapezoids between consecutive distinct thresholds, in unnormalised counts.
     let (mut tp, mut fp, mut tp_prev, mut fp_prev, mut area) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for (k, &i) in order.iter().enumerate() {
-        let w = weights.map_or(1.0, |w| w[i]);
-        if labels[i] {
+    for k in 0..items.len() {
+        let (score, w, label) = items[k];
+        if label {
             tp += w;
         } else {
             fp += w;
         }
-        if k + 1 == order.len() || scores[order[k + 1]] != scores[i] {
+        if k + 1 == items.len() || items[k + 1].0 != score {
             area += (fp - fp_prev) * (tp + tp_prev);
             tp_prev = tp;
             fp_prev = fp;

@@ -289,7 +289,7 @@ fn inc_beta(a: f64, b: f64, x: f64, y: f64) -> f64 {
 /// Survival function `P(T > t)` of Student's t with `df > 0` degrees of freedom (`scipy.stats.t.sf`).
 /// NaN for `df <= 0` or NaN arguments.
 pub fn t_sf(t: f64, df: f64) -> f64 {
-    if t.is_nan() || !(df > 0.0) {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
         return f64::NAN;
     }
     if t.is_infinite() {
