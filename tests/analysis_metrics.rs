@@ -281,6 +281,8 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(e(metrics::roc_auc_weighted(&[true, false], &[0.1, 0.2], &[1.0])).contains("weights"));
     assert!(e(metrics::roc_auc_weighted(&[true, false], &[0.1, 0.2], &[1.0, -1.0])).contains("weight 1"));
     assert!(e(metrics::average_precision(&[false, false], &[0.1, 0.2])).contains("positive"));
+    // Both classes labelled, but the positives weigh nothing: undefined (sklearn: NaN).
+    assert!(e(metrics::roc_auc_weighted(&[true, false], &[0.1, 0.2], &[0.0, 1.0])).contains("zero total weight"));
     assert!(metrics::roc_curve(&[true], &[f64::INFINITY]).is_err());
     assert!(metrics::roc_curve_with(&[true], &[0.5], Some(&[0.0]), true).unwrap_err().to_string().contains("zero"));
     assert!(metrics::precision_recall_curve(&[true, false], &[0.3]).is_err());
