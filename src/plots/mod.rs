@@ -5,8 +5,61 @@
 
 pub mod bar;
 pub mod histogram;
+pub mod lines;
+pub mod roc;
+pub mod scatter;
 pub mod theme;
 
 pub use bar::bar_chart;
 pub use histogram::histogram;
+pub use lines::line_series;
+pub use roc::roc_curves;
+pub use scatter::scatter_by_label;
 pub use theme::{class_color, hsl, palette, style_mesh, tick_label, Figure, GRID, LEGEND_CAP, PALETTE_CLASSES};
+
+/// Renders every kind of figure from synthetic data into `$PROTEIN_LM_PLOT_DIR` for looking at them
+/// (`PROTEIN_LM_PLOT_DIR=figs cargo test --lib plots::gallery -- --ignored`).
+#[cfg(test)]
+mod gallery {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    #[ignore]
+    fn gallery() {
+        let dir = std::path::PathBuf::from(std::env::var("PROTEIN_LM_PLOT_DIR").unwrap_or_else(|_| "figs".into()));
+        let mut rng = Rng::new(7);
+        // Scatter: 7 families, and 45 to see the capped legend and hue wheel.
+        for (n, per) in [(7usize, 30usize), (45, 8)] {
+            let mut pts = Vec::new();
+            let mut labels = Vec::new();
+            for c in 0..n {
+                let (cx, cy) = ((c as f64 * 1.3).cos() * 4.0, (c as f64 * 1.3).sin() * 3.0);
+                for _ in 0..per {
+                    pts.push((cx + rng.normal(), cy + rng.normal() * 0.7));
+                    labels.push(format!("{} family {c}", ["Protein kinase", "Importin beta", "GPCR"][c % 3]));
+                }
+            }
+            let fig = Figure::new("Pre-trained embeddings (PCA)", "PC 1", "PC 2");
+            scatter_by_label(&fig, &pts, &labels).unwrap().save(dir.join(format!("scatter_{n}.svg"))).unwrap();
+        }
+        let fpr: Vec<f64> = (0..=50).map(|i| i as f64 / 50.0).collect();
+        let tprs: Vec<Vec<f64>> = [0.08, 0.25, 0.6].iter().map(|&k| fpr.iter().map(|f| f.powf(k)).collect()).collect();
+        let curves: Vec<(&str, &[f64], &[f64], f64)> = vec![
+            ("PRoBERTa", &fpr, &tprs[0], 0.975),
+            ("DeepInteract (one-hot)", &fpr, &tprs[1], 0.81),
+            ("ProtFreqVec + logistic", &fpr, &tprs[2], 0.63),
+        ];
+        let fig = Figure::new("PPI, conservative scenario", "false positive rate", "true positive rate");
+        roc_curves(&fig, &curves).unwrap().save(dir.join("roc.svg")).unwrap();
+        let loss: Vec<Vec<(f64, f64)>> = [128.0, 512.0, 1024.0]
+            .iter()
+            .map(|&l| (1..=40).map(|i| (i as f64 * 1.7e7, 2.0 + 1.0 / (i as f64).sqrt() + l / 4096.0)).collect())
+            .collect();
+        let series: Vec<(&str, &[(f64, f64)])> =
+            vec![("length 128", &loss[0]), ("length 512", &loss[1]), ("length 1024", &loss[2])];
+        let fig = Figure::new("Pretraining token loss", "processed samples", "loss");
+        line_series(&fig, &series, false).unwrap().save(dir.join("lines.svg")).unwrap();
+        line_series(&fig, &series, true).unwrap().save(dir.join("lines_log.svg")).unwrap();
+    }
+}

@@ -60,14 +60,16 @@ pub fn palette(i: usize) -> RGBColor {
 /// Most classes a figure colours from [`palette`]; with more, [`class_color`] walks a hue wheel.
 pub const PALETTE_CLASSES: usize = 30;
 
-/// The colour of class `i` of `n`: [`palette`] up to [`PALETTE_CLASSES`] classes, beyond that evenly
-/// spaced hues round the wheel (neighbours alternate in lightness so adjacent hues still differ).
+/// The colour of class `i` of `n`: [`palette`] up to [`PALETTE_CLASSES`] classes, beyond that a
+/// continuous hue wheel stepped by the golden angle (so the first classes, usually the largest and
+/// the ones in a capped legend, are far apart in hue), three lightness levels in turn.
 pub fn class_color(i: usize, n: usize) -> RGBColor {
     if n <= PALETTE_CLASSES {
         return palette(i);
     }
-    let light = if i % 2 == 0 { 0.45 } else { 0.62 };
-    hsl(i as f64 / n as f64, 0.7, light)
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    let light = [0.45, 0.62, 0.35][i % 3];
+    hsl((i as f64 * GOLDEN).fract(), 0.72, light)
 }
 
 /// HSL (all in 0..1) to RGB.
@@ -178,13 +180,21 @@ pub(crate) enum Swatch {
 /// Legend entries at most; the rest are summarised as "+N more".
 pub const LEGEND_CAP: usize = 20;
 const LEGEND_FONT: u32 = 12;
-const LEGEND_CHARS: usize = 24;
+const LEGEND_CHARS: usize = 30;
 
 /// Width in pixels of a legend panel for these names (an estimate: about 0.6 em a character).
 pub(crate) fn legend_width(names: &[String]) -> u32 {
     let chars = names.iter().take(LEGEND_CAP).map(|n| n.chars().count().min(LEGEND_CHARS)).max().unwrap_or(0);
     let chars = if names.len() > LEGEND_CAP { chars.max(10) } else { chars };
-    (chars as f64 * 0.6 * LEGEND_FONT as f64) as u32 + 44
+    (chars as f64 * 0.55 * LEGEND_FONT as f64) as u32 + 40
+}
+
+/// Splits `area` into the plot and, when `names` is not empty, a legend panel on the right of at
+/// most 40% of the width.
+pub(crate) fn with_legend_panel<'a>(area: &Area<'a>, names: &[String]) -> (Area<'a>, Area<'a>) {
+    let w = area.dim_in_pixel().0;
+    let side = if names.is_empty() { 0 } else { legend_width(names).min(w * 2 / 5) };
+    area.split_horizontally(w - side)
 }
 
 /// A legend down the left edge of `area` (a panel beside the chart), capped at [`LEGEND_CAP`]
