@@ -3,14 +3,18 @@
 //! kind of figure; [`theme`] holds what they share. Bad input (mismatched lengths, empty data,
 //! non-finite values) is an [`Error::invalid`](crate::error::Error::invalid), never a panic.
 
+pub mod alluvial;
 pub mod bar;
+pub mod box_strip;
 pub mod histogram;
 pub mod lines;
 pub mod roc;
 pub mod scatter;
 pub mod theme;
 
+pub use alluvial::alluvial;
 pub use bar::bar_chart;
+pub use box_strip::{box_strip, BoxStats};
 pub use histogram::histogram;
 pub use lines::line_series;
 pub use roc::roc_curves;
@@ -61,5 +65,34 @@ mod gallery {
         let fig = Figure::new("Pretraining token loss", "processed samples", "loss");
         line_series(&fig, &series, false).unwrap().save(dir.join("lines.svg")).unwrap();
         line_series(&fig, &series, true).unwrap().save(dir.join("lines_log.svg")).unwrap();
+        let runs: Vec<Vec<f64>> =
+            [0.62, 0.71, 0.12].iter().map(|&m| (0..20).map(|_| m + 0.02 * rng.normal()).collect()).collect();
+        let groups: Vec<(&str, &[f64])> =
+            vec![("pre-trained", &runs[0]), ("fine-tuned (conservative)", &runs[1]), ("random", &runs[2])];
+        let fig = Figure::new("Clustering of embeddings vs families", "embeddings", "NMI");
+        box_strip(&fig, &groups).unwrap().save(dir.join("box_strip.svg")).unwrap();
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for k in 0..300usize {
+            let c = rng.index(5);
+            left.push(format!("cluster {}", [17, 42, 88, 103, 150][c]));
+            let f = if rng.uniform() < 0.7 { c } else { rng.index(9) };
+            right.push(
+                [
+                    "Protein kinase",
+                    "GPCR 1",
+                    "ABC transporter",
+                    "Importin beta",
+                    "Globin",
+                    "Cytochrome P450",
+                    "Histone H2A",
+                    "Ferredoxin",
+                    "Tubulin",
+                ][f]
+                    .to_string(),
+            );
+            let _ = k;
+        }
+        let fig = Figure::new("Five of the 200 largest clusters", "cluster", "family");
+        alluvial(&fig, &left, &right).unwrap().save(dir.join("alluvial.svg")).unwrap();
     }
 }
