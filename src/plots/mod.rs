@@ -6,6 +6,7 @@
 pub mod alluvial;
 pub mod bar;
 pub mod box_strip;
+pub mod heatmap;
 pub mod histogram;
 pub mod lines;
 pub mod roc;
@@ -15,6 +16,7 @@ pub mod theme;
 pub use alluvial::alluvial;
 pub use bar::bar_chart;
 pub use box_strip::{box_strip, BoxStats};
+pub use heatmap::{heatmap, viridis};
 pub use histogram::histogram;
 pub use lines::line_series;
 pub use roc::roc_curves;
@@ -94,5 +96,14 @@ mod gallery {
         }
         let fig = Figure::new("Five of the 200 largest clusters", "cluster", "family");
         alluvial(&fig, &left, &right).unwrap().save(dir.join("alluvial.svg")).unwrap();
+        let att: Vec<Vec<f64>> = (0..24)
+            .map(|h| {
+                (0..80).map(|p| (-((p as f64 - (h * 3) as f64).powi(2)) / 40.0).exp() + 0.05 * rng.uniform()).collect()
+            })
+            .collect();
+        let rows: Vec<String> = (0..24).map(|h| format!("block {} head {}", h / 4 + 1, h % 4 + 1)).collect();
+        let cols: Vec<String> = (1..=80).map(|p| p.to_string()).collect();
+        let fig = Figure::new("Global attention, signal peptide", "position", "attention head").size(720, 520);
+        heatmap(&fig, &att, &rows, &cols).unwrap().save(dir.join("heatmap.svg")).unwrap();
     }
 }
