@@ -111,25 +111,26 @@ pub fn alluvial(fig: &Figure, left: &[String], right: &[String]) -> Result<Svg> 
                     .map(|(j, &(t, b))| Rectangle::new([(xr0, b), (xr1, t)], class_color(j, nr).filled())),
             )
             .map_err(plot_err)?;
-        // Labels where a block is tall enough for a line of text.
-        let px_per_unit = h as f64 / 1.12;
+        // Labels where a block is tall enough for a line of text (smaller text on thin blocks).
+        let px_per_unit = (h as f64 - 20.0) / 1.12;
         let max_chars = ((xl0 - 0.02) * w as f64 / (0.55 * 12.0)) as usize;
-        let font = TextStyle::from((FONT, 12).into_font());
+        let font = |px: f64, h: HPos| {
+            let size = if px >= 12.0 { 12 } else { 10 };
+            TextStyle::from((FONT, size).into_font()).pos(Pos::new(h, VPos::Center))
+        };
         let mut labels = Vec::new();
         for (i, &(t, b)) in lblocks.iter().enumerate() {
-            if (t - b) * px_per_unit >= 12.0 {
+            let px = (t - b) * px_per_unit;
+            if px >= 9.0 {
                 let text = shorten(&format!("{} ({})", lc[i].0, lc[i].1), max_chars);
-                labels.push(Text::new(
-                    text,
-                    (xl0 - 0.01, (t + b) / 2.0),
-                    font.pos(Pos::new(HPos::Right, VPos::Center)),
-                ));
+                labels.push(Text::new(text, (xl0 - 0.01, (t + b) / 2.0), font(px, HPos::Right)));
             }
         }
         for (j, &(t, b)) in rblocks.iter().enumerate() {
-            if (t - b) * px_per_unit >= 12.0 {
+            let px = (t - b) * px_per_unit;
+            if px >= 9.0 {
                 let text = shorten(&format!("{} ({})", rc[j].0, rc[j].1), max_chars);
-                labels.push(Text::new(text, (xr1 + 0.01, (t + b) / 2.0), font.pos(Pos::new(HPos::Left, VPos::Center))));
+                labels.push(Text::new(text, (xr1 + 0.01, (t + b) / 2.0), font(px, HPos::Left)));
             }
         }
         let head = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Center));

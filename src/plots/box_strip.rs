@@ -65,7 +65,7 @@ pub fn box_strip(fig: &Figure, groups: &[(&str, &[f64])]) -> Result<Svg> {
     render(fig, |area| {
         let mut chart = ChartBuilder::on(area)
             .margin(12)
-            .x_label_area_size(44)
+            .x_label_area_size(56)
             .y_label_area_size(60)
             .build_cartesian_2d(-0.5..n as f64 - 0.5, y0..y1)
             .map_err(plot_err)?;
@@ -106,7 +106,7 @@ pub fn box_strip(fig: &Figure, groups: &[(&str, &[f64])]) -> Result<Svg> {
                 .map_err(plot_err)?;
         }
         // Group names under their boxes, placed from the chart's own pixel mapping so each sits
-        // exactly at its box and long names are cut to the space a group has.
+        // exactly at its box; names wider than a group's space wrap onto a second line, then are cut.
         let base = area.get_base_pixel();
         let (px0, _) = chart.backend_coord(&(0.0, y0));
         let spacing = if n > 1 { (chart.backend_coord(&(1.0, y0)).0 - px0) as f64 } else { 200.0 };
@@ -114,11 +114,31 @@ pub fn box_strip(fig: &Figure, groups: &[(&str, &[f64])]) -> Result<Svg> {
         let style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for (i, (name, _)) in groups.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(i as f64, y0));
-            area.draw(&Text::new(shorten(name, max_chars), (px - base.0, py - base.1 + 6), style.clone()))
-                .map_err(plot_err)?;
+            for (k, line) in wrap(name, max_chars, 2).into_iter().enumerate() {
+                let at = (px - base.0, py - base.1 + 6 + 14 * k as i32);
+                area.draw(&Text::new(line, at, style.clone())).map_err(plot_err)?;
+            }
         }
         Ok(())
     })
+}
+
+/// `text` in at most `lines` lines of at most `width` characters, broken at spaces or hyphens where
+/// possible; what does not fit is cut with an ellipsis.
+fn wrap(text: &str, width: usize, lines: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() && out.len() + 1 < lines && rest.chars().count() > width {
+        let head: String = rest.chars().take(width + 1).collect();
+        let cut = head.rfind(' ').filter(|&c| c > 0).or_else(|| head[..head.len() - 1].rfind('-').map(|c| c + 1));
+        let Some(cut) = cut else { break };
+        out.push(rest[..cut].trim_end().to_string());
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() {
+        out.push(shorten(rest, width));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -134,6 +154,13 @@ mod tests {
         assert_eq!((s.whisker_low, s.whisker_high), (1.0, 9.0));
         assert_eq!(BoxStats::of(&[2.0]).unwrap().median, 2.0);
         assert!(BoxStats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn long_names_wrap_then_cut() {
+        assert_eq!(wrap("64-128 residues", 7, 2), ["64-128", "residu…"]);
+        assert_eq!(wrap("random", 7, 2), ["random"]);
+        assert_eq!(wrap("fine-tuned (conservative)", 12, 2), ["fine-tuned", "(conservati…"]);
     }
 
     #[test]

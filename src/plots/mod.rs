@@ -105,5 +105,26 @@ mod gallery {
         let cols: Vec<String> = (1..=80).map(|p| p.to_string()).collect();
         let fig = Figure::new("Global attention, signal peptide", "position", "attention head").size(720, 520);
         heatmap(&fig, &att, &rows, &cols).unwrap().save(dir.join("heatmap.svg")).unwrap();
+        let buckets: Vec<(String, Vec<f64>)> = (0..12)
+            .map(|b| {
+                (
+                    format!("{}-{} residues", 64 << (b / 3), 128 << (b / 3)),
+                    (0..8).map(|_| 0.7 + 0.03 * rng.normal()).collect(),
+                )
+            })
+            .collect();
+        let groups: Vec<(&str, &[f64])> = buckets.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        let fig = Figure::new("Secondary structure by length", "length bucket", "accuracy");
+        box_strip(&fig, &groups).unwrap().save(dir.join("box_many.svg")).unwrap();
+        let left: Vec<String> = (0..400).map(|_| format!("cluster {}", rng.index(12))).collect();
+        let right: Vec<String> = (0..400).map(|_| format!("family {}", rng.index(40))).collect();
+        let fig = Figure::new("Many families", "cluster", "family");
+        alluvial(&fig, &left, &right).unwrap().save(dir.join("alluvial_many.svg")).unwrap();
+        let lengths: Vec<f64> = (0..500).map(|_| (300.0 + 120.0 * rng.normal()).max(20.0).round()).collect();
+        let fig = Figure::new("Sequence lengths", "residues", "proteins");
+        histogram(&fig, &[("", &lengths)], 40).unwrap().save(dir.join("histogram.svg")).unwrap();
+        let cats: Vec<String> = ["kinase", "GPCR", "globin", "tubulin"].iter().map(|s| s.to_string()).collect();
+        let fig = Figure::new("Proteins per family", "family", "proteins");
+        bar_chart(&fig, &cats, &[120.0, 80.0, 33.0, 7.0]).unwrap().save(dir.join("bar.svg")).unwrap();
     }
 }
