@@ -25,7 +25,7 @@ pub mod prelude {
     pub use crate::data::{fasta, go, ppi, read_proteins, splits, FilterReport, Protein};
     pub use crate::device::{select_device, DeviceChoice};
     pub use crate::error::{Error, Result};
-    pub use crate::notebook::{Html, Scale, Svg, Table};
+    pub use crate::notebook::{ours_vs_paper, Html, Scale, Svg, Table};
     pub use crate::plots::{self, Figure};
     pub use crate::rng::Rng;
     pub use crate::tokenize::{

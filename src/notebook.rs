@@ -183,6 +183,29 @@ pub fn dataframe_table(df: &polars::prelude::DataFrame, max_rows: usize) -> Tabl
     table
 }
 
+/// Our numbers beside the paper's: columns metric | ours | paper | difference | scale, where
+/// `rows` are `(metric, ours, paper, scale)` and scale says at which scale ours was measured. Each
+/// row prints ours, paper and the signed difference with the same number of decimals (three below
+/// 10, two below 100, one below 1000, none above, by the larger of the two magnitudes); a value
+/// that is not finite (not measured) prints as "n/a", and so does the difference then.
+pub fn ours_vs_paper(rows: &[(&str, f64, f64, &str)]) -> Table {
+    let mut t = Table::new(["metric", "ours", "paper", "difference", "scale"]);
+    for &(metric, ours, paper, scale) in rows {
+        let big = [ours, paper].iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+        let d = match big {
+            b if b < 10.0 => 3,
+            b if b < 100.0 => 2,
+            b if b < 1000.0 => 1,
+            _ => 0,
+        };
+        let num = |v: f64| if v.is_finite() { format!("{v:.d$}") } else { "n/a".to_string() };
+        let diff = ours - paper;
+        let diff = if diff.is_finite() { format!("{diff:+.d$}") } else { "n/a".to_string() };
+        t.push([metric.to_string(), num(ours), num(paper), diff, scale.to_string()]);
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +238,21 @@ mod tests {
         let t = Table::new(["name", "value"]).row(["<a>", "1"]).entry("bb", 22);
         assert!(t.to_html().contains("<td>&lt;a&gt;</td>"));
         assert_eq!(t.to_string(), "name  value\n<a>   1\nbb    22\n");
+    }
+
+    #[test]
+    fn ours_vs_paper_formats_each_row_alike() {
+        let t = ours_vs_paper(&[
+            ("PPI accuracy", 0.9612, 0.98, "demo"),
+            ("perplexity", 12.5, 11.0, "paper"),
+            ("samples", 4500.0, 6800.0, "tiny"),
+            ("AUC", f64::NAN, 0.99, "tiny"),
+        ]);
+        assert_eq!(t.header, ["metric", "ours", "paper", "difference", "scale"]);
+        assert_eq!(t.rows[0], ["PPI accuracy", "0.961", "0.980", "-0.019", "demo"]);
+        assert_eq!(t.rows[1], ["perplexity", "12.50", "11.00", "+1.50", "paper"]);
+        assert_eq!(t.rows[2], ["samples", "4500", "6800", "-2300", "tiny"]);
+        assert_eq!(t.rows[3], ["AUC", "n/a", "0.990", "n/a", "tiny"]);
+        assert!(t.to_html().contains("<th>difference</th>"));
     }
 }
