@@ -4,3 +4,5 @@
 //!
 //! Matrices are `ndarray` 0.16 arrays (`Array2<f64>`, one row per sample), the version linfa uses.
 //! This module knows nothing of models or files: it takes numbers and labels.
+
+pub mod information;
