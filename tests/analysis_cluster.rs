@@ -24,7 +24,6 @@ fn uniform(seed: u64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-#[allow(dead_code)]
 fn matrix(v: &Value) -> Array2<f64> {
     let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
     let (n, d) = (rows.len(), rows.first().map_or(0, |r| r.len()));
@@ -54,4 +53,56 @@ fn nmi_and_ari_equal_sklearn() {
         d_ari = d_ari.max(ea);
     }
     println!("max |NMI - sklearn| = {d_nmi:.3e}, max |ARI - sklearn| = {d_ari:.3e}");
+}
+
+/// n x d data of latent rank `rank` plus noise: Z W + 0.1 E (entries uniform in [-1, 1)).
+fn correlated(seed: u64, n: usize, d: usize, rank: usize) -> Array2<f64> {
+    let sym = |s: u64, r: usize, c: usize| {
+        Array2::from_shape_vec((r, c), uniform(s, r * c).into_iter().map(|u| u * 2.0 - 1.0).collect()).unwrap()
+    };
+    sym(seed, n, rank).dot(&sym(seed + 1, rank, d)) + sym(seed + 2, n, d) * 0.1
+}
+
+fn max_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn vec_diff(a: &[f64], v: &Value) -> f64 {
+    let b: Vec<f64> = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+#[test]
+fn pca_equals_sklearn_full() {
+    use protein_lm::analysis::reduce::Pca;
+    let f = fixture("pca.json");
+    let mut worst = [0.0f64; 5];
+    for case in f["cases"].as_array().unwrap() {
+        let g = |k: &str| case[k].as_u64().unwrap() as usize;
+        let x = correlated(g("seed") as u64, g("n"), g("d"), g("rank"));
+        let (pca, y) = Pca::fit_transform(x.view(), g("k")).unwrap();
+        let diffs = [
+            max_diff(&pca.components, &matrix(&case["components"])),
+            max_diff(&y, &matrix(&case["transformed"])),
+            vec_diff(pca.explained_variance.as_slice().unwrap(), &case["explained_variance"]),
+            vec_diff(pca.explained_variance_ratio.as_slice().unwrap(), &case["explained_variance_ratio"]),
+            vec_diff(pca.mean.as_slice().unwrap(), &case["mean"]),
+        ];
+        println!(
+            "PCA seed {}: components {:.2e}, transformed {:.2e}, variance {:.2e}, ratio {:.2e}, mean {:.2e}",
+            g("seed"),
+            diffs[0],
+            diffs[1],
+            diffs[2],
+            diffs[3],
+            diffs[4]
+        );
+        for (w, d) in worst.iter_mut().zip(diffs) {
+            assert!(d <= 1e-6, "seed {}: {diffs:?}", g("seed"));
+            *w = w.max(d);
+        }
+    }
+    println!("PCA max differences (components, transformed, variance, ratio, mean): {worst:?}");
 }

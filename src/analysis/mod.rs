@@ -6,3 +6,4 @@
 //! This module knows nothing of models or files: it takes numbers and labels.
 
 pub mod information;
+pub mod reduce;
