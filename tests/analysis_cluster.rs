@@ -106,3 +106,54 @@ fn pca_equals_sklearn_full() {
     }
     println!("PCA max differences (components, transformed, variance, ratio, mean): {worst:?}");
 }
+
+/// n x d points near `centres` random centres (point i near centre i % centres); elementwise only.
+fn blobs(seed: u64, n: usize, d: usize, centres: usize, spread: f64) -> Array2<f64> {
+    let c = uniform(seed, centres * d);
+    let e = uniform(seed + 1, n * d);
+    Array2::from_shape_fn((n, d), |(i, j)| {
+        (c[(i % centres) * d + j] * 10.0 - 5.0) + spread * (e[i * d + j] * 2.0 - 1.0)
+    })
+}
+
+#[test]
+fn kmeans_from_given_centres_equals_sklearn_lloyd() {
+    use protein_lm::analysis::cluster::{l2_normalize_rows, KMeans};
+    let f = fixture("kmeans.json");
+    let (mut worst_c, mut worst_i) = (0.0f64, 0.0f64);
+    for case in f["cases"].as_array().unwrap() {
+        let g = |k: &str| case[k].as_u64().unwrap() as usize;
+        let mut x = blobs(g("seed") as u64, g("n"), g("d"), g("centres"), case["spread"].as_f64().unwrap());
+        if case["normalise"].as_bool().unwrap() {
+            x = l2_normalize_rows(x.view());
+        }
+        let init = matrix(&case["init"]);
+        let km = KMeans::new(init.nrows());
+        let fit = km.fit_with_centres(x.view(), init.view()).unwrap();
+        let want: Vec<usize> = serde_json::from_value(case["labels"].clone()).unwrap();
+        assert_eq!(fit.labels, want, "seed {}", g("seed"));
+        let dc = max_diff(&fit.centres, &matrix(&case["cluster_centres"]));
+        let di = (fit.inertia - case["inertia"].as_f64().unwrap()).abs() / case["inertia"].as_f64().unwrap();
+        println!(
+            "k-means seed {}: labels identical, n_iter {} (sklearn {}), centres {dc:.2e}, inertia rel {di:.2e}",
+            g("seed"),
+            fit.n_iter,
+            g("n_iter")
+        );
+        assert!(dc <= 1e-10 && di <= 1e-10);
+        assert_eq!(fit.n_iter, g("n_iter"));
+        worst_c = worst_c.max(dc);
+        worst_i = worst_i.max(di);
+        // k-means++ with n_init 10 should reach sklearn's best-of-10 inertia (within 2 %).
+        let pp = KMeans { seed: 3, ..km }.fit(x.view()).unwrap();
+        let sk = case["kmeanspp_inertia_n_init10"].as_f64().unwrap();
+        println!(
+            "  k-means++ n_init 10: inertia {:.6} vs sklearn {:.6} (ratio {:.4})",
+            pp.inertia,
+            sk,
+            pp.inertia / sk
+        );
+        assert!(pp.inertia <= sk * 1.02);
+    }
+    println!("k-means max differences: centres {worst_c:.2e}, relative inertia {worst_i:.2e}");
+}
