@@ -5,6 +5,7 @@
 //! Matrices are `ndarray` 0.16 arrays (`Array2<f64>`, one row per sample), the version linfa uses.
 //! This module knows nothing of models or files: it takes numbers and labels.
 
+pub mod baselines;
 pub mod cluster;
 pub mod information;
 pub mod reduce;
