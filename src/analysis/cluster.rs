@@ -8,8 +8,8 @@
 //!   by binary search on the cumulative sum) and the candidate that most lowers the potential kept.
 //!   Draws come from the crate's [`Rng`], so the centres differ from sklearn's for the same seed;
 //!   run `r` of `n_init` uses `Rng::new(seed).fork(r)`, so results do not depend on thread count.
-//! * Lloyd iterations: E-step with `‖c‖² − 2 x·c` (one GEMM per block of 256 samples, blocks in
-//!   parallel with rayon; ties go to the lowest centre index), M-step means; empty clusters are
+//! * Lloyd iterations: E-step with `‖c‖² − 2 x·c` (a register-blocked product per block of 256
+//!   samples, blocks in parallel with rayon, AVX2 when the CPU has it; ties go to the lowest centre index), M-step means; empty clusters are
 //!   refilled as sklearn's `_relocate_empty_clusters_dense` does: the samples farthest from their
 //!   (old) centres become the new centres, in decreasing distance (sklearn takes them in
 //!   `argpartition` order, which is the same order when one cluster is empty), and they are taken
@@ -25,7 +25,7 @@
 //! Why not linfa-clustering: its k-means++ is not sklearn's greedy variant, it needs a rand 0.8 RNG,
 //! and its E-step computes every distance directly, which is slow at k = 4,000.
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ impl KMeans {
             .into_par_iter()
             .map(|r| {
                 let mut rng = base.fork(r as u64);
-                let idx = kmeans_plusplus_indices(xc.view(), self.k, &mut rng);
+                let idx = plusplus(xc.view(), self.k, &mut rng);
                 lloyd(xc.view(), xc.select(Axis(0), &idx), self.max_iter, tol)
             })
             .collect();
@@ -152,24 +152,22 @@ fn prepare(x: ArrayView2<f64>, tol: f64) -> (Array2<f64>, Array1<f64>, f64) {
     (xc, mean, tol * var_mean)
 }
 
-/// Indices of `k` samples chosen by sklearn's greedy k-means++ (see module docs).
-pub fn kmeans_plusplus_indices(x: ArrayView2<f64>, k: usize, rng: &mut Rng) -> Vec<usize> {
+/// Indices of `k` samples of `x` chosen by sklearn's greedy k-means++ (see module docs).
+pub fn kmeans_plusplus_indices(x: ArrayView2<f64>, k: usize, rng: &mut Rng) -> Result<Vec<usize>> {
+    KMeans { n_init: 1, ..KMeans::new(k) }.check(x)?;
+    Ok(plusplus(x, k, rng))
+}
+
+fn plusplus(x: ArrayView2<f64>, k: usize, rng: &mut Rng) -> Vec<usize> {
     const CHUNK: usize = 512;
-    let (n, d) = x.dim();
+    let n = x.nrows();
     let xt = x.t().as_standard_layout().into_owned(); // d × n, one feature per row
     let xt = xt.as_slice().expect("standard layout");
     let trials = 2 + (k as f64).ln() as usize;
     // Squared distances from sample `c` to samples `lo..lo+out.len()`.
     let dist = |c: usize, lo: usize, out: &mut [f64]| {
-        out.fill(0.0);
-        let len = out.len();
-        for j in 0..d {
-            let cj = x[(c, j)];
-            for (o, &v) in out.iter_mut().zip(&xt[j * n + lo..j * n + lo + len]) {
-                let t = v - cj;
-                *o += t * t;
-            }
-        }
+        let centre: Vec<f64> = x.row(c).to_vec();
+        with_simd(|| sq_dist_feature_major(xt, n, lo, &centre, out));
     };
     let mut chosen = Vec::with_capacity(k);
     let first = rng.index(n);
@@ -219,27 +217,88 @@ pub fn kmeans_plusplus_indices(x: ArrayView2<f64>, k: usize, rng: &mut Rng) -> V
     chosen
 }
 
-/// E-step: nearest centre of every sample by `‖c‖² − 2 x·c`, first index on ties.
+/// Runs `f` compiled for AVX2 when the CPU has it (the crate is built for baseline x86-64, where
+/// these loops vectorise only two lanes wide); the arithmetic, and so the result, is the same.
+#[inline(always)]
+fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// `out[i] = Σ_j (xt[j][lo + i] - centre[j])²` with `xt` feature-major (`d × n`).
+#[inline(always)]
+fn sq_dist_feature_major(xt: &[f64], n: usize, lo: usize, centre: &[f64], out: &mut [f64]) {
+    out.fill(0.0);
+    let len = out.len();
+    for (j, &cj) in centre.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&xt[j * n + lo..j * n + lo + len]) {
+            let t = v - cj;
+            *o += t * t;
+        }
+    }
+}
+
+/// E-step: nearest centre of every sample by `‖c‖² − 2 x·c`, first index on ties. Blocks of 256
+/// samples in parallel; within a block four samples share each pass over the (feature-major)
+/// centres.
 fn assign(x: ArrayView2<f64>, centres: &Array2<f64>, labels: &mut [usize]) {
     const CHUNK: usize = 256;
+    let (k, d) = centres.dim();
     let cn: Vec<f64> = centres.rows().into_iter().map(|c| c.dot(&c)).collect();
-    let ct = centres.t();
+    let ct = centres.t().as_standard_layout().into_owned();
+    let ct = ct.as_slice().expect("standard layout");
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
     labels.par_chunks_mut(CHUNK).enumerate().for_each(|(b, out)| {
-        let lo = b * CHUNK;
-        let dots = x.slice(s![lo..lo + out.len(), ..]).dot(&ct);
-        for (row, label) in dots.rows().into_iter().zip(out.iter_mut()) {
-            let row = row.as_slice().expect("owned product is contiguous");
-            let mut best = 0;
-            let mut best_d = f64::INFINITY;
-            for (j, (&dot, &norm)) in row.iter().zip(&cn).enumerate() {
-                let dist = norm - 2.0 * dot;
-                if dist < best_d {
-                    best_d = dist;
-                    best = j;
+        let mut acc = vec![0.0f64; 4 * k];
+        with_simd(|| {
+            for (q, quad) in out.chunks_mut(4).enumerate() {
+                let i0 = b * CHUNK + 4 * q;
+                let m = quad.len();
+                let (a0, rest) = acc.split_at_mut(k);
+                let (a1, rest) = rest.split_at_mut(k);
+                let (a2, a3) = rest.split_at_mut(k);
+                a0.fill(0.0);
+                a1.fill(0.0);
+                a2.fill(0.0);
+                a3.fill(0.0);
+                let xv = |r: usize, f: usize| if r < m { xs[(i0 + r) * d + f] } else { 0.0 };
+                for f in 0..d {
+                    let (x0, x1, x2, x3) = (xv(0, f), xv(1, f), xv(2, f), xv(3, f));
+                    let c = &ct[f * k..(f + 1) * k];
+                    for ((((&cj, p0), p1), p2), p3) in c.iter().zip(&mut *a0).zip(&mut *a1).zip(&mut *a2).zip(&mut *a3)
+                    {
+                        *p0 += x0 * cj;
+                        *p1 += x1 * cj;
+                        *p2 += x2 * cj;
+                        *p3 += x3 * cj;
+                    }
+                }
+                for (r, label) in quad.iter_mut().enumerate() {
+                    let dots = &acc[r * k..(r + 1) * k];
+                    let mut best = 0;
+                    let mut best_d = f64::INFINITY;
+                    for (j, (&dot, &norm)) in dots.iter().zip(&cn).enumerate() {
+                        let dist = norm - 2.0 * dot;
+                        if dist < best_d {
+                            best_d = dist;
+                            best = j;
+                        }
+                    }
+                    *label = best;
                 }
             }
-            *label = best;
-        }
+        });
     });
 }
 
