@@ -22,8 +22,13 @@
 //! `fit_with_centres` equals sklearn's `KMeans(init=centres, n_init=1, algorithm='lloyd')` in labels
 //! (identical) and centres (within 1e-10) on `tests/fixtures/analysis/kmeans.json`.
 //!
-//! Why not linfa-clustering: its k-means++ is not sklearn's greedy variant, it needs a rand 0.8 RNG,
-//! and its E-step computes every distance directly, which is slow at k = 4,000.
+//! Why not linfa-clustering: it draws from a rand 0.8 RNG rather than the crate's [`Rng`]
+//! (spec `rust-ecosystem.md` §1), and matching sklearn's labels exactly needs control of the Lloyd
+//! loop itself (convergence rule, empty-cluster relocation, final E-step).
+//!
+//! Speed (`benches/cluster.rs`, k = 4,000 on 9,700 × 20, n_init 10, 2 cores): about 15 s with two
+//! rayon threads; one initialisation takes about 1.5 s, nearly all of it k-means++ (4,000 greedy
+//! steps of 11 distance passes), where sklearn's single-threaded run takes about 1.7 s.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;

@@ -13,9 +13,13 @@
 //! solver if that takes more than 1,000 iterations). The start block is drawn from the crate's
 //! [`Rng`] with a fixed seed, so the result is deterministic.
 //!
-//! Why not linfa-reduction: its PCA has no sign convention (spec `rust-ecosystem.md` §1) and goes
-//! through a full SVD of the data. Why not nalgebra: its symmetric eigensolver is the same
-//! unblocked algorithm as the one here, at the cost of another dependency tree.
+//! Why not linfa-reduction: its PCA has no sign convention (spec `rust-ecosystem.md` §1), so its
+//! components could not equal sklearn's. Why not nalgebra: a ~150-line eigensolver here avoids a new
+//! dependency tree, and only a 768 × 768 (or smaller) matrix is ever decomposed.
+//!
+//! Speed (`benches/cluster.rs`, 9,700 × 768 → 20, 2 cores): 0.4–0.6 s, against sklearn 1.9 with
+//! 2 threads 5.9 s for `svd_solver='full'`, 1.5 s for 'randomized', 0.66 s for 'covariance_eigh';
+//! the transformed data agree with 'full' on that input to the 13 digits printed.
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
