@@ -157,3 +157,18 @@ fn kmeans_from_given_centres_equals_sklearn_lloyd() {
     }
     println!("k-means max differences: centres {worst_c:.2e}, relative inertia {worst_i:.2e}");
 }
+
+#[test]
+fn kmeans_fit_is_seeded_and_independent_of_thread_count() {
+    use protein_lm::analysis::cluster::{l2_normalize_rows, KMeans};
+    let x = l2_normalize_rows(blobs(70, 500, 6, 20, 2.0).view());
+    let km = KMeans { n_init: 4, seed: 11, ..KMeans::new(25) };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| km.fit(x.view()).unwrap())
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one, two);
+    assert_ne!(KMeans { seed: 12, ..km.clone() }.fit(x.view()).unwrap().labels, one.labels);
+    assert_eq!(one.labels.iter().copied().max(), Some(24));
+}
