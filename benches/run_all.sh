@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every benchmark of the crate and its Python peer in one run, on the same machine, one after the
+# other (never in parallel: they would share the cores). Peers use OMP_NUM_THREADS=2, the same two
+# cores rayon uses on the project's machine kind.
+#
+#   benches/run_all.sh            # full (k-means n_init 10 on both sides: several minutes)
+#   benches/run_all.sh --quick    # k-means n_init 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick="${1:-}"
+benches/peers/setup_venv.sh
+py=benches/peers/.venv/bin/python
+export OMP_NUM_THREADS=2
+cargo bench --no-run --quiet 2>/dev/null || cargo bench --no-run
+echo "=== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "=== protein-lm: analysis"
+cargo bench --quiet --bench cluster -- $quick
+cargo bench --quiet --bench metrics
+cargo bench --quiet --bench probe
+echo "=== scikit-learn $($py -c 'import sklearn; print(sklearn.__version__)') (OMP_NUM_THREADS=$OMP_NUM_THREADS)"
+$py benches/peers/cluster_sklearn.py $quick
+$py benches/peers/metrics_sklearn.py
+echo "=== protein-lm: layers"
+cargo bench --quiet --bench conv1d
