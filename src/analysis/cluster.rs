@@ -26,9 +26,9 @@
 //! (spec `rust-ecosystem.md` §1), and matching sklearn's labels exactly needs control of the Lloyd
 //! loop itself (convergence rule, empty-cluster relocation, final E-step).
 //!
-//! Speed (`benches/cluster.rs`, k = 4,000 on 9,700 × 20, n_init 10, 2 cores): about 15 s with two
-//! rayon threads; one initialisation takes about 1.5 s, nearly all of it k-means++ (4,000 greedy
-//! steps of 11 distance passes), where sklearn's single-threaded run takes about 1.7 s.
+//! Speed (`benches/run_all.sh`, k = 4,000 on 9,700 × 20, n_init 10, 2 cores, quiet machine): 10.05 s
+//! with two rayon threads against sklearn's 14.15 s with 2 OpenMP threads (1.4×); one k-means++
+//! initialisation takes 1.43 s (4,000 greedy steps of 11 distance passes) and dominates.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;

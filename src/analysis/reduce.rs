@@ -17,9 +17,10 @@
 //! components could not equal sklearn's. Why not nalgebra: a ~150-line eigensolver here avoids a new
 //! dependency tree, and only a 768 × 768 (or smaller) matrix is ever decomposed.
 //!
-//! Speed (`benches/cluster.rs`, 9,700 × 768 → 20, 2 cores): 0.4–0.6 s, against sklearn 1.9 with
-//! 2 threads 5.9 s for `svd_solver='full'`, 1.5 s for 'randomized', 0.66 s for 'covariance_eigh';
-//! the transformed data agree with 'full' on that input to the 13 digits printed.
+//! Speed (`benches/run_all.sh`, 9,700 × 768 → 20, 2 cores, quiet machine): 0.374 s, against sklearn
+//! 1.9 with 2 threads 0.747 s for `svd_solver='full'`, 0.558 s for 'randomized' and 0.137 s for
+//! 'covariance_eigh' (the same covariance approach, on LAPACK): ours is not yet the fastest. The
+//! transformed data agree with 'full' on that input to the 13 digits printed.
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
