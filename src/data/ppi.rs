@@ -54,25 +54,40 @@ fn check_id(id: &str, here: impl Fn() -> Location, column: &str) -> Result<()> {
     Ok(())
 }
 
-/// Read `idA<TAB>idB<TAB>label` lines (no header; blank lines skipped).
-pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
-    let path = path.as_ref();
-    let mut out = Vec::new();
+/// The non-blank lines of a headerless tab-separated file, each split into exactly `columns.len()`
+/// fields (an error naming the line otherwise), with its line number.
+fn headerless_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, Vec<String>)>> {
+    let mut rows = Vec::new();
     for line in numbered_lines(path)? {
         let (line_no, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let here = || Location::line(path, line_no);
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != 3 {
+        let fields: Vec<String> = line.split('\t').map(str::to_string).collect();
+        if fields.len() != columns.len() {
             return Err(Error::data(
-                here(),
-                format!("expected 3 tab-separated columns (idA, idB, label), found {}", fields.len()),
+                Location::line(path, line_no),
+                format!(
+                    "expected {} tab-separated columns ({}), found {}",
+                    columns.len(),
+                    columns.join(", "),
+                    fields.len()
+                ),
             ));
         }
-        check_id(fields[0], here, "idA")?;
-        check_id(fields[1], here, "idB")?;
+        rows.push((line_no, fields));
+    }
+    Ok(rows)
+}
+
+/// Read `idA<TAB>idB<TAB>label` lines (no header; blank lines skipped).
+pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
+    let path = path.as_ref();
+    let mut out = Vec::new();
+    for (line_no, fields) in headerless_rows(path, &["idA", "idB", "label"])? {
+        let here = || Location::line(path, line_no);
+        check_id(&fields[0], here, "idA")?;
+        check_id(&fields[1], here, "idB")?;
         let label = match fields[2].trim() {
             "0" => 0,
             "1" => 1,
@@ -95,24 +110,13 @@ pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
 /// where it was read.
 pub fn read_id_sequence_tsv(path: &Path) -> Result<Vec<(Protein, Location)>> {
     let mut out = Vec::new();
-    for line in numbered_lines(path)? {
-        let (line_no, line) = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (line_no, fields) in headerless_rows(path, &["id", "sequence"])? {
         let here = || Location::line(path, line_no);
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != 2 {
-            return Err(Error::data(
-                here(),
-                format!("expected 2 tab-separated columns (id, sequence), found {}", fields.len()),
-            ));
-        }
-        check_id(fields[0], here, "id")?;
-        sequence::validate(fields[1], || here().with_record(fields[0]))?;
+        check_id(&fields[0], here, "id")?;
+        sequence::validate(&fields[1], || here().with_record(&fields[0]))?;
         out.push((
             Protein { id: fields[0].to_string(), sequence: fields[1].to_string() },
-            here().with_record(fields[0]),
+            here().with_record(fields[0].as_str()),
         ));
     }
     Ok(out)
