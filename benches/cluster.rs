@@ -25,17 +25,9 @@ use protein_lm::analysis::cluster::{kmeans_plusplus_indices, l2_normalize_rows, 
 use protein_lm::analysis::information::normalized_mutual_info;
 use protein_lm::analysis::reduce::Pca;
 
-/// Element i: splitmix64(seed + (i + 1) * golden) >> 11, times 2^-53.
+/// The shared SplitMix64 input stream (the fixture script regenerates it in Python).
 fn uniform(seed: u64, n: usize) -> Vec<f64> {
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-        })
-        .collect()
+    protein_lm::rng::splitmix64_uniforms(seed, n)
 }
 
 fn sym(seed: u64, r: usize, c: usize) -> Array2<f64> {

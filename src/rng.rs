@@ -21,6 +21,15 @@ fn splitmix64(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `n` uniforms in [0, 1) from the plain SplitMix64 stream started at `seed`: element i (from 1) is
+/// `splitmix64(seed + i·0x9E3779B97F4A7C15) >> 11` times 2⁻⁵³. A stream this simple is easy to write
+/// in any language, so benchmarks and fixture scripts (`tests/fixtures/analysis/*.py`) generate the
+/// same inputs on both sides instead of shipping them.
+pub fn splitmix64_uniforms(seed: u64, n: usize) -> Vec<f64> {
+    let mut state = seed;
+    (0..n).map(|_| (splitmix64(&mut state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)).collect()
+}
+
 impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
@@ -206,6 +215,20 @@ mod tests {
         let mut sorted = p.clone();
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn splitmix_stream_matches_the_counter_formula() {
+        // The counter form the Python fixture scripts use.
+        let counter = |seed: u64, i: u64| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        };
+        let stream = splitmix64_uniforms(42, 5);
+        assert_eq!(stream, (1..=5).map(|i| counter(42, i)).collect::<Vec<_>>());
+        assert!(stream.iter().all(|&u| (0.0..1.0).contains(&u)));
     }
 
     #[test]

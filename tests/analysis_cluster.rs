@@ -11,17 +11,9 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Element i: splitmix64(seed + (i + 1) * golden) >> 11, times 2^-53 (as the fixture script).
+/// The shared SplitMix64 input stream (the fixture script regenerates it in Python).
 fn uniform(seed: u64, n: usize) -> Vec<f64> {
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-        })
-        .collect()
+    protein_lm::rng::splitmix64_uniforms(seed, n)
 }
 
 fn matrix(v: &Value) -> Array2<f64> {

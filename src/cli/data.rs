@@ -229,28 +229,32 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
         }
         Err(e) => println!("{e}"),
     }
-    for rel in [files::HUMAN_SINGLE_PFAM, files::HUMAN_PFAM] {
-        match resolver.resolve(rel) {
-            Ok(path) => {
-                let (proteins, report) = read_proteins(&path)?;
-                describe(&format!("{} ({report})", path.display()), &proteins);
-                if rel == files::HUMAN_SINGLE_PFAM {
-                    let (records, _) = tables::read_single_pfam(&path)?;
-                    let mut families = std::collections::HashMap::<&str, usize>::new();
-                    for r in &records {
-                        *families.entry(r.pfam_id.as_str()).or_default() += 1;
-                    }
-                    let five: Vec<usize> = families.values().copied().filter(|&n| n >= 5).collect();
-                    println!(
-                        "  families {}  with ≥ 5 members {} ({} proteins)",
-                        families.len(),
-                        five.len(),
-                        five.iter().sum::<usize>()
-                    );
-                }
+    match resolver.resolve(files::HUMAN_SINGLE_PFAM) {
+        Ok(path) => {
+            let (records, report) = tables::read_single_pfam(&path)?;
+            let proteins: Vec<Protein> =
+                records.iter().map(|r| Protein { id: r.accession.clone(), sequence: r.sequence.clone() }).collect();
+            describe(&format!("{} ({report})", path.display()), &proteins);
+            let mut families = std::collections::HashMap::<&str, usize>::new();
+            for r in &records {
+                *families.entry(r.pfam_id.as_str()).or_default() += 1;
             }
-            Err(e) => println!("{e}"),
+            let five: Vec<usize> = families.values().copied().filter(|&n| n >= 5).collect();
+            println!(
+                "  families {}  with ≥ 5 members {} ({} proteins)",
+                families.len(),
+                five.len(),
+                five.iter().sum::<usize>()
+            );
         }
+        Err(e) => println!("{e}"),
+    }
+    match resolver.resolve(files::HUMAN_PFAM) {
+        Ok(path) => {
+            let (proteins, report) = read_proteins(&path)?;
+            describe(&format!("{} ({report})", path.display()), &proteins);
+        }
+        Err(e) => println!("{e}"),
     }
     super::data_split::ppi_stats(&resolver)?;
     for spec in &tables::BENCHMARKS {
