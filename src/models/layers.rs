@@ -7,6 +7,11 @@
 //! - [`linear_glorot`] / [`linear_bert`]: `candle_nn::Linear` with the initialisation of each
 //!   reference implementation (Keras for ProteinBERT, BERT/fairseq for PRoBERTa).
 //!
+//! - [`LayerNorm`]: written from differentiable tensor ops, because `candle_nn::LayerNorm` on a
+//!   contiguous input calls a fused kernel applied with `apply_op3_no_bwd`: no gradient reaches its
+//!   input, its gain or its bias (a test below keeps watch on that). For the same reason softmax is
+//!   `candle_nn::ops::softmax(xs, D::Minus1)`, never `softmax_last_dim` (also `no_bwd`).
+//!
 //! Exact GELU is `Tensor::gelu_erf` (ProteinBERT and fairseq both use erf GELU; `Tensor::gelu` is the
 //! tanh approximation and moves ProteinBERT outputs by up to 4e-4).
 
@@ -167,6 +172,50 @@ impl Dropout {
 
     pub fn forward(&self, xs: &Tensor, rng: &mut Rng, train: bool) -> Result<Tensor> {
         dropout(xs, self.p, rng, train)
+    }
+}
+
+/// LayerNorm over the last axis, `(x − mean) / √(var + eps) · weight + bias` with the biased
+/// variance (Keras, PyTorch and fairseq agree on that), from ops that autograd can differentiate.
+/// Half-precision inputs are normalised in f32.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
+        if weight.rank() != 1 || weight.dims() != bias.dims() {
+            return Err(Error::invalid(format!(
+                "LayerNorm weight and bias must be equal 1-D shapes, got {:?} and {:?}",
+                weight.dims(),
+                bias.dims()
+            )));
+        }
+        Ok(Self { weight, bias, eps })
+    }
+
+    /// Creates or loads `weight` (ones) and `bias` (zeros) of width `size` under `vb`.
+    pub fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
+        Self::new(weight, bias, eps)
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let internal = match dtype {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        let xs = xs.to_dtype(internal)?;
+        let centred = xs.broadcast_sub(&xs.mean_keepdim(D::Minus1)?)?;
+        let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        let ys = normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?;
+        Ok(ys)
     }
 }
 
@@ -377,6 +426,28 @@ mod tests {
         assert!(eval.iter().all(|&v| v == 1.0));
         assert!(dropout(&xs, 1.0, &mut Rng::new(4), true).is_err());
         assert!(Dropout::new(-0.1).is_err());
+        Ok(())
+    }
+
+    /// Our LayerNorm equals candle's fused one in value and has gradients, which candle's has not
+    /// (if the last assertion fails after a candle upgrade, the fused kernel gained a backward).
+    #[test]
+    fn layer_norm_matches_candle_and_is_differentiable() -> Result<()> {
+        let mut rng = Rng::new(9);
+        let x = Var::from_tensor(&(random(&mut rng, &[3, 5, 7])? * 3.0)?.to_dtype(DType::F32)?)?;
+        let w = Var::from_tensor(&random(&mut rng, &[7])?.to_dtype(DType::F32)?)?;
+        let b = Var::from_tensor(&random(&mut rng, &[7])?.to_dtype(DType::F32)?)?;
+        let ours = LayerNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 1e-3)?;
+        let theirs = candle_nn::LayerNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), 1e-3);
+        let y = ours.forward(x.as_tensor())?;
+        let diff = max_abs_diff(&to_f64_vec(&y)?, &to_f64_vec(&candle_nn::Module::forward(&theirs, x.as_tensor())?)?);
+        assert!(diff < 1e-5, "{diff}");
+        let grads = y.sqr()?.sum_all()?.backward()?;
+        for v in [&x, &w, &b] {
+            assert!(grads.get(v).is_some());
+        }
+        let fused = candle_nn::Module::forward(&theirs, x.as_tensor())?.sqr()?.sum_all()?.backward()?;
+        assert!(fused.get(&x).is_none() && fused.get(&w).is_none(), "candle's fused LayerNorm now has a backward");
         Ok(())
     }
 

@@ -1,5 +1,67 @@
 //! Models and the layers they share.
+//!
+//! A trunk ([`Trunk`]: [`proteinbert::ProteinBert`], [`proberta::Encoder`]) turns token ids into
+//! [`heads::Features`]; a head ([`heads::Head`]) turns features into task outputs. The same
+//! training loop, losses and metrics serve every head on either trunk.
 
+pub mod directory;
+pub mod heads;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod proberta;
+pub mod proteinbert;
+
+use candle_core::{DType, Tensor};
+
+use crate::{Result, Rng};
+use heads::Features;
+
+/// A network that gives per-residue and per-protein features for a batch of token ids.
+pub trait Trunk {
+    /// `ids (B, L)` → features. `rng` = `Some` trains (dropout on, where the trunk has dropout).
+    fn features(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Features>;
+    /// Width of [`Features::residues`].
+    fn residue_width(&self) -> usize;
+    /// Width of [`Features::protein`].
+    fn protein_width(&self) -> usize;
+}
+
+impl Trunk for proteinbert::ProteinBert {
+    /// The reference's fine-tuning features: all-zero annotation input, the 1,562-wide local and
+    /// 15,599-wide global concatenations, padding mask only if [`Self::padding_mask`] is on.
+    fn features(&self, ids: &Tensor, _rng: Option<&mut Rng>) -> Result<Features> {
+        let (b, _) = ids.dims2()?;
+        let mask = ids.ne(crate::tokenize::residue::PAD)?.to_dtype(DType::U32)?;
+        let annotations = Tensor::zeros((b, self.config().n_annotations), self.dtype(), ids.device())?;
+        let options = proteinbert::Forward { mask: self.padding_mask().then_some(&mask), attention: false };
+        let out = self.forward(ids, &annotations, options)?;
+        Ok(Features { residues: out.local_hidden()?, mask, protein: out.global_hidden()? })
+    }
+
+    fn residue_width(&self) -> usize {
+        self.config().local_hidden_size()
+    }
+
+    fn protein_width(&self) -> usize {
+        self.config().global_hidden_size()
+    }
+}
+
+impl Trunk for proberta::Encoder {
+    /// The last layer at every position, and its `<s>` position as the protein vector.
+    fn features(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Features> {
+        let out = self.forward(ids, proberta::Forward::default(), rng)?;
+        let residues = out.last().clone();
+        let protein = residues.narrow(1, 0, 1)?.squeeze(1)?;
+        Ok(Features { residues, mask: out.mask, protein })
+    }
+
+    fn residue_width(&self) -> usize {
+        self.config().hidden_size
+    }
+
+    fn protein_width(&self) -> usize {
+        self.config().hidden_size
+    }
+}

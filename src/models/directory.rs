@@ -1,0 +1,194 @@
+//! One model directory for everything saved, imported or loaded:
+//!
+//! ```text
+//! MODEL_DIR/
+//!   config.json         {"kind": "proteinbert" | "proberta", "model": {…sizes…}, "source": …, …}
+//!   model.safetensors   parameters under the names of `proteinbert::model` / `proberta::model`
+//!   dict.txt            PRoBERTa: the fairseq dictionary (ids 4… of the vocabulary)
+//!   tokenizer.json      PRoBERTa: the BPE model, when known (optional)
+//!   go_terms.txt        ProteinBERT: the GO term of each annotation unit, one per line (optional:
+//!                       the released model's order was lost by its authors)
+//! ```
+//!
+//! Files are written to a temporary name and renamed, so a directory never holds half a file.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::{proberta, proteinbert};
+use crate::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const DICT_FILE: &str = "dict.txt";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const GO_TERMS_FILE: &str = "go_terms.txt";
+
+/// The network a directory holds, with its sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "model", rename_all = "lowercase")]
+pub enum ModelConfig {
+    Proteinbert(proteinbert::Config),
+    Proberta(proberta::Config),
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::Proteinbert(_) => "proteinbert",
+            ModelConfig::Proberta(_) => "proberta",
+        }
+    }
+}
+
+/// `config.json` of a model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryConfig {
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    /// Where the weights came from (an import command, a training run).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Whether `model.safetensors` holds PRoBERTa's masked-LM head (`lm_head.*`).
+    #[serde(default)]
+    pub has_lm_head: bool,
+    /// Classification heads stored beside the trunk (prefix in `model.safetensors` → its settings).
+    #[serde(default)]
+    pub heads: Vec<StoredHead>,
+}
+
+/// A head saved with the trunk, under `prefix.*` in `model.safetensors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredHead {
+    pub prefix: String,
+    pub config: super::heads::HeadConfig,
+    /// Label names in output order, when known.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// An opened model directory.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    path: PathBuf,
+    config: DirectoryConfig,
+}
+
+fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    write(&tmp)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl ModelDir {
+    /// Reads `config.json` of `path` and checks the weights file is there.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let config_path = path.join(CONFIG_FILE);
+        let text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: DirectoryConfig = serde_json::from_str(&text).map_err(|e| {
+            Error::data(crate::Location::file(&config_path), format!("not a protein-lm model config: {e}"))
+        })?;
+        let weights = path.join(WEIGHTS_FILE);
+        if !weights.is_file() {
+            return Err(Error::invalid(format!("{}: no {WEIGHTS_FILE} beside config.json", path.display())));
+        }
+        Ok(Self { path, config })
+    }
+
+    /// Writes a directory: `config.json` and `model.safetensors` (other files are copied by the
+    /// caller with [`ModelDir::write_file`]).
+    pub fn create(path: impl AsRef<Path>, config: &DirectoryConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        write_atomic(&path.join(WEIGHTS_FILE), |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))?;
+        let json = serde_json::to_string_pretty(config).expect("config serialises");
+        write_atomic(&path.join(CONFIG_FILE), |tmp| fs::write(tmp, json + "\n").map_err(|e| Error::io(tmp, e)))?;
+        Ok(Self { path, config: config.clone() })
+    }
+
+    /// Writes `contents` to `name` inside the directory.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<()> {
+        write_atomic(&self.path.join(name), |tmp| fs::write(tmp, contents).map_err(|e| Error::io(tmp, e)))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// A file of the directory, if present.
+    pub fn file(&self, name: &str) -> Option<PathBuf> {
+        let p = self.path.join(name);
+        p.is_file().then_some(p)
+    }
+
+    /// All parameters, converted to `dtype` on `device`.
+    pub fn tensors(&self, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+        let weights = self.path.join(WEIGHTS_FILE);
+        let tensors = candle_core::safetensors::load(&weights, device)
+            .map_err(|e| Error::data(crate::Location::file(&weights), format!("cannot read safetensors: {e}")))?;
+        tensors
+            .into_iter()
+            .map(|(k, t)| {
+                let t = if t.dtype().is_float() { t.to_dtype(dtype)? } else { t };
+                Ok((k, t))
+            })
+            .collect()
+    }
+
+    /// A `VarBuilder` over the parameters (missing names are an error naming the key).
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        Ok(VarBuilder::from_tensors(self.tensors(dtype, device)?, dtype, device))
+    }
+
+    fn expect_kind(&self, kind: &str) -> Result<()> {
+        if self.config.model.kind() != kind {
+            return Err(Error::invalid(format!(
+                "{} holds a {} model, not {kind}",
+                self.path.display(),
+                self.config.model.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ProteinBERT network of this directory.
+    pub fn proteinbert(&self, dtype: DType, device: &Device) -> Result<proteinbert::ProteinBert> {
+        self.expect_kind("proteinbert")?;
+        let ModelConfig::Proteinbert(config) = &self.config.model else { unreachable!("kind checked") };
+        proteinbert::ProteinBert::load(self.var_builder(dtype, device)?, config)
+    }
+
+    /// The PRoBERTa encoder of this directory (without heads).
+    pub fn proberta_encoder(&self, dtype: DType, device: &Device) -> Result<proberta::Encoder> {
+        self.expect_kind("proberta")?;
+        let ModelConfig::Proberta(config) = &self.config.model else { unreachable!("kind checked") };
+        proberta::Encoder::load(self.var_builder(dtype, device)?, config)
+    }
+
+    /// The PRoBERTa encoder with its masked-LM head.
+    pub fn proberta_masked_lm(&self, dtype: DType, device: &Device) -> Result<proberta::ProbertaForMaskedLm> {
+        self.expect_kind("proberta")?;
+        if !self.config.has_lm_head {
+            return Err(Error::invalid(format!("{} has no masked-LM head (lm_head.*)", self.path.display())));
+        }
+        let ModelConfig::Proberta(config) = &self.config.model else { unreachable!("kind checked") };
+        proberta::ProbertaForMaskedLm::load(self.var_builder(dtype, device)?, config)
+    }
+
+    /// The GO term list, one per annotation unit, if the directory has one.
+    pub fn go_terms(&self) -> Result<Option<Vec<String>>> {
+        let Some(path) = self.file(GO_TERMS_FILE) else { return Ok(None) };
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Some(text.lines().map(str::to_string).collect()))
+    }
+}

@@ -1,0 +1,363 @@
+//! One head API for every task on either trunk.
+//!
+//! A trunk turns a batch into [`Features`]: per-residue vectors, a padding mask and the trunk's own
+//! per-protein vector. A [`Head`] maps features to outputs for one [`Level`] (per protein, per
+//! residue, or per protein pair) and one [`Target`] (binary, categorical, numeric). The training
+//! loop, the losses and the metrics only see this trait, so a new head is a struct and one
+//! `forward`; for example, a two-layer head for a per-protein numeric task:
+//!
+//! ```no_run
+//! use candle_core::Tensor;
+//! use candle_nn::{Linear, Module, VarBuilder};
+//! use protein_lm::models::heads::{Features, Head, HeadInput, Level, Pooling, Target};
+//! use protein_lm::models::layers::linear_bert;
+//! use protein_lm::{Result, Rng};
+//!
+//! struct TwoLayer { hidden: Linear, out: Linear }
+//!
+//! impl TwoLayer {
+//!     fn new(vb: VarBuilder, width: usize) -> Result<Self> {
+//!         Ok(Self { hidden: linear_bert(width, 64, vb.pp("hidden"))?, out: linear_bert(64, 1, vb.pp("out"))? })
+//!     }
+//! }
+//!
+//! impl Head for TwoLayer {
+//!     fn level(&self) -> Level { Level::Protein }
+//!     fn target(&self) -> Target { Target::Numeric }
+//!     fn forward(&self, input: HeadInput<'_>, _rng: Option<&mut Rng>) -> Result<Tensor> {
+//!         let pooled = Pooling::Mean.pool(input.single()?)?;
+//!         Ok(self.out.forward(&self.hidden.forward(&pooled)?.relu()?)?)
+//!     }
+//! }
+//! ```
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{dropout, linear_bert, linear_glorot, masked_mean};
+use crate::{Error, Result, Rng};
+
+/// What one example is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// One output per protein.
+    Protein,
+    /// One output per residue (position), padded positions excluded by the mask.
+    Residue,
+    /// One output per pair of proteins: either two encodings ([`HeadInput::Two`]) or one joint
+    /// encoding of both (`<s> A </s> </s> B </s>`, [`HeadInput::One`]).
+    Pair,
+}
+
+/// What is predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Target {
+    /// One logit (sigmoid probability), binary cross-entropy.
+    Binary,
+    /// `classes` logits (softmax), cross-entropy.
+    Categorical { classes: usize },
+    /// One value, mean squared error.
+    Numeric,
+}
+
+impl Target {
+    /// Width of the head's output.
+    pub fn outputs(&self) -> usize {
+        match *self {
+            Target::Binary | Target::Numeric => 1,
+            Target::Categorical { classes } => classes,
+        }
+    }
+}
+
+/// What a trunk gives its heads for one batch.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// `(B, L, D_residue)` per-position vectors.
+    pub residues: Tensor,
+    /// `(B, L)` u32, 1 on real tokens.
+    pub mask: Tensor,
+    /// `(B, D_protein)` the trunk's own per-protein vector (ProteinBERT: the 15,599-wide global
+    /// concatenation; PRoBERTa: the `<s>` position of the last layer).
+    pub protein: Tensor,
+}
+
+/// Input of a head: one batch of features, or two for pair tasks on separately encoded proteins.
+#[derive(Debug, Clone, Copy)]
+pub enum HeadInput<'a> {
+    One(&'a Features),
+    Two(&'a Features, &'a Features),
+}
+
+impl<'a> HeadInput<'a> {
+    /// The features of a single-input head; an error for a pair of encodings.
+    pub fn single(&self) -> Result<&'a Features> {
+        match *self {
+            HeadInput::One(f) => Ok(f),
+            HeadInput::Two(..) => Err(Error::invalid("this head takes one encoding, got a pair")),
+        }
+    }
+}
+
+/// How per-residue vectors become one vector per protein.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The trunk's own protein vector ([`Features::protein`]).
+    #[default]
+    Trunk,
+    /// The first position (`<s>` / START).
+    Cls,
+    /// Mean over real tokens.
+    Mean,
+    /// Sum over real tokens.
+    Sum,
+    /// Sum over every position, padding included: the reference PRoBERTa fork's non-CLS pooling.
+    SumAll,
+}
+
+impl Pooling {
+    /// `(B, D)` pooled features.
+    pub fn pool(&self, features: &Features) -> Result<Tensor> {
+        let r = &features.residues;
+        Ok(match self {
+            Pooling::Trunk => features.protein.clone(),
+            Pooling::Cls => r.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => masked_mean(r, &features.mask)?,
+            Pooling::Sum => r.broadcast_mul(&features.mask.to_dtype(r.dtype())?.unsqueeze(D::Minus1)?)?.sum(1)?,
+            Pooling::SumAll => r.sum(1)?,
+        })
+    }
+
+    /// Width of the pooled vector given the trunk's widths.
+    pub fn width(&self, residue_width: usize, protein_width: usize) -> usize {
+        match self {
+            Pooling::Trunk => protein_width,
+            _ => residue_width,
+        }
+    }
+}
+
+/// A prediction head.
+pub trait Head {
+    fn level(&self) -> Level;
+    fn target(&self) -> Target;
+    /// Logits: `(B, outputs)` for protein and pair heads, `(B, L, outputs)` for residue heads.
+    /// `rng` = `Some` trains (dropout on).
+    fn forward(&self, input: HeadInput<'_>, rng: Option<&mut Rng>) -> Result<Tensor>;
+}
+
+/// How a pair head combines two protein vectors `a` and `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairCombination {
+    /// `[a, b]`: order-dependent.
+    Concat,
+    /// `[a + b, |a − b|, a ⊙ b]`: symmetric in the two proteins.
+    #[default]
+    Symmetric,
+}
+
+impl PairCombination {
+    pub fn width(&self, d: usize) -> usize {
+        match self {
+            PairCombination::Concat => 2 * d,
+            PairCombination::Symmetric => 3 * d,
+        }
+    }
+
+    pub fn combine(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            PairCombination::Concat => Tensor::cat(&[a, b], D::Minus1)?,
+            PairCombination::Symmetric => Tensor::cat(&[&(a + b)?, &(a - b)?.abs()?, &(a * b)?], D::Minus1)?,
+        })
+    }
+}
+
+/// Settings shared by the built-in heads.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeadConfig {
+    pub level: Level,
+    pub target: Target,
+    #[serde(default)]
+    pub pooling: Pooling,
+    #[serde(default)]
+    pub pair: PairCombination,
+    pub dropout: f64,
+}
+
+impl HeadConfig {
+    /// ProteinBERT's fine-tuning head: dropout 0.5 then one dense layer on the hidden concatenation.
+    pub fn proteinbert(level: Level, target: Target) -> Self {
+        Self { level, target, pooling: Pooling::Trunk, pair: PairCombination::Symmetric, dropout: 0.5 }
+    }
+
+    /// PRoBERTa's (fairseq) classification head on the `<s>` vector, pooler dropout 0.
+    pub fn proberta(level: Level, target: Target) -> Self {
+        Self { level, target, pooling: Pooling::Cls, pair: PairCombination::Symmetric, dropout: 0.0 }
+    }
+
+    /// Width of the vector the head's first layer reads.
+    pub fn input_width(&self, residue_width: usize, protein_width: usize) -> usize {
+        match self.level {
+            Level::Residue => residue_width,
+            Level::Protein => self.pooling.width(residue_width, protein_width),
+            Level::Pair => self.pair.width(self.pooling.width(residue_width, protein_width)),
+        }
+    }
+
+    /// The head's input for `input`: residues, pooled proteins, or the combined pair.
+    fn gather(&self, input: HeadInput<'_>) -> Result<Tensor> {
+        match (self.level, input) {
+            (Level::Residue, HeadInput::One(f)) => Ok(f.residues.clone()),
+            (Level::Protein, HeadInput::One(f)) => self.pooling.pool(f),
+            (Level::Pair, HeadInput::Two(a, b)) => self.pair.combine(&self.pooling.pool(a)?, &self.pooling.pool(b)?),
+            // A pair encoded jointly is one sequence: pool it like a protein.
+            (Level::Pair, HeadInput::One(f)) => self.pooling.pool(f),
+            (level, HeadInput::Two(..)) => Err(Error::invalid(format!("a {level:?} head takes one encoding, got two"))),
+        }
+    }
+}
+
+/// Dropout then one dense layer (ProteinBERT's fine-tuning head; Keras initialisation).
+#[derive(Debug, Clone)]
+pub struct LinearHead {
+    config: HeadConfig,
+    dense: Linear,
+}
+
+impl LinearHead {
+    /// `residue_width` / `protein_width`: the trunk's [`Features`] widths. Parameters under `vb`:
+    /// `dense.{weight,bias}`.
+    pub fn load(vb: VarBuilder, config: HeadConfig, residue_width: usize, protein_width: usize) -> Result<Self> {
+        let width = config.input_width(residue_width, protein_width);
+        Ok(Self { config, dense: linear_glorot(width, config.target.outputs(), vb.pp("dense"))? })
+    }
+}
+
+impl Head for LinearHead {
+    fn level(&self) -> Level {
+        self.config.level
+    }
+
+    fn target(&self) -> Target {
+        self.config.target
+    }
+
+    fn forward(&self, input: HeadInput<'_>, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let mut x = self.config.gather(input)?;
+        if let Some(rng) = rng {
+            x = dropout(&x, self.config.dropout, rng, true)?;
+        }
+        Ok(self.dense.forward(&x)?)
+    }
+}
+
+/// fairseq's `RobertaClassificationHead` (= Hugging Face's): dropout → dense → tanh → dropout →
+/// out_proj. Parameters under `vb`: `dense.*`, `out_proj.*`.
+#[derive(Debug, Clone)]
+pub struct ClassificationHead {
+    config: HeadConfig,
+    dense: Linear,
+    out_proj: Linear,
+}
+
+impl ClassificationHead {
+    pub fn load(vb: VarBuilder, config: HeadConfig, residue_width: usize, protein_width: usize) -> Result<Self> {
+        let width = config.input_width(residue_width, protein_width);
+        Ok(Self {
+            config,
+            dense: linear_bert(width, residue_width, vb.pp("dense"))?,
+            out_proj: linear_bert(residue_width, config.target.outputs(), vb.pp("out_proj"))?,
+        })
+    }
+}
+
+impl Head for ClassificationHead {
+    fn level(&self) -> Level {
+        self.config.level
+    }
+
+    fn target(&self) -> Target {
+        self.config.target
+    }
+
+    fn forward(&self, input: HeadInput<'_>, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let p = self.config.dropout;
+        let mut drop = |x: Tensor| -> Result<Tensor> {
+            match rng.as_deref_mut() {
+                Some(r) => dropout(&x, p, r, true),
+                None => Ok(x),
+            }
+        };
+        let x = drop(self.config.gather(input)?)?;
+        let x = drop(self.dense.forward(&x)?.tanh()?)?;
+        Ok(self.out_proj.forward(&x)?)
+    }
+}
+
+/// Probabilities (or values) from head logits: sigmoid, softmax over the last axis, or identity.
+pub fn predictions(target: Target, logits: &Tensor) -> Result<Tensor> {
+    Ok(match target {
+        Target::Binary => candle_nn::ops::sigmoid(logits)?,
+        Target::Categorical { .. } => candle_nn::ops::softmax(logits, D::Minus1)?,
+        Target::Numeric => logits.clone(),
+    })
+}
+
+/// f32 copy of features for heads kept in f32 while a trunk runs in half precision.
+pub fn features_to_f32(features: &Features) -> Result<Features> {
+    Ok(Features {
+        residues: features.residues.to_dtype(DType::F32)?,
+        mask: features.mask.clone(),
+        protein: features.protein.to_dtype(DType::F32)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::init::SeededVarMap;
+    use candle_core::Device;
+
+    fn features(b: usize, l: usize, d: usize, p: usize) -> Result<Features> {
+        let dev = Device::Cpu;
+        let residues = Tensor::arange(0f32, (b * l * d) as f32, &dev)?.reshape((b, l, d))?;
+        let mask = Tensor::new(&[[1u32, 1, 1, 0], [1, 1, 0, 0]], &dev)?;
+        let protein = Tensor::ones((b, p), DType::F32, &dev)?;
+        Ok(Features { residues, mask, protein })
+    }
+
+    #[test]
+    fn pooling_and_head_shapes() -> Result<()> {
+        let f = features(2, 4, 3, 5)?;
+        let mean = Pooling::Mean.pool(&f)?.to_vec2::<f32>()?;
+        assert_eq!(mean[1], vec![13.5, 14.5, 15.5]); // rows 12..14 and 15..17 of item 1
+        let sum_all = Pooling::SumAll.pool(&f)?.to_vec2::<f32>()?;
+        assert_eq!(sum_all[0], vec![18.0, 22.0, 26.0]);
+        let sum = Pooling::Sum.pool(&f)?.to_vec2::<f32>()?;
+        assert_eq!(sum[0], vec![9.0, 12.0, 15.0]);
+        assert_eq!(Pooling::Cls.pool(&f)?.to_vec2::<f32>()?[1], vec![12.0, 13.0, 14.0]);
+
+        let map = SeededVarMap::new(1);
+        let vb = map.var_builder(DType::F32, &Device::Cpu);
+        let cases = [
+            (Level::Protein, Target::Categorical { classes: 7 }, vec![2, 7]),
+            (Level::Residue, Target::Binary, vec![2, 4, 1]),
+            (Level::Pair, Target::Numeric, vec![2, 1]),
+        ];
+        for (i, (level, target, shape)) in cases.into_iter().enumerate() {
+            let head = LinearHead::load(vb.pp(format!("h{i}")), HeadConfig::proteinbert(level, target), 3, 5)?;
+            let input = if level == Level::Pair { HeadInput::Two(&f, &f) } else { HeadInput::One(&f) };
+            assert_eq!(head.forward(input, Some(&mut Rng::new(0)))?.dims(), shape.as_slice());
+            let cls = ClassificationHead::load(vb.pp(format!("c{i}")), HeadConfig::proberta(level, target), 3, 5)?;
+            assert_eq!(cls.forward(input, None)?.dims(), shape.as_slice());
+        }
+        let protein_head = LinearHead::load(vb.pp("p"), HeadConfig::proteinbert(Level::Protein, Target::Binary), 3, 5)?;
+        assert!(protein_head.forward(HeadInput::Two(&f, &f), None).is_err());
+        Ok(())
+    }
+}

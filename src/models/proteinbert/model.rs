@@ -1,0 +1,312 @@
+//! The ProteinBERT network (spec `proteinbert.md` §2): a local track of per-residue vectors and a
+//! global track of one vector per protein, exchanging information in every block.
+//!
+//! ```text
+//! S = Embedding[tokens]                               (B, L, d_local)
+//! G = gelu(Dense(annotations))                        (B, d_global)
+//! per block:
+//!   S = LN(S + gelu(Dense(G)) + gelu(NarrowConv(S)) + gelu(WideConv(S)))
+//!   S = LN(S + gelu(Dense(S)))
+//!   G = LN(G + gelu(Dense(G)) + GlobalAttention(G, S))   (attention reads the updated S)
+//!   G = LN(G + gelu(Dense(G)))
+//! token logits = Dense(S), annotation logits = Dense(G)
+//! ```
+//!
+//! Parameter names (the keys of `model.safetensors`; `import` maps the Keras layer names onto
+//! them): `embedding`, `global_input`, `blocks.{i}.{global_to_local, narrow_conv, wide_conv,
+//! local_norm1, local_dense, local_norm2, global_dense1, attention.{wq,wk,wv}, global_norm1,
+//! global_dense2, global_norm2}`, `token_head`, `annotation_head`. Dense and conv weights are
+//! stored `(out, in)` / `(out, in, k)`, attention weights as Keras keeps them, `(heads, in, out)`.
+//!
+//! Padding: by default the reference behaviour, where PAD tokens are embedded, convolved and
+//! attended to like residues, so outputs depend on the padded length. With a padding mask
+//! ([`Forward::mask`]) padded positions are zeroed before every convolution and left out of the
+//! attention softmax, so outputs at real positions, and the global track, no longer depend on it
+//! (a documented divergence from the reference).
+//!
+//! Memory is linear in length: the largest tensors are the im2col columns of one convolution,
+//! `L · k · d_local` floats (161 MB at L = 35,000 in f32), and the attention keeps `(B, H, L)`
+//! weights, never `L × L`.
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use super::config::Config;
+use crate::models::init::glorot_uniform;
+use crate::models::layers::{add_over_length, linear_glorot, Conv1d, Conv1dConfig, LayerNorm};
+use crate::{Error, Result};
+
+/// Keras' default Embedding initialiser, U(−0.05, 0.05).
+const KERAS_EMBEDDING_INIT: Init = Init::Uniform { lo: -0.05, up: 0.05 };
+
+/// The global attention of one block: one query per head from the global vector, keys and
+/// values from every position of the local track, softmax over positions, no output projection.
+#[derive(Debug, Clone)]
+pub struct GlobalAttention {
+    /// `(H, d_global, d_key)`
+    wq: Tensor,
+    /// `(H, d_local, d_key)`
+    wk: Tensor,
+    /// `(H, d_local, d_value)`
+    wv: Tensor,
+    n_heads: usize,
+    d_key: usize,
+    d_value: usize,
+}
+
+impl GlobalAttention {
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        let (h, dk, dv) = (config.n_heads, config.d_key, config.d_value());
+        // Keras' glorot for a 3-D kernel counts the leading axis as receptive field: fans H·in and H·out.
+        let init = |i: usize, o: usize| glorot_uniform(h * i, h * o);
+        let wq = vb.get_with_hints((h, config.d_global, dk), "wq", init(config.d_global, dk))?;
+        let wk = vb.get_with_hints((h, config.d_local, dk), "wk", init(config.d_local, dk))?;
+        let wv = vb.get_with_hints((h, config.d_local, dv), "wv", init(config.d_local, dv))?;
+        Ok(Self { wq, wk, wv, n_heads: h, d_key: dk, d_value: dv })
+    }
+
+    /// `(H, in, out)` → `(in, H·out)`, head-major columns, so all heads project in one matmul.
+    fn flat(w: &Tensor) -> Result<Tensor> {
+        let (h, i, o) = w.dims3()?;
+        Ok(w.permute((1, 0, 2))?.reshape((i, h * o))?)
+    }
+
+    /// `global (B, d_global)`, `local (B, L, d_local)`, optional `mask (B, L)` →
+    /// (`(B, H·d_value)` head-major, attention weights `(B, H, L)`).
+    pub fn forward(&self, global: &Tensor, local: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let (b, l, _) = local.dims3()?;
+        let (h, dk, dv) = (self.n_heads, self.d_key, self.d_value);
+        // (B, H, dk, 1)
+        let q = global.matmul(&Self::flat(&self.wq)?)?.tanh()?.reshape((b, h, dk, 1))?;
+        // (B, H, L, dk)
+        let k = local.broadcast_matmul(&Self::flat(&self.wk)?)?.tanh()?.reshape((b, l, h, dk))?.transpose(1, 2)?;
+        // (B, H, L, dv)
+        let v = local.broadcast_matmul(&Self::flat(&self.wv)?)?.gelu_erf()?.reshape((b, l, h, dv))?.transpose(1, 2)?;
+        // (B, H, L)
+        let mut scores = (k.contiguous()?.matmul(&q)?.squeeze(3)? / (dk as f64).sqrt())?;
+        if let Some(mask) = mask {
+            let blocked = (mask.to_dtype(scores.dtype())?.affine(1.0, -1.0)? * 1e9)?.unsqueeze(1)?;
+            scores = scores.broadcast_add(&blocked)?;
+        }
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // (B, H, 1, L) · (B, H, L, dv) → (B, H·dv)
+        let y = weights.unsqueeze(2)?.matmul(&v.contiguous()?)?.reshape((b, h * dv))?;
+        Ok((y, weights))
+    }
+}
+
+/// One ProteinBERT block (local then global update).
+#[derive(Debug, Clone)]
+pub struct Block {
+    global_to_local: Linear,
+    narrow_conv: Conv1d,
+    wide_conv: Conv1d,
+    local_norm1: LayerNorm,
+    local_dense: Linear,
+    local_norm2: LayerNorm,
+    global_dense1: Linear,
+    attention: GlobalAttention,
+    global_norm1: LayerNorm,
+    global_dense2: Linear,
+    global_norm2: LayerNorm,
+}
+
+/// What one block returns: the two local and two global LayerNorm outputs and the attention.
+struct BlockOutput {
+    local1: Tensor,
+    local2: Tensor,
+    global1: Tensor,
+    global2: Tensor,
+    attention: Tensor,
+}
+
+impl Block {
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        let (dl, dg, eps) = (config.d_local, config.d_global, config.layer_norm_eps);
+        let conv = |dilation| Conv1dConfig {
+            in_channels: dl,
+            out_channels: dl,
+            kernel_size: config.conv_kernel_size,
+            dilation,
+        };
+        Ok(Self {
+            global_to_local: linear_glorot(dg, dl, vb.pp("global_to_local"))?,
+            narrow_conv: Conv1d::load(vb.pp("narrow_conv"), conv(1))?,
+            wide_conv: Conv1d::load(vb.pp("wide_conv"), conv(config.wide_conv_dilation))?,
+            local_norm1: LayerNorm::load(vb.pp("local_norm1"), dl, eps)?,
+            local_dense: linear_glorot(dl, dl, vb.pp("local_dense"))?,
+            local_norm2: LayerNorm::load(vb.pp("local_norm2"), dl, eps)?,
+            global_dense1: linear_glorot(dg, dg, vb.pp("global_dense1"))?,
+            attention: GlobalAttention::load(vb.pp("attention"), config)?,
+            global_norm1: LayerNorm::load(vb.pp("global_norm1"), dg, eps)?,
+            global_dense2: linear_glorot(dg, dg, vb.pp("global_dense2"))?,
+            global_norm2: LayerNorm::load(vb.pp("global_norm2"), dg, eps)?,
+        })
+    }
+
+    fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
+        // Local track: four summands, then a dense residual.
+        let conv_input = match mask {
+            Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
+            None => local.clone(),
+        };
+        let from_global = self.global_to_local.forward(global)?.gelu_erf()?;
+        let narrow = self.narrow_conv.forward(&conv_input)?.gelu_erf()?;
+        let wide = self.wide_conv.forward(&conv_input)?.gelu_erf()?;
+        let local1 = self.local_norm1.forward(&((add_over_length(local, &from_global)? + narrow)? + wide)?)?;
+        let local2 = self.local_norm2.forward(&(&local1 + local1.apply(&self.local_dense)?.gelu_erf()?)?)?;
+        // Global track: reads the updated local track and the previous global vector.
+        let dense = self.global_dense1.forward(global)?.gelu_erf()?;
+        let (attended, attention) = self.attention.forward(global, &local2, mask)?;
+        let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
+        let global2 = self.global_norm2.forward(&(&global1 + self.global_dense2.forward(&global1)?.gelu_erf()?)?)?;
+        Ok(BlockOutput { local1, local2, global1, global2, attention })
+    }
+}
+
+/// Options of one forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forward<'a> {
+    /// `(B, L)`, 1 on real tokens (START, residues, END), 0 on padding. `None` = the reference
+    /// behaviour (no mask).
+    pub mask: Option<&'a Tensor>,
+    /// Keep every block's attention weights.
+    pub attention: bool,
+}
+
+/// Everything one forward pass computes.
+#[derive(Debug, Clone)]
+pub struct ProteinBertOutput {
+    /// `(B, L, vocab)` logits of the per-residue token head.
+    pub token_logits: Tensor,
+    /// `(B, n_annotations)` logits of the GO head.
+    pub annotation_logits: Tensor,
+    /// The `2 · n_blocks` local LayerNorm outputs in order, each `(B, L, d_local)`.
+    pub local_states: Vec<Tensor>,
+    /// The global input layer's output, then the `2 · n_blocks` global LayerNorm outputs, each
+    /// `(B, d_global)`.
+    pub global_states: Vec<Tensor>,
+    /// Per block `(B, H, L)` attention weights, when asked for.
+    pub attention: Option<Vec<Tensor>>,
+}
+
+impl ProteinBertOutput {
+    /// `(B, L, vocab)` token probabilities (softmax).
+    pub fn token_probabilities(&self) -> Result<Tensor> {
+        Ok(candle_nn::ops::softmax(&self.token_logits, D::Minus1)?)
+    }
+
+    /// `(B, n_annotations)` GO-term probabilities (sigmoid).
+    pub fn annotation_probabilities(&self) -> Result<Tensor> {
+        Ok(candle_nn::ops::sigmoid(&self.annotation_logits)?)
+    }
+
+    /// The reference's per-residue representation (`get_model_with_hidden_layers_as_outputs`): the
+    /// local LayerNorm outputs and the token probabilities, `(B, L, 1,562)` for the released model.
+    pub fn local_hidden(&self) -> Result<Tensor> {
+        let mut parts = self.local_states.clone();
+        parts.push(self.token_probabilities()?);
+        Ok(Tensor::cat(&parts, D::Minus1)?)
+    }
+
+    /// The reference's per-protein representation: the global input layer, the global LayerNorm
+    /// outputs and the annotation probabilities, `(B, 15,599)` for the released model.
+    pub fn global_hidden(&self) -> Result<Tensor> {
+        let mut parts = self.global_states.clone();
+        parts.push(self.annotation_probabilities()?);
+        Ok(Tensor::cat(&parts, D::Minus1)?)
+    }
+}
+
+/// The ProteinBERT trunk with its two pretraining output layers.
+#[derive(Debug, Clone)]
+pub struct ProteinBert {
+    config: Config,
+    embedding: Embedding,
+    global_input: Linear,
+    blocks: Vec<Block>,
+    token_head: Linear,
+    annotation_head: Linear,
+    padding_mask: bool,
+}
+
+impl ProteinBert {
+    /// Creates (seeded Keras initialisation, through a [`crate::models::init::SeededVarMap`]) or
+    /// loads the network under `vb`.
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        config.validate()?;
+        let table = vb.get_with_hints((config.vocab_size, config.d_local), "embedding.weight", KERAS_EMBEDDING_INIT)?;
+        let blocks =
+            (0..config.n_blocks).map(|i| Block::load(vb.pp(format!("blocks.{i}")), config)).collect::<Result<_>>()?;
+        Ok(Self {
+            config: config.clone(),
+            embedding: Embedding::new(table, config.d_local),
+            global_input: linear_glorot(config.n_annotations, config.d_global, vb.pp("global_input"))?,
+            blocks,
+            token_head: linear_glorot(config.d_local, config.vocab_size, vb.pp("token_head"))?,
+            annotation_head: linear_glorot(config.d_global, config.n_annotations, vb.pp("annotation_head"))?,
+            padding_mask: false,
+        })
+    }
+
+    /// Whether [`crate::models::Trunk::features`] masks padding (off = the reference behaviour).
+    pub fn with_padding_mask(mut self, on: bool) -> Self {
+        self.padding_mask = on;
+        self
+    }
+
+    pub fn padding_mask(&self) -> bool {
+        self.padding_mask
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `tokens (B, L)` integer ids, `annotations (B, n_annotations)` 0/1 input GO vector (all
+    /// zeros for inference and fine-tuning, as the reference does).
+    pub fn forward(&self, tokens: &Tensor, annotations: &Tensor, options: Forward) -> Result<ProteinBertOutput> {
+        let (b, l) =
+            tokens.dims2().map_err(|_| Error::invalid(format!("tokens must be (B, L), got {:?}", tokens.dims())))?;
+        if annotations.dims() != [b, self.config.n_annotations] {
+            return Err(Error::invalid(format!(
+                "annotations must be ({b}, {}), got {:?}",
+                self.config.n_annotations,
+                annotations.dims()
+            )));
+        }
+        if let Some(mask) = options.mask {
+            if mask.dims() != [b, l] {
+                return Err(Error::invalid(format!("mask must be ({b}, {l}), got {:?}", mask.dims())));
+            }
+        }
+        let dtype = self.embedding.embeddings().dtype();
+        let mut local = self.embedding.forward(tokens)?; // (B, L, d_local)
+        let mut global = self.global_input.forward(&annotations.to_dtype(dtype)?)?.gelu_erf()?; // (B, d_global)
+        let mut local_states = Vec::with_capacity(2 * self.blocks.len());
+        let mut global_states = vec![global.clone()];
+        let mut attention = options.attention.then(Vec::new);
+        for block in &self.blocks {
+            let out = block.forward(&local, &global, options.mask)?;
+            local_states.extend([out.local1, out.local2.clone()]);
+            global_states.extend([out.global1, out.global2.clone()]);
+            if let Some(maps) = attention.as_mut() {
+                maps.push(out.attention);
+            }
+            local = out.local2;
+            global = out.global2;
+        }
+        Ok(ProteinBertOutput {
+            token_logits: self.token_head.forward(&local)?,
+            annotation_logits: self.annotation_head.forward(&global)?,
+            local_states,
+            global_states,
+            attention,
+        })
+    }
+
+    /// The model's float dtype.
+    pub fn dtype(&self) -> DType {
+        self.embedding.embeddings().dtype()
+    }
+}
