@@ -176,6 +176,18 @@ pub fn from_keras_weights(
                 array.shape
             )));
         }
+        let rank = match layout {
+            Layout::DenseKernel => Some(2),
+            Layout::ConvKernel => Some(3),
+            Layout::AsIs => None,
+        };
+        if rank.is_some_and(|r| r != array.shape.len()) {
+            return Err(Error::invalid(format!(
+                "weight array {i} should be {name} (rank {}), but has shape {:?} (arrays out of the get_weights() order?)",
+                rank.unwrap_or_default(),
+                array.shape
+            )));
+        }
         tensors.insert(name, convert(array, layout, device)?);
     }
     check_shapes(&config, &tensors)?;

@@ -1,0 +1,104 @@
+//! Both networks against their reference implementations on random weights of reduced configs:
+//! ProteinBERT against the original Keras package (TF 2.15), PRoBERTa against Hugging Face
+//! transformers. Fixtures and the scripts that made them: `tests/fixtures/proteinbert/`,
+//! `tests/fixtures/proberta/` (Python only to regenerate them).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use protein_lm::models::proteinbert::import::{from_keras_weights, KerasArray};
+use protein_lm::models::proteinbert::{self, ProteinBert};
+
+const TOLERANCE: f32 = 1e-5;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F32).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap();
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Tensors of a safetensors file and its string metadata.
+fn read_safetensors(path: &Path) -> (HashMap<String, Tensor>, HashMap<String, String>) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    (tensors, meta.metadata().clone().unwrap_or_default())
+}
+
+/// The 53 Keras arrays of the fixture in `get_weights()` order, from their names.
+fn keras_arrays(tensors: &HashMap<String, Tensor>, meta: &HashMap<String, String>) -> Vec<KerasArray> {
+    let order: Vec<String> = serde_json::from_str(&meta["keras_get_weights_order"]).unwrap();
+    order
+        .iter()
+        .map(|name| {
+            let t = &tensors[&format!("keras/{name}")];
+            KerasArray { shape: t.dims().to_vec(), values: t.flatten_all().unwrap().to_vec1::<f32>().unwrap() }
+        })
+        .collect()
+}
+
+fn fixture_config() -> proteinbert::Config {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("proteinbert/config.json")).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("kind");
+    serde_json::from_value(v).unwrap()
+}
+
+/// Compares the network built from `weights` with the Keras outputs at both padded lengths and
+/// returns the largest difference of each output kind.
+fn compare_proteinbert(weights: HashMap<String, Tensor>, config: &proteinbert::Config) -> [f32; 5] {
+    let model = ProteinBert::load(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), config).unwrap();
+    let (io, _) = read_safetensors(&fixture("proteinbert/inputs_and_outputs.safetensors"));
+    let mut worst = [0f32; 5];
+    for len in [40, 64] {
+        let get = |k: &str| io[&format!("L{len}.{k}")].clone();
+        let tokens = get("tokens").to_dtype(DType::U32).unwrap();
+        let options = proteinbert::Forward { mask: None, attention: true };
+        let out = model.forward(&tokens, &get("annotations"), options).unwrap();
+        let attention = out.attention.as_ref().unwrap();
+        let diffs = [
+            max_abs_diff(&out.token_probabilities().unwrap(), &get("token_probs")),
+            max_abs_diff(&out.annotation_probabilities().unwrap(), &get("annotation_probs")),
+            max_abs_diff(&out.local_hidden().unwrap(), &get("local_hidden")),
+            max_abs_diff(&out.global_hidden().unwrap(), &get("global_hidden")),
+            (0..config.n_blocks)
+                .map(|b| max_abs_diff(&attention[b], &get(&format!("attention.block{}", b + 1))))
+                .fold(0.0, f32::max),
+        ];
+        println!(
+            "ProteinBERT vs Keras at L = {len}: token probs {:.2e}, annotation probs {:.2e}, local hidden {:.2e}, global hidden {:.2e}, attention {:.2e}",
+            diffs[0], diffs[1], diffs[2], diffs[3], diffs[4]
+        );
+        for (w, d) in worst.iter_mut().zip(diffs) {
+            *w = w.max(d);
+        }
+    }
+    worst
+}
+
+#[test]
+fn proteinbert_equals_keras_reference_at_two_padded_lengths() {
+    let (tensors, meta) = read_safetensors(&fixture("proteinbert/inputs_and_outputs.safetensors"));
+    let (config, weights) = from_keras_weights(&keras_arrays(&tensors, &meta), 5, &Device::Cpu).unwrap();
+    assert_eq!(config, fixture_config());
+    let worst = compare_proteinbert(weights, &config);
+    assert!(worst.iter().all(|&d| d <= TOLERANCE), "max differences {worst:?} exceed {TOLERANCE}");
+}
+
+#[test]
+fn keras_weight_import_rejects_wrong_counts_and_shapes() {
+    let (tensors, meta) = read_safetensors(&fixture("proteinbert/inputs_and_outputs.safetensors"));
+    let mut arrays = keras_arrays(&tensors, &meta);
+    let err = from_keras_weights(&arrays[..52], 5, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("7 + 23"), "{err}");
+    arrays.swap(3, 4); // a kernel and a bias out of order
+    let err = from_keras_weights(&arrays, 5, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("blocks.0.global_to_local"), "{err}");
+}
