@@ -102,3 +102,95 @@ fn keras_weight_import_rejects_wrong_counts_and_shapes() {
     let err = from_keras_weights(&arrays, 5, &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("blocks.0.global_to_local"), "{err}");
 }
+
+mod proberta_vs_hugging_face {
+    use super::*;
+    use protein_lm::models::heads::{ClassificationHead, Head, HeadConfig, HeadInput, Level, Target};
+    use protein_lm::models::proberta::{self, import};
+    use protein_lm::models::Trunk;
+
+    pub fn hf_model(dir: &str) -> (proberta::Config, HashMap<String, Tensor>) {
+        let path = fixture(&format!("proberta/{dir}"));
+        let text = std::fs::read_to_string(path.join("config.json")).unwrap();
+        let mut config: proberta::Config = serde_json::from_str(&text).unwrap();
+        config.zero_padded_embeddings = false; // Hugging Face's behaviour
+        let tensors = candle_core::safetensors::load(path.join("model.safetensors"), &Device::Cpu).unwrap();
+        (config, import::from_hugging_face(tensors).unwrap())
+    }
+
+    /// Largest differences (hidden states, MLM logits, attention) over `rows` of the batch, all
+    /// positions when `all_positions`, else only real tokens.
+    pub fn compare_mlm(
+        weights: HashMap<String, Tensor>,
+        config: &proberta::Config,
+        outputs: &str,
+        all_positions: bool,
+    ) -> [f32; 3] {
+        let model =
+            proberta::ProbertaForMaskedLm::load(VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), config)
+                .unwrap();
+        let (io, _) = read_safetensors(&fixture(&format!("proberta/{outputs}")));
+        let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
+        let (logits, out) = model.forward(&ids, proberta::Forward { attention: true }, None).unwrap();
+        // Real-token mask (B, L, 1) to blank padded rows when they are not comparable.
+        let keep = io["attention_mask"].to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+        let masked = |t: &Tensor| if all_positions { t.clone() } else { t.broadcast_mul(&keep).unwrap() };
+        let hidden = (0..out.hidden_states.len())
+            .map(|i| max_abs_diff(&masked(&out.hidden_states[i]), &masked(&io[&format!("hidden.{i}")])))
+            .fold(0.0, f32::max);
+        let attention = out
+            .attention
+            .as_ref()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let want = &io[&format!("attn.{}", i + 1)];
+                if all_positions {
+                    max_abs_diff(a, want)
+                } else {
+                    // Padded query rows are not comparable either.
+                    let rows = keep.unsqueeze(1).unwrap();
+                    max_abs_diff(&a.broadcast_mul(&rows).unwrap(), &want.broadcast_mul(&rows).unwrap())
+                }
+            })
+            .fold(0.0, f32::max);
+        [hidden, max_abs_diff(&masked(&logits), &masked(&io["mlm_logits"])), attention]
+    }
+
+    #[test]
+    fn masked_lm_equals_transformers() {
+        let (config, weights) = hf_model("hf_mlm");
+        let [hidden, logits, attention] = compare_mlm(weights, &config, "outputs.safetensors", true);
+        println!("PRoBERTa vs RobertaForMaskedLM (all positions, 5 sequences of 5–32 tokens): hidden states {hidden:.2e}, MLM logits {logits:.2e}, attention {attention:.2e}");
+        assert!(hidden <= TOLERANCE && logits <= TOLERANCE && attention <= TOLERANCE);
+    }
+
+    #[test]
+    fn classification_head_equals_transformers() {
+        let (config, weights) = hf_model("hf_cls");
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        let encoder = proberta::Encoder::load(vb.clone(), &config).unwrap();
+        let head_config = HeadConfig::proberta(Level::Protein, Target::Categorical { classes: 3 });
+        let head = ClassificationHead::load(vb.pp("classifier"), head_config, 32, 32).unwrap();
+        let (io, _) = read_safetensors(&fixture("proberta/outputs.safetensors"));
+        let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
+        let features = encoder.features(&ids, None).unwrap();
+        let logits = head.forward(HeadInput::One(&features), None).unwrap();
+        let diff = max_abs_diff(&logits, &io["cls_logits"]);
+        println!("PRoBERTa classification head vs RobertaForSequenceClassification: logits {diff:.2e}");
+        assert!(diff <= TOLERANCE);
+    }
+
+    /// fairseq zeroes the embedding output at padded positions, Hugging Face does not: with the
+    /// fairseq behaviour real positions are unchanged and padded ones differ.
+    #[test]
+    fn fairseq_padding_zeroing_changes_only_padded_positions() {
+        let (mut config, weights) = hf_model("hf_mlm");
+        config.zero_padded_embeddings = true;
+        let [hidden, logits, attention] = compare_mlm(weights.clone(), &config, "outputs.safetensors", false);
+        assert!(hidden <= TOLERANCE && logits <= TOLERANCE && attention <= TOLERANCE, "{hidden} {logits} {attention}");
+        let [hidden_all, ..] = compare_mlm(weights, &config, "outputs.safetensors", true);
+        assert!(hidden_all > 1e-3, "padded positions should differ, {hidden_all}");
+    }
+}

@@ -2,6 +2,7 @@
 //! and importers for Hugging Face and fairseq checkpoints.
 
 pub mod config;
+pub mod import;
 pub mod model;
 
 pub use config::Config;

@@ -1,0 +1,90 @@
+//! Forward-pass timings of both networks at their released sizes (random weights), and the
+//! long-protein case ProteinBERT's reference cannot run:
+//!
+//!     cargo bench --bench models                 # batch 32 × 512 for both models
+//!     cargo bench --bench models -- --long 35000 # one protein of 35,000 residues (ProteinBERT)
+//!
+//! Peak memory: run the built binary under `/usr/bin/time -v` (see the README's benchmark table).
+//! Peers: the Keras reference's batch 32 × 512 forward is timed by
+//! `tests/fixtures/proteinbert/make_fixtures.py` (README there).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use protein_lm::models::init::SeededVarMap;
+use protein_lm::models::{proberta, proteinbert};
+use protein_lm::Rng;
+
+fn random_ids(rng: &mut Rng, b: usize, l: usize, lo: u32, hi: u32) -> Tensor {
+    let ids: Vec<u32> = (0..b * l).map(|_| lo + rng.index((hi - lo) as usize) as u32).collect();
+    Tensor::from_vec(ids, (b, l), &Device::Cpu).unwrap()
+}
+
+/// Random weights as plain tensors: built from `Var`s, every intermediate would keep the autograd
+/// graph (and so every earlier activation) alive, which inference does not want.
+fn inference_weights(map: &SeededVarMap) -> candle_nn::VarBuilder<'static> {
+    let tensors = map.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
+    candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let long = args.iter().position(|a| a == "--long").map(|i| args[i + 1].parse::<usize>().expect("--long N"));
+    let mut rng = Rng::new(0);
+    let map = SeededVarMap::new(1);
+    let config = proteinbert::Config::default();
+    proteinbert::ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
+    let model = proteinbert::ProteinBert::load(inference_weights(&map), &config).unwrap();
+    println!("rayon/candle threads: {}", rayon::current_num_threads());
+
+    if let Some(residues) = long {
+        let l = residues + 2;
+        let ids = random_ids(&mut rng, 1, l, 0, 22);
+        let annotations = Tensor::zeros((1, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
+        let t = Instant::now();
+        let out = model.forward(&ids, &annotations, proteinbert::Forward::default()).unwrap();
+        let global = out.global_hidden().unwrap();
+        println!(
+            "ProteinBERT (released size) one protein of {residues} residues: forward {:.2} s, protein vector {:?}",
+            t.elapsed().as_secs_f64(),
+            global.dims()
+        );
+        return;
+    }
+
+    let (b, l) = (32, 512);
+    let ids = random_ids(&mut rng, b, l, 0, 26);
+    let annotations = Tensor::zeros((b, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
+    let times: Vec<f64> = (0..4)
+        .map(|_| {
+            let t = Instant::now();
+            model.forward(&ids, &annotations, proteinbert::Forward::default()).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    let t = median(times);
+    println!("ProteinBERT forward 32 × 512: median {t:.3} s ({:.1} k tokens/s)", (b * l) as f64 / t / 1e3);
+
+    let map = SeededVarMap::new(2);
+    let config = proberta::Config::default();
+    proberta::Encoder::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
+    let encoder = proberta::Encoder::load(inference_weights(&map), &config).unwrap();
+    let (b, l) = (8, 512);
+    let ids = random_ids(&mut rng, b, l, 4, 10_000);
+    let times: Vec<f64> = (0..4)
+        .map(|_| {
+            let t = Instant::now();
+            encoder.forward(&ids, proberta::Forward::default(), None).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    let t = median(times);
+    println!("PRoBERTa encoder forward 8 × 512 (5 × 768): median {t:.3} s ({:.2} k tokens/s)", (b * l) as f64 / t / 1e3);
+}
