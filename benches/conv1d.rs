@@ -1,4 +1,4 @@
-//! ProteinBERT's hot path: the dilated 'same' conv1d (im2col + matmul) forward and backward at the
+//! ProteinBERT's hot path: the dilated 'same' conv1d (one matmul per tap) forward and backward at the
 //! pretraining size B=32, L=512, C=128, k=9, for dilation 1 and 5.
 //!
 //! `cargo bench --bench conv1d`. Reference point (rust-ecosystem.md, same machine kind): a channels-first

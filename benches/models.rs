@@ -86,5 +86,8 @@ fn main() {
         .skip(1)
         .collect();
     let t = median(times);
-    println!("PRoBERTa encoder forward 8 × 512 (5 × 768): median {t:.3} s ({:.2} k tokens/s)", (b * l) as f64 / t / 1e3);
+    println!(
+        "PRoBERTa encoder forward 8 × 512 (5 × 768): median {t:.3} s ({:.2} k tokens/s)",
+        (b * l) as f64 / t / 1e3
+    );
 }

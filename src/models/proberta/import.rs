@@ -99,7 +99,8 @@ pub fn fairseq_name(name: &str) -> Result<Option<String>> {
     if simple.is_some() {
         return Ok(simple);
     }
-    let layer = enc.strip_prefix("layers.").ok_or_else(|| Error::invalid(format!("unknown fairseq parameter {name}")))?;
+    let layer =
+        enc.strip_prefix("layers.").ok_or_else(|| Error::invalid(format!("unknown fairseq parameter {name}")))?;
     let (index, param) =
         layer.split_once('.').ok_or_else(|| Error::invalid(format!("unknown fairseq parameter {name}")))?;
     let (module, tail) =
@@ -168,12 +169,21 @@ mod tests {
     fn fairseq_names_map_both_generations() {
         let cases = [
             ("decoder.sentence_encoder.embed_tokens.weight", Some("embeddings.word_embeddings.weight")),
-            ("encoder.sentence_encoder.layers.3.self_attn.k_proj.bias", Some("encoder.layer.3.attention.self.key.bias")),
-            ("decoder.sentence_encoder.layers.0.final_layer_norm.weight", Some("encoder.layer.0.output.LayerNorm.weight")),
+            (
+                "encoder.sentence_encoder.layers.3.self_attn.k_proj.bias",
+                Some("encoder.layer.3.attention.self.key.bias"),
+            ),
+            (
+                "decoder.sentence_encoder.layers.0.final_layer_norm.weight",
+                Some("encoder.layer.0.output.LayerNorm.weight"),
+            ),
             ("decoder.lm_head.layer_norm.bias", Some("lm_head.layer_norm.bias")),
             ("decoder.lm_head.weight", None),
             ("decoder.sentence_encoder.version", None),
-            ("classification_heads.protein_interaction_prediction.out_proj.weight", Some("heads.protein_interaction_prediction.out_proj.weight")),
+            (
+                "classification_heads.protein_interaction_prediction.out_proj.weight",
+                Some("heads.protein_interaction_prediction.out_proj.weight"),
+            ),
         ];
         for (from, to) in cases {
             assert_eq!(fairseq_name(from).unwrap().as_deref(), to, "{from}");
