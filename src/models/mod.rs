@@ -1,5 +1,6 @@
 //! Models and the layers they share.
 
+pub mod import;
 pub mod init;
 pub mod layers;
 pub mod loss;
