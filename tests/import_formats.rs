@@ -172,14 +172,24 @@ fn checkpoint_exposes_fairseq_args_and_format() {
         assert_eq!(extra.get("train_iterator").and_then(|t| t.get("epoch")).and_then(Value::as_i64), Some(7));
         // One tensor straight from the tree, into candle.
         let model = cp.entry("model").unwrap();
-        let emb = cp.tensor(model.get("decoder.sentence_encoder.embed_tokens.weight").unwrap()).unwrap();
+        let emb = cp.tensor(emb_value(model)).unwrap();
         let t = emb.to_candle_f32(&candle_core::Device::Cpu).unwrap();
         assert_eq!(t.dims(), [45, 32]);
         assert_eq!(t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), emb.to_f32_vec());
+        // The fp16 file is written as from a GPU run: storages of torch.cuda.HalfStorage on 'cuda:0'.
+        let Value::PersistentId(pid) = &emb_value(model).as_object().unwrap().args[0] else { panic!() };
+        let (storage_module, location) = if fp16 { ("torch.cuda", "cuda:0") } else { ("torch", "cpu") };
+        let pid = pid.as_seq().unwrap();
+        assert!(matches!(&pid[1], Value::Global { module, .. } if module == storage_module), "{pid:?}");
+        assert_eq!(pid[3].as_str(), Some(location));
         let native = emb.to_candle(&candle_core::Device::Cpu).unwrap();
         let want = if fp16 { candle_core::DType::F16 } else { candle_core::DType::F32 };
         assert_eq!(native.dtype(), want);
     }
+}
+
+fn emb_value(model: &Value) -> &Value {
+    model.get("decoder.sentence_encoder.embed_tokens.weight").unwrap()
 }
 
 fn assert_mentions(err: impl std::fmt::Display, parts: &[&str]) {
@@ -277,4 +287,22 @@ fn pickle_files_load_through_the_public_api() {
     let bytes = std::fs::read(fixture("import/numpy2_p5.pkl")).unwrap();
     let err = pickle::load_file(write_temp(&dir, "half.pkl", &bytes[..bytes.len() / 2])).unwrap_err();
     assert_mentions(err, &["half.pkl", "at byte"]);
+}
+
+#[test]
+fn zip_files_agree_with_candles_own_reader() {
+    // candle reads the zip format only (on the legacy files it fails with "Could not find EOCD",
+    // candle issues #1348 and #2666); where it can read, it must agree with us, views included.
+    for file in ["fairseq_zip_fp32.pt", "fairseq_zip_encoder.pt"] {
+        let path = fixture(&format!("proberta/{file}"));
+        let theirs = candle_core::pickle::read_all_with_key(&path, Some("model")).unwrap();
+        let ours = read_state_dict(&path, Some("model")).unwrap();
+        assert_eq!(theirs.len(), ours.len(), "{file}");
+        let ours: HashMap<&str, &RawTensor> = ours.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        for (name, t) in &theirs {
+            let o = ours[name.as_str()];
+            assert_eq!(t.dims(), o.shape.as_slice(), "{file}: {name}");
+            assert_eq!(t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), o.to_f32_vec(), "{file}: {name}");
+        }
+    }
 }

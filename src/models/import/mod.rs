@@ -176,12 +176,10 @@ impl RawTensor {
     }
 
     /// [`to_candle`](Self::to_candle) followed by a cast to f32: the usual way into a model, whatever
-    /// precision the checkpoint was saved in.
+    /// precision the checkpoint was saved in. (candle casts: it is built optimised even in debug
+    /// builds, where a scalar loop here took 3 s for PRoBERTa's 44 M f16 weights.)
     pub fn to_candle_f32(&self, device: &Device) -> candle_core::Result<Tensor> {
-        if self.dtype == RawDType::F32 {
-            return self.to_candle(device);
-        }
-        Tensor::from_vec(self.to_f32_vec(), self.shape.as_slice(), device)
+        self.to_candle(device)?.to_dtype(DType::F32)
     }
 }
 

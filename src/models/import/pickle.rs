@@ -766,7 +766,7 @@ impl<'r, R: Read> Machine<'r, R> {
     fn call(&mut self, module: String, name: String, args: Vec<Id>, kwargs: Vec<(Id, Id)>) -> Step<Node> {
         let builtin = matches!(module.as_str(), "builtins" | "__builtin__");
         match (module.as_str(), name.as_str()) {
-            ("collections", "OrderedDict") | (_, "dict") if builtin || module == "collections" => {
+            ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict") => {
                 let items = match args.first() {
                     None => Vec::new(),
                     Some(&seq) => self.pairs_of(seq)?,

@@ -2,7 +2,8 @@
 //!
 //! - **zip** (torch ≥ 1.6, and what candle reads too): a zip archive with `<name>/data.pkl` (the
 //!   pickled object) and one entry `<name>/data/<key>` per storage, raw little-endian bytes. Persistent
-//!   ids are `('storage', torch.FloatStorage, key, location, numel)`.
+//!   ids are `('storage', torch.FloatStorage, key, location, numel)`; a model saved straight from the
+//!   GPU (as fairseq does) names `torch.cuda.HalfStorage` and `'cuda:0'`, which read the same.
 //! - **legacy** (torch < 1.6, or `_use_new_zipfile_serialization=False`): five pickles in a row (the
 //!   magic number 0x1950a86a20f9469cfc6c, the protocol version 1001, `sys_info`, the object, the sorted
 //!   list of storage keys), then every storage in that order as an i64 element count followed by raw
@@ -175,7 +176,7 @@ impl Checkpoint {
 
         // The element sizes needed to walk the storage area come from the persistent ids.
         let mut dtypes = HashMap::new();
-        collect_storage_dtypes(&root, &mut dtypes, 0);
+        collect_storage_dtypes(&root, &mut dtypes, 0).map_err(err)?;
         let mut storages = HashMap::new();
         for key in keys {
             let dtype = *dtypes.get(&key).ok_or_else(|| {
@@ -458,7 +459,8 @@ fn storage_dtype(v: &Value) -> std::result::Result<RawDType, String> {
     let Value::Global { module, name } = v else {
         return Err(format!("storage type is a {}, not a torch storage class", v.type_name()));
     };
-    if module != "torch" {
+    // A model saved straight from the GPU (fairseq does not move it first) names torch.cuda classes.
+    if module != "torch" && module != "torch.cuda" {
         return Err(format!("storage type {module}.{name} is not a torch storage class"));
     }
     Ok(match name.as_str() {
@@ -472,45 +474,39 @@ fn storage_dtype(v: &Value) -> std::result::Result<RawDType, String> {
         "CharStorage" => RawDType::I8,
         "ByteStorage" | "UntypedStorage" => RawDType::U8,
         "BoolStorage" => RawDType::Bool,
-        other => return Err(format!("storage type torch.{other} is not supported")),
+        _ => return Err(format!("storage type {module}.{name} is not supported")),
     })
 }
 
 /// Storage key → dtype for every persistent id in the tree.
-fn collect_storage_dtypes(v: &Value, out: &mut HashMap<String, RawDType>, depth: usize) {
-    // The tree is at most pickle's MAX_DEPTH deep already; the bound only documents that.
-    if depth > 1000 {
-        return;
+fn collect_storage_dtypes(
+    v: &Value,
+    out: &mut HashMap<String, RawDType>,
+    depth: usize,
+) -> std::result::Result<(), String> {
+    // The tree is at most pickle::MAX_DEPTH deep already; the bound only documents that.
+    if depth > pickle::MAX_DEPTH {
+        return Ok(());
     }
     let d = depth + 1;
+    let mut walk = |v: &Value| collect_storage_dtypes(v, out, d);
     match v {
         Value::PersistentId(pid) => {
             if let Some([tag, storage_type, Value::Str(key), ..]) = pid.as_seq() {
                 if tag.as_str() == Some("storage") {
-                    if let Ok(dtype) = storage_dtype(storage_type) {
-                        out.entry(key.clone()).or_insert(dtype);
-                    }
+                    let dtype = storage_dtype(storage_type).map_err(|e| format!("storage '{key}': {e}"))?;
+                    out.entry(key.clone()).or_insert(dtype);
                 }
             }
         }
-        Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
-            items.iter().for_each(|i| collect_storage_dtypes(i, out, d))
-        }
-        Value::Dict(items) => items.iter().for_each(|(k, v)| {
-            collect_storage_dtypes(k, out, d);
-            collect_storage_dtypes(v, out, d);
-        }),
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) => items.iter().try_for_each(walk)?,
+        Value::Dict(items) => items.iter().try_for_each(|(k, v)| walk(k).and_then(|_| walk(v)))?,
         Value::Object(o) => {
             let Object { args, kwargs, state, list_items, dict_items, .. } = o.as_ref();
-            args.iter().chain(list_items).for_each(|i| collect_storage_dtypes(i, out, d));
-            kwargs.iter().chain(dict_items).for_each(|(k, v)| {
-                collect_storage_dtypes(k, out, d);
-                collect_storage_dtypes(v, out, d);
-            });
-            if let Some(s) = state {
-                collect_storage_dtypes(s, out, d);
-            }
+            args.iter().chain(list_items).chain(state).try_for_each(&mut walk)?;
+            kwargs.iter().chain(dict_items).try_for_each(|(k, v)| walk(k).and_then(|_| walk(v)))?;
         }
         _ => {}
     }
+    Ok(())
 }
