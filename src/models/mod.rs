@@ -6,6 +6,7 @@
 
 pub mod directory;
 pub mod heads;
+pub mod import;
 pub mod init;
 pub mod layers;
 pub mod loss;
