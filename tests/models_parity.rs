@@ -194,3 +194,98 @@ mod proberta_vs_hugging_face {
         assert!(hidden_all > 1e-3, "padded positions should differ, {hidden_all}");
     }
 }
+
+/// Every released format → model directory → the same outputs as the reference.
+mod importer_round_trips {
+    use super::proberta_vs_hugging_face::compare_mlm;
+    use super::*;
+    use protein_lm::models::directory::ModelDir;
+    use protein_lm::models::heads::{ClassificationHead, Head, HeadInput};
+    use protein_lm::models::proberta::import;
+    use protein_lm::models::Trunk;
+
+    #[test]
+    fn proteinbert_keras_pickles_numpy1_and_numpy2() {
+        for name in ["weights_numpy1", "weights_numpy1_proto4", "weights_numpy2", "weights_numpy2_proto5"] {
+            let out = tempfile::tempdir().unwrap();
+            let file = fixture(&format!("proteinbert/{name}.pkl"));
+            let (dir, report) = proteinbert::import::import_keras_pickle(&file, out.path(), 5).unwrap();
+            assert_eq!(report.config, fixture_config());
+            assert_eq!((report.arrays, report.optimizer_arrays, report.parameters), (53, 107, 37_119));
+            let dir = ModelDir::open(dir.path()).unwrap();
+            let weights = dir.tensors(DType::F32, &Device::Cpu).unwrap();
+            let worst = compare_proteinbert(weights, &report.config);
+            println!("{name}.pkl → model directory → Keras outputs: max differences {worst:?}");
+            assert!(worst.iter().all(|&d| d <= TOLERANCE), "{name}: {worst:?}");
+        }
+    }
+
+    #[test]
+    fn proberta_hugging_face_directory() {
+        let out = tempfile::tempdir().unwrap();
+        let (dir, report) =
+            import::import_hugging_face(&fixture("proberta/hf_cls"), out.path(), Some(&fixture("proberta/dict.txt")))
+                .unwrap();
+        assert_eq!(report.heads, ["classifier"]);
+        assert!(dir.file("dict.txt").is_some());
+        let dir = ModelDir::open(dir.path()).unwrap();
+        let stored = &dir.config().heads[0];
+        let vb = dir.var_builder(DType::F32, &Device::Cpu).unwrap();
+        let encoder = dir.proberta_encoder(DType::F32, &Device::Cpu).unwrap();
+        let head = ClassificationHead::load(vb.pp(&stored.prefix), stored.config, 32, 32).unwrap();
+        let (io, _) = read_safetensors(&fixture("proberta/outputs.safetensors"));
+        let features = encoder.features(&io["input_ids"].to_dtype(DType::U32).unwrap(), None).unwrap();
+        let diff = max_abs_diff(&head.forward(HeadInput::One(&features), None).unwrap(), &io["cls_logits"]);
+        println!("hf_cls → model directory → classification logits: max difference {diff:.2e}");
+        assert!(diff <= TOLERANCE);
+        assert_eq!(stored.labels, ["LABEL_0", "LABEL_1", "LABEL_2"]);
+
+        let out = tempfile::tempdir().unwrap();
+        let (dir, _) = import::import_hugging_face(&fixture("proberta/hf_mlm"), out.path(), None).unwrap();
+        let config = match &dir.config().model {
+            protein_lm::models::directory::ModelConfig::Proberta(c) => c.clone(),
+            _ => unreachable!(),
+        };
+        let worst = compare_mlm(dir.tensors(DType::F32, &Device::Cpu).unwrap(), &config, "outputs.safetensors", true);
+        println!("hf_mlm → model directory → MLM outputs (all positions): max differences {worst:?}");
+        assert!(worst.iter().all(|&d| d <= TOLERANCE));
+    }
+
+    #[test]
+    fn proberta_fairseq_checkpoints_zip_legacy_fp16_and_later_names() {
+        let cases = [
+            ("fairseq_zip_fp32", "outputs.safetensors"),
+            ("fairseq_legacy_fp32", "outputs.safetensors"),
+            ("fairseq_legacy_fp16", "outputs_fp16.safetensors"),
+            ("fairseq_zip_encoder", "outputs.safetensors"),
+        ];
+        for (name, outputs) in cases {
+            let out = tempfile::tempdir().unwrap();
+            let file = fixture(&format!("proberta/{name}.pt"));
+            let (dir, report) =
+                import::import_fairseq(&file, Some(&fixture("proberta/dict.txt")), out.path(), None).unwrap();
+            assert_eq!(report.config.num_attention_heads, 4, "heads read from the checkpoint's args");
+            assert!(report.has_lm_head);
+            let dir = ModelDir::open(dir.path()).unwrap();
+            // fairseq zeroes padded embeddings, so only real positions compare with transformers.
+            let worst = compare_mlm(dir.tensors(DType::F32, &Device::Cpu).unwrap(), &report.config, outputs, false);
+            println!("{name}.pt → model directory → {outputs} (real positions): max differences (hidden, logits, attention) {worst:?}");
+            assert!(worst.iter().all(|&d| d <= TOLERANCE), "{name}: {worst:?}");
+            // The stored classification head (CLS pooling) against transformers' classifier.
+            let stored = &dir.config().heads[0];
+            assert_eq!(stored.prefix, "heads.protein_family_classification");
+            let vb = dir.var_builder(DType::F32, &Device::Cpu).unwrap();
+            let head = ClassificationHead::load(vb.pp(&stored.prefix), stored.config, 32, 32).unwrap();
+            let encoder = dir.proberta_encoder(DType::F32, &Device::Cpu).unwrap();
+            let (io, _) = read_safetensors(&fixture(&format!("proberta/{outputs}")));
+            let features = encoder.features(&io["input_ids"].to_dtype(DType::U32).unwrap(), None).unwrap();
+            let diff = max_abs_diff(&head.forward(HeadInput::One(&features), None).unwrap(), &io["cls_logits"]);
+            assert!(diff <= TOLERANCE, "{name}: classification logits differ by {diff}");
+        }
+        let err =
+            import::import_fairseq(&fixture("proberta/dict.txt"), None, tempfile::tempdir().unwrap().path(), None)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("dict.txt") && err.contains("not a torch checkpoint"), "{err}");
+    }
+}

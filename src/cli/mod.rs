@@ -2,6 +2,7 @@
 
 mod data;
 mod data_split;
+mod import;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -29,12 +30,17 @@ enum Command {
     /// Train a PRoBERTa BPE tokenizer, or encode proteins with either model's tokenizer.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Convert released checkpoints (ProteinBERT Keras pickle, Hugging Face RoBERTa, fairseq) into a
+    /// model directory.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data(c) => data::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
+        Command::Import(c) => import::run(c),
     }
 }
 

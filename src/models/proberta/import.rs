@@ -191,3 +191,196 @@ mod tests {
         assert!(fairseq_name("decoder.sentence_encoder.layers.0.mystery.weight").is_err());
     }
 }
+
+/// What an import wrote.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    pub config: Config,
+    pub tensors: usize,
+    pub parameters: usize,
+    pub has_lm_head: bool,
+    pub heads: Vec<String>,
+}
+
+/// Class names of an HF `id2label` map in id order, when it has one entry per class.
+fn hf_labels(config: &serde_json::Value, classes: usize) -> Vec<String> {
+    let Some(map) = config.get("id2label").and_then(|v| v.as_object()) else { return Vec::new() };
+    let labels: Vec<String> =
+        (0..classes).filter_map(|i| map.get(&i.to_string())?.as_str().map(str::to_string)).collect();
+    if labels.len() == classes {
+        labels
+    } else {
+        Vec::new()
+    }
+}
+
+/// Writes a model directory from the mapped tensors (encoder, optional `lm_head.*`, heads under
+/// `classifier.*` or `heads.{name}.*`).
+pub fn write_model_dir(
+    out: &std::path::Path,
+    config: Config,
+    tensors: HashMap<String, Tensor>,
+    source: String,
+    head_labels: &HashMap<String, Vec<String>>,
+    dictionary: Option<&std::path::Path>,
+) -> Result<(crate::models::directory::ModelDir, ImportReport)> {
+    use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead};
+    use crate::models::heads::{HeadConfig, Level, Target};
+    config.validate()?;
+    let has_lm_head = tensors.contains_key("lm_head.dense.weight");
+    let mut prefixes: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".out_proj.weight"))
+        .filter(|p| *p == "classifier" || p.starts_with("heads."))
+        .map(str::to_string)
+        .collect();
+    prefixes.sort();
+    let mut heads = Vec::new();
+    for prefix in &prefixes {
+        let classes = tensors[&format!("{prefix}.out_proj.weight")].dims()[0];
+        let target = if classes == 1 { Target::Numeric } else { Target::Categorical { classes } };
+        heads.push(StoredHead {
+            prefix: prefix.clone(),
+            config: HeadConfig::proberta(Level::Protein, target),
+            labels: head_labels.get(prefix).cloned().unwrap_or_default(),
+        });
+    }
+    // Check every tensor the network needs is there with the right shape before writing.
+    let probe = crate::models::init::SeededVarMap::new(0);
+    let vb = probe.var_builder(candle_core::DType::F32, &candle_core::Device::Cpu);
+    super::Encoder::load(vb.clone(), &config)?;
+    if has_lm_head {
+        super::LmHead::load(vb.pp("lm_head"), &config)?;
+    }
+    for (name, var) in probe.named_vars() {
+        let got = tensors.get(&name).ok_or_else(|| Error::invalid(format!("the checkpoint has no {name}")))?;
+        if got.dims() != var.dims() {
+            return Err(Error::invalid(format!(
+                "{name}: shape {:?} in the checkpoint, {:?} expected",
+                got.dims(),
+                var.dims()
+            )));
+        }
+    }
+    let parameters = tensors.values().map(|t| t.elem_count()).sum();
+    let report = ImportReport {
+        config: config.clone(),
+        tensors: tensors.len(),
+        parameters,
+        has_lm_head,
+        heads: prefixes.clone(),
+    };
+    let dir_config = DirectoryConfig { model: ModelConfig::Proberta(config), source: Some(source), has_lm_head, heads };
+    let tensors: HashMap<String, Tensor> =
+        tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(candle_core::DType::F32)?))).collect::<Result<_>>()?;
+    let dir = ModelDir::create(out, &dir_config, &tensors)?;
+    if let Some(dict) = dictionary {
+        let bytes = std::fs::read(dict).map_err(|e| Error::io(dict, e))?;
+        dir.write_file(crate::models::directory::DICT_FILE, &bytes)?;
+    }
+    Ok((dir, report))
+}
+
+/// `protein-lm import hf-roberta DIR`: a `save_pretrained` directory of `RobertaForMaskedLM` or
+/// `RobertaForSequenceClassification` (`config.json` + `model.safetensors`) → a model directory.
+/// The fairseq dictionary is copied from `DIR/dict.txt` or `dictionary` when given.
+pub fn import_hugging_face(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    dictionary: Option<&std::path::Path>,
+) -> Result<(crate::models::directory::ModelDir, ImportReport)> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::data(crate::Location::file(&config_path), format!("invalid JSON: {e}")))?;
+    let mut config: Config = serde_json::from_value(json.clone())
+        .map_err(|e| Error::data(crate::Location::file(&config_path), format!("not a RoBERTa config: {e}")))?;
+    if let Some(act) = json.get("hidden_act").and_then(|v| v.as_str()) {
+        if act != "gelu" {
+            return Err(Error::data(
+                crate::Location::file(&config_path),
+                format!("hidden_act {act:?}: only exact \"gelu\" (fairseq's and PRoBERTa's) is supported"),
+            ));
+        }
+    }
+    config.zero_padded_embeddings = false; // Hugging Face's behaviour
+    let weights = dir.join("model.safetensors");
+    if !weights.is_file() {
+        return Err(Error::invalid(format!(
+            "{}: no model.safetensors (save with save_pretrained(..., safe_serialization=True))",
+            dir.display()
+        )));
+    }
+    let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)
+        .map_err(|e| Error::data(crate::Location::file(&weights), format!("cannot read safetensors: {e}")))?;
+    let tensors = from_hugging_face(tensors)?;
+    let mut labels = HashMap::new();
+    if let Some(w) = tensors.get("classifier.out_proj.weight") {
+        labels.insert("classifier".to_string(), hf_labels(&json, w.dims()[0]));
+    }
+    let local_dict = dir.join(crate::models::directory::DICT_FILE);
+    let dictionary = dictionary.or(local_dict.is_file().then_some(local_dict.as_path()));
+    write_model_dir(out, config, tensors, format!("import hf-roberta {}", dir.display()), &labels, dictionary)
+}
+
+/// `protein-lm import fairseq CHECKPOINT.pt --dict dict.txt`: a fairseq RoBERTa checkpoint (the
+/// state dict under `"model"`, fp16 or fp32, May-2020 `decoder.*` or later `encoder.*` names, zip
+/// or legacy torch format) → a model directory. The head count is read from the checkpoint's
+/// `args` (or `cfg.model`), else `num_attention_heads` must be given.
+pub fn import_fairseq(
+    checkpoint: &std::path::Path,
+    dictionary: Option<&std::path::Path>,
+    out: &std::path::Path,
+    num_attention_heads: Option<usize>,
+) -> Result<(crate::models::directory::ModelDir, ImportReport)> {
+    use crate::models::import::torch::Checkpoint;
+    let ckpt = Checkpoint::open(checkpoint)?;
+    let setting = |name: &str| -> Option<f64> {
+        let from_args = ckpt.entry("args").ok().and_then(|a| a.attr(name)).and_then(|v| v.as_f64());
+        from_args.or_else(|| {
+            ckpt.entry("cfg")
+                .ok()
+                .and_then(|c| c.get("model"))
+                .and_then(|m| m.get(name).or_else(|| m.attr(name)))
+                .and_then(|v| v.as_f64())
+        })
+    };
+    let heads = match (num_attention_heads, setting("encoder_attention_heads")) {
+        (Some(given), Some(stored)) if given as f64 != stored => {
+            return Err(Error::invalid(format!(
+                "{}: the checkpoint says {stored} attention heads, {given} were given",
+                checkpoint.display()
+            )))
+        }
+        (Some(given), _) => given,
+        (None, Some(stored)) => stored as usize,
+        (None, None) => {
+            return Err(Error::invalid(format!(
+                "{}: no encoder_attention_heads in the checkpoint's args; give the head count",
+                checkpoint.display()
+            )))
+        }
+    };
+    let raw = ckpt.state_dict(Some("model"))?;
+    let tensors = raw
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_candle(&candle_core::Device::Cpu)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let tensors = from_fairseq(tensors)?;
+    let mut config = config_from_tensors(&tensors, heads)?;
+    config.zero_padded_embeddings = true;
+    if let Some(p) = setting("dropout") {
+        config.hidden_dropout_prob = p;
+    }
+    if let Some(p) = setting("attention_dropout") {
+        config.attention_probs_dropout_prob = p;
+    }
+    write_model_dir(
+        out,
+        config,
+        tensors,
+        format!("import fairseq {}", checkpoint.display()),
+        &HashMap::new(),
+        dictionary,
+    )
+}

@@ -110,7 +110,7 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::invalid(format!("ProteinBERT config: {name} must be positive")));
         }
-        if self.d_global % self.n_heads != 0 {
+        if !self.d_global.is_multiple_of(self.n_heads) {
             return Err(Error::invalid(format!(
                 "ProteinBERT config: d_global ({}) must be a multiple of n_heads ({})",
                 self.d_global, self.n_heads

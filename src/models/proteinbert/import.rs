@@ -120,7 +120,7 @@ pub fn from_keras_weights(
     device: &Device,
 ) -> Result<(Config, HashMap<String, Tensor>)> {
     let n = arrays.len();
-    if n < 30 || (n - 7) % 23 != 0 {
+    if n < 30 || !(n - 7).is_multiple_of(23) {
         return Err(Error::invalid(format!(
             "expected 7 + 23 · n_blocks weight arrays in ProteinBERT's get_weights() order, got {n}"
         )));
@@ -210,4 +210,70 @@ fn check_shapes(config: &Config, tensors: &HashMap<String, Tensor>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// What [`import_keras_pickle`] wrote.
+#[derive(Debug, Clone)]
+pub struct KerasImport {
+    pub config: Config,
+    pub arrays: usize,
+    pub optimizer_arrays: usize,
+    pub parameters: usize,
+}
+
+/// `protein-lm import proteinbert-keras FILE.pkl --out MODEL_DIR`: the released checkpoint format
+/// (`(n_annotations, model.get_weights(), optimizer.get_weights())`, any config, pickled by numpy
+/// 1.x or 2, protocols 2–5) → a model directory. The optimizer state is skipped. The GO-term
+/// order of the released model was lost by its authors, so no `go_terms.txt` is written.
+pub fn import_keras_pickle(
+    path: &std::path::Path,
+    out: &std::path::Path,
+    wide_conv_dilation: usize,
+) -> Result<(crate::models::directory::ModelDir, KerasImport)> {
+    use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir};
+    use crate::models::import::{pickle, Value};
+    let bad = |msg: String| Error::data(crate::Location::file(path), msg);
+    let root =
+        pickle::load_file(path).map_err(|e| bad(format!("cannot read it as a ProteinBERT weights pickle: {e}")))?;
+    let items = match &root {
+        Value::Tuple(items) | Value::List(items) if items.len() == 3 => items,
+        other => {
+            return Err(bad(format!(
+                "expected the tuple (n_annotations, model weights, optimizer weights), found {}",
+                other.type_name()
+            )))
+        }
+    };
+    let n_annotations = items[0].as_i64().ok_or_else(|| bad("first item is not the number of annotations".into()))?;
+    let weights = items[1].as_seq().ok_or_else(|| bad("second item is not a list of weight arrays".into()))?;
+    let optimizer_arrays = items[2].as_seq().map_or(0, |s| s.len());
+    let arrays = weights
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::NdArray(t) => Ok(KerasArray { shape: t.shape.clone(), values: t.to_f32_vec() }),
+            other => Err(bad(format!("weight {i} is a {}, not a numpy array", other.type_name()))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (config, tensors) =
+        from_keras_weights(&arrays, wide_conv_dilation, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+    if config.n_annotations as i64 != n_annotations {
+        return Err(bad(format!(
+            "the file says {n_annotations} annotations, its first weight array has {}",
+            config.n_annotations
+        )));
+    }
+    let report = KerasImport {
+        config: config.clone(),
+        arrays: arrays.len(),
+        optimizer_arrays,
+        parameters: tensors.values().map(|t| t.elem_count()).sum(),
+    };
+    let dir_config = DirectoryConfig {
+        model: ModelConfig::Proteinbert(config),
+        source: Some(format!("import proteinbert-keras {}", path.display())),
+        has_lm_head: false,
+        heads: vec![],
+    };
+    Ok((ModelDir::create(out, &dir_config, &tensors)?, report))
 }
