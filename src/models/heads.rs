@@ -31,11 +31,11 @@
 //! }
 //! ```
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{dropout, linear_bert, linear_glorot, masked_mean};
+use super::layers::{dropout, linear, linear_bert, linear_glorot, masked_mean};
 use crate::{Error, Result, Rng};
 
 /// What one example is.
@@ -252,7 +252,7 @@ impl Head for LinearHead {
         if let Some(rng) = rng {
             x = dropout(&x, self.config.dropout, rng, true)?;
         }
-        Ok(self.dense.forward(&x)?)
+        linear(&self.dense, &x)
     }
 }
 
@@ -294,8 +294,8 @@ impl Head for ClassificationHead {
             }
         };
         let x = drop(self.config.gather(input)?)?;
-        let x = drop(self.dense.forward(&x)?.tanh()?)?;
-        Ok(self.out_proj.forward(&x)?)
+        let x = drop(crate::models::ops::tanh_act(&linear(&self.dense, &x)?)?)?;
+        linear(&self.out_proj, &x)
     }
 }
 

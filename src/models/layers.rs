@@ -8,9 +8,10 @@
 //! - [`linear_glorot`] / [`linear_bert`]: `candle_nn::Linear` with the initialisation of each
 //!   reference implementation (Keras for ProteinBERT, BERT/fairseq for PRoBERTa).
 //!
-//! - [`LayerNorm`]: written from differentiable tensor ops, because `candle_nn::LayerNorm` on a
-//!   contiguous input calls a fused kernel applied with `apply_op3_no_bwd`: no gradient reaches its
-//!   input, its gain or its bias (a test below keeps watch on that). For the same reason softmax is
+//! - [`LayerNorm`]: a fused CPU f32 kernel with a closed-form backward (`ops::layer_norm`), else
+//!   differentiable tensor ops, because `candle_nn::LayerNorm` on a contiguous input calls a fused
+//!   kernel applied with `apply_op3_no_bwd`: no gradient reaches its input, its gain or its bias (a
+//!   test below keeps watch on that). For the same reason softmax is
 //!   `candle_nn::ops::softmax(xs, D::Minus1)`, never `softmax_last_dim` (also `no_bwd`).
 //!
 //! Exact GELU is `Tensor::gelu_erf` (ProteinBERT and fairseq both use erf GELU; `Tensor::gelu` is the
@@ -142,6 +143,36 @@ pub fn linear_bert(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Line
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// `x · Wᵀ + b` for `x (…, in)`, as one 2-D matmul over all leading positions: candle's
+/// `Linear::forward` on a 3-D input runs a batched matmul against the broadcast weight, one small
+/// product per batch item, measurably slower at ProteinBERT's and PRoBERTa's sizes.
+pub fn linear(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
+    let dims = xs.dims();
+    if dims.len() <= 2 {
+        return Ok(candle_core::Module::forward(layer, xs)?);
+    }
+    let inner = dims[dims.len() - 1];
+    let rows = xs.elem_count() / inner.max(1);
+    let mut ys = xs.reshape((rows, inner))?.matmul(&layer.weight().t()?)?;
+    if let Some(bias) = layer.bias() {
+        ys = ys.broadcast_add(bias)?;
+    }
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("rank > 2") = layer.weight().dims()[0];
+    Ok(ys.reshape(out_dims)?)
+}
+
+/// `x (…, in) · w (in, out)` as one 2-D matmul over all leading positions (see [`linear`]).
+pub fn matmul_last(xs: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = xs.dims();
+    let inner = dims[dims.len() - 1];
+    let rows = xs.elem_count() / inner.max(1);
+    let ys = xs.reshape((rows, inner))?.matmul(w)?;
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("rank >= 1") = w.dims()[1];
+    Ok(ys.reshape(out_dims)?)
+}
+
 /// Inverted dropout: in training, zero each element with probability `p` and scale survivors by
 /// `1/(1−p)` so the expected activation is unchanged; in evaluation, the identity. The mask is
 /// drawn from `rng`, so a seeded run drops the same elements every time.
@@ -211,6 +242,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if crate::models::ops::fused_layer_norm_applies(xs, &self.weight) {
+            return crate::models::ops::layer_norm(xs, &self.weight, &self.bias, self.eps);
+        }
         let dtype = xs.dtype();
         let internal = match dtype {
             DType::F16 | DType::BF16 => DType::F32,

@@ -10,6 +10,7 @@ pub mod import;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod ops;
 pub mod proberta;
 pub mod proteinbert;
 

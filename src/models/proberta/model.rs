@@ -21,7 +21,8 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::config::Config;
 use crate::models::init::BERT_NORMAL;
-use crate::models::layers::{dropout, linear_bert, LayerNorm};
+use crate::models::layers::{dropout, linear, linear_bert, matmul_last, LayerNorm};
+use crate::models::ops::gelu_erf;
 use crate::{Error, Result, Rng};
 
 /// Token, position (and token-type) embeddings with their LayerNorm.
@@ -121,9 +122,9 @@ impl SelfAttention {
             Ok(t.reshape((b, l, self.n_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
         // fairseq scales the projected query (bias included) rather than the scores.
-        let q = split((self.query.forward(x)? * (self.head_dim as f64).powf(-0.5))?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        let q = split((linear(&self.query, x)? * (self.head_dim as f64).powf(-0.5))?)?;
+        let k = split(linear(&self.key, x)?)?;
+        let v = split(linear(&self.value, x)?)?;
         let mut scores = q.matmul(&k.t()?)?; // (B, heads, L, L)
         if let Some(bias) = key_bias {
             scores = scores.broadcast_add(bias)?;
@@ -134,7 +135,7 @@ impl SelfAttention {
             None => probs.clone(),
         };
         let context = attended.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
-        Ok((self.output.forward(&context)?, probs))
+        Ok((linear(&self.output, &context)?, probs))
     }
 }
 
@@ -171,7 +172,7 @@ impl Layer {
             }
         };
         let x = self.attention_norm.forward(&(x + drop(attended)?)?)?;
-        let ffn = self.output.forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
+        let ffn = linear(&self.output, &gelu_erf(&linear(&self.intermediate, &x)?)?)?;
         let x = self.output_norm.forward(&(&x + drop(ffn)?)?)?;
         Ok((x, probs))
     }
@@ -280,8 +281,8 @@ impl LmHead {
 
     /// `(…, H)` features → `(…, vocab)` logits with the encoder's word embeddings as output matrix.
     pub fn forward(&self, x: &Tensor, word_embeddings: &Tensor) -> Result<Tensor> {
-        let x = self.norm.forward(&self.dense.forward(x)?.gelu_erf()?)?;
-        Ok(x.broadcast_matmul(&word_embeddings.t()?)?.broadcast_add(&self.bias)?)
+        let x = self.norm.forward(&gelu_erf(&linear(&self.dense, x)?)?)?;
+        Ok(matmul_last(&x, &word_embeddings.t()?)?.broadcast_add(&self.bias)?)
     }
 }
 

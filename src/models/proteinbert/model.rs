@@ -33,7 +33,8 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::config::Config;
 use crate::models::init::glorot_uniform;
-use crate::models::layers::{add_over_length, linear_glorot, Conv1d, Conv1dConfig, LayerNorm};
+use crate::models::layers::{add_over_length, linear, linear_glorot, matmul_last, Conv1d, Conv1dConfig, LayerNorm};
+use crate::models::ops::{gelu_erf, tanh_act};
 use crate::{Error, Result};
 
 /// Keras' default Embedding initialiser, U(−0.05, 0.05).
@@ -77,11 +78,11 @@ impl GlobalAttention {
         let (b, l, _) = local.dims3()?;
         let (h, dk, dv) = (self.n_heads, self.d_key, self.d_value);
         // (B, H, dk, 1)
-        let q = global.matmul(&Self::flat(&self.wq)?)?.tanh()?.reshape((b, h, dk, 1))?;
+        let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?.reshape((b, h, dk, 1))?;
         // (B, H, L, dk)
-        let k = local.broadcast_matmul(&Self::flat(&self.wk)?)?.tanh()?.reshape((b, l, h, dk))?.transpose(1, 2)?;
+        let k = tanh_act(&matmul_last(local, &Self::flat(&self.wk)?)?)?.reshape((b, l, h, dk))?.transpose(1, 2)?;
         // (B, H, L, dv)
-        let v = local.broadcast_matmul(&Self::flat(&self.wv)?)?.gelu_erf()?.reshape((b, l, h, dv))?.transpose(1, 2)?;
+        let v = gelu_erf(&matmul_last(local, &Self::flat(&self.wv)?)?)?.reshape((b, l, h, dv))?.transpose(1, 2)?;
         // (B, H, L)
         let mut scores = (k.contiguous()?.matmul(&q)?.squeeze(3)? / (dk as f64).sqrt())?;
         if let Some(mask) = mask {
@@ -150,16 +151,16 @@ impl Block {
             Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
             None => local.clone(),
         };
-        let from_global = self.global_to_local.forward(global)?.gelu_erf()?;
-        let narrow = self.narrow_conv.forward(&conv_input)?.gelu_erf()?;
-        let wide = self.wide_conv.forward(&conv_input)?.gelu_erf()?;
+        let from_global = gelu_erf(&linear(&self.global_to_local, global)?)?;
+        let narrow = gelu_erf(&self.narrow_conv.forward(&conv_input)?)?;
+        let wide = gelu_erf(&self.wide_conv.forward(&conv_input)?)?;
         let local1 = self.local_norm1.forward(&((add_over_length(local, &from_global)? + narrow)? + wide)?)?;
-        let local2 = self.local_norm2.forward(&(&local1 + local1.apply(&self.local_dense)?.gelu_erf()?)?)?;
+        let local2 = self.local_norm2.forward(&(&local1 + gelu_erf(&linear(&self.local_dense, &local1)?)?)?)?;
         // Global track: reads the updated local track and the previous global vector.
-        let dense = self.global_dense1.forward(global)?.gelu_erf()?;
+        let dense = gelu_erf(&linear(&self.global_dense1, global)?)?;
         let (attended, attention) = self.attention.forward(global, &local2, mask)?;
         let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
-        let global2 = self.global_norm2.forward(&(&global1 + self.global_dense2.forward(&global1)?.gelu_erf()?)?)?;
+        let global2 = self.global_norm2.forward(&(&global1 + gelu_erf(&linear(&self.global_dense2, &global1)?)?)?)?;
         Ok(BlockOutput { local1, local2, global1, global2, attention })
     }
 }
@@ -282,7 +283,7 @@ impl ProteinBert {
         }
         let dtype = self.embedding.embeddings().dtype();
         let mut local = self.embedding.forward(tokens)?; // (B, L, d_local)
-        let mut global = self.global_input.forward(&annotations.to_dtype(dtype)?)?.gelu_erf()?; // (B, d_global)
+        let mut global = gelu_erf(&linear(&self.global_input, &annotations.to_dtype(dtype)?)?)?; // (B, d_global)
         let mut local_states = Vec::with_capacity(2 * self.blocks.len());
         let mut global_states = vec![global.clone()];
         let mut attention = options.attention.then(Vec::new);
@@ -297,8 +298,8 @@ impl ProteinBert {
             global = out.global2;
         }
         Ok(ProteinBertOutput {
-            token_logits: self.token_head.forward(&local)?,
-            annotation_logits: self.annotation_head.forward(&global)?,
+            token_logits: linear(&self.token_head, &local)?,
+            annotation_logits: linear(&self.annotation_head, &global)?,
             local_states,
             global_states,
             attention,
