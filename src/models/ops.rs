@@ -1,4 +1,5 @@
-//! Elementwise activations as fused CPU kernels: exact (erf) GELU and tanh, forward and backward.
+//! Fused CPU kernels with backward: exact (erf) GELU, tanh, softmax over the last axis, and
+//! LayerNorm.
 //!
 //! candle 0.11 computes `gelu_erf` per element through an f64 `erf` and `tanh` through libm, on
 //! one thread; in ProteinBERT they run on every activation of every block (the attention values
@@ -165,6 +166,53 @@ pub fn tanh_act(xs: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Softmax over the last axis, one pass per row; backward `y ⊙ (g − Σ g ⊙ y)` from candle ops.
+struct FusedSoftmax;
+
+impl CustomOp1 for FusedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(values) = storage else { candle_core::bail!("{}: f32 only", self.name()) };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("{}: contiguous input only", self.name())
+        };
+        let x = &values[start..end];
+        let c = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; x.len()];
+        let rows_per_task = (CHUNK / c).max(1);
+        out.par_chunks_mut(rows_per_task * c).zip(x.par_chunks(rows_per_task * c)).for_each(|(out, x)| {
+            for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in o.iter_mut().zip(row) {
+                    *o = fast_exp(v - max);
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|v| *v *= inv);
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(candle_core::D::Minus1)?;
+        Ok(Some(res.mul(&grad_res.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last axis; the fused kernel on CPU f32, candle's composite elsewhere.
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if use_kernel(xs) {
+        Ok(xs.contiguous()?.apply_op1(FusedSoftmax)?)
+    } else {
+        Ok(candle_nn::ops::softmax(xs, candle_core::D::Minus1)?)
+    }
+}
+
 /// LayerNorm over the last axis as one pass per row (forward); the backward is the closed form
 /// from candle ops. `x (…, C)`, `gamma`, `beta` `(C)`.
 struct FusedLayerNorm {
@@ -313,6 +361,27 @@ mod tests {
             let d = diff(gf.get(a).unwrap(), gc.get(b).unwrap());
             assert!(d < 1e-4, "gradient differs by {d}");
         }
+    }
+
+    #[test]
+    fn fused_softmax_matches_candle_forward_and_backward() {
+        let mut rng = crate::Rng::new(4);
+        let v: Vec<f32> = (0..4 * 37).map(|_| 5.0 * rng.normal() as f32).collect();
+        let x = Var::from_tensor(&Tensor::from_vec(v, (4, 37), &Device::Cpu).unwrap()).unwrap();
+        let w: Vec<f32> = (0..4 * 37).map(|_| rng.normal() as f32).collect();
+        let w = Tensor::from_vec(w, (4, 37), &Device::Cpu).unwrap();
+        let ours = softmax_last_dim(x.as_tensor()).unwrap();
+        let theirs = candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap();
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6, "{d}");
+        let go = ours.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = theirs.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let d = (go.get(&x).unwrap() - gt.get(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        // A row of −1e9 (fully masked) stays finite.
+        let masked = Tensor::new(&[[-1e9f32, -1e9, -1e9]], &Device::Cpu).unwrap();
+        let y = softmax_last_dim(&masked).unwrap().to_vec2::<f32>().unwrap();
+        assert!(y[0].iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-6), "{y:?}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl SelfAttention {
         if let Some(bias) = key_bias {
             scores = scores.broadcast_add(bias)?;
         }
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = crate::models::ops::softmax_last_dim(&scores)?;
         let attended = match rng {
             Some(rng) => dropout(&probs, self.dropout, rng, true)?,
             None => probs.clone(),

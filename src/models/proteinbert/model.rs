@@ -94,7 +94,7 @@ impl GlobalAttention {
             let blocked = (mask.to_dtype(scores.dtype())?.affine(1.0, -1.0)? * 1e9)?.unsqueeze(1)?;
             scores = scores.broadcast_add(&blocked)?;
         }
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let weights = crate::models::ops::softmax_last_dim(&scores)?;
         // (B, H, 1, L) · (B, H, L, dv) → (B, H·dv)
         let y = weights.unsqueeze(2)?.matmul(&v.contiguous()?)?.reshape((b, h * dv))?;
         Ok((y, weights))
