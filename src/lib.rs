@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod batch;
 pub mod data;
 pub mod device;
+pub mod embed;
 pub mod error;
 pub mod models;
 pub mod notebook;

@@ -2,6 +2,7 @@
 
 mod data;
 mod data_split;
+mod embed;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -29,12 +30,17 @@ enum Command {
     /// Train a PRoBERTa BPE tokenizer, or encode proteins with either model's tokenizer.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Embed proteins with a model directory: one vector per protein (.npy) or per residue (.safetensors).
+    ///
+    /// Example: protein-lm embed --model runs/proteinbert --fasta proteins.fasta --out embeddings.npy
+    Embed(embed::EmbedArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Data(c) => data::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
+        Command::Embed(a) => embed::run(a),
     }
 }
 
