@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod batch;
 pub mod data;
 pub mod device;
+pub mod embed;
 pub mod error;
 pub mod models;
 pub mod notebook;
@@ -24,6 +25,7 @@ pub mod prelude {
     pub use crate::data::tables::{self, BenchmarkRecord, Label, SwissProtRecord, BENCHMARKS};
     pub use crate::data::{fasta, go, ppi, read_proteins, splits, FilterReport, Protein};
     pub use crate::device::{select_device, DeviceChoice};
+    pub use crate::embed::{self, EmbedOptions, EmbedPooling, Embedder, LayerChoice, LongPolicy};
     pub use crate::error::{Error, Result};
     pub use crate::notebook::{ours_vs_paper, Html, Scale, Svg, Table};
     pub use crate::plots::{self, Figure};

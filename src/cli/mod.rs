@@ -2,6 +2,7 @@
 
 mod data;
 mod data_split;
+mod embed;
 mod import;
 mod tokenizer;
 
@@ -34,6 +35,10 @@ enum Command {
     /// model directory.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Embed proteins with a model directory: one vector per protein (.npy) or per residue (.safetensors).
+    ///
+    /// Example: protein-lm embed --model runs/proteinbert --fasta proteins.fasta --out embeddings.npy
+    Embed(embed::EmbedArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -41,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(c) => data::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Import(c) => import::run(c),
+        Command::Embed(a) => embed::run(a),
     }
 }
 
