@@ -10,6 +10,10 @@
 
 use std::time::Instant;
 
+// The allocator the `protein-lm` binary uses (see src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::{DType, Device, Tensor};
 use protein_lm::models::init::SeededVarMap;
 use protein_lm::models::{proberta, proteinbert};

@@ -4,6 +4,7 @@ mod data;
 mod data_split;
 mod embed;
 mod import;
+mod init;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     /// model directory.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Create a model directory with seeded random weights (a pretraining start, or a stand-in for timing).
+    Init(init::InitArgs),
     /// Embed proteins with a model directory: one vector per protein (.npy) or per residue (.safetensors).
     ///
     /// Example: protein-lm embed --model runs/proteinbert --fasta proteins.fasta --out embeddings.npy
@@ -46,6 +49,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(c) => data::run(c),
         Command::Tokenizer(c) => tokenizer::run(c),
         Command::Import(c) => import::run(c),
+        Command::Init(a) => init::run(a),
         Command::Embed(a) => embed::run(a),
     }
 }

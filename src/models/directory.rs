@@ -192,3 +192,40 @@ impl ModelDir {
         Ok(Some(text.lines().map(str::to_string).collect()))
     }
 }
+
+/// A model directory with seeded random weights (the initialisation each reference uses: Keras'
+/// for ProteinBERT, BERT's for PRoBERTa, which also gets its masked-LM head). The starting point
+/// of a pretraining run, and a stand-in for timing and tests.
+pub fn init_random(
+    out: impl AsRef<Path>,
+    model: ModelConfig,
+    seed: u64,
+    dictionary: Option<&Path>,
+) -> Result<ModelDir> {
+    let map = super::init::SeededVarMap::new(seed);
+    let vb = map.var_builder(DType::F32, &Device::Cpu);
+    let has_lm_head = match &model {
+        ModelConfig::Proteinbert(c) => {
+            proteinbert::ProteinBert::load(vb, c)?;
+            false
+        }
+        ModelConfig::Proberta(c) => {
+            proberta::ProbertaForMaskedLm::load(vb, c)?;
+            true
+        }
+    };
+    let tensors: HashMap<String, Tensor> =
+        map.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().detach())).collect();
+    let config = DirectoryConfig {
+        model,
+        source: Some(format!("random initialisation, seed {seed}")),
+        has_lm_head,
+        heads: vec![],
+    };
+    let dir = ModelDir::create(out, &config, &tensors)?;
+    if let Some(dict) = dictionary {
+        let bytes = fs::read(dict).map_err(|e| Error::io(dict, e))?;
+        dir.write_file(DICT_FILE, &bytes)?;
+    }
+    Ok(dir)
+}

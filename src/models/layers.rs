@@ -96,24 +96,35 @@ impl Conv1d {
         }
         let span = dilation * (kernel_size - 1);
         let left = span / 2;
-        // (B, L + span, C_in)
-        let padded = xs.pad_with_zeros(1, left, span - left)?;
-        // One matmul per tap on a shifted view of the padded input, summed: the same products as
-        // im2col without materialising the (B·L, k·C_in) column matrix (k times the input), so
-        // memory stays at the input's size; same forward speed, a faster backward
-        // (`benches/conv1d.rs`).
+        let (batch, out_channels) = (xs.dim(0)?, self.config.out_channels);
+        // The batch padded per sequence, (B, L + span, C_in), seen as one long sequence of rows.
+        let padded_len = len + span;
+        let rows = xs.pad_with_zeros(1, left, span - left)?.reshape((batch * padded_len, in_channels))?;
+        // Tap i reads rows shifted by i·dilation: one contiguous 2-D matmul per tap over the whole
+        // batch, summed. Row r of the sum is output position r mod (L + span) of sequence
+        // r div (L + span); the span rows between sequences are computed and dropped (1.5 % extra
+        // work at k 9, d 1, L 512; 7 % at d 5). The same products as im2col without a k-times
+        // larger column matrix, and large matmuls instead of one per sequence (`benches/conv1d.rs`).
+        let n = batch * padded_len - span;
         // (C_out, C_in, k) → (k, C_in, C_out): tap i is a (C_in, C_out) matrix.
         let taps = self.weight.permute((2, 1, 0))?.contiguous()?;
-        let mut ys: Option<Tensor> = None;
-        for i in 0..kernel_size {
-            let shifted = padded.narrow(1, i * dilation, len)?;
-            let term = shifted.broadcast_matmul(&taps.get(i)?)?;
-            ys = Some(match ys {
-                None => term,
-                Some(acc) => (acc + term)?,
-            });
-        }
-        let ys = ys.expect("kernel_size >= 1").broadcast_add(&self.bias)?;
+        let ys = match crate::models::ops::conv_taps(&rows, &taps, dilation)? {
+            // CPU f32: each tap's GEMM accumulates into the output in place.
+            Some(ys) => ys,
+            None => {
+                let mut ys: Option<Tensor> = None;
+                for i in 0..kernel_size {
+                    let term = rows.narrow(0, i * dilation, n)?.matmul(&taps.get(i)?)?;
+                    ys = Some(match ys {
+                        None => term,
+                        Some(acc) => (acc + term)?,
+                    });
+                }
+                ys.expect("kernel_size >= 1")
+            }
+        };
+        let ys = ys.broadcast_add(&self.bias)?;
+        let ys = ys.pad_with_zeros(0, 0, span)?.reshape((batch, padded_len, out_channels))?.narrow(1, 0, len)?;
         Ok(ys)
     }
 }

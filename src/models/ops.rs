@@ -166,6 +166,289 @@ pub fn tanh_act(xs: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `out[r] = Σ_i rows[r + i·d] · taps[i]` for r < n: a dilated 1-D convolution over rows that
+/// already hold the zero padding, each tap one GEMM accumulating into the output in place (no
+/// per-tap temporaries, no adds). `rows (N, C_in)`, `taps (k, C_in, C_out)`, out `(n, C_out)` with
+/// `n = N − (k−1)·d`.
+struct ConvTaps {
+    dilation: usize,
+}
+
+/// A strided matrix operand for [`gemm_strided`]: element (i, j) at `ptr + i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+struct Strided<T> {
+    ptr: T,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+/// `C (m × n) = [accumulate ? C : 0] + A (m × k) · B (k × n)` with arbitrary strides (rows of A may
+/// overlap, which is how a convolution reads its input windows without an im2col copy).
+///
+/// # Safety
+/// Every element the strides address must be valid; C must not overlap itself or A, B.
+unsafe fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: Strided<*mut f32>,
+    a: Strided<*const f32>,
+    b: Strided<*const f32>,
+    accumulate: bool,
+) {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // gemm computes dst = alpha·dst + beta·lhs·rhs; its strides are (column, row).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.ptr,
+            c.col_stride,
+            c.row_stride,
+            accumulate,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// `C (m × n) = [accumulate ? C : 0] + A (m × k) · B (k × n)`, all row-major and contiguous.
+///
+/// # Safety
+/// The pointers must be valid for the given sizes.
+unsafe fn gemm_rowmajor(m: usize, n: usize, k: usize, c: *mut f32, a: *const f32, b: *const f32, accumulate: bool) {
+    fn row<T>(ptr: T, cols: usize) -> Strided<T> {
+        Strided { ptr, row_stride: cols as isize, col_stride: 1 }
+    }
+    unsafe { gemm_strided(m, n, k, row(c, n), row(a, k), row(b, n), accumulate) }
+}
+
+/// The rows `s, s + d, s + 2d, …` of `rows (total, width)`: one phase of a dilated convolution,
+/// which is an undilated one on it.
+fn phase_rows(rows: &[f32], width: usize, total: usize, s: usize, d: usize) -> Vec<f32> {
+    (s..total).step_by(d).flat_map(|r| rows[r * width..(r + 1) * width].iter().copied()).collect()
+}
+
+/// Number of output rows `r < n` with `r ≡ s (mod d)`.
+fn phase_len(n: usize, s: usize, d: usize) -> usize {
+    if n > s {
+        (n - s).div_ceil(d)
+    } else {
+        0
+    }
+}
+
+impl ConvTaps {
+    fn shapes(&self, rows: &Layout, taps: &Layout) -> candle_core::Result<(usize, usize, usize, usize, usize)> {
+        let (total, c_in) = rows.shape().dims2()?;
+        let (k, c_in2, c_out) = taps.shape().dims3()?;
+        let span = (k - 1) * self.dilation;
+        if c_in != c_in2 || total < span {
+            candle_core::bail!("conv-taps: rows {:?} and taps {:?} do not fit", rows.shape(), taps.shape());
+        }
+        Ok((total, c_in, k, c_out, total - span))
+    }
+}
+
+impl candle_core::CustomOp2 for ConvTaps {
+    fn name(&self) -> &'static str {
+        "conv-taps"
+    }
+
+    fn cpu_fwd(
+        &self,
+        rows: &CpuStorage,
+        rows_layout: &Layout,
+        taps: &CpuStorage,
+        taps_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(rows), CpuStorage::F32(taps)) = (rows, taps) else {
+            candle_core::bail!("conv-taps: f32 only")
+        };
+        let (Some((rs, re)), Some((ts, te))) = (rows_layout.contiguous_offsets(), taps_layout.contiguous_offsets())
+        else {
+            candle_core::bail!("conv-taps: contiguous inputs only")
+        };
+        let (total, c_in, k, c_out, n) = self.shapes(rows_layout, taps_layout)?;
+        let (rows, taps) = (&rows[rs..re], &taps[ts..te]);
+        let d = self.dilation;
+        let mut out = vec![0f32; n * c_out];
+        // Within one phase (rows s, s+d, …) the convolution is undilated, and its windows are
+        // overlapping rows of the phase: a (n_s × k·C_in) matrix with row stride C_in, which the
+        // GEMM reads in place — one large product per phase, no column matrix.
+        for s in 0..d.min(n) {
+            let n_s = phase_len(n, s, d);
+            let phase;
+            let a: &[f32] = if d == 1 {
+                rows
+            } else {
+                phase = phase_rows(rows, c_in, total, s, d);
+                &phase
+            };
+            debug_assert!(a.len() >= (n_s + k - 1) * c_in);
+            // SAFETY: window q reads a[q·C_in .. (q + k)·C_in] with q + k ≤ n_s + k − 1 rows of `a`;
+            // output row q of this phase is out row s + q·d < n.
+            unsafe {
+                gemm_strided(
+                    n_s,
+                    c_out,
+                    k * c_in,
+                    Strided { ptr: out.as_mut_ptr().add(s * c_out), row_stride: (d * c_out) as isize, col_stride: 1 },
+                    Strided { ptr: a.as_ptr(), row_stride: c_in as isize, col_stride: 1 },
+                    Strided { ptr: taps.as_ptr(), row_stride: c_out as isize, col_stride: 1 },
+                    false,
+                )
+            };
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out))))
+    }
+
+    fn bwd(
+        &self,
+        rows: &Tensor,
+        taps: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (total, _) = rows.dims2()?;
+        let (k, _, _) = taps.dims3()?;
+        let n = grad.dim(0)?;
+        let grad = grad.contiguous()?;
+        // d rows[r + i·d] += grad[r] · taps[i]ᵀ, accumulated in place by the transposed op.
+        let taps_t = taps.transpose(1, 2)?.contiguous()?; // (k, C_out, C_in)
+        let d_rows = grad.apply_op2_no_bwd(&taps_t, &ConvTapsTranspose { dilation: self.dilation, total })?;
+        // d taps = Σ over phases of windowsᵀ · grad, the windows again read in place.
+        let d_taps = rows.contiguous()?.apply_op2_no_bwd(&grad, &ConvTapsWeightGrad { dilation: self.dilation, k })?;
+        let _ = n;
+        Ok((Some(d_rows), Some(d_taps)))
+    }
+}
+
+/// The tap gradient of [`ConvTaps`]: `d_taps (k·C_in × C_out) = Σ_s windows_sᵀ · grad_s`.
+struct ConvTapsWeightGrad {
+    dilation: usize,
+    k: usize,
+}
+
+impl candle_core::CustomOp2 for ConvTapsWeightGrad {
+    fn name(&self) -> &'static str {
+        "conv-taps-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        rows: &CpuStorage,
+        rows_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(rows), CpuStorage::F32(grad)) = (rows, grad) else {
+            candle_core::bail!("conv-taps-weight-grad: f32 only")
+        };
+        let (Some((rs, re)), Some((gs, ge))) = (rows_layout.contiguous_offsets(), grad_layout.contiguous_offsets())
+        else {
+            candle_core::bail!("conv-taps-weight-grad: contiguous inputs only")
+        };
+        let (total, c_in) = rows_layout.shape().dims2()?;
+        let (n, c_out) = grad_layout.shape().dims2()?;
+        let (d, k) = (self.dilation, self.k);
+        if n + (k - 1) * d != total {
+            candle_core::bail!("conv-taps-weight-grad: {n} outputs do not fit {total} rows");
+        }
+        let (rows, grad) = (&rows[rs..re], &grad[gs..ge]);
+        let mut out = vec![0f32; k * c_in * c_out];
+        let mut first = true;
+        for s in 0..d.min(n) {
+            let n_s = phase_len(n, s, d);
+            let phase;
+            let a: &[f32] = if d == 1 {
+                rows
+            } else {
+                phase = phase_rows(rows, c_in, total, s, d);
+                &phase
+            };
+            // windowsᵀ: element (j, q) = a[q·C_in + j], j < k·C_in, q < n_s.
+            // SAFETY: as in the forward pass; `grad` rows s + q·d < n.
+            unsafe {
+                gemm_strided(
+                    k * c_in,
+                    c_out,
+                    n_s,
+                    Strided { ptr: out.as_mut_ptr(), row_stride: c_out as isize, col_stride: 1 },
+                    Strided { ptr: a.as_ptr(), row_stride: 1, col_stride: c_in as isize },
+                    Strided { ptr: grad.as_ptr().add(s * c_out), row_stride: (d * c_out) as isize, col_stride: 1 },
+                    !first,
+                )
+            };
+            first = false;
+        }
+        Ok((CpuStorage::F32(out), Shape::from((k, c_in, c_out))))
+    }
+}
+
+/// The input gradient of [`ConvTaps`]: `d_rows[r + i·d] += grad[r] · taps_t[i]` into `(total, C_in)`.
+struct ConvTapsTranspose {
+    dilation: usize,
+    total: usize,
+}
+
+impl candle_core::CustomOp2 for ConvTapsTranspose {
+    fn name(&self) -> &'static str {
+        "conv-taps-transpose"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+        taps_t: &CpuStorage,
+        taps_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(grad), CpuStorage::F32(taps_t)) = (grad, taps_t) else {
+            candle_core::bail!("conv-taps-transpose: f32 only")
+        };
+        let (Some((gs, ge)), Some((ts, te))) = (grad_layout.contiguous_offsets(), taps_layout.contiguous_offsets())
+        else {
+            candle_core::bail!("conv-taps-transpose: contiguous inputs only")
+        };
+        let (n, c_out) = grad_layout.shape().dims2()?;
+        let (k, _, c_in) = taps_layout.shape().dims3()?;
+        if n + (k - 1) * self.dilation != self.total {
+            candle_core::bail!("conv-taps-transpose: {n} outputs do not fit {} rows", self.total);
+        }
+        let (grad, taps_t) = (&grad[gs..ge], &taps_t[ts..te]);
+        let mut out = vec![0f32; self.total * c_in];
+        for i in 0..k {
+            let b = &taps_t[i * c_out * c_in..(i + 1) * c_out * c_in];
+            let c = &mut out[i * self.dilation * c_in..];
+            // SAFETY: `c` holds at least n·C_in values (i·d + n ≤ total), `grad` n·C_out, `b` C_out·C_in.
+            unsafe { gemm_rowmajor(n, c_in, c_out, c.as_mut_ptr(), grad.as_ptr(), b.as_ptr(), true) };
+        }
+        Ok((CpuStorage::F32(out), Shape::from((self.total, c_in))))
+    }
+}
+
+/// The convolution sum of [`ConvTaps`] on CPU f32; `None` where the kernel does not apply (the
+/// caller then uses candle ops).
+pub fn conv_taps(rows: &Tensor, taps: &Tensor, dilation: usize) -> Result<Option<Tensor>> {
+    if !(use_kernel(rows) && taps.dtype() == DType::F32) {
+        return Ok(None);
+    }
+    Ok(Some(rows.contiguous()?.apply_op2(&taps.contiguous()?, ConvTaps { dilation })?))
+}
+
 /// Softmax over the last axis, one pass per row; backward `y ⊙ (g − Σ g ⊙ y)` from candle ops.
 struct FusedSoftmax;
 
@@ -382,6 +665,45 @@ mod tests {
         let masked = Tensor::new(&[[-1e9f32, -1e9, -1e9]], &Device::Cpu).unwrap();
         let y = softmax_last_dim(&masked).unwrap().to_vec2::<f32>().unwrap();
         assert!(y[0].iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-6), "{y:?}");
+    }
+
+    /// The in-place GEMM convolution against the same sum from candle ops, forward and both
+    /// gradients, for dilations 1 and 5.
+    #[test]
+    fn conv_taps_matches_candle_ops_forward_and_backward() {
+        let mut rng = crate::Rng::new(6);
+        for dilation in [1usize, 5] {
+            let (total, c_in, k, c_out) = (97, 6, 9, 5);
+            let mut t = |dims: &[usize]| {
+                let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
+                Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+            };
+            let (rows, taps) = (t(&[total, c_in]), t(&[k, c_in, c_out]));
+            let n = total - (k - 1) * dilation;
+            let r = t(&[n, c_out]);
+            let ours = conv_taps(rows.as_tensor(), taps.as_tensor(), dilation).unwrap().unwrap();
+            let mut theirs: Option<Tensor> = None;
+            for i in 0..k {
+                let term = rows
+                    .as_tensor()
+                    .narrow(0, i * dilation, n)
+                    .unwrap()
+                    .matmul(&taps.as_tensor().get(i).unwrap())
+                    .unwrap();
+                theirs = Some(match theirs {
+                    None => term,
+                    Some(a) => (a + term).unwrap(),
+                });
+            }
+            let theirs = theirs.unwrap();
+            let diff =
+                |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff(&ours, &theirs) < 1e-4, "forward, d = {dilation}");
+            let go = ours.mul(r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let gt = theirs.mul(r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(diff(go.get(&rows).unwrap(), gt.get(&rows).unwrap()) < 1e-4, "input gradient, d = {dilation}");
+            assert!(diff(go.get(&taps).unwrap(), gt.get(&taps).unwrap()) < 1e-4, "tap gradient, d = {dilation}");
+        }
     }
 
     #[test]
