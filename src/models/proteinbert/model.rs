@@ -26,8 +26,8 @@
 //!
 //! Memory is linear in length: the attention keeps `(B, H, L)` weights, never `L × L`, and the
 //! convolutions sum one matmul per tap instead of building a `k`-times-larger column matrix. One
-//! protein of 35,000 residues through the released-size network peaks at 0.56 GB resident in
-//! 4.4 s on 2 cores (`benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs
+//! protein of 35,000 residues through the released-size network peaks at 0.62 GB resident in
+//! 3.0 s on 2 cores (`benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs
 //! out of memory far earlier). What remains: the per-residue outputs themselves (`L × 1,562`
 //! floats for the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s,
 //! the graph that keeps every activation alive — load plain tensors (a model directory does) for
