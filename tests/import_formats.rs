@@ -31,44 +31,20 @@ fn safetensors_f32(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
         .collect()
 }
 
-/// The Hugging Face name of a fairseq tensor (spec proberta.md §4), `None` for the one that HF does
-/// not store (`lm_head.weight`, tied to the word embeddings) and for the positions (checked apart).
-fn hf_name(fairseq: &str, prefix: &str) -> Option<String> {
-    let se = format!("{prefix}.sentence_encoder.");
-    if let Some(rest) = fairseq.strip_prefix(&se) {
-        let name = match rest {
-            "embed_tokens.weight" => "roberta.embeddings.word_embeddings.weight".to_string(),
-            "embed_positions.weight" => return None,
-            _ if rest.starts_with("emb_layer_norm.") => {
-                format!("roberta.embeddings.LayerNorm.{}", &rest["emb_layer_norm.".len()..])
-            }
-            _ => {
-                let rest = rest.strip_prefix("layers.").unwrap();
-                let (i, param) = rest.split_once('.').unwrap();
-                let (module, p) = param.rsplit_once('.').unwrap();
-                let hf = match module {
-                    "self_attn.q_proj" => "attention.self.query",
-                    "self_attn.k_proj" => "attention.self.key",
-                    "self_attn.v_proj" => "attention.self.value",
-                    "self_attn.out_proj" => "attention.output.dense",
-                    "self_attn_layer_norm" => "attention.output.LayerNorm",
-                    "fc1" => "intermediate.dense",
-                    "fc2" => "output.dense",
-                    "final_layer_norm" => "output.LayerNorm",
-                    other => panic!("unexpected fairseq module {other}"),
-                };
-                format!("roberta.encoder.layer.{i}.{hf}.{p}")
-            }
-        };
-        return Some(name);
+/// The Hugging Face name of a fairseq tensor through the library's mapping
+/// (`proberta::import::fairseq_name`, which the model round trips in `models_parity.rs` check end to
+/// end), `None` for the one that HF does not store (`lm_head.weight`, tied to the word embeddings)
+/// and for the positions (checked apart).
+fn hf_name(fairseq: &str, _prefix: &str) -> Option<String> {
+    let ours = protein_lm::models::proberta::import::fairseq_name(fairseq).unwrap()?;
+    if ours == "embeddings.position_embeddings.weight" {
+        return None;
     }
-    if let Some(rest) = fairseq.strip_prefix(&format!("{prefix}.lm_head.")) {
-        return (rest != "weight").then(|| format!("lm_head.{rest}"));
-    }
-    if let Some(rest) = fairseq.strip_prefix("classification_heads.protein_family_classification.") {
-        return Some(format!("classifier.{rest}"));
-    }
-    panic!("unexpected fairseq name {fairseq}")
+    Some(match ours.strip_prefix("heads.protein_family_classification.") {
+        Some(rest) => format!("classifier.{rest}"),
+        None if ours.starts_with("lm_head.") => ours,
+        None => format!("roberta.{ours}"),
+    })
 }
 
 /// Checks every tensor of a fairseq checkpoint against the HF safetensors: bit for bit in f32; in

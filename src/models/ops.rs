@@ -116,6 +116,13 @@ fn apply(kind: Kind, input: &[f32]) -> Vec<f32> {
     output
 }
 
+/// The f32 values of a contiguous CPU storage, or the error the op `name` reports.
+fn contiguous_f32<'a>(name: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else { candle_core::bail!("{name}: f32 only") };
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{name}: contiguous inputs only") };
+    Ok(&values[start..end])
+}
+
 struct Elementwise(Kind);
 
 impl CustomOp1 for Elementwise {
@@ -128,11 +135,8 @@ impl CustomOp1 for Elementwise {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else { candle_core::bail!("{}: f32 only", self.name()) };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: contiguous input only", self.name())
-        };
-        Ok((CpuStorage::F32(apply(self.0, &values[start..end])), layout.shape().clone()))
+        let values = contiguous_f32(self.name(), storage, layout)?;
+        Ok((CpuStorage::F32(apply(self.0, values)), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -241,6 +245,27 @@ fn phase_rows(rows: &[f32], width: usize, total: usize, s: usize, d: usize) -> V
     (s..total).step_by(d).flat_map(|r| rows[r * width..(r + 1) * width].iter().copied()).collect()
 }
 
+/// Calls `f(s, n_s, phase)` for each phase `s` of a dilated convolution with `n` outputs over
+/// `rows (total, width)`: `phase` holds the rows `s, s + d, …` (the rows themselves when d = 1) and
+/// `n_s` is the number of outputs `r ≡ s (mod d)`.
+fn for_each_phase(
+    rows: &[f32],
+    width: usize,
+    total: usize,
+    n: usize,
+    d: usize,
+    mut f: impl FnMut(usize, usize, &[f32]),
+) {
+    for s in 0..d.min(n) {
+        let n_s = phase_len(n, s, d);
+        if d == 1 {
+            f(s, n_s, rows);
+        } else {
+            f(s, n_s, &phase_rows(rows, width, total, s, d));
+        }
+    }
+}
+
 /// Number of output rows `r < n` with `r ≡ s (mod d)`.
 fn phase_len(n: usize, s: usize, d: usize) -> usize {
     if n > s {
@@ -274,29 +299,15 @@ impl candle_core::CustomOp2 for ConvTaps {
         taps: &CpuStorage,
         taps_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(rows), CpuStorage::F32(taps)) = (rows, taps) else {
-            candle_core::bail!("conv-taps: f32 only")
-        };
-        let (Some((rs, re)), Some((ts, te))) = (rows_layout.contiguous_offsets(), taps_layout.contiguous_offsets())
-        else {
-            candle_core::bail!("conv-taps: contiguous inputs only")
-        };
+        let rows = contiguous_f32(self.name(), rows, rows_layout)?;
+        let taps = contiguous_f32(self.name(), taps, taps_layout)?;
         let (total, c_in, k, c_out, n) = self.shapes(rows_layout, taps_layout)?;
-        let (rows, taps) = (&rows[rs..re], &taps[ts..te]);
         let d = self.dilation;
         let mut out = vec![0f32; n * c_out];
         // Within one phase (rows s, s+d, …) the convolution is undilated, and its windows are
         // overlapping rows of the phase: a (n_s × k·C_in) matrix with row stride C_in, which the
         // GEMM reads in place — one large product per phase, no column matrix.
-        for s in 0..d.min(n) {
-            let n_s = phase_len(n, s, d);
-            let phase;
-            let a: &[f32] = if d == 1 {
-                rows
-            } else {
-                phase = phase_rows(rows, c_in, total, s, d);
-                &phase
-            };
+        for_each_phase(rows, c_in, total, n, d, |s, n_s, a| {
             debug_assert!(a.len() >= (n_s + k - 1) * c_in);
             // SAFETY: window q reads a[q·C_in .. (q + k)·C_in] with q + k ≤ n_s + k − 1 rows of `a`;
             // output row q of this phase is out row s + q·d < n.
@@ -311,7 +322,7 @@ impl candle_core::CustomOp2 for ConvTaps {
                     false,
                 )
             };
-        }
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, c_out))))
     }
 
@@ -354,31 +365,17 @@ impl candle_core::CustomOp2 for ConvTapsWeightGrad {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(rows), CpuStorage::F32(grad)) = (rows, grad) else {
-            candle_core::bail!("conv-taps-weight-grad: f32 only")
-        };
-        let (Some((rs, re)), Some((gs, ge))) = (rows_layout.contiguous_offsets(), grad_layout.contiguous_offsets())
-        else {
-            candle_core::bail!("conv-taps-weight-grad: contiguous inputs only")
-        };
+        let rows = contiguous_f32(self.name(), rows, rows_layout)?;
+        let grad = contiguous_f32(self.name(), grad, grad_layout)?;
         let (total, c_in) = rows_layout.shape().dims2()?;
         let (n, c_out) = grad_layout.shape().dims2()?;
         let (d, k) = (self.dilation, self.k);
         if n + (k - 1) * d != total {
             candle_core::bail!("conv-taps-weight-grad: {n} outputs do not fit {total} rows");
         }
-        let (rows, grad) = (&rows[rs..re], &grad[gs..ge]);
         let mut out = vec![0f32; k * c_in * c_out];
         let mut first = true;
-        for s in 0..d.min(n) {
-            let n_s = phase_len(n, s, d);
-            let phase;
-            let a: &[f32] = if d == 1 {
-                rows
-            } else {
-                phase = phase_rows(rows, c_in, total, s, d);
-                &phase
-            };
+        for_each_phase(rows, c_in, total, n, d, |s, n_s, a| {
             // windowsᵀ: element (j, q) = a[q·C_in + j], j < k·C_in, q < n_s.
             // SAFETY: as in the forward pass; `grad` rows s + q·d < n.
             unsafe {
@@ -393,7 +390,7 @@ impl candle_core::CustomOp2 for ConvTapsWeightGrad {
                 )
             };
             first = false;
-        }
+        });
         Ok((CpuStorage::F32(out), Shape::from((k, c_in, c_out))))
     }
 }
@@ -416,19 +413,13 @@ impl candle_core::CustomOp2 for ConvTapsTranspose {
         taps_t: &CpuStorage,
         taps_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(grad), CpuStorage::F32(taps_t)) = (grad, taps_t) else {
-            candle_core::bail!("conv-taps-transpose: f32 only")
-        };
-        let (Some((gs, ge)), Some((ts, te))) = (grad_layout.contiguous_offsets(), taps_layout.contiguous_offsets())
-        else {
-            candle_core::bail!("conv-taps-transpose: contiguous inputs only")
-        };
+        let grad = contiguous_f32(self.name(), grad, grad_layout)?;
+        let taps_t = contiguous_f32(self.name(), taps_t, taps_layout)?;
         let (n, c_out) = grad_layout.shape().dims2()?;
         let (k, _, c_in) = taps_layout.shape().dims3()?;
         if n + (k - 1) * self.dilation != self.total {
             candle_core::bail!("conv-taps-transpose: {n} outputs do not fit {} rows", self.total);
         }
-        let (grad, taps_t) = (&grad[gs..ge], &taps_t[ts..te]);
         let mut out = vec![0f32; self.total * c_in];
         for i in 0..k {
             let b = &taps_t[i * c_out * c_in..(i + 1) * c_out * c_in];
@@ -458,11 +449,7 @@ impl CustomOp1 for FusedSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else { candle_core::bail!("{}: f32 only", self.name()) };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: contiguous input only", self.name())
-        };
-        let x = &values[start..end];
+        let x = contiguous_f32(self.name(), storage, layout)?;
         let c = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; x.len()];
         let rows_per_task = (CHUNK / c).max(1);
@@ -516,15 +503,9 @@ impl candle_core::CustomOp3 for FusedLayerNorm {
         beta: &CpuStorage,
         beta_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(gamma), CpuStorage::F32(beta)) = (x, gamma, beta) else {
-            candle_core::bail!("fused-layer-norm: f32 only")
-        };
-        let (Some((xs, xe)), Some((gs, ge)), Some((bs, be))) =
-            (x_layout.contiguous_offsets(), gamma_layout.contiguous_offsets(), beta_layout.contiguous_offsets())
-        else {
-            candle_core::bail!("fused-layer-norm: contiguous inputs only")
-        };
-        let (x, gamma, beta) = (&x[xs..xe], &gamma[gs..ge], &beta[bs..be]);
+        let x = contiguous_f32(self.name(), x, x_layout)?;
+        let gamma = contiguous_f32(self.name(), gamma, gamma_layout)?;
+        let beta = contiguous_f32(self.name(), beta, beta_layout)?;
         let c = gamma.len();
         let mut out = vec![0f32; x.len()];
         let rows_per_task = (CHUNK / c.max(1)).max(1);
