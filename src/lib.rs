@@ -15,6 +15,7 @@ pub mod notebook;
 pub mod plots;
 pub mod rng;
 pub mod tokenize;
+pub mod train;
 
 pub use error::{Error, Location, Result};
 pub use rng::Rng;
