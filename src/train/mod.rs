@@ -1,3 +1,4 @@
-//! Training: optimisers now; objectives, schedules, checkpoints and the loop follow (issue 5).
+//! Training: optimisers and schedules now; objectives, checkpoints and the loop follow (issue 5).
 
 pub mod optim;
+pub mod schedule;
