@@ -1,4 +1,6 @@
-//! Training: optimisers and schedules now; objectives, checkpoints and the loop follow (issue 5).
+//! Training: optimisers, schedules and crash-safe checkpoints now; objectives and the loop follow
+//! (issue 5).
 
+pub mod checkpoint;
 pub mod optim;
 pub mod schedule;

@@ -37,7 +37,8 @@ impl PolynomialDecay {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.total_updates <= self.warmup_updates || self.peak_lr.is_nan() || self.peak_lr < 0.0 || self.power <= 0.0 {
+        if self.total_updates <= self.warmup_updates || self.peak_lr.is_nan() || self.peak_lr < 0.0 || self.power <= 0.0
+        {
             return Err(Error::invalid(format!("polynomial decay: invalid settings {self:?}")));
         }
         Ok(())
