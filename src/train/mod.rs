@@ -2,5 +2,6 @@
 //! (issue 5).
 
 pub mod checkpoint;
+pub mod grads;
 pub mod optim;
 pub mod schedule;
