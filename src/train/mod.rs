@@ -3,5 +3,6 @@
 
 pub mod checkpoint;
 pub mod grads;
+pub mod objectives;
 pub mod optim;
 pub mod schedule;

@@ -1,0 +1,3 @@
+//! Training objectives: how a batch becomes model inputs and loss targets.
+
+pub mod mlm;
