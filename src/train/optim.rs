@@ -37,17 +37,29 @@ pub struct StepStats {
 pub trait Optimizer {
     /// One update of every parameter that has a gradient in `grads`, at learning rate `lr`.
     fn step(&mut self, params: &[Param], grads: &GradStore, lr: f64) -> Result<StepStats>;
+    /// The per-parameter state every optimiser here keeps.
+    fn moments(&self) -> &Moments;
+    fn moments_mut(&mut self) -> &mut Moments;
+
     /// Steps taken so far.
-    fn steps(&self) -> u64;
+    fn steps(&self) -> u64 {
+        self.moments().steps
+    }
+
     /// The state as named tensors (`m.{name}`, `v.{name}`) plus the step count.
-    fn state(&self) -> (u64, HashMap<String, Tensor>);
+    fn state(&self) -> (u64, HashMap<String, Tensor>) {
+        self.moments().state()
+    }
+
     /// Restores [`Optimizer::state`].
-    fn load_state(&mut self, steps: u64, tensors: HashMap<String, Tensor>) -> Result<()>;
+    fn load_state(&mut self, steps: u64, tensors: HashMap<String, Tensor>) -> Result<()> {
+        self.moments_mut().load(steps, tensors)
+    }
 }
 
-/// First and second moments of every parameter, by name.
+/// Step count and first and second moments of every parameter, by name.
 #[derive(Debug, Clone, Default)]
-struct Moments {
+pub struct Moments {
     steps: u64,
     m: HashMap<String, Tensor>,
     v: HashMap<String, Tensor>,
@@ -100,6 +112,44 @@ impl Moments {
     }
 }
 
+/// What an Adam-family update sees for one parameter: its value `w`, the updated moments and the
+/// bias corrections `1 − β₁ᵗ`, `1 − β₂ᵗ`.
+struct UpdateInput<'a> {
+    w: &'a Tensor,
+    m: &'a Tensor,
+    v: &'a Tensor,
+    bias1: f64,
+    bias2: f64,
+}
+
+impl Moments {
+    /// The loop every optimiser here shares: count the step, and for each parameter with a
+    /// gradient (divided by `grad_divisor`) update the moments and write `new_value(…)`.
+    fn step(
+        &mut self,
+        params: &[Param],
+        grads: &GradStore,
+        (beta1, beta2): (f64, f64),
+        grad_divisor: f64,
+        mut new_value: impl FnMut(UpdateInput<'_>) -> Result<Tensor>,
+    ) -> Result<usize> {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let (bias1, bias2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+        let mut updated = 0;
+        for (name, var) in params {
+            let Some(g) = grad_of(var, grads)? else { continue };
+            let g = if grad_divisor == 1.0 { g } else { (g / grad_divisor)? };
+            let (m, v) = self.update(name, &g, beta1, beta2)?;
+            let w = var.as_tensor().to_dtype(moment_dtype(var))?;
+            let new = new_value(UpdateInput { w: &w, m: &m, v: &v, bias1, bias2 })?;
+            var.set(&new.to_dtype(var.dtype())?)?;
+            updated += 1;
+        }
+        Ok(updated)
+    }
+}
+
 /// The dtype moments are kept in for a parameter.
 fn moment_dtype(var: &Var) -> DType {
     if var.dtype() == DType::F64 {
@@ -130,11 +180,6 @@ pub fn global_grad_norm(params: &[Param], grads: &GradStore) -> Result<f64> {
         }
     }
     Ok(total.sqrt())
-}
-
-fn write(var: &Var, value: &Tensor) -> Result<()> {
-    var.set(&value.to_dtype(var.dtype())?)?;
-    Ok(())
 }
 
 /// Which LAMB.
@@ -186,46 +231,26 @@ impl Optimizer for Lamb {
             LambVariant::Apex { nvlamb, .. } => nvlamb || self.weight_decay != 0.0,
             LambVariant::Tfa => true,
         };
-        self.moments.steps += 1;
-        let t = self.moments.steps as i32;
-        let (bias1, bias2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
-        let mut updated = 0;
-        for (name, var) in params {
-            let Some(g) = grad_of(var, grads)? else { continue };
-            let g = (g / clip)?;
-            let (m, v) = self.moments.update(name, &g, self.beta1, self.beta2)?;
-            let w = var.as_tensor().to_dtype(moment_dtype(var))?;
-            let denom = ((v / bias2)?.sqrt()? + self.eps)?;
-            let mut update = (m / bias1)?.div(&denom)?;
-            if self.weight_decay != 0.0 {
-                update = (update + (&w * self.weight_decay)?)?;
+        let (eps, weight_decay) = (self.eps, self.weight_decay);
+        let updated = self.moments.step(params, grads, (self.beta1, self.beta2), clip, |u| {
+            let denom = ((u.v / u.bias2)?.sqrt()? + eps)?;
+            let mut update = (u.m / u.bias1)?.div(&denom)?;
+            if weight_decay != 0.0 {
+                update = (update + (u.w * weight_decay)?)?;
             }
-            let ratio = if trust {
-                let (w_norm, u_norm) = (l2_norm(&w)?, l2_norm(&update)?);
-                if w_norm > 0.0 && u_norm > 0.0 {
-                    w_norm / u_norm
-                } else {
-                    1.0
-                }
-            } else {
-                1.0
-            };
-            write(var, &(w - (update * (lr * ratio))?)?)?;
-            updated += 1;
-        }
+            let (w_norm, u_norm) = (l2_norm(u.w)?, l2_norm(&update)?);
+            let ratio = if trust && w_norm > 0.0 && u_norm > 0.0 { w_norm / u_norm } else { 1.0 };
+            Ok((u.w - (update * (lr * ratio))?)?)
+        })?;
         Ok(StepStats { grad_norm, updated })
     }
 
-    fn steps(&self) -> u64 {
-        self.moments.steps
+    fn moments(&self) -> &Moments {
+        &self.moments
     }
 
-    fn state(&self) -> (u64, HashMap<String, Tensor>) {
-        self.moments.state()
-    }
-
-    fn load_state(&mut self, steps: u64, tensors: HashMap<String, Tensor>) -> Result<()> {
-        self.moments.load(steps, tensors)
+    fn moments_mut(&mut self) -> &mut Moments {
+        &mut self.moments
     }
 }
 
@@ -269,40 +294,28 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self, params: &[Param], grads: &GradStore, lr: f64) -> Result<StepStats> {
         let grad_norm = global_grad_norm(params, grads)?;
-        self.moments.steps += 1;
-        let t = self.moments.steps as i32;
-        let (bias1, bias2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
-        let mut updated = 0;
-        for (name, var) in params {
-            let Some(g) = grad_of(var, grads)? else { continue };
-            let (m, v) = self.moments.update(name, &g, self.beta1, self.beta2)?;
-            let w = var.as_tensor().to_dtype(moment_dtype(var))?;
-            let new = match self.variant {
+        let (variant, eps, weight_decay) = (self.variant, self.eps, self.weight_decay);
+        let updated = self.moments.step(params, grads, (self.beta1, self.beta2), 1.0, |u| {
+            Ok(match variant {
                 AdamVariant::Keras => {
-                    let lr_t = lr * bias2.sqrt() / bias1;
-                    (&w - (m.div(&(v.sqrt()? + self.eps)?)? * lr_t)?)?
+                    let lr_t = lr * u.bias2.sqrt() / u.bias1;
+                    (u.w - (u.m.div(&(u.v.sqrt()? + eps)?)? * lr_t)?)?
                 }
                 AdamVariant::TorchAdamW => {
-                    let decayed = (&w * (1.0 - lr * self.weight_decay))?;
-                    let denom = ((v.sqrt()? / bias2.sqrt())? + self.eps)?;
-                    (decayed - (m.div(&denom)? * (lr / bias1))?)?
+                    let decayed = (u.w * (1.0 - lr * weight_decay))?;
+                    let denom = ((u.v.sqrt()? / u.bias2.sqrt())? + eps)?;
+                    (decayed - (u.m.div(&denom)? * (lr / u.bias1))?)?
                 }
-            };
-            write(var, &new)?;
-            updated += 1;
-        }
+            })
+        })?;
         Ok(StepStats { grad_norm, updated })
     }
 
-    fn steps(&self) -> u64 {
-        self.moments.steps
+    fn moments(&self) -> &Moments {
+        &self.moments
     }
 
-    fn state(&self) -> (u64, HashMap<String, Tensor>) {
-        self.moments.state()
-    }
-
-    fn load_state(&mut self, steps: u64, tensors: HashMap<String, Tensor>) -> Result<()> {
-        self.moments.load(steps, tensors)
+    fn moments_mut(&mut self) -> &mut Moments {
+        &mut self.moments
     }
 }
