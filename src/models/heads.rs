@@ -248,10 +248,7 @@ impl Head for LinearHead {
     }
 
     fn forward(&self, input: HeadInput<'_>, rng: Option<&mut Rng>) -> Result<Tensor> {
-        let mut x = self.config.gather(input)?;
-        if let Some(rng) = rng {
-            x = dropout(&x, self.config.dropout, rng, true)?;
-        }
+        let x = dropout(&self.config.gather(input)?, self.config.dropout, rng)?;
         linear(&self.dense, &x)
     }
 }
@@ -287,14 +284,8 @@ impl Head for ClassificationHead {
 
     fn forward(&self, input: HeadInput<'_>, mut rng: Option<&mut Rng>) -> Result<Tensor> {
         let p = self.config.dropout;
-        let mut drop = |x: Tensor| -> Result<Tensor> {
-            match rng.as_deref_mut() {
-                Some(r) => dropout(&x, p, r, true),
-                None => Ok(x),
-            }
-        };
-        let x = drop(self.config.gather(input)?)?;
-        let x = drop(crate::models::ops::tanh_act(&linear(&self.dense, &x)?)?)?;
+        let x = dropout(&self.config.gather(input)?, p, rng.as_deref_mut())?;
+        let x = dropout(&crate::models::ops::tanh_act(&linear(&self.dense, &x)?)?, p, rng)?;
         linear(&self.out_proj, &x)
     }
 }

@@ -3,7 +3,7 @@
 //! - [`Conv1d`]: channels-last 1-D convolution with 'same' padding, written as one matmul per tap
 //!   on shifted views of the input (the im2col products without the column matrix), because
 //!   candle 0.11.1's CPU `conv1d` has wrong weight gradients (spec: rust-ecosystem §2).
-//! - [`dropout`] / [`Dropout`]: inverted dropout whose mask comes from the crate's [`Rng`]
+//! - [`dropout`]: inverted dropout whose mask comes from the crate's [`Rng`]
 //!   (candle's `Dropout` draws from the thread RNG, so runs would not repeat).
 //! - [`linear_glorot`] / [`linear_bert`]: `candle_nn::Linear` with the initialisation of each
 //!   reference implementation (Keras for ProteinBERT, BERT/fairseq for PRoBERTa).
@@ -184,43 +184,22 @@ pub fn matmul_last(xs: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(ys.reshape(out_dims)?)
 }
 
-/// Inverted dropout: in training, zero each element with probability `p` and scale survivors by
-/// `1/(1−p)` so the expected activation is unchanged; in evaluation, the identity. The mask is
-/// drawn from `rng`, so a seeded run drops the same elements every time.
-pub fn dropout(xs: &Tensor, p: f64, rng: &mut Rng, train: bool) -> Result<Tensor> {
+/// Inverted dropout: in training (`rng` given, the convention of every `forward` here), zero
+/// each element with probability `p` and scale survivors by `1/(1−p)` so the expected activation
+/// is unchanged; in evaluation (`None`), the identity. The mask is drawn from `rng`, so a seeded
+/// run drops the same elements every time.
+pub fn dropout(xs: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
     if !(0.0..1.0).contains(&p) {
         return Err(Error::invalid(format!("dropout probability must be in [0, 1), got {p}")));
     }
-    if !train || p == 0.0 {
+    let Some(rng) = rng else { return Ok(xs.clone()) };
+    if p == 0.0 {
         return Ok(xs.clone());
     }
     let scale = 1.0 / (1.0 - p);
     let mask: Vec<f32> = (0..xs.elem_count()).map(|_| if rng.uniform() < p { 0.0 } else { scale as f32 }).collect();
     let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
     Ok(xs.mul(&mask)?)
-}
-
-/// [`dropout`] with its probability stored, for layers that own one.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Dropout {
-    p: f64,
-}
-
-impl Dropout {
-    pub fn new(p: f64) -> Result<Self> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::invalid(format!("dropout probability must be in [0, 1), got {p}")));
-        }
-        Ok(Self { p })
-    }
-
-    pub fn p(&self) -> f64 {
-        self.p
-    }
-
-    pub fn forward(&self, xs: &Tensor, rng: &mut Rng, train: bool) -> Result<Tensor> {
-        dropout(xs, self.p, rng, train)
-    }
 }
 
 /// LayerNorm over the last axis, `(x − mean) / √(var + eps) · weight + bias` with the biased
@@ -461,9 +440,9 @@ mod tests {
     fn dropout_is_deterministic_keeps_expected_fraction_and_preserves_mean() -> Result<()> {
         let xs = Tensor::ones((100, 1000), DType::F32, &Device::Cpu)?;
         let p = 0.1;
-        let a = to_f64_vec(&dropout(&xs, p, &mut Rng::new(4), true)?)?;
-        let b = to_f64_vec(&dropout(&xs, p, &mut Rng::new(4), true)?)?;
-        let c = to_f64_vec(&dropout(&xs, p, &mut Rng::new(5), true)?)?;
+        let a = to_f64_vec(&dropout(&xs, p, Some(&mut Rng::new(4)))?)?;
+        let b = to_f64_vec(&dropout(&xs, p, Some(&mut Rng::new(4)))?)?;
+        let c = to_f64_vec(&dropout(&xs, p, Some(&mut Rng::new(5)))?)?;
         assert_eq!(a, b);
         assert_ne!(a, c);
         let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
@@ -473,10 +452,10 @@ mod tests {
         let mean = a.iter().sum::<f64>() / a.len() as f64;
         assert!((mean - 1.0).abs() < 0.01, "mean {mean}");
 
-        let eval = to_f64_vec(&dropout(&xs, p, &mut Rng::new(4), false)?)?;
+        let eval = to_f64_vec(&dropout(&xs, p, None)?)?;
         assert!(eval.iter().all(|&v| v == 1.0));
-        assert!(dropout(&xs, 1.0, &mut Rng::new(4), true).is_err());
-        assert!(Dropout::new(-0.1).is_err());
+        assert!(dropout(&xs, 1.0, Some(&mut Rng::new(4))).is_err());
+        assert!(dropout(&xs, -0.1, None).is_err());
         Ok(())
     }
 

@@ -75,10 +75,7 @@ impl Embeddings {
         if let Some(types) = &self.token_type {
             x = x.broadcast_add(&types.get(0)?)?;
         }
-        let mut x = self.norm.forward(&x)?;
-        if let Some(rng) = rng {
-            x = dropout(&x, self.dropout, rng, true)?;
-        }
+        let mut x = dropout(&self.norm.forward(&x)?, self.dropout, rng)?;
         if self.zero_padded {
             let keep = ids.ne(self.pad_id)?.to_dtype(x.dtype())?.unsqueeze(D::Minus1)?;
             x = x.broadcast_mul(&keep)?;
@@ -130,10 +127,7 @@ impl SelfAttention {
             scores = scores.broadcast_add(bias)?;
         }
         let probs = crate::models::ops::softmax_last_dim(&scores)?;
-        let attended = match rng {
-            Some(rng) => dropout(&probs, self.dropout, rng, true)?,
-            None => probs.clone(),
-        };
+        let attended = dropout(&probs, self.dropout, rng)?;
         let context = attended.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         Ok((linear(&self.output, &context)?, probs))
     }
@@ -165,15 +159,9 @@ impl Layer {
 
     fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
         let (attended, probs) = self.attention.forward(x, key_bias, rng.as_deref_mut())?;
-        let mut drop = |t: Tensor| -> Result<Tensor> {
-            match rng.as_deref_mut() {
-                Some(r) => dropout(&t, self.dropout, r, true),
-                None => Ok(t),
-            }
-        };
-        let x = self.attention_norm.forward(&(x + drop(attended)?)?)?;
+        let x = self.attention_norm.forward(&(x + dropout(&attended, self.dropout, rng.as_deref_mut())?)?)?;
         let ffn = linear(&self.output, &gelu_erf(&linear(&self.intermediate, &x)?)?)?;
-        let x = self.output_norm.forward(&(&x + drop(ffn)?)?)?;
+        let x = self.output_norm.forward(&(&x + dropout(&ffn, self.dropout, rng)?)?)?;
         Ok((x, probs))
     }
 }
