@@ -92,4 +92,15 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
     }
+
+    /// The same error located in `path`, for checks on a file's contents made by code that does not
+    /// know the file (e.g. a weight mapping inside an importer). Errors that already name a file or
+    /// a record are left as they are.
+    pub fn in_file(self, path: impl AsRef<Path>) -> Self {
+        match self {
+            Error::InvalidArgument(message) => Error::data(Location::file(path), message),
+            Error::Candle(e) => Error::data(Location::file(path), e.to_string()),
+            other => other,
+        }
+    }
 }

@@ -251,6 +251,24 @@ mod importer_round_trips {
         assert!(worst.iter().all(|&d| d <= TOLERANCE));
     }
 
+    /// A config that does not fit the weights is an error naming the weights file and the missing
+    /// tensor, and nothing is written.
+    #[test]
+    fn mismatched_hugging_face_config_names_the_file_and_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(fixture("proberta/hf_mlm/config.json")).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            text.replace("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4"),
+        )
+        .unwrap();
+        std::fs::copy(fixture("proberta/hf_mlm/model.safetensors"), dir.path().join("model.safetensors")).unwrap();
+        let out = dir.path().join("out");
+        let err = import::import_hugging_face(dir.path(), &out, None).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors") && err.contains("encoder.layer.3"), "{err}");
+        assert!(!out.join("config.json").exists());
+    }
+
     #[test]
     fn proberta_fairseq_checkpoints_zip_legacy_fp16_and_later_names() {
         let cases = [

@@ -245,22 +245,11 @@ pub fn write_model_dir(
             labels: head_labels.get(prefix).cloned().unwrap_or_default(),
         });
     }
-    // Check every tensor the network needs is there with the right shape before writing.
-    let probe = crate::models::init::SeededVarMap::new(0);
-    let vb = probe.var_builder(candle_core::DType::F32, &candle_core::Device::Cpu);
+    // Every tensor the network needs is there with the right shape: load it before writing.
+    let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), candle_core::DType::F32, &candle_core::Device::Cpu);
     super::Encoder::load(vb.clone(), &config)?;
     if has_lm_head {
         super::LmHead::load(vb.pp("lm_head"), &config)?;
-    }
-    for (name, var) in probe.named_vars() {
-        let got = tensors.get(&name).ok_or_else(|| Error::invalid(format!("the checkpoint has no {name}")))?;
-        if got.dims() != var.dims() {
-            return Err(Error::invalid(format!(
-                "{name}: shape {:?} in the checkpoint, {:?} expected",
-                got.dims(),
-                var.dims()
-            )));
-        }
     }
     let parameters = tensors.values().map(|t| t.elem_count()).sum();
     let report = ImportReport {
@@ -313,7 +302,7 @@ pub fn import_hugging_face(
     }
     let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)
         .map_err(|e| Error::data(crate::Location::file(&weights), format!("cannot read safetensors: {e}")))?;
-    let tensors = from_hugging_face(tensors)?;
+    let tensors = from_hugging_face(tensors).map_err(|e| e.in_file(&weights))?;
     let mut labels = HashMap::new();
     if let Some(w) = tensors.get("classifier.out_proj.weight") {
         labels.insert("classifier".to_string(), hf_labels(&json, w.dims()[0]));
@@ -321,6 +310,7 @@ pub fn import_hugging_face(
     let local_dict = dir.join(crate::models::directory::DICT_FILE);
     let dictionary = dictionary.or(local_dict.is_file().then_some(local_dict.as_path()));
     write_model_dir(out, config, tensors, format!("import hf-roberta {}", dir.display()), &labels, dictionary)
+        .map_err(|e| e.in_file(&weights))
 }
 
 /// `protein-lm import fairseq CHECKPOINT.pt --dict dict.txt`: a fairseq RoBERTa checkpoint (the
@@ -365,9 +355,10 @@ pub fn import_fairseq(
     let tensors = raw
         .into_iter()
         .map(|(name, t)| Ok((name, t.to_candle(&candle_core::Device::Cpu)?)))
-        .collect::<Result<HashMap<_, _>>>()?;
-    let tensors = from_fairseq(tensors)?;
-    let mut config = config_from_tensors(&tensors, heads)?;
+        .collect::<Result<HashMap<_, _>>>()
+        .map_err(|e| e.in_file(checkpoint))?;
+    let tensors = from_fairseq(tensors).map_err(|e| e.in_file(checkpoint))?;
+    let mut config = config_from_tensors(&tensors, heads).map_err(|e| e.in_file(checkpoint))?;
     config.zero_padded_embeddings = true;
     if let Some(p) = setting("dropout") {
         config.hidden_dropout_prob = p;
@@ -383,4 +374,5 @@ pub fn import_fairseq(
         &HashMap::new(),
         dictionary,
     )
+    .map_err(|e| e.in_file(checkpoint))
 }
