@@ -2,7 +2,7 @@
 
 use plotters::prelude::*;
 
-use super::theme::{plot_err, render, style_mesh, tick_label, Figure, FONT};
+use super::theme::{draw_series_labels, plot_err, render, style_mesh, tick_label, Figure};
 use crate::error::{Error, Result};
 use crate::notebook::Svg;
 
@@ -74,13 +74,7 @@ pub fn histogram(fig: &Figure, series: &[(&str, &[f64])], bins: usize) -> Result
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         if series.len() > 1 || !series[0].0.is_empty() {
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 12))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(plot_err)?;
+            draw_series_labels(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     })

@@ -2,7 +2,7 @@
 
 use plotters::prelude::*;
 
-use super::theme::{check_finite, palette, plot_err, render, style_mesh, tick_label, Figure, FONT};
+use super::theme::{check_finite, draw_series_labels, palette, plot_err, render, style_mesh, tick_label, Figure};
 use crate::error::{Error, Result};
 use crate::notebook::Svg;
 
@@ -54,15 +54,7 @@ pub fn roc_curves(fig: &Figure, curves: &[(&str, &[f64], &[f64], f64)]) -> Resul
             .map_err(plot_err)?
             .label("chance")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y), (x + 10, y), (x + 18, y)], grey));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(plot_err)?;
-        Ok(())
+        draw_series_labels(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 

@@ -170,6 +170,25 @@ pub(crate) fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// The in-plot legend of a chart with few series (the crate's one style: translucent white box,
+/// light grey border), at `position`.
+pub(crate) fn draw_series_labels<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(plot_err)
+}
+
 /// How a legend entry shows its series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Swatch {
