@@ -877,11 +877,7 @@ impl Embedder {
         };
         match &self.model {
             Model::ProteinBert(model) => {
-                let b = batch.batch_size();
-                let mask = batch.ids.ne(residue::PAD)?.to_dtype(DType::U32)?;
-                let annotations = Tensor::zeros((b, model.config().n_annotations), model.dtype(), &self.device)?;
-                let options = proteinbert::Forward { mask: model.padding_mask().then_some(&mask), attention: false };
-                let out = model.forward(&batch.ids, &annotations, options)?;
+                let out = model.forward_without_annotations(&batch.ids, false)?;
                 if vector_mode {
                     return vectors_of(&out.global_hidden()?);
                 }

@@ -33,11 +33,8 @@ impl Trunk for proteinbert::ProteinBert {
     /// The reference's fine-tuning features: all-zero annotation input, the 1,562-wide local and
     /// 15,599-wide global concatenations, padding mask only if [`Self::padding_mask`] is on.
     fn features(&self, ids: &Tensor, _rng: Option<&mut Rng>) -> Result<Features> {
-        let (b, _) = ids.dims2()?;
         let mask = ids.ne(crate::tokenize::residue::PAD)?.to_dtype(DType::U32)?;
-        let annotations = Tensor::zeros((b, self.config().n_annotations), self.dtype(), ids.device())?;
-        let options = proteinbert::Forward { mask: self.padding_mask().then_some(&mask), attention: false };
-        let out = self.forward(ids, &annotations, options)?;
+        let out = self.forward_without_annotations(ids, false)?;
         Ok(Features { residues: out.local_hidden()?, mask, protein: out.global_hidden()? })
     }
 

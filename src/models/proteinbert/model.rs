@@ -311,6 +311,20 @@ impl ProteinBert {
         })
     }
 
+    /// The reference's inference and fine-tuning pass: an all-zero annotation input, and the padding
+    /// mask only if [`Self::padding_mask`] is on.
+    pub fn forward_without_annotations(&self, tokens: &Tensor, attention: bool) -> Result<ProteinBertOutput> {
+        let (b, _) =
+            tokens.dims2().map_err(|_| Error::invalid(format!("tokens must be (B, L), got {:?}", tokens.dims())))?;
+        let annotations = Tensor::zeros((b, self.config.n_annotations), self.dtype(), tokens.device())?;
+        let mask = if self.padding_mask {
+            Some(tokens.ne(crate::tokenize::residue::PAD)?.to_dtype(DType::U32)?)
+        } else {
+            None
+        };
+        self.forward(tokens, &annotations, Forward { mask: mask.as_ref(), attention })
+    }
+
     /// The model's float dtype.
     pub fn dtype(&self) -> DType {
         self.embedding.embeddings().dtype()
