@@ -6,6 +6,7 @@ mod embed;
 mod import;
 mod init;
 mod tokenizer;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,16 @@ enum Command {
     ///
     /// Example: protein-lm embed --model runs/proteinbert --fasta proteins.fasta --out embeddings.npy
     Embed(embed::EmbedArgs),
+    /// Pretrain ProteinBERT (denoising + GO) or PRoBERTa (masked LM) from a config, with
+    /// checkpoints that resume bit for bit.
+    ///
+    /// Example: protein-lm pretrain --model proberta --config configs/proberta-pretrain-demo.json --out runs/proberta-demo
+    Pretrain(train::PretrainArgs),
+    /// Fine-tune ProteinBERT on a benchmark in the reference's three stages and report test scores
+    /// per length bucket.
+    ///
+    /// Example: protein-lm finetune --model proteinbert --task signalP_binary --config configs/proteinbert-finetune-demo.json --out runs/signalp
+    Finetune(train::FinetuneArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -51,6 +62,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Import(c) => import::run(c),
         Command::Init(a) => init::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Pretrain(a) => train::pretrain_cmd(a),
+        Command::Finetune(a) => train::finetune_cmd(a),
     }
 }
 

@@ -124,6 +124,11 @@ impl CheckpointDir {
             candle_core::safetensors::save(tensors, &path)?;
             sync_file(&path)?;
         }
+        // Fault injection for the kill-and-resume test: widens the window in which a SIGKILL lands
+        // between the tensors and state.json.
+        if let Some(ms) = std::env::var("PROTEIN_LM_CHECKPOINT_WRITE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let json = serde_json::to_vec_pretty(state).expect("state serialises");
         let state_path = partial.join(STATE_FILE);
         let mut f = fs::File::create(&state_path).map_err(io(&state_path))?;

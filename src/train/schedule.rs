@@ -78,13 +78,15 @@ pub struct ReduceOnPlateau {
     pub patience: u32,
     pub min_lr: f64,
     pub min_delta: f64,
-    best: f64,
+    /// `None` before the first observation (an `f64::INFINITY` would not survive JSON in a
+    /// checkpoint: serde_json writes it as null).
+    best: Option<f64>,
     wait: u32,
 }
 
 impl ReduceOnPlateau {
     pub fn new(factor: f64, patience: u32, min_lr: f64) -> Self {
-        Self { factor, patience, min_lr, min_delta: 1e-4, best: f64::INFINITY, wait: 0 }
+        Self { factor, patience, min_lr, min_delta: 1e-4, best: None, wait: 0 }
     }
 
     /// ProteinBERT fine-tuning: factor 0.25, patience 1, min 1e-5 (on validation loss).
@@ -99,8 +101,8 @@ impl ReduceOnPlateau {
 
     /// Records the epoch's monitored value and returns the learning rate for the next epoch.
     pub fn observe(&mut self, value: f64, lr: f64) -> f64 {
-        if value < self.best - self.min_delta {
-            self.best = value;
+        if self.best.is_none_or(|best| value < best - self.min_delta) {
+            self.best = Some(value);
             self.wait = 0;
             return lr;
         }

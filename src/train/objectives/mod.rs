@@ -1,3 +1,5 @@
 //! Training objectives: how a batch becomes model inputs and loss targets.
 
+pub mod denoising;
 pub mod mlm;
+pub mod supervised;

@@ -1,0 +1,162 @@
+//! `protein-lm pretrain` and `protein-lm finetune`: the training loop from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use protein_lm::data::resolver::{files, DataResolver};
+use protein_lm::data::tables::load_benchmark;
+use protein_lm::device::{select_device, DeviceChoice};
+use protein_lm::models::directory::ModelConfig;
+use protein_lm::train::finetune::{finetune_proteinbert, FinetuneConfig, SupervisedData};
+use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Proteinbert,
+    Proberta,
+}
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// Which network; must match the config's `model.kind`.
+    #[arg(long)]
+    model: Kind,
+    /// A pretraining config (JSON): model sizes, data limits, objective and loop settings.
+    /// Shipped: configs/{proteinbert,proberta}-pretrain-{tiny,demo,paper}.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// Swiss-Prot table (accession, length, go_mf, go_bp, go_cc, sequence; .tsv or .tsv.gz).
+    /// Default: the 50,000-protein Swiss-Prot 2014 sample through the data resolver.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// PRoBERTa: a tokenizer directory (`protein-lm tokenizer train`) or a fairseq dict.txt.
+    /// Default: the original PRoBERTa dict.txt (approximate segmentation, see the README).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The run directory: config.json, provenance.json, log.jsonl, checkpoints/, model/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last complete checkpoint (the config must be unchanged).
+    #[arg(long)]
+    resume: bool,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
+    let config = PretrainConfig::load(&a.config)?;
+    let kind_matches = matches!(
+        (&config.model, a.model),
+        (ModelConfig::Proteinbert(_), Kind::Proteinbert) | (ModelConfig::Proberta(_), Kind::Proberta)
+    );
+    if !kind_matches {
+        bail!("{}: the config is for {}, not --model {}", a.config.display(), config.model.kind(), kind_name(a.model));
+    }
+    let resolver = DataResolver::from_env();
+    let data = match a.data {
+        Some(d) => d,
+        None => resolver.resolve(files::SWISSPROT_GO_SAMPLE)?,
+    };
+    let tokenizer = match (a.model, a.tokenizer) {
+        (Kind::Proberta, None) => Some(resolver.resolve(files::PROBERTA_DICT)?),
+        (_, t) => t,
+    };
+    let device = select_device(a.device.parse::<DeviceChoice>()?)?;
+    let inputs = PretrainInputs { data, tokenizer };
+    let summary = pretrain(&config, &inputs, &a.out, a.resume, &device, !a.quiet)
+        .with_context(|| format!("pretraining into {}", a.out.display()))?;
+    println!(
+        "{} updates ({} epochs) in {:.0} s{}; model directory {}",
+        summary.updates,
+        summary.epochs_completed,
+        summary.seconds,
+        summary.resumed_from.map(|s| format!(", resumed from update {s}")).unwrap_or_default(),
+        a.out.join("model").display()
+    );
+    if let Some(v) = &summary.last_validation {
+        println!("last validation: {}", serde_json::to_string(v)?);
+    }
+    Ok(())
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Proteinbert => "proteinbert",
+        Kind::Proberta => "proberta",
+    }
+}
+
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// Which network (fine-tuning stages are implemented for ProteinBERT).
+    #[arg(long)]
+    model: Kind,
+    /// A ProteinBERT benchmark: signalP_binary, fluorescence, remote_homology, stability, scop,
+    /// secondary_structure, disorder_secondary_structure, ProFET_NP_SP_Cleaved.
+    #[arg(long)]
+    task: String,
+    /// A fine-tuning config (JSON): stages, data limits, test buckets.
+    /// Shipped: configs/proteinbert-finetune-{tiny,demo,paper}.json.
+    #[arg(long)]
+    config: PathBuf,
+    /// The pretrained model directory (`pretrain`'s OUT/model or `import`); without it the trunk
+    /// starts from the config's `scratch_model` ("no pretraining", the paper's baseline).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Output: stage-N run directories, model/ (trunk + head) and results.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Skip finished stages and continue an interrupted one from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
+    if a.model != Kind::Proteinbert {
+        bail!(
+            "fine-tuning stages are implemented for ProteinBERT; for PRoBERTa use `embed` with the analysis probes \
+             (family and PPI fine-tuning of PRoBERTa is a later issue)"
+        );
+    }
+    let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    let mut config: FinetuneConfig =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a fine-tuning config", a.config.display()))?;
+    config.benchmark = a.task.clone();
+    let benchmark = load_benchmark(&a.task)?;
+    let data = SupervisedData::from_benchmark(&benchmark, &config)?;
+    let resolver = DataResolver::from_env();
+    let data_files: Vec<PathBuf> = ["train", "valid", "test"]
+        .iter()
+        .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{}.{s}.csv", a.task)).ok())
+        .collect();
+    let device = select_device(a.device.parse::<DeviceChoice>()?)?;
+    let report =
+        finetune_proteinbert(&config, &data, a.from.as_deref(), &a.out, a.resume, &device, &data_files, !a.quiet)
+            .with_context(|| format!("fine-tuning into {}", a.out.display()))?;
+    println!(
+        "{} ({} train / {} valid / {} test), from {}",
+        report.benchmark, report.train, report.valid, report.test, report.start
+    );
+    for s in &report.test_scores {
+        println!(
+            "  test bucket {:>5}: {} = {:.4} over {} proteins ({} items)",
+            s.bucket, s.metric, s.value, s.proteins, s.items
+        );
+    }
+    println!(
+        "  paper: {:.3} without pretraining, {:.3} pretrained; results in {}",
+        report.paper_no_pretraining,
+        report.paper_pretrained,
+        a.out.join("results.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! Fine-tuning ProteinBERT on a benchmark, as the reference's `finetune` does (spec §4–5).
+//!
+//! * The head: dropout 0.5 and one dense layer on the 15,599-wide global concatenation (per
+//!   protein) or the 1,562-wide local concatenation (per residue, residue `j` at position `j + 1`).
+//! * Three stages, each a separate run of the one training loop in `OUT/stage-N/`:
+//!   1. only the head trains (the trunk is built from detached tensors, so no gradient is even
+//!      computed for it), seq_len 512, batch 32, lr 1e-2, ≤ 40 epochs;
+//!   2. everything, lr 1e-4, ≤ 40 epochs;
+//!   3. everything, one epoch at seq_len 1,024, batch 16, lr 1e-5.
+//!
+//!   Keras Adam (ε 1e-7); ReduceLROnPlateau(val_loss, patience 1, factor 0.25, min 1e-5) and
+//!   EarlyStopping(val_loss, patience 2, restoring the best weights) per epoch. Optimiser state is
+//!   carried to the next stage only when it trains the same variables (1 → 2 restarts, 2 → 3 keeps).
+//! * Data: `dropna().drop_duplicates()`; without a valid file, 10 % of train held out,
+//!   stratified (by our seeded RNG, not scikit-learn's); training and validation proteins longer
+//!   than `seq_len − 2` are left out of that stage (counted in the report); the test set is never
+//!   cut: it is evaluated in length buckets 512, 1,024, 2,048, … (batch 32, 16, 8, …), per bucket
+//!   and pooled ("all").
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
+use super::optim::Optimizer;
+use super::run_dir::{Provenance, RunDir};
+use super::trainer::{
+    carry_optimizer, trainable_params, EarlyStoppingConfig, LrSchedule, Metrics, OptimizerConfig, PlateauConfig, Task,
+    TaskLoss, TrainConfig, Trainer,
+};
+use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind};
+use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead};
+use crate::models::heads::{Head, HeadConfig, HeadInput, Level, LinearHead, Target};
+use crate::models::init::SeededVarMap;
+use crate::models::proteinbert::{self, ProteinBert};
+use crate::models::Trunk;
+use crate::tokenize::residue::{ResidueTokenizer, PAD};
+use crate::tokenize::UnknownCounts;
+use crate::{Error, Result, Rng};
+
+/// One stage of fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageConfig {
+    /// Train only the head (the reference's stage 1).
+    pub freeze_trunk: bool,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub train: TrainConfig,
+}
+
+/// A fine-tuning run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneConfig {
+    pub benchmark: String,
+    /// Keep at most this many proteins of each split (seeded sample), for small scales.
+    #[serde(default)]
+    pub max_train: Option<usize>,
+    #[serde(default)]
+    pub max_valid: Option<usize>,
+    #[serde(default)]
+    pub max_test: Option<usize>,
+    /// Held-out share of train when the benchmark has no valid file.
+    pub valid_fraction: f64,
+    /// The trunk to start from when no `--from` model is given ("no pretraining").
+    #[serde(default)]
+    pub scratch_model: Option<proteinbert::Config>,
+    /// Mask padding in the trunk (a divergence from the reference, off by default).
+    #[serde(default)]
+    pub padding_mask: bool,
+    /// Smallest test bucket (the reference: 512).
+    pub test_min_seq_len: usize,
+    /// Test batch size at `test_min_seq_len`; halved per doubling of the bucket length.
+    pub test_batch_size: usize,
+    pub seed: u64,
+    pub stages: Vec<StageConfig>,
+}
+
+impl FinetuneConfig {
+    /// The reference demo notebook's settings for a benchmark.
+    pub fn reference(benchmark: &str) -> Self {
+        let stage = |freeze: bool, seq_len: usize, batch: usize, lr: f64, epochs: u64| StageConfig {
+            freeze_trunk: freeze,
+            seq_len,
+            batch_size: batch,
+            train: TrainConfig {
+                seed: 0,
+                max_updates: u64::MAX / 2,
+                max_epochs: Some(epochs),
+                update_freq: 1,
+                clip_norm: None,
+                lr: LrSchedule::Constant { lr },
+                optimizer: OptimizerConfig::adam_keras(),
+                plateau: Some(PlateauConfig { factor: 0.25, patience: 1, min_lr: 1e-5, monitor: "valid_loss".into() }),
+                early_stopping: Some(EarlyStoppingConfig { patience: 2, monitor: "loss".into(), maximize: false }),
+                validate_every_updates: None,
+                validate_every_epochs: Some(1),
+                checkpoint_every: 200,
+                keep_checkpoints: 2,
+                log_every: 10,
+            },
+        };
+        Self {
+            benchmark: benchmark.to_string(),
+            max_train: None,
+            max_valid: None,
+            max_test: None,
+            valid_fraction: 0.1,
+            scratch_model: Some(proteinbert::Config::default()),
+            padding_mask: false,
+            test_min_seq_len: 512,
+            test_batch_size: 32,
+            seed: 0,
+            stages: vec![
+                stage(true, 512, 32, 1e-2, 40),
+                stage(false, 512, 32, 1e-4, 40),
+                stage(false, 1024, 16, 1e-5, 1),
+            ],
+        }
+    }
+}
+
+/// A benchmark protein ready for the model.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub sequence: String,
+    pub target: TargetValue,
+}
+
+/// A benchmark's splits in model terms, with the label names of a categorical target.
+#[derive(Debug, Clone)]
+pub struct SupervisedData {
+    pub level: Level,
+    pub target: Target,
+    pub labels: Vec<String>,
+    pub train: Vec<Example>,
+    pub valid: Vec<Example>,
+    pub test: Vec<Example>,
+    /// What was removed and why (duplicates, invalid rows).
+    pub report: BTreeMap<String, usize>,
+}
+
+fn sample(items: Vec<Example>, max: Option<usize>, rng: &mut Rng) -> Vec<Example> {
+    match max {
+        Some(m) if m < items.len() => {
+            let mut keep = rng.sample_without_replacement(items.len(), m);
+            keep.sort_unstable();
+            keep.into_iter().map(|i| items[i].clone()).collect()
+        }
+        _ => items,
+    }
+}
+
+impl SupervisedData {
+    /// Typed records → examples; the label set of a categorical benchmark is the union over all
+    /// splits, sorted (the reference's `unique_labels`).
+    pub fn from_benchmark(data: &BenchmarkData, config: &FinetuneConfig) -> Result<Self> {
+        let spec = data.spec;
+        let mut report = BTreeMap::new();
+        let mut dedup = |records: &[BenchmarkRecord], split: &str| -> Vec<BenchmarkRecord> {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            for r in records {
+                if seen.insert((r.sequence.clone(), format!("{:?}", r.label))) {
+                    out.push(r.clone());
+                } else {
+                    *report.entry(format!("{split}: duplicate rows removed")).or_insert(0) += 1;
+                }
+            }
+            out
+        };
+        let train = dedup(&data.train, "train");
+        let valid = data.valid.as_ref().map(|v| dedup(v, "valid"));
+        let test = dedup(&data.test, "test");
+        let mut names = BTreeSet::new();
+        let mut classes = 0usize;
+        if spec.kind == LabelKind::Categorical {
+            for r in train.iter().chain(valid.iter().flatten()).chain(&test) {
+                match &r.label {
+                    Label::Category(c) => {
+                        names.insert(c.clone());
+                    }
+                    Label::PerResidue(v) => v.iter().for_each(|&c| classes = classes.max(c as usize + 1)),
+                    _ => {}
+                }
+            }
+        }
+        let labels: Vec<String> =
+            if spec.per_residue { (0..classes).map(|c| c.to_string()).collect() } else { names.into_iter().collect() };
+        let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+        let convert = |r: &BenchmarkRecord| -> Result<Example> {
+            let target = match &r.label {
+                Label::Binary(b) => TargetValue::Binary(*b),
+                Label::Numeric(x) => TargetValue::Numeric(*x as f32),
+                Label::Category(c) => TargetValue::Class(index[c.as_str()]),
+                Label::PerResidue(v) => {
+                    if v.len() != r.sequence.chars().count() {
+                        return Err(Error::invalid(format!(
+                            "line {}: {} residue labels for a sequence of {} residues",
+                            r.line,
+                            v.len(),
+                            r.sequence.chars().count()
+                        )));
+                    }
+                    TargetValue::PerResidue(v.iter().map(|&c| c as u32).collect())
+                }
+            };
+            Ok(Example { sequence: r.sequence.clone(), target })
+        };
+        let mut train: Vec<Example> = train.iter().map(convert).collect::<Result<_>>()?;
+        let mut rng = Rng::new(config.seed).fork(0x5350_4c49_54);
+        let valid: Vec<Example> = match valid {
+            Some(v) => v.iter().map(convert).collect::<Result<_>>()?,
+            None => {
+                let (kept, held) = stratified_holdout(&train, config.valid_fraction, &mut rng);
+                let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
+                train = kept.iter().map(|&i| train[i].clone()).collect();
+                report.insert("valid: held out of train (stratified)".into(), held_out.len());
+                held_out
+            }
+        };
+        let test: Vec<Example> = test.iter().map(convert).collect::<Result<_>>()?;
+        let target = match spec.kind {
+            LabelKind::Binary => Target::Binary,
+            LabelKind::Numeric => Target::Numeric,
+            LabelKind::Categorical => Target::Categorical { classes: labels.len() },
+        };
+        Ok(Self {
+            level: if spec.per_residue { Level::Residue } else { Level::Protein },
+            target,
+            labels,
+            train: sample(train, config.max_train, &mut rng),
+            valid: sample(valid, config.max_valid, &mut rng),
+            test: sample(test, config.max_test, &mut rng),
+            report,
+        })
+    }
+}
+
+/// Indices kept and held out, `fraction` of each stratum (binary / class label; numeric and
+/// per-residue targets form one stratum).
+pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        let key = match &e.target {
+            TargetValue::Binary(b) => format!("b{b}"),
+            TargetValue::Class(c) => format!("c{c}"),
+            _ => String::new(),
+        };
+        strata.entry(key).or_default().push(i);
+    }
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for (_, mut members) in strata {
+        rng.shuffle(&mut members);
+        let n_held = (members.len() as f64 * fraction).round() as usize;
+        held.extend_from_slice(&members[..n_held]);
+        kept.extend_from_slice(&members[n_held..]);
+    }
+    kept.sort_unstable();
+    held.sort_unstable();
+    (kept, held)
+}
+
+/// Token ids `(B, seq_len)` and targets of `examples[rows]`.
+fn encode(
+    examples: &[Example],
+    rows: &[usize],
+    seq_len: usize,
+    target: Target,
+    device: &Device,
+) -> Result<(Tensor, super::objectives::supervised::BatchTargets, usize)> {
+    let mut ids = Vec::with_capacity(rows.len() * seq_len);
+    let mut unknown = UnknownCounts::default();
+    let mut tokens = 0;
+    for &i in rows {
+        let encoded = ResidueTokenizer.encode_padded(&examples[i].sequence, seq_len, &mut unknown)?;
+        tokens += encoded.iter().filter(|&&t| t != PAD).count();
+        ids.extend(encoded);
+    }
+    let labels: Vec<&TargetValue> = rows.iter().map(|&i| &examples[i].target).collect();
+    let targets = batch_targets(&labels, target, seq_len, 1, device)?;
+    Ok((Tensor::from_vec(ids, (rows.len(), seq_len), device)?, targets, tokens))
+}
+
+/// One fine-tuning stage as a [`Task`] for the loop.
+pub struct FinetuneStage<'a> {
+    pub trunk: ProteinBert,
+    pub head: LinearHead,
+    pub target: Target,
+    pub train: Vec<&'a Example>,
+    pub valid: Vec<&'a Example>,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub device: Device,
+}
+
+impl FinetuneStage<'_> {
+    fn logits(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let features = self.trunk.features(ids, None)?;
+        self.head.forward(HeadInput::One(&features), rng)
+    }
+}
+
+/// Evaluates `head` on `examples` at one padded length.
+fn predict(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    target: Target,
+    examples: &[&Example],
+    seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Predictions> {
+    let owned: Vec<Example> = examples.iter().map(|e| (*e).clone()).collect();
+    let mut predictions = Predictions::default();
+    let order: Vec<usize> = (0..owned.len()).collect();
+    for rows in order.chunks(batch_size.max(1)) {
+        let (ids, targets, _) = encode(&owned, rows, seq_len, target, device)?;
+        let features = trunk.features(&ids, None)?;
+        let logits = head.forward(HeadInput::One(&features), None)?;
+        let loss = head_loss(target, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        predictions.add(target, &logits, &targets, loss)?;
+    }
+    Ok(predictions)
+}
+
+impl Task for FinetuneStage<'_> {
+    fn batches_per_epoch(&self) -> u64 {
+        self.train.len().div_ceil(self.batch_size) as u64
+    }
+
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
+        // Keras shuffles every epoch; here the order is a function of (seed, epoch).
+        let order = Rng::new(self.seed).fork(epoch).permutation(self.train.len());
+        let start = batch as usize * self.batch_size;
+        let rows: Vec<usize> = order[start..(start + self.batch_size).min(order.len())].to_vec();
+        let owned: Vec<Example> = rows.iter().map(|&i| self.train[i].clone()).collect();
+        let local: Vec<usize> = (0..owned.len()).collect();
+        let (ids, targets, tokens) = encode(&owned, &local, self.seq_len, self.target, &self.device)?;
+        let logits = self.logits(&ids, Some(rng))?;
+        let loss = head_loss(self.target, &logits, &targets)?;
+        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: rows.len(), tokens })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        if self.valid.is_empty() {
+            return Ok(Metrics::new());
+        }
+        let p =
+            predict(&self.trunk, &self.head, self.target, &self.valid, self.seq_len, self.batch_size, &self.device)?;
+        let (name, value) = p.metric(self.target);
+        Ok(Metrics::from([("loss".to_string(), p.loss()), (name.to_string(), value)]))
+    }
+}
+
+/// Scores of one test bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketScore {
+    /// `"512"`, `"1024"`, … or `"all"`.
+    pub bucket: String,
+    pub proteins: usize,
+    /// Counted items (proteins, or residues for per-residue tasks).
+    pub items: usize,
+    pub metric: String,
+    pub value: f64,
+    pub loss: f64,
+}
+
+/// What a fine-tuning run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneReport {
+    pub benchmark: String,
+    pub start: String,
+    pub train: usize,
+    pub valid: usize,
+    pub test: usize,
+    pub data_report: BTreeMap<String, usize>,
+    /// Per stage: proteins left out for length, updates, epochs, best validation loss, seconds.
+    pub stages: Vec<serde_json::Value>,
+    pub test_scores: Vec<BucketScore>,
+    pub paper_no_pretraining: f64,
+    pub paper_pretrained: f64,
+}
+
+/// Test scores in the reference's length buckets, and pooled.
+pub fn evaluate_by_length(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    target: Target,
+    test: &[Example],
+    min_seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<BucketScore>> {
+    let mut buckets: BTreeMap<usize, Vec<&Example>> = BTreeMap::new();
+    for e in test {
+        let mut len = min_seq_len;
+        while len < e.sequence.chars().count() + 2 {
+            len *= 2;
+        }
+        buckets.entry(len).or_default().push(e);
+    }
+    let mut all = Predictions::default();
+    let mut scores = Vec::new();
+    for (len, examples) in &buckets {
+        let batch = (batch_size * min_seq_len / len).max(1);
+        let p = predict(trunk, head, target, examples, *len, batch, device)?;
+        let (metric, value) = p.metric(target);
+        scores.push(BucketScore {
+            bucket: len.to_string(),
+            proteins: examples.len(),
+            items: p.len(),
+            metric: metric.into(),
+            value,
+            loss: p.loss(),
+        });
+        all.extend(&p);
+    }
+    let (metric, value) = all.metric(target);
+    scores.push(BucketScore {
+        bucket: "all".into(),
+        proteins: test.len(),
+        items: all.len(),
+        metric: metric.into(),
+        value,
+        loss: all.loss(),
+    });
+    Ok(scores)
+}
+
+const HEAD_PREFIX: &str = "head";
+
+fn build_trunk(
+    vars: &SeededVarMap,
+    config: &proteinbert::Config,
+    frozen: bool,
+    padding_mask: bool,
+    device: &Device,
+) -> Result<ProteinBert> {
+    let trunk = if frozen {
+        // Plain tensors: the graph stops at the trunk's output, so stage 1 costs a forward only.
+        let tensors: HashMap<String, Tensor> = vars
+            .named_vars()
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(HEAD_PREFIX))
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect();
+        ProteinBert::load(VarBuilder::from_tensors(tensors, DType::F32, device), config)?
+    } else {
+        ProteinBert::load(vars.var_builder(DType::F32, device), config)?
+    };
+    Ok(trunk.with_padding_mask(padding_mask))
+}
+
+/// Runs every stage (resuming finished and interrupted ones with `resume`), then evaluates the
+/// test set. `from`: a pretrained model directory, or `None` to start from `scratch_model`.
+pub fn finetune_proteinbert(
+    config: &FinetuneConfig,
+    data: &SupervisedData,
+    from: Option<&Path>,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+    data_files: &[PathBuf],
+    progress: bool,
+) -> Result<FinetuneReport> {
+    // ---- the trunk's weights ----
+    let vars = SeededVarMap::new(config.seed);
+    let (model_config, start) = match from {
+        Some(dir) => {
+            let dir = ModelDir::open(dir)?;
+            let ModelConfig::Proteinbert(c) = dir.config().model.clone() else {
+                return Err(Error::invalid(format!("{} is not a ProteinBERT model directory", dir.path().display())));
+            };
+            let weights = dir.path().join(crate::models::directory::WEIGHTS_FILE);
+            // Only the trunk's tensors are taken: a directory may carry earlier heads.
+            let stored = dir.tensors(DType::F32, device)?;
+            ProteinBert::load(vars.var_builder(DType::F32, device), &c)?;
+            for (name, var) in vars.named_vars() {
+                let tensor = stored.get(&name).ok_or_else(|| {
+                    Error::data(
+                        crate::Location::file(&weights),
+                        format!("no tensor `{name}` for the ProteinBERT trunk"),
+                    )
+                })?;
+                if tensor.dims() != var.dims() {
+                    return Err(Error::data(
+                        crate::Location::file(&weights),
+                        format!("tensor `{name}` has shape {:?}, the config needs {:?}", tensor.dims(), var.dims()),
+                    ));
+                }
+                var.set(tensor)?;
+            }
+            (c, dir.path().display().to_string())
+        }
+        None => {
+            let c = config
+                .scratch_model
+                .clone()
+                .ok_or_else(|| Error::invalid("no --from model and no scratch_model in the fine-tuning config"))?;
+            ProteinBert::load(vars.var_builder(DType::F32, device), &c)?;
+            (c, format!("random initialisation (seed {}): no pretraining", config.seed))
+        }
+    };
+    let head_config = HeadConfig::proteinbert(data.level, data.target);
+    let head_widths = (model_config.local_hidden_size(), model_config.global_hidden_size());
+    LinearHead::load(vars.var_builder(DType::F32, device).pp(HEAD_PREFIX), head_config, head_widths.0, head_widths.1)?;
+    let dir_config = DirectoryConfig {
+        model: ModelConfig::Proteinbert(model_config.clone()),
+        source: None,
+        has_lm_head: false,
+        heads: vec![StoredHead { prefix: HEAD_PREFIX.into(), config: head_config, labels: data.labels.clone() }],
+    };
+
+    // ---- the stages ----
+    let mut previous: Option<(Box<dyn Optimizer>, Vec<String>)> = None;
+    let mut stage_reports = Vec::new();
+    for (k, stage) in config.stages.iter().enumerate() {
+        let fits = |e: &&Example| e.sequence.chars().count() + 2 <= stage.seq_len;
+        let train: Vec<&Example> = data.train.iter().filter(fits).collect();
+        let valid: Vec<&Example> = data.valid.iter().filter(fits).collect();
+        let left_out = (data.train.len() - train.len(), data.valid.len() - valid.len());
+        if train.is_empty() {
+            return Err(Error::invalid(format!("stage {}: no training protein fits seq_len {}", k + 1, stage.seq_len)));
+        }
+        let frozen: Vec<String> = if stage.freeze_trunk {
+            vars.named_vars().into_iter().map(|(n, _)| n).filter(|n| !n.starts_with(HEAD_PREFIX)).collect()
+        } else {
+            Vec::new()
+        };
+        let params = trainable_params(&vars, &frozen);
+        let (optimizer, carried) = carry_optimizer(previous.take(), &params, &stage.train.optimizer);
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        let mut trainer = Trainer::new(stage.train.clone(), vars.clone(), device.clone())?;
+        trainer.params = params;
+        trainer.optimizer = optimizer;
+        trainer.model_dir_config = Some(dir_config.clone());
+        trainer.progress = progress;
+        let mut task = FinetuneStage {
+            trunk: build_trunk(&vars, &model_config, stage.freeze_trunk, config.padding_mask, device)?,
+            head: LinearHead::load(
+                vars.var_builder(DType::F32, device).pp(HEAD_PREFIX),
+                head_config,
+                head_widths.0,
+                head_widths.1,
+            )?,
+            target: data.target,
+            train,
+            valid,
+            seq_len: stage.seq_len,
+            batch_size: stage.batch_size,
+            seed: config.seed.wrapping_add(k as u64),
+            device: device.clone(),
+        };
+        let stage_json = serde_json::json!({"finetune": config, "stage": k + 1, "start": start});
+        let provenance = Provenance::collect(config.seed, data_files, device)?;
+        let run = RunDir::open(out.join(format!("stage-{}", k + 1)), &stage_json, &provenance, resume)?;
+        let summary = trainer.run(&mut task, &run, resume)?;
+        // Keras' restore_best_weights: continue from the best validation epoch.
+        let best = run.path().join("best").join(crate::models::directory::WEIGHTS_FILE);
+        if summary.best.is_some() && best.is_file() {
+            let stored = candle_core::safetensors::load(&best, device)?;
+            for (name, var) in vars.named_vars() {
+                var.set(&stored[&name])?;
+            }
+        }
+        stage_reports.push(serde_json::json!({
+            "stage": k + 1, "freeze_trunk": stage.freeze_trunk, "seq_len": stage.seq_len,
+            "train": task.train.len(), "valid": task.valid.len(),
+            "left_out_for_length": {"train": left_out.0, "valid": left_out.1},
+            "optimizer_state_carried": carried, "updates": summary.updates, "epochs": summary.epochs_completed,
+            "stopped_early": summary.stopped_early, "best_valid_loss": summary.best.map(|b| b.0),
+            "seconds": summary.seconds,
+        }));
+        previous = Some((trainer.optimizer, names));
+    }
+
+    // ---- test, in length buckets ----
+    let trunk = build_trunk(&vars, &model_config, true, config.padding_mask, device)?;
+    let head = LinearHead::load(
+        vars.var_builder(DType::F32, device).pp(HEAD_PREFIX),
+        head_config,
+        head_widths.0,
+        head_widths.1,
+    )?;
+    let test_scores = evaluate_by_length(
+        &trunk,
+        &head,
+        data.target,
+        &data.test,
+        config.test_min_seq_len,
+        config.test_batch_size,
+        device,
+    )?;
+    let spec = crate::data::tables::benchmark(&config.benchmark)?;
+    let mut final_config = dir_config;
+    final_config.source = Some(format!("fine-tuned on {} from {start}", config.benchmark));
+    let tensors: HashMap<String, Tensor> =
+        vars.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
+    let model_path = out.join("model");
+    if model_path.exists() {
+        std::fs::remove_dir_all(&model_path).map_err(|e| Error::io(&model_path, e))?;
+    }
+    ModelDir::create(&model_path, &final_config, &tensors)?;
+    let report = FinetuneReport {
+        benchmark: config.benchmark.clone(),
+        start,
+        train: data.train.len(),
+        valid: data.valid.len(),
+        test: data.test.len(),
+        data_report: data.report.clone(),
+        stages: stage_reports,
+        test_scores,
+        paper_no_pretraining: spec.paper_scores.0,
+        paper_pretrained: spec.paper_scores.1,
+    };
+    let path = out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("report serialises"))
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(report)
+}

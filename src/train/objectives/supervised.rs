@@ -1,0 +1,271 @@
+//! Supervised heads: the losses and metrics the references use, per protein, per residue and per
+//! pair, for binary, categorical and numeric targets.
+//!
+//! | target | loss (reference) | metric (ProteinBERT paper) |
+//! |---|---|---|
+//! | binary | binary cross-entropy on a sigmoid | ROC AUC |
+//! | categorical | sparse categorical cross-entropy on a softmax | accuracy |
+//! | numeric | mean squared error | Spearman ρ |
+//!
+//! Per-residue targets count only real residues (ProteinBERT: positions 1..=len after START,
+//! weight 0 on START, END and padding); metrics pool every counted residue of the set. Losses are
+//! means over what counts (Keras with sample weights divides by every position; for fine-tuning
+//! the difference is a constant factor per padded length, which the adaptive optimiser absorbs, so
+//! the better-defined weighted mean is used).
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::analysis::metrics::{accuracy, roc_auc};
+use crate::analysis::stats::spearman;
+use crate::models::heads::Target;
+use crate::models::loss::{binary_cross_entropy_with_logits, cross_entropy, Reduction};
+use crate::{Error, Result};
+
+/// One example's label in model terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetValue {
+    Binary(bool),
+    Class(u32),
+    Numeric(f32),
+    /// One class (or 0/1) per residue.
+    PerResidue(Vec<u32>),
+}
+
+/// Labels of a batch laid out for the head's logits.
+#[derive(Debug, Clone)]
+pub struct BatchTargets {
+    /// Binary: `(B, 1)` f32 (or `(B, L, 1)` per residue); categorical: `(B)` u32 (or `(B, L)`);
+    /// numeric: `(B, 1)` f32.
+    pub values: Tensor,
+    /// Per residue: `(B, L)` f32, 1 on counted residues. `None` per protein.
+    pub weights: Option<Tensor>,
+}
+
+/// Lays out `labels` for a batch padded to `padded_len`, with residue `j` of a protein at
+/// position `j + offset` (1 for ProteinBERT's START, 1 for PRoBERTa's `<s>` with residue tokens).
+pub fn batch_targets(
+    labels: &[&TargetValue],
+    target: Target,
+    padded_len: usize,
+    offset: usize,
+    device: &Device,
+) -> Result<BatchTargets> {
+    let b = labels.len();
+    let per_residue = labels.first().is_some_and(|l| matches!(l, TargetValue::PerResidue(_)));
+    if per_residue {
+        let mut values = vec![0u32; b * padded_len];
+        let mut weights = vec![0f32; b * padded_len];
+        for (r, label) in labels.iter().enumerate() {
+            let TargetValue::PerResidue(per) = label else {
+                return Err(Error::invalid("a batch mixes per-residue and per-protein labels"));
+            };
+            if per.len() + offset > padded_len {
+                return Err(Error::invalid(format!(
+                    "{} residue labels do not fit a padded length of {padded_len}",
+                    per.len()
+                )));
+            }
+            for (j, &c) in per.iter().enumerate() {
+                values[r * padded_len + j + offset] = c;
+                weights[r * padded_len + j + offset] = 1.0;
+            }
+        }
+        let weights = Tensor::from_vec(weights, (b, padded_len), device)?;
+        let values = match target {
+            Target::Binary => Tensor::from_vec(values, (b, padded_len), device)?.to_dtype(DType::F32)?.unsqueeze(2)?,
+            Target::Categorical { .. } => Tensor::from_vec(values, (b, padded_len), device)?,
+            Target::Numeric => return Err(Error::invalid("per-residue numeric targets are not supported")),
+        };
+        return Ok(BatchTargets { values, weights: Some(weights) });
+    }
+    let values = match target {
+        Target::Binary => {
+            let v: Vec<f32> = labels
+                .iter()
+                .map(|l| match l {
+                    TargetValue::Binary(x) => Ok(*x as u8 as f32),
+                    other => Err(Error::invalid(format!("binary head, label {other:?}"))),
+                })
+                .collect::<Result<_>>()?;
+            Tensor::from_vec(v, (b, 1), device)?
+        }
+        Target::Categorical { classes } => {
+            let v: Vec<u32> = labels
+                .iter()
+                .map(|l| match l {
+                    TargetValue::Class(c) if (*c as usize) < classes => Ok(*c),
+                    other => Err(Error::invalid(format!("categorical head of {classes} classes, label {other:?}"))),
+                })
+                .collect::<Result<_>>()?;
+            Tensor::from_vec(v, b, device)?
+        }
+        Target::Numeric => {
+            let v: Vec<f32> = labels
+                .iter()
+                .map(|l| match l {
+                    TargetValue::Numeric(x) => Ok(*x),
+                    other => Err(Error::invalid(format!("numeric head, label {other:?}"))),
+                })
+                .collect::<Result<_>>()?;
+            Tensor::from_vec(v, (b, 1), device)?
+        }
+    };
+    Ok(BatchTargets { values, weights: None })
+}
+
+/// The head's loss: BCE, cross-entropy or MSE, a mean over counted items.
+pub fn head_loss(target: Target, logits: &Tensor, targets: &BatchTargets) -> Result<Tensor> {
+    let weights = targets.weights.as_ref();
+    match target {
+        Target::Binary => {
+            let w = match weights {
+                Some(w) => Some(w.unsqueeze(2)?),
+                None => None,
+            };
+            binary_cross_entropy_with_logits(logits, &targets.values, w.as_ref(), Reduction::WeightedMean)
+        }
+        Target::Categorical { .. } => cross_entropy(logits, &targets.values, None, weights, Reduction::WeightedMean),
+        Target::Numeric => {
+            let diff = logits.to_dtype(DType::F32)?.sub(&targets.values)?;
+            Ok(diff.sqr()?.mean_all()?)
+        }
+    }
+}
+
+/// Predictions gathered over an evaluation set: one score (binary probability, numeric value) or
+/// one predicted class per counted item (protein or residue).
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    pub scores: Vec<f64>,
+    pub classes: Vec<u32>,
+    pub labels_bool: Vec<bool>,
+    pub labels_class: Vec<u32>,
+    pub labels_numeric: Vec<f64>,
+    pub loss_sum: f64,
+    pub loss_count: usize,
+}
+
+impl Predictions {
+    /// Adds a batch: `logits` from the head, `targets` as laid out by [`batch_targets`], and the
+    /// batch's mean loss.
+    pub fn add(&mut self, target: Target, logits: &Tensor, targets: &BatchTargets, loss: f64) -> Result<()> {
+        let weights: Option<Vec<f32>> = match &targets.weights {
+            Some(w) => Some(w.flatten_all()?.to_vec1()?),
+            None => None,
+        };
+        let counted = |i: usize| weights.as_ref().is_none_or(|w| w[i] > 0.0);
+        let n_items = match &weights {
+            Some(w) => w.iter().filter(|&&x| x > 0.0).count(),
+            None => logits.dim(0)?,
+        };
+        match target {
+            Target::Binary => {
+                let p: Vec<f32> = candle_nn::ops::sigmoid(&logits.to_dtype(DType::F32)?)?.flatten_all()?.to_vec1()?;
+                let y: Vec<f32> = targets.values.flatten_all()?.to_vec1()?;
+                for i in (0..p.len()).filter(|&i| counted(i)) {
+                    self.scores.push(p[i] as f64);
+                    self.labels_bool.push(y[i] > 0.5);
+                }
+            }
+            Target::Categorical { classes } => {
+                let pred: Vec<u32> = logits.to_dtype(DType::F32)?.reshape(((), classes))?.argmax(1)?.to_vec1()?;
+                let y: Vec<u32> = targets.values.flatten_all()?.to_vec1()?;
+                for i in (0..pred.len()).filter(|&i| counted(i)) {
+                    self.classes.push(pred[i]);
+                    self.labels_class.push(y[i]);
+                }
+            }
+            Target::Numeric => {
+                let p: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                let y: Vec<f32> = targets.values.flatten_all()?.to_vec1()?;
+                self.scores.extend(p.iter().map(|&x| x as f64));
+                self.labels_numeric.extend(y.iter().map(|&x| x as f64));
+            }
+        }
+        self.loss_sum += loss * n_items as f64;
+        self.loss_count += n_items;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.loss_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loss_count == 0
+    }
+
+    /// The paper's metric: `roc_auc`, `accuracy` or `spearman` (NaN when undefined, e.g. one
+    /// class only, as the reference reports it).
+    pub fn metric(&self, target: Target) -> (&'static str, f64) {
+        match target {
+            Target::Binary => ("roc_auc", roc_auc(&self.labels_bool, &self.scores).unwrap_or(f64::NAN)),
+            Target::Categorical { .. } => ("accuracy", accuracy(&self.labels_class, &self.classes).unwrap_or(f64::NAN)),
+            Target::Numeric => ("spearman", spearman(&self.scores, &self.labels_numeric).unwrap_or(f64::NAN)),
+        }
+    }
+
+    /// Mean loss per counted item.
+    pub fn loss(&self) -> f64 {
+        if self.loss_count == 0 {
+            f64::NAN
+        } else {
+            self.loss_sum / self.loss_count as f64
+        }
+    }
+
+    /// Pools another set's predictions into this one (the reference's "All" row).
+    pub fn extend(&mut self, other: &Predictions) {
+        self.scores.extend_from_slice(&other.scores);
+        self.classes.extend_from_slice(&other.classes);
+        self.labels_bool.extend_from_slice(&other.labels_bool);
+        self.labels_class.extend_from_slice(&other.labels_class);
+        self.labels_numeric.extend_from_slice(&other.labels_numeric);
+        self.loss_sum += other.loss_sum;
+        self.loss_count += other.loss_count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_residue_targets_skip_start_end_and_padding() -> Result<()> {
+        let a = TargetValue::PerResidue(vec![2, 0, 1]);
+        let b = TargetValue::PerResidue(vec![1]);
+        let t = batch_targets(&[&a, &b], Target::Categorical { classes: 3 }, 6, 1, &Device::Cpu)?;
+        assert_eq!(t.values.to_vec2::<u32>()?, vec![vec![0, 2, 0, 1, 0, 0], vec![0, 1, 0, 0, 0, 0]]);
+        let w = t.weights.unwrap().to_vec2::<f32>()?;
+        assert_eq!(w, vec![vec![0., 1., 1., 1., 0., 0.], vec![0., 1., 0., 0., 0., 0.]]);
+        Ok(())
+    }
+
+    #[test]
+    fn losses_and_metrics_have_known_values() -> Result<()> {
+        let dev = Device::Cpu;
+        // Binary: logits 0 → loss ln 2; AUC of perfectly ranked scores is 1.
+        let (x, y) = (TargetValue::Binary(true), TargetValue::Binary(false));
+        let t = batch_targets(&[&x, &y], Target::Binary, 1, 0, &dev)?;
+        let zeros = Tensor::zeros((2, 1), DType::F32, &dev)?;
+        let loss = head_loss(Target::Binary, &zeros, &t)?.to_scalar::<f32>()?;
+        assert!((loss as f64 - std::f64::consts::LN_2).abs() < 1e-6);
+        let mut p = Predictions::default();
+        p.add(Target::Binary, &Tensor::new(&[[2f32], [-1.0]], &dev)?, &t, 0.5)?;
+        assert_eq!(p.metric(Target::Binary), ("roc_auc", 1.0));
+        assert_eq!(p.len(), 2);
+        // Numeric: MSE of (1, 3) against (0, 0) is 5.
+        let (a, b) = (TargetValue::Numeric(0.0), TargetValue::Numeric(0.0));
+        let t = batch_targets(&[&a, &b], Target::Numeric, 1, 0, &dev)?;
+        let loss = head_loss(Target::Numeric, &Tensor::new(&[[1f32], [3.0]], &dev)?, &t)?.to_scalar::<f32>()?;
+        assert_eq!(loss, 5.0);
+        // Categorical: uniform logits over 4 classes → ln 4.
+        let (c0, c3) = (TargetValue::Class(0), TargetValue::Class(3));
+        let target = Target::Categorical { classes: 4 };
+        let t = batch_targets(&[&c0, &c3], target, 1, 0, &dev)?;
+        let loss = head_loss(target, &Tensor::zeros((2, 4), DType::F32, &dev)?, &t)?.to_scalar::<f32>()?;
+        assert!((loss as f64 - 4f64.ln()).abs() < 1e-6);
+        assert!(batch_targets(&[&TargetValue::Class(4)], target, 1, 0, &dev).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,451 @@
+//! Pretraining both models with the one loop: ProteinBERT's denoising + GO objective and
+//! PRoBERTa's masked LM, on a Swiss-Prot table (`accession, length, go_mf, go_bp, go_cc, sequence`).
+//!
+//! A config file (`configs/*-{tiny,demo,paper}.json`) holds the model sizes, the data limits, the
+//! objective and the loop's settings; `protein-lm pretrain` and notebooks both call
+//! [`pretrain`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::objectives::denoising::{
+    denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler, EpisodeSwitch,
+};
+use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
+use super::run_dir::{Provenance, RunDir};
+use super::trainer::{Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
+use crate::batch::{Batch, Overflow, Padding};
+use crate::data::go::GoVocabulary;
+use crate::data::tables::{read_swissprot_go_limit, SwissProtRecord};
+use crate::models::directory::{DirectoryConfig, ModelConfig, DICT_FILE, GO_TERMS_FILE};
+use crate::models::init::SeededVarMap;
+use crate::models::loss::{cross_entropy, Reduction};
+use crate::models::proberta::{self, ProbertaForMaskedLm};
+use crate::models::proteinbert::ProteinBert;
+use crate::tokenize::{ProbertaTokenizer, ResidueTokenizer, SingleTruncation, UnknownCounts};
+use crate::{Error, Result, Rng};
+
+/// Which proteins of the table are used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainData {
+    /// Read at most this many proteins (the table's first rows; the shared sample is already a
+    /// uniform random sample).
+    #[serde(default)]
+    pub max_proteins: Option<usize>,
+    /// Proteins held out for validation (seeded choice).
+    pub valid_proteins: usize,
+    /// ProteinBERT: keep GO terms annotating at least this many training proteins (reference 100
+    /// over UniRef90).
+    #[serde(default = "default_min_go")]
+    pub min_go_proteins: usize,
+}
+
+fn default_min_go() -> usize {
+    100
+}
+
+/// PRoBERTa's masked-LM settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlmConfig {
+    /// Sequences per micro-batch (padded to the longest, with a mask).
+    pub batch_size: usize,
+    /// Tokens per sample including `<s>`/`</s>` (fairseq `--tokens-per-sample 512`).
+    pub max_len: usize,
+    /// Masking rates; `None` = fairseq's 15 % / 80-10-10.
+    #[serde(default)]
+    pub masking: Option<MaskingOptions>,
+}
+
+/// A pretraining run's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    /// Sizes of the network. ProteinBERT's `n_annotations` and PRoBERTa's `vocab_size` are set
+    /// from the data (GO vocabulary, dictionary).
+    pub model: ModelConfig,
+    pub data: PretrainData,
+    #[serde(default)]
+    pub denoising: Option<DenoisingOptions>,
+    #[serde(default)]
+    pub mlm: Option<MlmConfig>,
+    pub train: TrainConfig,
+}
+
+impl PretrainConfig {
+    /// Reads a JSON config, naming the file in errors.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::data(crate::Location::line(path, e.line()), format!("not a pretraining config: {e}")))
+    }
+}
+
+/// Splits `records` into training and validation sets.
+fn split(
+    records: Vec<SwissProtRecord>,
+    valid: usize,
+    seed: u64,
+) -> Result<(Vec<SwissProtRecord>, Vec<SwissProtRecord>)> {
+    if valid >= records.len() {
+        return Err(Error::invalid(format!(
+            "{} proteins cannot leave {valid} for validation and any for training",
+            records.len()
+        )));
+    }
+    let mut held = Rng::new(seed).fork(0x5641_4c49_44).sample_without_replacement(records.len(), valid);
+    held.sort_unstable();
+    let mut is_valid = vec![false; records.len()];
+    held.iter().for_each(|&i| is_valid[i] = true);
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (r, v) in records.into_iter().zip(is_valid) {
+        if v {
+            val.push(r)
+        } else {
+            train.push(r)
+        }
+    }
+    Ok((train, val))
+}
+
+// ---------------------------------------------------------------------------------------------
+// ProteinBERT
+
+/// ProteinBERT's pretraining as a [`Task`].
+pub struct ProteinbertPretraining {
+    pub model: ProteinBert,
+    pub corpus: AnnotatedCorpus,
+    pub sampler: EpisodeSampler,
+    pub options: DenoisingOptions,
+    /// Fixed corrupted batches of held-out proteins (same noise at every validation).
+    pub valid: Vec<DenoisingBatch>,
+    pub device: Device,
+}
+
+fn annotated_corpus(records: &[SwissProtRecord], vocabulary: &GoVocabulary) -> AnnotatedCorpus {
+    let mut unknown = UnknownCounts::default();
+    let mut corpus = AnnotatedCorpus { n_terms: vocabulary.len(), ..Default::default() };
+    for r in records {
+        let with_ends = ResidueTokenizer.encode(&r.sequence, &mut unknown);
+        corpus.tokens.push(with_ends[1..with_ends.len() - 1].to_vec());
+        let terms: Vec<&str> = r.go_terms().collect();
+        let mut indices: Vec<u32> = vocabulary.indices(&terms).into_iter().map(|i| i as u32).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        corpus.annotations.push(indices);
+    }
+    corpus
+}
+
+impl Task for ProteinbertPretraining {
+    fn batches_per_epoch(&self) -> u64 {
+        self.options.batches_per_epoch
+    }
+
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
+        let global = epoch * self.options.batches_per_epoch + batch;
+        let (episode, rows) = self.sampler.batch(global);
+        let encoded = encode_batch(&self.corpus, &rows, episode, &self.options, rng, &self.device)?;
+        let loss = denoising_loss(&self.model, &encoded, &self.options)?;
+        let tokens = encoded.token_weights.sum_all()?.to_scalar::<f32>()? as usize;
+        let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+        let metrics = Metrics::from([
+            ("token_loss".to_string(), scalar(&loss.token)?),
+            ("annotation_loss".to_string(), scalar(&loss.annotation)?),
+            ("token_loss_per_residue".to_string(), loss.token_per_residue),
+            ("seq_len".to_string(), self.options.episodes[episode].seq_len as f64),
+        ]);
+        Ok(TaskLoss { loss: loss.total, metrics, samples: rows.len(), tokens })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        let (mut total, mut token, mut annotation, mut per_residue, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for batch in &self.valid {
+            let loss = denoising_loss(&self.model, batch, &self.options)?;
+            let w = batch.proteins.len() as f64;
+            total += loss.total.to_dtype(DType::F64)?.to_scalar::<f64>()? * w;
+            token += loss.token.to_dtype(DType::F64)?.to_scalar::<f64>()? * w;
+            annotation += loss.annotation.to_dtype(DType::F64)?.to_scalar::<f64>()? * w;
+            per_residue += loss.token_per_residue * w;
+            n += w;
+        }
+        if n == 0.0 {
+            return Ok(Metrics::new());
+        }
+        Ok(Metrics::from([
+            ("loss".to_string(), total / n),
+            ("token_loss".to_string(), token / n),
+            ("annotation_loss".to_string(), annotation / n),
+            ("token_loss_per_residue".to_string(), per_residue / n),
+        ]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PRoBERTa
+
+/// PRoBERTa's masked-LM pretraining as a [`Task`].
+pub struct ProbertaPretraining {
+    pub model: ProbertaForMaskedLm,
+    pub train: Vec<Vec<u32>>,
+    pub valid: Vec<Vec<u32>>,
+    pub masking: MaskingOptions,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Entropy (nats) of the training corpus' token frequencies: the loss of the best predictor
+    /// that ignores context.
+    pub unigram_entropy: f64,
+    pub device: Device,
+}
+
+/// Shannon entropy (nats) of the token frequencies of `sequences`.
+pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
+    let mut counts: HashMap<u32, u64> = HashMap::new();
+    for s in sequences {
+        for &t in s {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    let total: u64 = counts.values().sum();
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / total as f64;
+            -p * p.ln()
+        })
+        .sum()
+}
+
+impl ProbertaPretraining {
+    /// Masked-LM loss of the sequences `rows` of `set` as masked for `epoch`: summed cross-entropy
+    /// over masked positions (logits only there, as fairseq does) and the number of them.
+    fn masked_loss(
+        &self,
+        set: &[Vec<u32>],
+        rows: &[usize],
+        epoch: u64,
+        stream: u64,
+        rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, usize, usize)> {
+        let mut inputs = Vec::with_capacity(rows.len());
+        let mut targets = Vec::new();
+        let mut positions = Vec::new();
+        let longest = rows.iter().map(|&i| set[i].len()).max().unwrap_or(0);
+        for (r, &i) in rows.iter().enumerate() {
+            let mut sample = sample_rng(self.seed ^ stream, epoch, i as u64);
+            let masked = mask_tokens(&set[i], &self.masking, &mut sample);
+            for (j, t) in masked.targets.iter().enumerate() {
+                if let Some(t) = t {
+                    positions.push((r * longest + j) as u32);
+                    targets.push(*t);
+                }
+            }
+            inputs.push(masked.input);
+        }
+        let batch = Batch::from_sequences(&inputs, Padding::proberta_training(), Overflow::Error, &self.device)?;
+        let tokens: usize = batch.lengths.iter().sum();
+        let out = self.model.encoder.forward(&batch.ids, proberta::Forward::default(), rng)?;
+        let hidden = out.last();
+        let (b, l, h) = hidden.dims3()?;
+        debug_assert_eq!(l, longest);
+        let n = positions.len();
+        if n == 0 {
+            return Ok((Tensor::zeros((), DType::F32, &self.device)?, 0, tokens));
+        }
+        let picked = hidden.reshape((b * l, h))?.index_select(&Tensor::from_vec(positions, n, &self.device)?, 0)?;
+        let logits = self.model.lm_head.forward(&picked, self.model.encoder.embeddings().word_embeddings())?;
+        let targets = Tensor::from_vec(targets, n, &self.device)?;
+        Ok((cross_entropy(&logits, &targets, None, None, Reduction::Sum)?, n, tokens))
+    }
+}
+
+impl Task for ProbertaPretraining {
+    fn batches_per_epoch(&self) -> u64 {
+        self.train.len().div_ceil(self.batch_size) as u64
+    }
+
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
+        let order = Rng::new(self.seed).fork(epoch).permutation(self.train.len());
+        let start = batch as usize * self.batch_size;
+        let rows = &order[start..(start + self.batch_size).min(order.len())];
+        let train = std::mem::take(&mut self.train);
+        let result = self.masked_loss(&train, rows, epoch, 0, Some(rng));
+        self.train = train;
+        let (sum, masked, tokens) = result?;
+        // fairseq: summed loss / sample size (masked tokens).
+        let loss = (sum / masked.max(1) as f64)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let metrics = Metrics::from([("loss_bits".to_string(), value / std::f64::consts::LN_2)]);
+        Ok(TaskLoss { loss, metrics, samples: rows.len(), tokens })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        if self.valid.is_empty() {
+            return Ok(Metrics::new());
+        }
+        let (mut total, mut masked) = (0.0, 0usize);
+        let valid = std::mem::take(&mut self.valid);
+        let order: Vec<usize> = (0..valid.len()).collect();
+        let mut result = Ok(());
+        for rows in order.chunks(self.batch_size) {
+            // The same masks at every validation (epoch 0 of a separate stream).
+            match self.masked_loss(&valid, rows, 0, 0x56_41_4c, None) {
+                Ok((sum, n, _)) => {
+                    total += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    masked += n;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.valid = valid;
+        result?;
+        let loss = total / masked.max(1) as f64;
+        Ok(Metrics::from([
+            ("loss".to_string(), loss),
+            ("loss_bits".to_string(), loss / std::f64::consts::LN_2),
+            ("unigram_entropy".to_string(), self.unigram_entropy),
+            ("masked_tokens".to_string(), masked as f64),
+        ]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+
+/// What [`pretrain`] needs besides the config.
+#[derive(Debug, Clone)]
+pub struct PretrainInputs {
+    /// The Swiss-Prot table.
+    pub data: PathBuf,
+    /// PRoBERTa: a tokenizer directory (`tokenizer.json` + `dict.txt`) or a `dict.txt`.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Runs (or resumes) a pretraining in `out`; the final weights are the model directory `out/model`.
+pub fn pretrain(
+    config: &PretrainConfig,
+    inputs: &PretrainInputs,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+    progress: bool,
+) -> Result<RunSummary> {
+    let seed = config.train.seed;
+    let records = match config.data.max_proteins {
+        Some(n) => read_swissprot_go_limit(&inputs.data, n)?.0,
+        None => crate::data::tables::read_swissprot_go(&inputs.data)?.0,
+    };
+    let (train, valid) = split(records, config.data.valid_proteins, seed)?;
+    let mut data_files = vec![inputs.data.clone()];
+    let vars = SeededVarMap::new(seed);
+    let config_json = serde_json::to_value(config).expect("config serialises");
+    match &config.model {
+        ModelConfig::Proteinbert(model_config) => {
+            let options = config.denoising.clone().unwrap_or_else(DenoisingOptions::reference);
+            if matches!(options.switch, EpisodeSwitch::WallClockMinutes(_)) {
+                return Err(Error::invalid(
+                    "wall-clock episode switching is not supported by the resumable loop; use {\"batches\": N}",
+                ));
+            }
+            let (vocabulary, _) = GoVocabulary::build(
+                train.iter().map(|r| r.go_terms().collect::<Vec<_>>()),
+                config.data.min_go_proteins,
+            );
+            if vocabulary.is_empty() {
+                return Err(Error::invalid(format!(
+                    "no GO term annotates {} training proteins; lower data.min_go_proteins",
+                    config.data.min_go_proteins
+                )));
+            }
+            let mut model_config = model_config.clone();
+            model_config.n_annotations = vocabulary.len();
+            let model = ProteinBert::load(vars.var_builder(DType::F32, device), &model_config)?;
+            let corpus = annotated_corpus(&train, &vocabulary);
+            let valid_corpus = annotated_corpus(&valid, &vocabulary);
+            let lengths: Vec<usize> = corpus.tokens.iter().map(Vec::len).collect();
+            let sampler = EpisodeSampler::new(&lengths, options.clone(), seed)?;
+            // Validation at the middle episode's length, with fixed noise.
+            let episode = options.episodes.len() / 2;
+            let mut valid_rng = Rng::new(seed).fork(0x5641_4c);
+            let rows: Vec<usize> = (0..valid_corpus.len()).collect();
+            let valid_batches = rows
+                .chunks(options.episodes[episode].batch_size)
+                .map(|r| encode_batch(&valid_corpus, r, episode, &options, &mut valid_rng, device))
+                .collect::<Result<Vec<_>>>()?;
+            let mut task = ProteinbertPretraining {
+                model,
+                corpus,
+                sampler,
+                options,
+                valid: valid_batches,
+                device: device.clone(),
+            };
+            let provenance = Provenance::collect(seed, &data_files, device)?;
+            let run = RunDir::open(out, &config_json, &provenance, resume)?;
+            let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
+            trainer.progress = progress;
+            trainer.model_dir_config = Some(DirectoryConfig {
+                model: ModelConfig::Proteinbert(model_config),
+                source: None,
+                has_lm_head: false,
+                heads: vec![],
+            });
+            trainer.model_dir_files =
+                vec![(GO_TERMS_FILE.to_string(), (vocabulary.terms().join("\n") + "\n").into_bytes())];
+            trainer.run(&mut task, &run, resume)
+        }
+        ModelConfig::Proberta(model_config) => {
+            let mlm = config.mlm.clone().ok_or_else(|| Error::invalid("a PRoBERTa pretraining config needs `mlm`"))?;
+            let tokenizer_path = inputs.tokenizer.clone().ok_or_else(|| {
+                Error::invalid("PRoBERTa pretraining needs a tokenizer (--tokenizer DIR or dict.txt)")
+            })?;
+            let tokenizer = if tokenizer_path.is_dir() {
+                ProbertaTokenizer::load(&tokenizer_path)?
+            } else {
+                ProbertaTokenizer::from_fairseq_dict(&tokenizer_path)?
+            };
+            let dict_path =
+                if tokenizer_path.is_dir() { tokenizer_path.join(DICT_FILE) } else { tokenizer_path.clone() };
+            data_files.push(dict_path.clone());
+            let vocab_size = tokenizer.dictionary.len();
+            let mut model_config = model_config.clone();
+            model_config.vocab_size = vocab_size;
+            let masking = mlm.masking.unwrap_or_else(|| MaskingOptions::proberta(vocab_size as u32));
+            let truncation = SingleTruncation::KeepEnd { max_len: mlm.max_len.min(model_config.max_tokens()) };
+            let encode = |records: &[SwissProtRecord]| -> Result<Vec<Vec<u32>>> {
+                let mut unknown = UnknownCounts::default();
+                records.iter().map(|r| tokenizer.encode_single(&r.sequence, truncation, &mut unknown)).collect()
+            };
+            let (train_ids, valid_ids) = (encode(&train)?, encode(&valid)?);
+            let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
+            let mut task = ProbertaPretraining {
+                model,
+                unigram_entropy: unigram_entropy(&train_ids),
+                train: train_ids,
+                valid: valid_ids,
+                masking,
+                batch_size: mlm.batch_size,
+                seed,
+                device: device.clone(),
+            };
+            let provenance = Provenance::collect(seed, &data_files, device)?;
+            let run = RunDir::open(out, &config_json, &provenance, resume)?;
+            let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
+            trainer.progress = progress;
+            trainer.model_dir_config = Some(DirectoryConfig {
+                model: ModelConfig::Proberta(model_config),
+                source: None,
+                has_lm_head: true,
+                heads: vec![],
+            });
+            let dict = std::fs::read(&dict_path).map_err(|e| Error::io(&dict_path, e))?;
+            trainer.model_dir_files = vec![(DICT_FILE.to_string(), dict)];
+            trainer.run(&mut task, &run, resume)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! A run directory: everything needed to understand, plot and resume one training run.
+//!
+//! ```text
+//! runs/NAME/
+//!   config.json        the run's full configuration (a resume must match it)
+//!   provenance.json    crate version, git commit, data checksums, seed, threads, command line
+//!   log.jsonl          one JSON object per line: {"kind": "train" | "valid" | "epoch" | "event", "step", …}
+//!   checkpoints/       crash-safe checkpoints (see `checkpoint.rs`)
+//!   best/              model directory of the best validation score (when validating)
+//!   model/             model directory of the final weights
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::checkpoint::CheckpointDir;
+use crate::{Error, Location, Result};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const PROVENANCE_FILE: &str = "provenance.json";
+pub const LOG_FILE: &str = "log.jsonl";
+
+/// Where a run came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub crate_version: String,
+    /// `git describe`-style commit of the source tree the binary was built from, when known.
+    pub git_commit: Option<String>,
+    /// Input files with their SHA-256.
+    pub data: BTreeMap<String, String>,
+    pub seed: u64,
+    pub threads: usize,
+    pub device: String,
+    pub command_line: Vec<String>,
+    pub started_unix_s: u64,
+}
+
+impl Provenance {
+    /// Collects what can be known about this process; `data` files are hashed.
+    pub fn collect(seed: u64, data_files: &[PathBuf], device: &candle_core::Device) -> Result<Self> {
+        let mut data = BTreeMap::new();
+        for path in data_files {
+            data.insert(path.display().to_string(), sha256_file(path)?);
+        }
+        Ok(Self {
+            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: git_commit(),
+            data,
+            seed,
+            threads: candle_core::utils::get_num_threads(),
+            device: format!("{device:?}"),
+            command_line: std::env::args().collect(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    let dirty = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    Some(if dirty { format!("{commit}-dirty") } else { commit })
+}
+
+/// One run's directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Opens `root` for a run with `config`. A fresh directory gets the config and provenance. With
+    /// `resume`, an existing run must have the same config (so a resume cannot silently change the
+    /// run); without it, a directory that already holds checkpoints is an error.
+    pub fn open(
+        root: impl AsRef<Path>,
+        config: &serde_json::Value,
+        provenance: &Provenance,
+        resume: bool,
+    ) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let run = Self { root };
+        let config_path = run.root.join(CONFIG_FILE);
+        let has_checkpoints = !run.checkpoints().complete_steps()?.is_empty();
+        if config_path.is_file() && (resume || !has_checkpoints) {
+            let text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            let stored: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::data(Location::file(&config_path), format!("not JSON: {e}")))?;
+            if resume && stored != *config {
+                return Err(Error::data(
+                    Location::file(&config_path),
+                    "--resume with a different configuration than the run was started with; start a new run \
+                     directory or restore the original config",
+                ));
+            }
+        } else if has_checkpoints && !resume {
+            return Err(Error::invalid(format!(
+                "{} already holds a run with checkpoints; pass --resume to continue it or choose a new directory",
+                run.root.display()
+            )));
+        }
+        if !(resume && config_path.is_file()) {
+            write_json(&config_path, config)?;
+            write_json(&run.root.join(PROVENANCE_FILE), provenance)?;
+        } else {
+            // Each resume is recorded beside the original provenance.
+            let path = run.root.join(format!("provenance.resume-{}.json", provenance.started_unix_s));
+            write_json(&path, provenance)?;
+        }
+        Ok(run)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoints(&self) -> CheckpointDir {
+        CheckpointDir::new(self.root.join("checkpoints"))
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join(LOG_FILE)
+    }
+
+    /// Drops log records after `step` (written after the checkpoint a resume starts from), so the
+    /// log reads as one uninterrupted run.
+    pub fn truncate_log_after(&self, step: u64) -> Result<()> {
+        let path = self.log_path();
+        let Ok(file) = fs::File::open(&path) else { return Ok(()) };
+        let mut kept = String::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(|e| Error::io(&path, e))?;
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue; // a line cut by the kill
+            };
+            if value.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s <= step) {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        }
+        fs::write(&path, kept).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Appends one record to `log.jsonl`.
+    pub fn log(&self, record: &serde_json::Value) -> Result<()> {
+        let path = self.log_path();
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut line = serde_json::to_string(record).expect("JSON value serialises");
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a run's `log.jsonl` records of one kind (e.g. "train"), for plotting.
+pub fn read_log(path: impl AsRef<Path>, kind: &str) -> Result<Vec<serde_json::Value>> {
+    let path = path.as_ref();
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| Error::data(Location::line(path, n + 1), format!("not a JSON record: {e}")))?;
+        if value.get("kind").and_then(|k| k.as_str()) == Some(kind) {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}

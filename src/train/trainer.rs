@@ -1,0 +1,583 @@
+//! The training loop both models use, for pretraining and fine-tuning alike.
+//!
+//! One update, nanoGPT style:
+//!
+//! ```text
+//! for each of update_freq micro-batches:      (gradient accumulation)
+//!     loss = task.train_loss(epoch, batch, rng) / update_freq;  NaN check;  backward;  accumulate
+//! sync.all_reduce(grads)                      (data parallel slots in here; a no-op on one process)
+//! clip_grad_norm(grads)                       (if configured)
+//! optimizer.step(params, grads, lr)
+//! log · validate (plateau, early stopping, best model) · checkpoint
+//! ```
+//!
+//! **Determinism.** Every batch is a pure function of its position (epoch, index) and a stream
+//! drawn from the run's RNG, whose state is in the checkpoint with the weights, optimizer moments,
+//! schedule and stopping state. A run killed at any instant and resumed from its last complete
+//! checkpoint therefore ends with the same bits as an uninterrupted run at the same thread count
+//! (`tests/train_resume.rs` kills one with SIGKILL to check).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::TrainingState;
+use super::grads::{accumulate, check_finite_loss, clip_grad_norm};
+use super::optim::{Adam, AdamVariant, Lamb, LambVariant, Optimizer, Param};
+use super::run_dir::RunDir;
+use super::schedule::{EarlyStopping, PolynomialDecay, ReduceOnPlateau, Verdict};
+use crate::models::directory::{DirectoryConfig, ModelDir};
+use crate::models::init::SeededVarMap;
+use crate::{Error, Result, Rng};
+
+/// Named scalar metrics (loss parts, accuracy, AUC, …).
+pub type Metrics = BTreeMap<String, f64>;
+
+/// One micro-batch's loss.
+#[derive(Debug, Clone)]
+pub struct TaskLoss {
+    /// The scalar to minimise (with its autograd graph).
+    pub loss: Tensor,
+    /// Extra values to log (loss parts, per-residue loss, …).
+    pub metrics: Metrics,
+    /// Proteins (or pairs) in the micro-batch.
+    pub samples: usize,
+    /// Tokens in the micro-batch (throughput).
+    pub tokens: usize,
+}
+
+/// What the loop trains.
+pub trait Task {
+    /// Training micro-batches in one epoch.
+    fn batches_per_epoch(&self) -> u64;
+    /// Loss of micro-batch `batch` of `epoch`, training mode (`rng` drives noise and dropout).
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss>;
+    /// Validation metrics in evaluation mode (at least `loss`); an empty map when the task has no
+    /// validation data.
+    fn validate(&mut self) -> Result<Metrics>;
+}
+
+/// The point where data-parallel training averages gradients across workers.
+pub trait GradientSync {
+    fn all_reduce(&mut self, grads: &mut GradStore, params: &[Param]) -> Result<()>;
+}
+
+/// One process: nothing to average.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SingleProcess;
+
+impl GradientSync for SingleProcess {
+    fn all_reduce(&mut self, _grads: &mut GradStore, _params: &[Param]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LrSchedule {
+    Constant {
+        lr: f64,
+    },
+    /// fairseq's linear warm-up then polynomial (linear at power 1) decay.
+    Polynomial(PolynomialDecay),
+}
+
+impl LrSchedule {
+    /// The rate of update `k` (1-based) before any plateau reduction.
+    pub fn lr(&self, k: u64) -> f64 {
+        match self {
+            LrSchedule::Constant { lr } => *lr,
+            LrSchedule::Polynomial(p) => p.lr(k),
+        }
+    }
+}
+
+/// Optimiser choice, with the references' settings as presets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum OptimizerConfig {
+    /// apex FusedLAMB (PRoBERTa): β (0.9, 0.999), ε 1e-8, weight decay 0.01, clip 1.0 inside.
+    LambApex { beta1: f64, beta2: f64, eps: f64, weight_decay: f64, max_grad_norm: Option<f64> },
+    /// tensorflow-addons LAMB (ProteinBERT pretraining): ε 1e-6, no weight decay.
+    LambTfa { beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+    /// Keras Adam (ProteinBERT fine-tuning): ε 1e-7.
+    AdamKeras { beta1: f64, beta2: f64, eps: f64 },
+    /// torch AdamW.
+    AdamW { beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+}
+
+impl OptimizerConfig {
+    pub fn lamb_apex() -> Self {
+        OptimizerConfig::LambApex { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, max_grad_norm: Some(1.0) }
+    }
+    pub fn lamb_tfa() -> Self {
+        OptimizerConfig::LambTfa { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.0 }
+    }
+    pub fn adam_keras() -> Self {
+        OptimizerConfig::AdamKeras { beta1: 0.9, beta2: 0.999, eps: 1e-7 }
+    }
+
+    pub fn build(&self) -> Box<dyn Optimizer> {
+        match *self {
+            OptimizerConfig::LambApex { beta1, beta2, eps, weight_decay, max_grad_norm } => {
+                Box::new(Lamb::new(LambVariant::Apex { max_grad_norm, nvlamb: false }, beta1, beta2, eps, weight_decay))
+            }
+            OptimizerConfig::LambTfa { beta1, beta2, eps, weight_decay } => {
+                Box::new(Lamb::new(LambVariant::Tfa, beta1, beta2, eps, weight_decay))
+            }
+            OptimizerConfig::AdamKeras { beta1, beta2, eps } => {
+                Box::new(Adam::new(AdamVariant::Keras, beta1, beta2, eps, 0.0))
+            }
+            OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay } => {
+                Box::new(Adam::new(AdamVariant::TorchAdamW, beta1, beta2, eps, weight_decay))
+            }
+        }
+    }
+}
+
+/// Reduce the learning rate when a monitored value stops improving (Keras `ReduceLROnPlateau`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlateauConfig {
+    pub factor: f64,
+    pub patience: u32,
+    pub min_lr: f64,
+    /// `train_loss` (observed at each epoch end, ProteinBERT pretraining) or `valid_<metric>`
+    /// (observed at each validation, ProteinBERT fine-tuning: `valid_loss`).
+    pub monitor: String,
+}
+
+/// Stop after `patience` validations without improvement; the best weights go to `best/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStoppingConfig {
+    pub patience: u32,
+    /// A validation metric, e.g. `loss` or `accuracy`.
+    pub monitor: String,
+    pub maximize: bool,
+}
+
+/// The loop's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    /// Stop after this many updates.
+    pub max_updates: u64,
+    /// Stop after this many epochs (whichever comes first).
+    #[serde(default)]
+    pub max_epochs: Option<u64>,
+    /// Micro-batches per update (gradient accumulation; fairseq `--update-freq`).
+    #[serde(default = "one")]
+    pub update_freq: u64,
+    /// Global gradient-norm clip before the step (torch `clip_grad_norm_`).
+    #[serde(default)]
+    pub clip_norm: Option<f64>,
+    pub lr: LrSchedule,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub plateau: Option<PlateauConfig>,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// Validate every N updates (fairseq: 100 when fine-tuning).
+    #[serde(default)]
+    pub validate_every_updates: Option<u64>,
+    /// Validate at the end of every N-th epoch (Keras: every epoch).
+    #[serde(default)]
+    pub validate_every_epochs: Option<u64>,
+    /// Checkpoint every N updates (and always at the end).
+    pub checkpoint_every: u64,
+    /// Complete checkpoints to keep.
+    #[serde(default = "three")]
+    pub keep_checkpoints: usize,
+    /// Write a `train` log record every N updates.
+    #[serde(default = "one")]
+    pub log_every: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+fn three() -> usize {
+    3
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid(format!("training config: {m}")));
+        if self.max_updates == 0 {
+            return bad("max_updates must be at least 1");
+        }
+        if self.update_freq == 0 || self.checkpoint_every == 0 || self.log_every == 0 {
+            return bad("update_freq, checkpoint_every and log_every must be at least 1");
+        }
+        if let LrSchedule::Polynomial(p) = &self.lr {
+            p.validate()?;
+        }
+        if let Some(p) = &self.plateau {
+            if !(p.monitor == "train_loss" || p.monitor.starts_with("valid_")) {
+                return bad("plateau.monitor must be `train_loss` or `valid_<metric>`");
+            }
+        }
+        let validates = self.validate_every_updates.is_some() || self.validate_every_epochs.is_some();
+        let needs_validation =
+            self.early_stopping.is_some() || self.plateau.as_ref().is_some_and(|p| p.monitor.starts_with("valid_"));
+        if needs_validation && !validates {
+            return bad("early stopping or a valid_ plateau needs validate_every_updates or validate_every_epochs");
+        }
+        Ok(())
+    }
+}
+
+/// The loop state that goes into a checkpoint besides tensors and the RNG.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct LoopState {
+    lr_scale: f64,
+    plateau: Option<ReduceOnPlateau>,
+    early_stopping: Option<EarlyStopping>,
+    /// Sum and count of micro-batch losses in the current epoch.
+    epoch_loss_sum: f64,
+    epoch_loss_count: u64,
+    stopped_early: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub updates: u64,
+    pub epochs_completed: u64,
+    pub stopped_early: bool,
+    /// Best validation value of the early-stopping metric and its update.
+    pub best: Option<(f64, u64)>,
+    pub last_validation: Option<Metrics>,
+    pub seconds: f64,
+    pub resumed_from: Option<u64>,
+}
+
+/// The loop with its model, parameters and optimiser.
+pub struct Trainer {
+    pub config: TrainConfig,
+    /// Every model variable (all of them are checkpointed).
+    pub vars: SeededVarMap,
+    /// The variables the optimiser updates (a frozen group is simply left out).
+    pub params: Vec<Param>,
+    pub optimizer: Box<dyn Optimizer>,
+    pub sync: Box<dyn GradientSync>,
+    pub device: Device,
+    /// Written as `best/` and `model/` model directories, when given.
+    pub model_dir_config: Option<DirectoryConfig>,
+    /// Extra files to place in those model directories (dict.txt, go_terms.txt).
+    pub model_dir_files: Vec<(String, Vec<u8>)>,
+    /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Trainer {
+    /// Every parameter of `vars` trains, with the configured optimiser.
+    pub fn new(config: TrainConfig, vars: SeededVarMap, device: Device) -> Result<Self> {
+        config.validate()?;
+        let params = vars.named_vars();
+        let optimizer = config.optimizer.build();
+        Ok(Self {
+            config,
+            vars,
+            params,
+            optimizer,
+            sync: Box::new(SingleProcess),
+            device,
+            model_dir_config: None,
+            model_dir_files: Vec::new(),
+            progress: true,
+        })
+    }
+
+    fn model_tensors(&self) -> HashMap<String, Tensor> {
+        self.vars.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect()
+    }
+
+    fn write_model_dir(&self, run: &RunDir, name: &str, source: String) -> Result<()> {
+        let Some(config) = &self.model_dir_config else {
+            // Without a model config the weights alone are still useful.
+            let path = run.path().join(name);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            return self.vars.save(path.join(crate::models::directory::WEIGHTS_FILE));
+        };
+        let mut config = config.clone();
+        config.source = Some(source);
+        let path = run.path().join(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let dir = ModelDir::create(&path, &config, &self.model_tensors())?;
+        for (file, bytes) in &self.model_dir_files {
+            dir.write_file(file, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn restore(
+        &mut self,
+        state: &TrainingState,
+        model: HashMap<String, Tensor>,
+        optimizer: HashMap<String, Tensor>,
+    ) -> Result<()> {
+        for (name, var) in self.vars.named_vars() {
+            let stored = model
+                .get(&name)
+                .ok_or_else(|| Error::invalid(format!("checkpoint has no tensor for variable {name}")))?;
+            if stored.dims() != var.dims() {
+                return Err(Error::invalid(format!(
+                    "checkpoint tensor {name} has shape {:?}, the model {:?}",
+                    stored.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&stored.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+        }
+        let optimizer =
+            optimizer.into_iter().map(|(k, v)| Ok((k, v.to_device(&self.device)?))).collect::<Result<_>>()?;
+        self.optimizer.load_state(state.optimizer_steps, optimizer)?;
+        Ok(())
+    }
+
+    /// Runs (or, with `resume`, continues) the loop in `run` until `max_updates`, `max_epochs` or
+    /// early stopping.
+    pub fn run(&mut self, task: &mut dyn Task, run: &RunDir, resume: bool) -> Result<RunSummary> {
+        let started = Instant::now();
+        let config = self.config.clone();
+        let config_json = serde_json::to_value(&config).expect("config serialises");
+        let batches_per_epoch = task.batches_per_epoch();
+        if batches_per_epoch == 0 {
+            return Err(Error::invalid("the task has no training batches"));
+        }
+
+        // ---- state: fresh or from the last complete checkpoint ----
+        let checkpoints = run.checkpoints();
+        let mut state = TrainingState {
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            optimizer_steps: 0,
+            rng: Rng::new(config.seed).fork(0x5452_4149_4e).state(),
+            extra: serde_json::Value::Null,
+            config: config_json.clone(),
+        };
+        let mut loop_state = LoopState {
+            lr_scale: 1.0,
+            plateau: config.plateau.as_ref().map(|p| ReduceOnPlateau::new(p.factor, p.patience, p.min_lr)),
+            early_stopping: config.early_stopping.as_ref().map(|e| EarlyStopping::new(e.patience, e.maximize)),
+            ..Default::default()
+        };
+        let mut resumed_from = None;
+        if resume {
+            if let Some(ckpt) = checkpoints.latest(&self.device)? {
+                if ckpt.state.config != config_json {
+                    return Err(Error::invalid(format!(
+                        "{}: the checkpoint was written with a different training config",
+                        ckpt.path.display()
+                    )));
+                }
+                self.restore(&ckpt.state, ckpt.model, ckpt.optimizer)?;
+                loop_state = serde_json::from_value(ckpt.state.extra.clone())
+                    .map_err(|e| Error::invalid(format!("{}: bad loop state: {e}", ckpt.path.display())))?;
+                state = ckpt.state;
+                resumed_from = Some(state.step);
+                run.truncate_log_after(state.step)?;
+                run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "resumed"}))?;
+            }
+        }
+        let mut rng = state.rng()?;
+        let mut last_validation = None;
+
+        let bar = if self.progress {
+            let bar = indicatif::ProgressBar::new(config.max_updates);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:<32} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
+                )
+                .expect("static template"),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_position(state.step);
+        let mut window_start = Instant::now();
+        let (mut window_samples, mut window_tokens) = (0usize, 0usize);
+
+        let save = |trainer: &Self, state: &mut TrainingState, loop_state: &LoopState, rng: &Rng| -> Result<()> {
+            state.rng = rng.state();
+            state.optimizer_steps = trainer.optimizer.steps();
+            state.extra = serde_json::to_value(loop_state).expect("loop state serialises");
+            let (_, optimizer) = trainer.optimizer.state();
+            let keep: Vec<u64> =
+                loop_state.early_stopping.as_ref().and_then(|e| e.best()).map(|(_, s)| s).into_iter().collect();
+            checkpoints.save(state, &trainer.model_tensors(), &optimizer, config.keep_checkpoints, &keep)?;
+            Ok(())
+        };
+
+        let finished = |state: &TrainingState, loop_state: &LoopState| {
+            state.step >= config.max_updates
+                || config.max_epochs.is_some_and(|m| state.epoch >= m)
+                || loop_state.stopped_early
+        };
+
+        while !finished(&state, &loop_state) {
+            // ---- one update: accumulate micro-batches ----
+            let update = state.step + 1;
+            let lr = config.lr.lr(update) * loop_state.lr_scale;
+            let mut grads: Option<GradStore> = None;
+            let mut update_loss = 0.0;
+            let mut update_metrics: Metrics = Metrics::new();
+            let mut epoch_ended = false;
+            for _ in 0..config.update_freq {
+                let mut batch_rng = Rng::new(rng.next_u64());
+                let out = task.train_loss(state.epoch, state.batch_in_epoch, &mut batch_rng)?;
+                let value = check_finite_loss(&out.loss, update).map_err(|e| {
+                    let _ =
+                        run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "non-finite loss"}));
+                    e
+                })?;
+                let scaled = (out.loss / config.update_freq as f64)?;
+                accumulate(&mut grads, scaled.backward()?, &self.params)?;
+                update_loss += value / config.update_freq as f64;
+                for (k, v) in out.metrics {
+                    *update_metrics.entry(k).or_default() += v / config.update_freq as f64;
+                }
+                window_samples += out.samples;
+                window_tokens += out.tokens;
+                loop_state.epoch_loss_sum += value;
+                loop_state.epoch_loss_count += 1;
+                state.batch_in_epoch += 1;
+                if state.batch_in_epoch >= batches_per_epoch {
+                    // An update may straddle epochs; the epoch's bookkeeping runs after the step.
+                    epoch_ended = true;
+                    break;
+                }
+            }
+            let mut grads = grads.expect("at least one micro-batch");
+
+            // ---- the seam: all-reduce → clip → step ----
+            self.sync.all_reduce(&mut grads, &self.params)?;
+            let grad_norm = match config.clip_norm {
+                Some(max) => Some(clip_grad_norm(&mut grads, &self.params, max)?),
+                None => None,
+            };
+            let stats = self.optimizer.step(&self.params, &grads, lr)?;
+            drop(grads);
+            state.step = update;
+            bar.set_position(state.step);
+
+            // ---- log ----
+            if state.step % config.log_every == 0 || state.step == 1 {
+                let elapsed = window_start.elapsed().as_secs_f64().max(1e-9);
+                let mut record = serde_json::json!({
+                    "kind": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "loss": update_loss,
+                    "grad_norm": grad_norm.unwrap_or(stats.grad_norm),
+                    "samples_per_s": window_samples as f64 / elapsed, "tokens_per_s": window_tokens as f64 / elapsed,
+                    "elapsed_s": started.elapsed().as_secs_f64(),
+                });
+                for (k, v) in &update_metrics {
+                    record[k] = serde_json::json!(v);
+                }
+                run.log(&record)?;
+                bar.set_message(format!("loss {update_loss:.4} · {:.0} tok/s", window_tokens as f64 / elapsed));
+                window_start = Instant::now();
+                window_samples = 0;
+                window_tokens = 0;
+            }
+
+            // ---- epoch end ----
+            let mut validate_now = config.validate_every_updates.is_some_and(|n| state.step % n == 0);
+            if epoch_ended {
+                let train_loss = loop_state.epoch_loss_sum / loop_state.epoch_loss_count.max(1) as f64;
+                run.log(&serde_json::json!({"kind": "epoch", "step": state.step, "epoch": state.epoch, "train_loss": train_loss}))?;
+                if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
+                    if p.monitor == "train_loss" {
+                        let new_lr = plateau.observe(train_loss, lr);
+                        loop_state.lr_scale *= new_lr / lr;
+                    }
+                }
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+                loop_state.epoch_loss_sum = 0.0;
+                loop_state.epoch_loss_count = 0;
+                validate_now |= config.validate_every_epochs.is_some_and(|n| state.epoch % n == 0);
+            }
+
+            // ---- validate ----
+            if validate_now {
+                let metrics = task.validate()?;
+                let mut record = serde_json::json!({"kind": "valid", "step": state.step, "epoch": state.epoch});
+                for (k, v) in &metrics {
+                    record[k] = serde_json::json!(v);
+                }
+                run.log(&record)?;
+                if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
+                    if let Some(value) = p.monitor.strip_prefix("valid_").and_then(|m| metrics.get(m)) {
+                        let new_lr = plateau.observe(*value, lr);
+                        loop_state.lr_scale *= new_lr / lr;
+                    }
+                }
+                if let (Some(e), Some(stopper)) = (&config.early_stopping, loop_state.early_stopping.as_mut()) {
+                    let value = *metrics.get(&e.monitor).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "early stopping monitors `{}`, which validation does not report",
+                            e.monitor
+                        ))
+                    })?;
+                    match stopper.observe(state.step, value) {
+                        Verdict::Improved => self.write_model_dir(
+                            run,
+                            "best",
+                            format!("best validation {} {value} at update {}", e.monitor, state.step),
+                        )?,
+                        Verdict::Continue => {}
+                        Verdict::Stop => loop_state.stopped_early = true,
+                    }
+                }
+                last_validation = Some(metrics);
+            }
+
+            // ---- checkpoint ----
+            if state.step % config.checkpoint_every == 0 || finished(&state, &loop_state) {
+                save(self, &mut state, &loop_state, &rng)?;
+            }
+        }
+        bar.finish_and_clear();
+        self.write_model_dir(run, "model", format!("trained for {} updates ({} epochs)", state.step, state.epoch))?;
+        let summary = RunSummary {
+            updates: state.step,
+            epochs_completed: state.epoch,
+            stopped_early: loop_state.stopped_early,
+            best: loop_state.early_stopping.as_ref().and_then(|e| e.best()),
+            last_validation,
+            seconds: started.elapsed().as_secs_f64(),
+            resumed_from,
+        };
+        run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "finished",
+            "stopped_early": summary.stopped_early}))?;
+        Ok(summary)
+    }
+}
+
+/// Keeps the optimiser state when the new stage trains exactly the same variables, else starts a
+/// fresh one: ProteinBERT's rule (Keras copies the optimizer weights only when their count matches,
+/// so stage 1 → 2 restarts Adam and 2 → 3 keeps it).
+pub fn carry_optimizer(
+    previous: Option<(Box<dyn Optimizer>, Vec<String>)>,
+    params: &[Param],
+    config: &OptimizerConfig,
+) -> (Box<dyn Optimizer>, bool) {
+    let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+    match previous {
+        Some((opt, prev)) if prev.iter().map(String::as_str).eq(names.iter().copied()) => (opt, true),
+        _ => (config.build(), false),
+    }
+}
+
+/// The parameters of `vars` whose names start with none of `frozen_prefixes`.
+pub fn trainable_params(vars: &SeededVarMap, frozen_prefixes: &[String]) -> Vec<Param> {
+    vars.named_vars().into_iter().filter(|(n, _)| !frozen_prefixes.iter().any(|p| n.starts_with(p.as_str()))).collect()
+}
