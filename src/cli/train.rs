@@ -34,6 +34,10 @@ pub struct PretrainArgs {
     /// Default: the original PRoBERTa dict.txt (approximate segmentation, see the README).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// ProteinBERT: the GO graph for propagating annotations to their ancestors.
+    /// Default: the GO 2014-01 graph through the data resolver.
+    #[arg(long)]
+    go_graph: Option<PathBuf>,
     /// The run directory: config.json, provenance.json, log.jsonl, checkpoints/, model/.
     #[arg(long)]
     out: PathBuf,
@@ -67,7 +71,11 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
         (_, t) => t,
     };
     let device = select_device(a.device.parse::<DeviceChoice>()?)?;
-    let inputs = PretrainInputs { data, tokenizer };
+    let go_graph = match (a.model, a.go_graph) {
+        (Kind::Proteinbert, None) => Some(resolver.resolve(files::GO_GRAPH)?),
+        (_, g) => g,
+    };
+    let inputs = PretrainInputs { data, tokenizer, go_graph };
     let summary = pretrain(&config, &inputs, &a.out, a.resume, &device, !a.quiet)
         .with_context(|| format!("pretraining into {}", a.out.display()))?;
     println!(

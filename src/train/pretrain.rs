@@ -18,7 +18,7 @@ use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
 use super::run_dir::{Provenance, RunDir};
 use super::trainer::{Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
 use crate::batch::{Batch, Overflow, Padding};
-use crate::data::go::GoVocabulary;
+use crate::data::go::{AnnotationMode, AnnotationReport, GoGraph, GoVocabulary};
 use crate::data::tables::{read_swissprot_go_limit, SwissProtRecord};
 use crate::models::directory::{DirectoryConfig, ModelConfig, DICT_FILE, GO_TERMS_FILE};
 use crate::models::init::SeededVarMap;
@@ -41,6 +41,10 @@ pub struct PretrainData {
     /// over UniRef90).
     #[serde(default = "default_min_go")]
     pub min_go_proteins: usize,
+    /// ProteinBERT: GO terms with their is_a/part_of ancestors (default, see the README's table of
+    /// defaults) or as annotated (`Raw`, what the reference's dataset code ended up using).
+    #[serde(default)]
+    pub annotations: AnnotationMode,
 }
 
 fn default_min_go() -> usize {
@@ -124,14 +128,13 @@ pub struct ProteinbertPretraining {
     pub device: Device,
 }
 
-fn annotated_corpus(records: &[SwissProtRecord], vocabulary: &GoVocabulary) -> AnnotatedCorpus {
+fn annotated_corpus(records: &[SwissProtRecord], terms: &[Vec<String>], vocabulary: &GoVocabulary) -> AnnotatedCorpus {
     let mut unknown = UnknownCounts::default();
     let mut corpus = AnnotatedCorpus { n_terms: vocabulary.len(), ..Default::default() };
-    for r in records {
+    for (r, terms) in records.iter().zip(terms) {
         let with_ends = ResidueTokenizer.encode(&r.sequence, &mut unknown);
         corpus.tokens.push(with_ends[1..with_ends.len() - 1].to_vec());
-        let terms: Vec<&str> = r.go_terms().collect();
-        let mut indices: Vec<u32> = vocabulary.indices(&terms).into_iter().map(|i| i as u32).collect();
+        let mut indices: Vec<u32> = vocabulary.indices(terms).into_iter().map(|i| i as u32).collect();
         indices.sort_unstable();
         indices.dedup();
         corpus.annotations.push(indices);
@@ -324,6 +327,8 @@ pub struct PretrainInputs {
     pub data: PathBuf,
     /// PRoBERTa: a tokenizer directory (`tokenizer.json` + `dict.txt`) or a `dict.txt`.
     pub tokenizer: Option<PathBuf>,
+    /// ProteinBERT with propagated annotations: the GO graph (`child, parent, depth, relation`).
+    pub go_graph: Option<PathBuf>,
 }
 
 /// Runs (or resumes) a pretraining in `out`; the final weights are the model directory `out/model`.
@@ -352,10 +357,32 @@ pub fn pretrain(
                     "wall-clock episode switching is not supported by the resumable loop; use {\"batches\": N}",
                 ));
             }
-            let (vocabulary, _) = GoVocabulary::build(
-                train.iter().map(|r| r.go_terms().collect::<Vec<_>>()),
-                config.data.min_go_proteins,
-            );
+            let graph = match config.data.annotations {
+                AnnotationMode::Raw => None,
+                AnnotationMode::Propagated => {
+                    let path = inputs.go_graph.clone().ok_or_else(|| {
+                        Error::invalid("propagated GO annotations need the GO graph (--go-graph), or set data.annotations to \"Raw\"")
+                    })?;
+                    data_files.push(path.clone());
+                    Some(GoGraph::read(&path, None)?)
+                }
+            };
+            let ancestry = graph.as_ref().map(|g| g.default_ancestry());
+            let mut report = AnnotationReport::default();
+            let mut terms_of = |records: &[SwissProtRecord]| -> Vec<Vec<String>> {
+                records
+                    .iter()
+                    .map(|r| {
+                        let raw: Vec<&str> = r.go_terms().collect();
+                        match &ancestry {
+                            Some(a) => a.annotate(&raw, config.data.annotations, &mut report),
+                            None => raw.iter().map(|t| t.to_string()).collect(),
+                        }
+                    })
+                    .collect()
+            };
+            let (train_terms, valid_terms) = (terms_of(&train), terms_of(&valid));
+            let (vocabulary, _) = GoVocabulary::build(train_terms.iter(), config.data.min_go_proteins);
             if vocabulary.is_empty() {
                 return Err(Error::invalid(format!(
                     "no GO term annotates {} training proteins; lower data.min_go_proteins",
@@ -365,8 +392,8 @@ pub fn pretrain(
             let mut model_config = model_config.clone();
             model_config.n_annotations = vocabulary.len();
             let model = ProteinBert::load(vars.var_builder(DType::F32, device), &model_config)?;
-            let corpus = annotated_corpus(&train, &vocabulary);
-            let valid_corpus = annotated_corpus(&valid, &vocabulary);
+            let corpus = annotated_corpus(&train, &train_terms, &vocabulary);
+            let valid_corpus = annotated_corpus(&valid, &valid_terms, &vocabulary);
             let lengths: Vec<usize> = corpus.tokens.iter().map(Vec::len).collect();
             let sampler = EpisodeSampler::new(&lengths, options.clone(), seed)?;
             // Validation at the middle episode's length, with fixed noise.
