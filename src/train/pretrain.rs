@@ -149,7 +149,7 @@ impl Task for ProteinbertPretraining {
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         let global = epoch * self.options.batches_per_epoch + batch;
-        let (episode, rows) = self.sampler.batch(global);
+        let (episode, rows) = self.sampler.batch(global)?;
         let encoded = encode_batch(&self.corpus, &rows, episode, &self.options, rng, &self.device)?;
         let loss = denoising_loss(&self.model, &encoded, &self.options)?;
         let tokens = encoded.token_weights.sum_all()?.to_scalar::<f32>()? as usize;

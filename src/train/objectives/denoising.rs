@@ -225,11 +225,15 @@ pub struct DenoisingBatch {
 pub struct EpisodeSampler {
     options: DenoisingOptions,
     seed: u64,
-    n_proteins: usize,
     weights_per_protein: Vec<Vec<f64>>,
-    /// Per episode, the proteins assigned in each pass (computed on demand).
-    passes: Vec<Vec<Vec<usize>>>,
+    /// Per pass, how many proteins each episode was assigned (kept for every pass seen: small).
+    pass_sizes: Vec<Vec<usize>>,
+    /// The assignments themselves, for the few most recently used passes.
+    recent: std::collections::BTreeMap<usize, Vec<Vec<usize>>>,
 }
+
+/// Passes whose assignments are kept in memory; older ones are recomputed if asked for again.
+const RECENT_PASSES: usize = 4;
 
 impl EpisodeSampler {
     pub fn new(lengths: &[usize], options: DenoisingOptions, seed: u64) -> Result<Self> {
@@ -238,7 +242,7 @@ impl EpisodeSampler {
             return Err(Error::invalid("denoising: the pretraining corpus is empty"));
         }
         let weights_per_protein = lengths.iter().map(|&n| episode_weights(n, &options.episodes)).collect();
-        Ok(Self { options, seed, n_proteins: lengths.len(), weights_per_protein, passes: Vec::new() })
+        Ok(Self { options, seed, weights_per_protein, pass_sizes: Vec::new(), recent: Default::default() })
     }
 
     pub fn options(&self) -> &DenoisingOptions {
@@ -246,51 +250,57 @@ impl EpisodeSampler {
     }
 
     /// The proteins of each episode in pass `p`, each list shuffled.
-    fn pass(&mut self, p: usize) -> &Vec<Vec<usize>> {
-        while self.passes.len() <= p {
-            let pass = self.passes.len() as u64;
-            let mut per_episode = vec![Vec::new(); self.options.episodes.len()];
-            for (i, weights) in self.weights_per_protein.iter().enumerate() {
-                let mut rng = Rng::new(self.seed).fork(0x45_50_49_53).fork(pass).fork(i as u64);
-                per_episode[draw_weighted(weights, &mut rng)].push(i);
-            }
-            for (e, list) in per_episode.iter_mut().enumerate() {
-                Rng::new(self.seed).fork(0x53_48_55_46).fork(pass).fork(e as u64).shuffle(list);
-            }
-            self.passes.push(per_episode);
-            // Keep memory bounded on long runs: only recent passes are ever asked for again.
-            if self.passes.len() > 4 {
-                let keep_from = self.passes.len() - 4;
-                for old in &mut self.passes[..keep_from] {
-                    old.iter_mut().for_each(|l| *l = Vec::new());
-                }
-            }
+    fn assign(&self, p: usize) -> Vec<Vec<usize>> {
+        let mut per_episode = vec![Vec::new(); self.options.episodes.len()];
+        for (i, weights) in self.weights_per_protein.iter().enumerate() {
+            let mut rng = Rng::new(self.seed).fork(0x45_50_49_53).fork(p as u64).fork(i as u64);
+            per_episode[draw_weighted(weights, &mut rng)].push(i);
         }
-        &self.passes[p]
+        for (e, list) in per_episode.iter_mut().enumerate() {
+            Rng::new(self.seed).fork(0x53_48_55_46).fork(p as u64).fork(e as u64).shuffle(list);
+        }
+        per_episode
     }
 
-    /// Episode of every segment up to and including the one holding `batch`, and the number of
-    /// samples each episode consumed before that batch. Segments are `Batches(n)` long.
+    fn pass(&mut self, p: usize) -> &Vec<Vec<usize>> {
+        if !self.recent.contains_key(&p) {
+            let assigned = self.assign(p);
+            if self.pass_sizes.len() == p {
+                self.pass_sizes.push(assigned.iter().map(Vec::len).collect());
+            }
+            if self.recent.len() >= RECENT_PASSES {
+                let oldest = *self.recent.keys().next().expect("non-empty");
+                self.recent.remove(&oldest);
+            }
+            self.recent.insert(p, assigned);
+        }
+        &self.recent[&p]
+    }
+
+    fn sizes(&mut self, p: usize) -> &[usize] {
+        while self.pass_sizes.len() <= p {
+            self.pass(self.pass_sizes.len());
+        }
+        &self.pass_sizes[p]
+    }
+
+    /// The episode of the segment holding `batch`, and how many of that episode's samples came
+    /// before it. Segments are `Batches(n)` long; each goes to the episode that has used the
+    /// smallest share of its proteins (the one with the most samples waiting), first on ties.
     fn locate(&mut self, batch: u64) -> (usize, u64) {
         let EpisodeSwitch::Batches(segment) = self.options.switch else {
-            unreachable!("wall-clock switching is driven by the caller")
+            unreachable!("wall-clock switching is refused by `pretrain`")
         };
-        let expected: Vec<f64> = {
-            let pass0 = self.pass(0);
-            pass0.iter().map(|l| l.len().max(1) as f64).collect()
-        };
+        // Episodes no protein was assigned to in the first pass are never chosen.
+        let expected: Vec<Option<f64>> = self.sizes(0).iter().map(|&n| (n > 0).then_some(n as f64)).collect();
         let mut consumed = vec![0u64; expected.len()];
         let mut start = 0u64;
         loop {
-            // The episode whose share of its proteins is least consumed (first on ties) is the one
-            // with the most samples waiting.
+            let share = |e: usize| expected[e].map(|n| consumed[e] as f64 / n);
             let episode = (0..expected.len())
-                .min_by(|&a, &b| {
-                    let fa = consumed[a] as f64 / expected[a];
-                    let fb = consumed[b] as f64 / expected[b];
-                    fa.partial_cmp(&fb).unwrap().then(a.cmp(&b))
-                })
-                .unwrap();
+                .filter(|&e| expected[e].is_some())
+                .min_by(|&a, &b| share(a).partial_cmp(&share(b)).expect("finite shares").then(a.cmp(&b)))
+                .expect("a non-empty corpus assigns some episode");
             let bs = self.options.episodes[episode].batch_size as u64;
             if batch < start + segment {
                 return (episode, consumed[episode] + (batch - start) * bs);
@@ -301,41 +311,43 @@ impl EpisodeSampler {
     }
 
     /// Episode and corpus indices of the run's batch number `batch` (counted from 0).
-    pub fn batch(&mut self, batch: u64) -> (usize, Vec<usize>) {
+    pub fn batch(&mut self, batch: u64) -> Result<(usize, Vec<usize>)> {
         let (episode, first_sample) = self.locate(batch);
-        (episode, self.samples(episode, first_sample))
+        Ok((episode, self.samples(episode, first_sample)?))
     }
 
     /// `batch_size` consecutive samples of episode `episode`'s stream from `first_sample` (the
     /// stream is the concatenation of the episode's shuffled assignments of pass 0, 1, …).
-    pub fn samples(&mut self, episode: usize, first_sample: u64) -> Vec<usize> {
+    pub fn samples(&mut self, episode: usize, first_sample: u64) -> Result<Vec<usize>> {
         let bs = self.options.episodes[episode].batch_size;
         let mut out = Vec::with_capacity(bs);
-        let mut pass = 0usize;
         let mut skip = first_sample as usize;
-        let mut empty_passes = 0;
+        let mut pass = 0usize;
+        let mut empty_in_a_row = 0;
         while out.len() < bs {
-            let list = &self.pass(pass)[episode];
-            if list.is_empty() {
-                empty_passes += 1;
-                // An episode no protein fits: fall back to uniform proteins rather than looping.
-                if empty_passes > 8 {
-                    let mut rng = Rng::new(self.seed).fork(first_sample).fork(episode as u64);
-                    while out.len() < bs {
-                        out.push(rng.index(self.n_proteins));
-                    }
-                    break;
+            let size = self.sizes(pass)[episode];
+            if size == 0 {
+                empty_in_a_row += 1;
+                if empty_in_a_row > 64 {
+                    return Err(Error::invalid(format!(
+                        "denoising: episode {episode} (seq_len {}) got no protein in 64 passes in a row; \
+                         the corpus is too small for it, remove the episode",
+                        self.options.episodes[episode].seq_len
+                    )));
                 }
-            } else if skip >= list.len() {
-                skip -= list.len();
+            } else if skip >= size {
+                empty_in_a_row = 0;
+                skip -= size;
             } else {
-                let take = (list.len() - skip).min(bs - out.len());
+                empty_in_a_row = 0;
+                let list = &self.pass(pass)[episode];
+                let take = (size - skip).min(bs - out.len());
                 out.extend_from_slice(&list[skip..skip + take]);
                 skip = 0;
             }
             pass += 1;
         }
-        out
+        Ok(out)
     }
 }
 
@@ -498,11 +510,23 @@ mod tests {
         options.episodes = vec![Episode { seq_len: 128, batch_size: 8 }, Episode { seq_len: 512, batch_size: 4 }];
         let mut a = EpisodeSampler::new(&lengths, options.clone(), 5)?;
         let mut b = EpisodeSampler::new(&lengths, options, 5)?;
-        let first: Vec<_> = (0..30).map(|k| a.batch(k)).collect();
+        // 1,000 batches of 4 or 8 from 600 proteins cross about ten passes, so assignments are
+        // evicted from memory and recomputed when asked for again.
+        let first: Vec<_> = (0..1000).map(|k| a.batch(k)).collect::<Result<_>>()?;
+        assert!(a.pass_sizes.len() > RECENT_PASSES, "the test must cross more passes than are kept");
         // Asked out of order, the same batches come back.
-        for k in (0..30).rev() {
-            assert_eq!(b.batch(k), first[k as usize]);
+        for k in (0..1000).rev() {
+            assert_eq!(b.batch(k)?, first[k as usize]);
         }
+        // Within an episode's stream, a pass hands out each of its proteins once.
+        let (e0, _) = first[0];
+        let (n0, bs) = (a.sizes(0)[e0], a.options.episodes[e0].batch_size);
+        let mut seen: Vec<usize> =
+            (0..n0.div_ceil(bs)).map(|k| a.samples(e0, (k * bs) as u64)).collect::<Result<Vec<_>>>()?.concat();
+        seen.truncate(n0);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n0);
         let episodes: std::collections::BTreeSet<usize> = first.iter().map(|(e, _)| *e).collect();
         assert_eq!(episodes.len(), 2, "both episodes are visited");
         assert!(first[..3].iter().all(|(e, _)| *e == first[0].0), "segments are 3 batches");
