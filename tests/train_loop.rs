@@ -139,7 +139,10 @@ fn two_accumulated_half_batches_equal_one_full_batch() {
         let mut task = Regression::new(vars.clone(), batch);
         let mut cfg = config(3);
         cfg.update_freq = update_freq;
-        cfg.optimizer = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+        // A large ε makes the step proportional to the gradient (Adam is otherwise nearly blind
+        // to its scale), so a sum instead of a mean over micro-batches would show.
+        cfg.lr = LrSchedule::Constant { lr: 10.0 };
+        cfg.optimizer = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 100.0, weight_decay: 0.0 };
         let run = run_dir(tmp.path(), &cfg);
         let mut trainer = Trainer::new(cfg, vars.clone(), Device::Cpu).unwrap();
         trainer.progress = false;
@@ -149,7 +152,7 @@ fn two_accumulated_half_batches_equal_one_full_batch() {
     let full = run_with(8, 1);
     let halves = run_with(4, 2);
     for (a, b) in full.iter().zip(&halves) {
-        assert!((a - b).abs() < 1e-6, "{full:?} vs {halves:?}");
+        assert!((a - b).abs() < 1e-5, "{full:?} vs {halves:?}");
     }
 }
 

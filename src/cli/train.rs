@@ -38,10 +38,19 @@ pub struct PretrainArgs {
     /// Default: the GO 2014-01 graph through the data resolver.
     #[arg(long)]
     go_graph: Option<PathBuf>,
-    /// The run directory: config.json, provenance.json, log.jsonl, checkpoints/, model/.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Where a run goes and how it runs (shared by `pretrain` and `finetune`).
+#[derive(Args)]
+pub struct RunArgs {
+    /// The output directory. pretrain: config.json, provenance.json, data.json, log.jsonl,
+    /// checkpoints/, model/. finetune: stage-N run directories, model/ (trunk + head), results.json.
     #[arg(long)]
     out: PathBuf,
-    /// Continue the run in --out from its last complete checkpoint (the config must be unchanged).
+    /// Continue from the last complete checkpoint (the config must be unchanged); finetune also
+    /// skips finished stages.
     #[arg(long)]
     resume: bool,
     /// cpu, cuda, cuda:N or auto.
@@ -50,6 +59,12 @@ pub struct PretrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+impl RunArgs {
+    fn device(&self) -> anyhow::Result<candle_core::Device> {
+        Ok(select_device(self.device.parse::<DeviceChoice>()?)?)
+    }
 }
 
 pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
@@ -70,21 +85,21 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
         (Kind::Proberta, None) => Some(resolver.resolve(files::PROBERTA_DICT)?),
         (_, t) => t,
     };
-    let device = select_device(a.device.parse::<DeviceChoice>()?)?;
     let go_graph = match (a.model, a.go_graph) {
         (Kind::Proteinbert, None) => Some(resolver.resolve(files::GO_GRAPH)?),
         (_, g) => g,
     };
     let inputs = PretrainInputs { data, tokenizer, go_graph };
-    let summary = pretrain(&config, &inputs, &a.out, a.resume, &device, !a.quiet)
-        .with_context(|| format!("pretraining into {}", a.out.display()))?;
+    let out = &a.run.out;
+    let summary = pretrain(&config, &inputs, out, a.run.resume, &a.run.device()?, !a.run.quiet)
+        .with_context(|| format!("pretraining into {}", out.display()))?;
     println!(
         "{} updates ({} epochs) in {:.0} s{}; model directory {}",
         summary.updates,
         summary.epochs_completed,
         summary.seconds,
         summary.resumed_from.map(|s| format!(", resumed from update {s}")).unwrap_or_default(),
-        a.out.join("model").display()
+        out.join("model").display()
     );
     if let Some(v) = &summary.last_validation {
         println!("last validation: {}", serde_json::to_string(v)?);
@@ -116,16 +131,8 @@ pub struct FinetuneArgs {
     /// starts from the config's `scratch_model` ("no pretraining", the paper's baseline).
     #[arg(long)]
     from: Option<PathBuf>,
-    /// Output: stage-N run directories, model/ (trunk + head) and results.json.
-    #[arg(long)]
-    out: PathBuf,
-    /// Skip finished stages and continue an interrupted one from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
@@ -135,9 +142,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
              (family and PPI fine-tuning of PRoBERTa is a later issue)"
         );
     }
-    let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
-    let mut config: FinetuneConfig =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a fine-tuning config", a.config.display()))?;
+    let mut config = FinetuneConfig::load(&a.config)?;
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
     let data = SupervisedData::from_benchmark(&benchmark, &config)?;
@@ -146,10 +151,11 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{}.{s}.csv", a.task)).ok())
         .collect();
-    let device = select_device(a.device.parse::<DeviceChoice>()?)?;
+    let out = &a.run.out;
+    let device = a.run.device()?;
     let report =
-        finetune_proteinbert(&config, &data, a.from.as_deref(), &a.out, a.resume, &device, &data_files, !a.quiet)
-            .with_context(|| format!("fine-tuning into {}", a.out.display()))?;
+        finetune_proteinbert(&config, &data, a.from.as_deref(), out, a.run.resume, &device, &data_files, !a.run.quiet)
+            .with_context(|| format!("fine-tuning into {}", out.display()))?;
     println!(
         "{} ({} train / {} valid / {} test), from {}",
         report.benchmark, report.train, report.valid, report.test, report.start
@@ -164,7 +170,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         "  paper: {:.3} without pretraining, {:.3} pretrained; results in {}",
         report.paper_no_pretraining,
         report.paper_pretrained,
-        a.out.join("results.json").display()
+        out.join("results.json").display()
     );
     Ok(())
 }

@@ -62,6 +62,21 @@ pub enum PieceEncoder {
     DictOnly { scores: HashMap<String, u64>, max_piece_chars: usize },
 }
 
+/// `<s> pieces </s>` with the chosen truncation (for callers that need the piece count first).
+pub fn with_specials(mut pieces: Vec<u32>, truncation: SingleTruncation) -> Vec<u32> {
+    if let SingleTruncation::KeepEnd { max_len } = truncation {
+        pieces.truncate(max_len.saturating_sub(2));
+    }
+    let mut ids = Vec::with_capacity(pieces.len() + 2);
+    ids.push(vocab::BOS);
+    ids.extend(pieces);
+    ids.push(vocab::EOS);
+    if let SingleTruncation::CutInput { max_len } = truncation {
+        ids.truncate(max_len);
+    }
+    ids
+}
+
 /// Single-protein truncation: the paper keeps `<s>` … `</s>` within 512 (510 pieces); the reference
 /// cut the whole input to its first 512 tokens, losing `</s>` on long proteins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -243,18 +258,7 @@ impl ProbertaTokenizer {
         truncation: SingleTruncation,
         unknown: &mut UnknownCounts,
     ) -> Result<Vec<u32>> {
-        let mut pieces = self.encode_pieces(sequence, unknown)?;
-        if let SingleTruncation::KeepEnd { max_len } = truncation {
-            pieces.truncate(max_len.saturating_sub(2));
-        }
-        let mut ids = Vec::with_capacity(pieces.len() + 2);
-        ids.push(vocab::BOS);
-        ids.extend(pieces);
-        ids.push(vocab::EOS);
-        if let SingleTruncation::CutInput { max_len } = truncation {
-            ids.truncate(max_len);
-        }
-        Ok(ids)
+        Ok(with_specials(self.encode_pieces(sequence, unknown)?, truncation))
     }
 
     /// `<s> A </s> </s> B </s>` with the chosen truncation.

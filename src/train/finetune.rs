@@ -28,8 +28,8 @@ use super::objectives::supervised::{batch_targets, head_loss, Predictions, Targe
 use super::optim::Optimizer;
 use super::run_dir::{Provenance, RunDir};
 use super::trainer::{
-    carry_optimizer, trainable_params, EarlyStoppingConfig, LrSchedule, Metrics, OptimizerConfig, PlateauConfig, Task,
-    TaskLoss, TrainConfig, Trainer,
+    carry_optimizer, trainable_params, EarlyStoppingConfig, EpochOrder, LrSchedule, Metrics, OptimizerConfig,
+    PlateauConfig, Task, TaskLoss, TrainConfig, Trainer,
 };
 use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind};
 use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead};
@@ -79,6 +79,11 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// Reads a JSON config, naming the file and line in errors.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        super::run_dir::read_json(path.as_ref(), "fine-tuning config")
+    }
+
     /// The reference demo notebook's settings for a benchmark.
     pub fn reference(benchmark: &str) -> Self {
         let stage = |freeze: bool, seq_len: usize, batch: usize, lr: f64, epochs: u64| StageConfig {
@@ -190,29 +195,20 @@ impl SupervisedData {
         let labels: Vec<String> =
             if spec.per_residue { (0..classes).map(|c| c.to_string()).collect() } else { names.into_iter().collect() };
         let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-        let convert = |r: &BenchmarkRecord| -> Result<Example> {
+        // The CSV reader has checked every per-residue label against its sequence (file and line).
+        let convert = |r: &BenchmarkRecord| -> Example {
             let target = match &r.label {
                 Label::Binary(b) => TargetValue::Binary(*b),
                 Label::Numeric(x) => TargetValue::Numeric(*x as f32),
                 Label::Category(c) => TargetValue::Class(index[c.as_str()]),
-                Label::PerResidue(v) => {
-                    if v.len() != r.sequence.chars().count() {
-                        return Err(Error::invalid(format!(
-                            "line {}: {} residue labels for a sequence of {} residues",
-                            r.line,
-                            v.len(),
-                            r.sequence.chars().count()
-                        )));
-                    }
-                    TargetValue::PerResidue(v.iter().map(|&c| c as u32).collect())
-                }
+                Label::PerResidue(v) => TargetValue::PerResidue(v.iter().map(|&c| c as u32).collect()),
             };
-            Ok(Example { sequence: r.sequence.clone(), target })
+            Example { sequence: r.sequence.clone(), target }
         };
-        let mut train: Vec<Example> = train.iter().map(convert).collect::<Result<_>>()?;
+        let mut train: Vec<Example> = train.iter().map(convert).collect();
         let mut rng = Rng::new(config.seed).fork(0x5350_4c49_54);
         let valid: Vec<Example> = match valid {
-            Some(v) => v.iter().map(convert).collect::<Result<_>>()?,
+            Some(v) => v.iter().map(convert).collect(),
             None => {
                 let (kept, held) = stratified_holdout(&train, config.valid_fraction, &mut rng);
                 let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
@@ -221,19 +217,32 @@ impl SupervisedData {
                 held_out
             }
         };
-        let test: Vec<Example> = test.iter().map(convert).collect::<Result<_>>()?;
+        let test: Vec<Example> = test.iter().map(convert).collect();
         let target = match spec.kind {
             LabelKind::Binary => Target::Binary,
             LabelKind::Numeric => Target::Numeric,
             LabelKind::Categorical => Target::Categorical { classes: labels.len() },
         };
+        let (train, valid, test) = (
+            sample(train, config.max_train, &mut rng),
+            sample(valid, config.max_valid, &mut rng),
+            sample(test, config.max_test, &mut rng),
+        );
+        // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
+        let mut unknown = UnknownCounts::default();
+        for e in train.iter().chain(&valid).chain(&test) {
+            ResidueTokenizer.encode(&e.sequence, &mut unknown);
+        }
+        for (letter, n) in unknown.by_char {
+            report.insert(format!("residues `{letter}` mapped to <OTHER>"), n);
+        }
         Ok(Self {
             level: if spec.per_residue { Level::Residue } else { Level::Protein },
             target,
             labels,
-            train: sample(train, config.max_train, &mut rng),
-            valid: sample(valid, config.max_valid, &mut rng),
-            test: sample(test, config.max_test, &mut rng),
+            train,
+            valid,
+            test,
             report,
         })
     }
@@ -264,24 +273,24 @@ pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) ->
 }
 
 /// Token ids `(B, seq_len)` and targets of `examples[rows]`.
+/// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
+/// `<OTHER>` were counted once for the whole data set (`SupervisedData::report`).
 fn encode(
-    examples: &[Example],
-    rows: &[usize],
+    batch: &[&Example],
     seq_len: usize,
     target: Target,
     device: &Device,
 ) -> Result<(Tensor, super::objectives::supervised::BatchTargets, usize)> {
-    let mut ids = Vec::with_capacity(rows.len() * seq_len);
-    let mut unknown = UnknownCounts::default();
+    let mut ids = Vec::with_capacity(batch.len() * seq_len);
     let mut tokens = 0;
-    for &i in rows {
-        let encoded = ResidueTokenizer.encode_padded(&examples[i].sequence, seq_len, &mut unknown)?;
+    for e in batch {
+        let encoded = ResidueTokenizer.encode_padded(&e.sequence, seq_len, &mut UnknownCounts::default())?;
         tokens += encoded.iter().filter(|&&t| t != PAD).count();
         ids.extend(encoded);
     }
-    let labels: Vec<&TargetValue> = rows.iter().map(|&i| &examples[i].target).collect();
+    let labels: Vec<&TargetValue> = batch.iter().map(|e| &e.target).collect();
     let targets = batch_targets(&labels, target, seq_len, 1, device)?;
-    Ok((Tensor::from_vec(ids, (rows.len(), seq_len), device)?, targets, tokens))
+    Ok((Tensor::from_vec(ids, (batch.len(), seq_len), device)?, targets, tokens))
 }
 
 /// One fine-tuning stage as a [`Task`] for the loop.
@@ -293,15 +302,8 @@ pub struct FinetuneStage<'a> {
     pub valid: Vec<&'a Example>,
     pub seq_len: usize,
     pub batch_size: usize,
-    pub seed: u64,
+    pub order: EpochOrder,
     pub device: Device,
-}
-
-impl FinetuneStage<'_> {
-    fn logits(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
-        let features = self.trunk.features(ids, None)?;
-        self.head.forward(HeadInput::One(&features), rng)
-    }
 }
 
 /// Evaluates `head` on `examples` at one padded length.
@@ -314,11 +316,9 @@ fn predict(
     batch_size: usize,
     device: &Device,
 ) -> Result<Predictions> {
-    let owned: Vec<Example> = examples.iter().map(|e| (*e).clone()).collect();
     let mut predictions = Predictions::default();
-    let order: Vec<usize> = (0..owned.len()).collect();
-    for rows in order.chunks(batch_size.max(1)) {
-        let (ids, targets, _) = encode(&owned, rows, seq_len, target, device)?;
+    for batch in examples.chunks(batch_size.max(1)) {
+        let (ids, targets, _) = encode(batch, seq_len, target, device)?;
         let features = trunk.features(&ids, None)?;
         let logits = head.forward(HeadInput::One(&features), None)?;
         let loss = head_loss(target, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -329,20 +329,18 @@ fn predict(
 
 impl Task for FinetuneStage<'_> {
     fn batches_per_epoch(&self) -> u64 {
-        self.train.len().div_ceil(self.batch_size) as u64
+        self.order.batches(self.batch_size)
     }
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         // Keras shuffles every epoch; here the order is a function of (seed, epoch).
-        let order = Rng::new(self.seed).fork(epoch).permutation(self.train.len());
-        let start = batch as usize * self.batch_size;
-        let rows: Vec<usize> = order[start..(start + self.batch_size).min(order.len())].to_vec();
-        let owned: Vec<Example> = rows.iter().map(|&i| self.train[i].clone()).collect();
-        let local: Vec<usize> = (0..owned.len()).collect();
-        let (ids, targets, tokens) = encode(&owned, &local, self.seq_len, self.target, &self.device)?;
-        let logits = self.logits(&ids, Some(rng))?;
+        let batch: Vec<&Example> =
+            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
+        let (ids, targets, tokens) = encode(&batch, self.seq_len, self.target, &self.device)?;
+        let features = self.trunk.features(&ids, None)?;
+        let logits = self.head.forward(HeadInput::One(&features), Some(rng))?;
         let loss = head_loss(self.target, &logits, &targets)?;
-        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: rows.len(), tokens })
+        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
     }
 
     fn validate(&mut self) -> Result<Metrics> {
@@ -521,6 +519,7 @@ pub fn finetune_proteinbert(
     for (k, stage) in config.stages.iter().enumerate() {
         let fits = |e: &&Example| e.sequence.chars().count() + 2 <= stage.seq_len;
         let train: Vec<&Example> = data.train.iter().filter(fits).collect();
+        let n_train = train.len();
         let valid: Vec<&Example> = data.valid.iter().filter(fits).collect();
         let left_out = (data.train.len() - train.len(), data.valid.len() - valid.len());
         if train.is_empty() {
@@ -552,7 +551,7 @@ pub fn finetune_proteinbert(
             valid,
             seq_len: stage.seq_len,
             batch_size: stage.batch_size,
-            seed: config.seed.wrapping_add(k as u64),
+            order: EpochOrder::new(config.seed.wrapping_add(k as u64), n_train),
             device: device.clone(),
         };
         let stage_json = serde_json::json!({"finetune": config, "stage": k + 1, "start": start});

@@ -16,7 +16,7 @@ use super::objectives::denoising::{
 };
 use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
 use super::run_dir::{Provenance, RunDir};
-use super::trainer::{Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
+use super::trainer::{EpochOrder, Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
 use crate::batch::{Batch, Overflow, Padding};
 use crate::data::go::{AnnotationMode, AnnotationReport, GoGraph, GoVocabulary};
 use crate::data::tables::{read_swissprot_go_limit, SwissProtRecord};
@@ -80,10 +80,7 @@ pub struct PretrainConfig {
 impl PretrainConfig {
     /// Reads a JSON config, naming the file in errors.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::data(crate::Location::line(path, e.line()), format!("not a pretraining config: {e}")))
+        super::run_dir::read_json(path.as_ref(), "pretraining config")
     }
 }
 
@@ -128,11 +125,15 @@ pub struct ProteinbertPretraining {
     pub device: Device,
 }
 
-fn annotated_corpus(records: &[SwissProtRecord], terms: &[Vec<String>], vocabulary: &GoVocabulary) -> AnnotatedCorpus {
-    let mut unknown = UnknownCounts::default();
+fn annotated_corpus(
+    records: &[SwissProtRecord],
+    terms: &[Vec<String>],
+    vocabulary: &GoVocabulary,
+    unknown: &mut UnknownCounts,
+) -> AnnotatedCorpus {
     let mut corpus = AnnotatedCorpus { n_terms: vocabulary.len(), ..Default::default() };
     for (r, terms) in records.iter().zip(terms) {
-        let with_ends = ResidueTokenizer.encode(&r.sequence, &mut unknown);
+        let with_ends = ResidueTokenizer.encode(&r.sequence, unknown);
         corpus.tokens.push(with_ends[1..with_ends.len() - 1].to_vec());
         let mut indices: Vec<u32> = vocabulary.indices(terms).into_iter().map(|i| i as u32).collect();
         indices.sort_unstable();
@@ -197,11 +198,15 @@ pub struct ProbertaPretraining {
     pub masking: MaskingOptions,
     pub batch_size: usize,
     pub seed: u64,
+    pub order: EpochOrder,
     /// Entropy (nats) of the training corpus' token frequencies: the loss of the best predictor
     /// that ignores context.
     pub unigram_entropy: f64,
     pub device: Device,
 }
+
+/// Masks of the validation set come from their own stream, fixed across validations.
+const VALID_MASK_STREAM: u64 = 0x56_41_4c;
 
 /// Shannon entropy (nats) of the token frequencies of `sequences`.
 pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
@@ -266,17 +271,12 @@ impl ProbertaPretraining {
 
 impl Task for ProbertaPretraining {
     fn batches_per_epoch(&self) -> u64 {
-        self.train.len().div_ceil(self.batch_size) as u64
+        self.order.batches(self.batch_size)
     }
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
-        let order = Rng::new(self.seed).fork(epoch).permutation(self.train.len());
-        let start = batch as usize * self.batch_size;
-        let rows = &order[start..(start + self.batch_size).min(order.len())];
-        let train = std::mem::take(&mut self.train);
-        let result = self.masked_loss(&train, rows, epoch, 0, Some(rng));
-        self.train = train;
-        let (sum, masked, tokens) = result?;
+        let rows = self.order.batch(epoch, batch, self.batch_size).to_vec();
+        let (sum, masked, tokens) = self.masked_loss(&self.train, &rows, epoch, 0, Some(rng))?;
         // fairseq: summed loss / sample size (masked tokens).
         let loss = (sum / masked.max(1) as f64)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -289,24 +289,13 @@ impl Task for ProbertaPretraining {
             return Ok(Metrics::new());
         }
         let (mut total, mut masked) = (0.0, 0usize);
-        let valid = std::mem::take(&mut self.valid);
-        let order: Vec<usize> = (0..valid.len()).collect();
-        let mut result = Ok(());
-        for rows in order.chunks(self.batch_size) {
+        let rows: Vec<usize> = (0..self.valid.len()).collect();
+        for rows in rows.chunks(self.batch_size) {
             // The same masks at every validation (epoch 0 of a separate stream).
-            match self.masked_loss(&valid, rows, 0, 0x56_41_4c, None) {
-                Ok((sum, n, _)) => {
-                    total += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                    masked += n;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+            let (sum, n, _) = self.masked_loss(&self.valid, rows, 0, VALID_MASK_STREAM, None)?;
+            total += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            masked += n;
         }
-        self.valid = valid;
-        result?;
         let loss = total / masked.max(1) as f64;
         Ok(Metrics::from([
             ("loss".to_string(), loss),
@@ -331,7 +320,182 @@ pub struct PretrainInputs {
     pub go_graph: Option<PathBuf>,
 }
 
+/// A model and its task, ready for the loop, with what the data preparation found.
+struct Prepared {
+    task: Box<dyn Task>,
+    model_dir: DirectoryConfig,
+    /// Files written beside the weights in `model/` and `best/` (dict.txt, go_terms.txt).
+    model_files: Vec<(String, Vec<u8>)>,
+    /// Extra input files hashed into the provenance.
+    data_files: Vec<PathBuf>,
+    /// Counts of what the preparation mapped, cut or left out (written to `data.json`).
+    report: serde_json::Value,
+}
+
+fn prepare_proteinbert(
+    config: &PretrainConfig,
+    model_config: &crate::models::proteinbert::Config,
+    inputs: &PretrainInputs,
+    (train, valid): (&[SwissProtRecord], &[SwissProtRecord]),
+    vars: &SeededVarMap,
+    device: &Device,
+) -> Result<Prepared> {
+    let seed = config.train.seed;
+    let options = config.denoising.clone().unwrap_or_else(DenoisingOptions::reference);
+    if matches!(options.switch, EpisodeSwitch::WallClockMinutes(_)) {
+        return Err(Error::invalid(
+            "wall-clock episode switching is not supported by the resumable loop; use {\"batches\": N}",
+        ));
+    }
+    let mut data_files = Vec::new();
+    let graph = match config.data.annotations {
+        AnnotationMode::Raw => None,
+        AnnotationMode::Propagated => {
+            let path = inputs.go_graph.clone().ok_or_else(|| {
+                Error::invalid(
+                    "propagated GO annotations need the GO graph (--go-graph), or set data.annotations to \"Raw\"",
+                )
+            })?;
+            let graph = GoGraph::read(&path, None)?;
+            data_files.push(path);
+            Some(graph)
+        }
+    };
+    let ancestry = graph.as_ref().map(|g| g.default_ancestry());
+    let mut annotation_report = AnnotationReport::default();
+    let mut terms_of = |records: &[SwissProtRecord]| -> Vec<Vec<String>> {
+        records
+            .iter()
+            .map(|r| {
+                let raw: Vec<&str> = r.go_terms().collect();
+                match &ancestry {
+                    Some(a) => a.annotate(&raw, config.data.annotations, &mut annotation_report),
+                    None => raw.iter().map(|t| t.to_string()).collect(),
+                }
+            })
+            .collect()
+    };
+    let (train_terms, valid_terms) = (terms_of(train), terms_of(valid));
+    let (vocabulary, vocabulary_report) = GoVocabulary::build(train_terms.iter(), config.data.min_go_proteins);
+    if vocabulary.is_empty() {
+        return Err(Error::invalid(format!(
+            "no GO term annotates {} training proteins; lower data.min_go_proteins",
+            config.data.min_go_proteins
+        )));
+    }
+    let mut model_config = model_config.clone();
+    model_config.n_annotations = vocabulary.len();
+    let model = ProteinBert::load(vars.var_builder(DType::F32, device), &model_config)?;
+    let mut unknown = UnknownCounts::default();
+    let corpus = annotated_corpus(train, &train_terms, &vocabulary, &mut unknown);
+    let valid_corpus = annotated_corpus(valid, &valid_terms, &vocabulary, &mut unknown);
+    let lengths: Vec<usize> = corpus.tokens.iter().map(Vec::len).collect();
+    let sampler = EpisodeSampler::new(&lengths, options.clone(), seed)?;
+    // Validation at the middle episode's length, with fixed noise.
+    let episode = options.episodes.len() / 2;
+    let mut valid_rng = Rng::new(seed).fork(0x5641_4c);
+    let rows: Vec<usize> = (0..valid_corpus.len()).collect();
+    let valid_batches = rows
+        .chunks(options.episodes[episode].batch_size)
+        .map(|r| encode_batch(&valid_corpus, r, episode, &options, &mut valid_rng, device))
+        .collect::<Result<Vec<_>>>()?;
+    let report = serde_json::json!({
+        "go_terms": vocabulary.len(),
+        "go_terms_below_min_proteins": vocabulary_report,
+        "go_annotation": annotation_report,
+        "residues_mapped_to_other": unknown,
+    });
+    Ok(Prepared {
+        model_files: vec![(GO_TERMS_FILE.to_string(), (vocabulary.terms().join("\n") + "\n").into_bytes())],
+        task: Box::new(ProteinbertPretraining {
+            model,
+            corpus,
+            sampler,
+            options,
+            valid: valid_batches,
+            device: device.clone(),
+        }),
+        model_dir: DirectoryConfig {
+            model: ModelConfig::Proteinbert(model_config),
+            source: None,
+            has_lm_head: false,
+            heads: vec![],
+        },
+        data_files,
+        report,
+    })
+}
+
+fn prepare_proberta(
+    config: &PretrainConfig,
+    model_config: &proberta::Config,
+    inputs: &PretrainInputs,
+    (train, valid): (&[SwissProtRecord], &[SwissProtRecord]),
+    vars: &SeededVarMap,
+    device: &Device,
+) -> Result<Prepared> {
+    let mlm = config.mlm.clone().ok_or_else(|| Error::invalid("a PRoBERTa pretraining config needs `mlm`"))?;
+    let tokenizer_path = inputs
+        .tokenizer
+        .clone()
+        .ok_or_else(|| Error::invalid("PRoBERTa pretraining needs a tokenizer (--tokenizer DIR or dict.txt)"))?;
+    let (tokenizer, dict_path) = if tokenizer_path.is_dir() {
+        (ProbertaTokenizer::load(&tokenizer_path)?, tokenizer_path.join(DICT_FILE))
+    } else {
+        (ProbertaTokenizer::from_fairseq_dict(&tokenizer_path)?, tokenizer_path.clone())
+    };
+    let vocab_size = tokenizer.dictionary.len();
+    let mut model_config = model_config.clone();
+    model_config.vocab_size = vocab_size;
+    let masking = mlm.masking.unwrap_or_else(|| MaskingOptions::proberta(vocab_size as u32));
+    let max_len = mlm.max_len.min(model_config.max_tokens());
+    let mut unknown = UnknownCounts::default();
+    let mut truncated = 0usize;
+    let mut encode = |records: &[SwissProtRecord]| -> Result<Vec<Vec<u32>>> {
+        records
+            .iter()
+            .map(|r| {
+                let pieces = tokenizer.encode_pieces(&r.sequence, &mut unknown)?;
+                truncated += (pieces.len() + 2 > max_len) as usize;
+                Ok(crate::tokenize::bpe::with_specials(pieces, SingleTruncation::KeepEnd { max_len }))
+            })
+            .collect()
+    };
+    let (train_ids, valid_ids) = (encode(train)?, encode(valid)?);
+    let report = serde_json::json!({
+        "vocabulary": vocab_size,
+        "proteins_cut_to_max_len": truncated,
+        "max_len": max_len,
+        "letters_mapped_to_unk": unknown,
+    });
+    let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
+    let dict = std::fs::read(&dict_path).map_err(|e| Error::io(&dict_path, e))?;
+    Ok(Prepared {
+        task: Box::new(ProbertaPretraining {
+            model,
+            unigram_entropy: unigram_entropy(&train_ids),
+            order: EpochOrder::new(config.train.seed, train_ids.len()),
+            train: train_ids,
+            valid: valid_ids,
+            masking,
+            batch_size: mlm.batch_size,
+            seed: config.train.seed,
+            device: device.clone(),
+        }),
+        model_dir: DirectoryConfig {
+            model: ModelConfig::Proberta(model_config),
+            source: None,
+            has_lm_head: true,
+            heads: vec![],
+        },
+        model_files: vec![(DICT_FILE.to_string(), dict)],
+        data_files: vec![dict_path],
+        report,
+    })
+}
+
 /// Runs (or resumes) a pretraining in `out`; the final weights are the model directory `out/model`.
+/// What the data preparation dropped, cut or mapped is written to `out/data.json`.
 pub fn pretrain(
     config: &PretrainConfig,
     inputs: &PretrainInputs,
@@ -341,138 +505,34 @@ pub fn pretrain(
     progress: bool,
 ) -> Result<RunSummary> {
     let seed = config.train.seed;
-    let records = match config.data.max_proteins {
-        Some(n) => read_swissprot_go_limit(&inputs.data, n)?.0,
-        None => crate::data::tables::read_swissprot_go(&inputs.data)?.0,
+    let (records, read_report) = match config.data.max_proteins {
+        Some(n) => read_swissprot_go_limit(&inputs.data, n)?,
+        None => crate::data::tables::read_swissprot_go(&inputs.data)?,
     };
     let (train, valid) = split(records, config.data.valid_proteins, seed)?;
-    let mut data_files = vec![inputs.data.clone()];
     let vars = SeededVarMap::new(seed);
-    let config_json = serde_json::to_value(config).expect("config serialises");
-    match &config.model {
-        ModelConfig::Proteinbert(model_config) => {
-            let options = config.denoising.clone().unwrap_or_else(DenoisingOptions::reference);
-            if matches!(options.switch, EpisodeSwitch::WallClockMinutes(_)) {
-                return Err(Error::invalid(
-                    "wall-clock episode switching is not supported by the resumable loop; use {\"batches\": N}",
-                ));
-            }
-            let graph = match config.data.annotations {
-                AnnotationMode::Raw => None,
-                AnnotationMode::Propagated => {
-                    let path = inputs.go_graph.clone().ok_or_else(|| {
-                        Error::invalid("propagated GO annotations need the GO graph (--go-graph), or set data.annotations to \"Raw\"")
-                    })?;
-                    data_files.push(path.clone());
-                    Some(GoGraph::read(&path, None)?)
-                }
-            };
-            let ancestry = graph.as_ref().map(|g| g.default_ancestry());
-            let mut report = AnnotationReport::default();
-            let mut terms_of = |records: &[SwissProtRecord]| -> Vec<Vec<String>> {
-                records
-                    .iter()
-                    .map(|r| {
-                        let raw: Vec<&str> = r.go_terms().collect();
-                        match &ancestry {
-                            Some(a) => a.annotate(&raw, config.data.annotations, &mut report),
-                            None => raw.iter().map(|t| t.to_string()).collect(),
-                        }
-                    })
-                    .collect()
-            };
-            let (train_terms, valid_terms) = (terms_of(&train), terms_of(&valid));
-            let (vocabulary, _) = GoVocabulary::build(train_terms.iter(), config.data.min_go_proteins);
-            if vocabulary.is_empty() {
-                return Err(Error::invalid(format!(
-                    "no GO term annotates {} training proteins; lower data.min_go_proteins",
-                    config.data.min_go_proteins
-                )));
-            }
-            let mut model_config = model_config.clone();
-            model_config.n_annotations = vocabulary.len();
-            let model = ProteinBert::load(vars.var_builder(DType::F32, device), &model_config)?;
-            let corpus = annotated_corpus(&train, &train_terms, &vocabulary);
-            let valid_corpus = annotated_corpus(&valid, &valid_terms, &vocabulary);
-            let lengths: Vec<usize> = corpus.tokens.iter().map(Vec::len).collect();
-            let sampler = EpisodeSampler::new(&lengths, options.clone(), seed)?;
-            // Validation at the middle episode's length, with fixed noise.
-            let episode = options.episodes.len() / 2;
-            let mut valid_rng = Rng::new(seed).fork(0x5641_4c);
-            let rows: Vec<usize> = (0..valid_corpus.len()).collect();
-            let valid_batches = rows
-                .chunks(options.episodes[episode].batch_size)
-                .map(|r| encode_batch(&valid_corpus, r, episode, &options, &mut valid_rng, device))
-                .collect::<Result<Vec<_>>>()?;
-            let mut task = ProteinbertPretraining {
-                model,
-                corpus,
-                sampler,
-                options,
-                valid: valid_batches,
-                device: device.clone(),
-            };
-            let provenance = Provenance::collect(seed, &data_files, device)?;
-            let run = RunDir::open(out, &config_json, &provenance, resume)?;
-            let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
-            trainer.progress = progress;
-            trainer.model_dir_config = Some(DirectoryConfig {
-                model: ModelConfig::Proteinbert(model_config),
-                source: None,
-                has_lm_head: false,
-                heads: vec![],
-            });
-            trainer.model_dir_files =
-                vec![(GO_TERMS_FILE.to_string(), (vocabulary.terms().join("\n") + "\n").into_bytes())];
-            trainer.run(&mut task, &run, resume)
-        }
-        ModelConfig::Proberta(model_config) => {
-            let mlm = config.mlm.clone().ok_or_else(|| Error::invalid("a PRoBERTa pretraining config needs `mlm`"))?;
-            let tokenizer_path = inputs.tokenizer.clone().ok_or_else(|| {
-                Error::invalid("PRoBERTa pretraining needs a tokenizer (--tokenizer DIR or dict.txt)")
-            })?;
-            let tokenizer = if tokenizer_path.is_dir() {
-                ProbertaTokenizer::load(&tokenizer_path)?
-            } else {
-                ProbertaTokenizer::from_fairseq_dict(&tokenizer_path)?
-            };
-            let dict_path =
-                if tokenizer_path.is_dir() { tokenizer_path.join(DICT_FILE) } else { tokenizer_path.clone() };
-            data_files.push(dict_path.clone());
-            let vocab_size = tokenizer.dictionary.len();
-            let mut model_config = model_config.clone();
-            model_config.vocab_size = vocab_size;
-            let masking = mlm.masking.unwrap_or_else(|| MaskingOptions::proberta(vocab_size as u32));
-            let truncation = SingleTruncation::KeepEnd { max_len: mlm.max_len.min(model_config.max_tokens()) };
-            let encode = |records: &[SwissProtRecord]| -> Result<Vec<Vec<u32>>> {
-                let mut unknown = UnknownCounts::default();
-                records.iter().map(|r| tokenizer.encode_single(&r.sequence, truncation, &mut unknown)).collect()
-            };
-            let (train_ids, valid_ids) = (encode(&train)?, encode(&valid)?);
-            let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
-            let mut task = ProbertaPretraining {
-                model,
-                unigram_entropy: unigram_entropy(&train_ids),
-                train: train_ids,
-                valid: valid_ids,
-                masking,
-                batch_size: mlm.batch_size,
-                seed,
-                device: device.clone(),
-            };
-            let provenance = Provenance::collect(seed, &data_files, device)?;
-            let run = RunDir::open(out, &config_json, &provenance, resume)?;
-            let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
-            trainer.progress = progress;
-            trainer.model_dir_config = Some(DirectoryConfig {
-                model: ModelConfig::Proberta(model_config),
-                source: None,
-                has_lm_head: true,
-                heads: vec![],
-            });
-            let dict = std::fs::read(&dict_path).map_err(|e| Error::io(&dict_path, e))?;
-            trainer.model_dir_files = vec![(DICT_FILE.to_string(), dict)];
-            trainer.run(&mut task, &run, resume)
-        }
+    let sets = (train.as_slice(), valid.as_slice());
+    let mut prepared = match &config.model {
+        ModelConfig::Proteinbert(c) => prepare_proteinbert(config, c, inputs, sets, &vars, device)?,
+        ModelConfig::Proberta(c) => prepare_proberta(config, c, inputs, sets, &vars, device)?,
+    };
+    let mut data_files = vec![inputs.data.clone()];
+    data_files.append(&mut prepared.data_files);
+    let provenance = Provenance::collect(seed, &data_files, device)?;
+    let run = RunDir::open(out, &serde_json::to_value(config).expect("config serialises"), &provenance, resume)?;
+    let mut report = serde_json::json!({
+        "table": inputs.data.display().to_string(),
+        "records_read": read_report,
+        "train_proteins": train.len(),
+        "valid_proteins": valid.len(),
+    });
+    if let (Some(all), serde_json::Value::Object(extra)) = (report.as_object_mut(), prepared.report) {
+        all.extend(extra);
     }
+    run.write_json("data.json", &report)?;
+    let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
+    trainer.progress = progress;
+    trainer.model_dir_config = Some(prepared.model_dir);
+    trainer.model_dir_files = prepared.model_files;
+    trainer.run(prepared.task.as_mut(), &run, resume)
 }

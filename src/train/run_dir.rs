@@ -108,32 +108,28 @@ impl RunDir {
         fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
         let run = Self { root };
         let config_path = run.root.join(CONFIG_FILE);
-        let has_checkpoints = !run.checkpoints().complete_steps()?.is_empty();
-        if config_path.is_file() && (resume || !has_checkpoints) {
-            let text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-            let stored: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::data(Location::file(&config_path), format!("not JSON: {e}")))?;
-            if resume && stored != *config {
+        if resume && config_path.is_file() {
+            let stored: serde_json::Value = read_json(&config_path, "run configuration")?;
+            if stored != *config {
                 return Err(Error::data(
                     Location::file(&config_path),
                     "--resume with a different configuration than the run was started with; start a new run \
                      directory or restore the original config",
                 ));
             }
-        } else if has_checkpoints && !resume {
+            // Each resume is recorded beside the original provenance.
+            let path = run.root.join(format!("provenance.resume-{}.json", provenance.started_unix_s));
+            write_json(&path, provenance)?;
+            return Ok(run);
+        }
+        if !resume && !run.checkpoints().complete_steps()?.is_empty() {
             return Err(Error::invalid(format!(
                 "{} already holds a run with checkpoints; pass --resume to continue it or choose a new directory",
                 run.root.display()
             )));
         }
-        if !(resume && config_path.is_file()) {
-            write_json(&config_path, config)?;
-            write_json(&run.root.join(PROVENANCE_FILE), provenance)?;
-        } else {
-            // Each resume is recorded beside the original provenance.
-            let path = run.root.join(format!("provenance.resume-{}.json", provenance.started_unix_s));
-            write_json(&path, provenance)?;
-        }
+        write_json(&config_path, config)?;
+        write_json(&run.root.join(PROVENANCE_FILE), provenance)?;
         Ok(run)
     }
 
@@ -168,6 +164,11 @@ impl RunDir {
         fs::write(&path, kept).map_err(|e| Error::io(&path, e))
     }
 
+    /// Writes `name` (pretty JSON) in the run directory.
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        write_json(&self.root.join(name), value)
+    }
+
     /// Appends one record to `log.jsonl`.
     pub fn log(&self, record: &serde_json::Value) -> Result<()> {
         let path = self.log_path();
@@ -176,6 +177,12 @@ impl RunDir {
         line.push('\n');
         file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
     }
+}
+
+/// Reads a JSON file into `T`; a parse error names the file, line and what was expected.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::data(Location::line(path, e.line()), format!("not a {what}: {e}")))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

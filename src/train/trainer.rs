@@ -60,6 +60,37 @@ pub trait Task {
     fn validate(&mut self) -> Result<Metrics>;
 }
 
+/// The shuffled order of a task's `n` training items in each epoch, a pure function of (seed,
+/// epoch) so batches resume bit for bit; the current epoch's permutation is kept, not redrawn per
+/// batch.
+#[derive(Debug, Clone)]
+pub struct EpochOrder {
+    seed: u64,
+    n: usize,
+    current: Option<(u64, Vec<usize>)>,
+}
+
+impl EpochOrder {
+    pub fn new(seed: u64, n: usize) -> Self {
+        Self { seed, n, current: None }
+    }
+
+    /// Batches of `batch_size` per epoch (the last one may be short).
+    pub fn batches(&self, batch_size: usize) -> u64 {
+        self.n.div_ceil(batch_size.max(1)) as u64
+    }
+
+    /// The items of batch `index` of `epoch`.
+    pub fn batch(&mut self, epoch: u64, index: u64, batch_size: usize) -> &[usize] {
+        if self.current.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.current = Some((epoch, Rng::new(self.seed).fork(epoch).permutation(self.n)));
+        }
+        let order = &self.current.as_ref().expect("just set").1;
+        let start = (index as usize * batch_size).min(order.len());
+        &order[start..(start + batch_size).min(order.len())]
+    }
+}
+
 /// The point where data-parallel training averages gradients across workers.
 pub trait GradientSync {
     fn all_reduce(&mut self, grads: &mut GradStore, params: &[Param]) -> Result<()>;
@@ -240,6 +271,16 @@ struct LoopState {
     epoch_loss_sum: f64,
     epoch_loss_count: u64,
     stopped_early: bool,
+}
+
+/// The plateau sets an absolute rate; the loop keeps it as a factor on the schedule. A schedule
+/// at 0 (the end of a decay) leaves the factor as it is rather than dividing by 0.
+fn rescaled(scale: f64, lr: f64, new_lr: f64) -> f64 {
+    if lr > 0.0 {
+        scale * new_lr / lr
+    } else {
+        scale
+    }
 }
 
 /// How a run ended.
@@ -496,7 +537,7 @@ impl Trainer {
                 if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
                     if p.monitor == "train_loss" {
                         let new_lr = plateau.observe(train_loss, lr);
-                        loop_state.lr_scale *= new_lr / lr;
+                        loop_state.lr_scale = rescaled(loop_state.lr_scale, lr, new_lr);
                     }
                 }
                 state.epoch += 1;
@@ -517,7 +558,7 @@ impl Trainer {
                 if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
                     if let Some(value) = p.monitor.strip_prefix("valid_").and_then(|m| metrics.get(m)) {
                         let new_lr = plateau.observe(*value, lr);
-                        loop_state.lr_scale *= new_lr / lr;
+                        loop_state.lr_scale = rescaled(loop_state.lr_scale, lr, new_lr);
                     }
                 }
                 if let (Some(e), Some(stopper)) = (&config.early_stopping, loop_state.early_stopping.as_mut()) {
@@ -580,4 +621,30 @@ pub fn carry_optimizer(
 /// The parameters of `vars` whose names start with none of `frozen_prefixes`.
 pub fn trainable_params(vars: &SeededVarMap, frozen_prefixes: &[String]) -> Vec<Param> {
     vars.named_vars().into_iter().filter(|(n, _)| !frozen_prefixes.iter().any(|p| n.starts_with(p.as_str()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_covers_every_item_once_and_reshuffles_per_epoch() {
+        let mut order = EpochOrder::new(9, 10);
+        assert_eq!(order.batches(4), 3);
+        let epoch0: Vec<usize> = (0..3).flat_map(|b| order.batch(0, b, 4).to_vec()).collect();
+        let mut sorted = epoch0.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        let epoch1: Vec<usize> = (0..3).flat_map(|b| order.batch(1, b, 4).to_vec()).collect();
+        assert_ne!(epoch0, epoch1);
+        // Asking for an earlier epoch again gives the same batches (resume).
+        assert_eq!(EpochOrder::new(9, 10).batch(0, 1, 4), &epoch0[4..8]);
+        assert_eq!(order.batch(0, 2, 4), &epoch0[8..]);
+    }
+
+    #[test]
+    fn plateau_factor_survives_a_zero_schedule() {
+        assert_eq!(rescaled(1.0, 1e-3, 2.5e-4), 0.25);
+        assert_eq!(rescaled(0.5, 0.0, 0.0), 0.5);
+    }
 }
