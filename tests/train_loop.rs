@@ -189,3 +189,37 @@ fn optimizer_state_is_carried_only_between_stages_training_the_same_variables() 
     let (_, carried) = carry_optimizer(Some((opt, names(&all))), &all, &cfg);
     assert!(carried, "stage 2 → 3 (same variables) keeps it");
 }
+
+/// loss = Σ √w at w = 0: finite (0), but its gradient is infinite.
+struct InfiniteGradient(SeededVarMap);
+
+impl Task for InfiniteGradient {
+    fn batches_per_epoch(&self) -> u64 {
+        1
+    }
+
+    fn train_loss(&mut self, _epoch: u64, _batch: u64, _rng: &mut Rng) -> Result<TaskLoss> {
+        let w = self.0.get_var("w").unwrap();
+        Ok(TaskLoss { loss: w.as_tensor().sqrt()?.sum_all()?, metrics: Metrics::new(), samples: 1, tokens: 1 })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        Ok(Metrics::new())
+    }
+}
+
+#[test]
+fn an_infinite_gradient_from_a_finite_loss_stops_before_the_weights_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vars = SeededVarMap::new(0);
+    vars.var_builder(DType::F32, &Device::Cpu).get_with_hints(3, "w", candle_nn::Init::Const(0.0)).unwrap();
+    let cfg = config(5);
+    let run = run_dir(tmp.path(), &cfg);
+    let mut trainer = Trainer::new(cfg, vars.clone(), Device::Cpu).unwrap();
+    trainer.progress = false;
+    let err = trainer.run(&mut InfiniteGradient(vars.clone()), &run, false).unwrap_err().to_string();
+    assert!(err.contains("gradient norm is inf") && err.contains("step 1"), "{err}");
+    assert_eq!(values(&vars, "w"), vec![0.0; 3]);
+    let log = std::fs::read_to_string(tmp.path().join("log.jsonl")).unwrap();
+    assert!(log.contains("non-finite gradient"), "{log}");
+}

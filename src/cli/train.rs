@@ -10,6 +10,7 @@ use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
 use protein_lm::train::finetune::{finetune_proteinbert, FinetuneConfig, SupervisedData};
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
+use protein_lm::train::run_dir::RunOptions;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -65,6 +66,10 @@ impl RunArgs {
     fn device(&self) -> anyhow::Result<candle_core::Device> {
         Ok(select_device(self.device.parse::<DeviceChoice>()?)?)
     }
+
+    fn options<'a>(&'a self, device: &'a candle_core::Device) -> RunOptions<'a> {
+        RunOptions { out: &self.out, resume: self.resume, device, progress: !self.quiet }
+    }
 }
 
 pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
@@ -91,7 +96,8 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     };
     let inputs = PretrainInputs { data, tokenizer, go_graph };
     let out = &a.run.out;
-    let summary = pretrain(&config, &inputs, out, a.run.resume, &a.run.device()?, !a.run.quiet)
+    let device = a.run.device()?;
+    let summary = pretrain(&config, &inputs, a.run.options(&device))
         .with_context(|| format!("pretraining into {}", out.display()))?;
     println!(
         "{} updates ({} epochs) in {:.0} s{}; model directory {}",
@@ -153,9 +159,8 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         .collect();
     let out = &a.run.out;
     let device = a.run.device()?;
-    let report =
-        finetune_proteinbert(&config, &data, a.from.as_deref(), out, a.run.resume, &device, &data_files, !a.run.quiet)
-            .with_context(|| format!("fine-tuning into {}", out.display()))?;
+    let report = finetune_proteinbert(&config, &data, a.from.as_deref(), &data_files, a.run.options(&device))
+        .with_context(|| format!("fine-tuning into {}", out.display()))?;
     println!(
         "{} ({} train / {} valid / {} test), from {}",
         report.benchmark, report.train, report.valid, report.test, report.start

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
 use super::optim::Optimizer;
-use super::run_dir::{Provenance, RunDir};
+use super::run_dir::{Provenance, RunDir, RunOptions};
 use super::trainer::{
     carry_optimizer, trainable_params, EarlyStoppingConfig, EpochOrder, LrSchedule, Metrics, OptimizerConfig,
     PlateauConfig, Task, TaskLoss, TrainConfig, Trainer,
@@ -206,7 +206,7 @@ impl SupervisedData {
             Example { sequence: r.sequence.clone(), target }
         };
         let mut train: Vec<Example> = train.iter().map(convert).collect();
-        let mut rng = Rng::new(config.seed).fork(0x5350_4c49_54);
+        let mut rng = Rng::new(config.seed).fork(super::streams::SPLIT);
         let valid: Vec<Example> = match valid {
             Some(v) => v.iter().map(convert).collect(),
             None => {
@@ -459,12 +459,10 @@ pub fn finetune_proteinbert(
     config: &FinetuneConfig,
     data: &SupervisedData,
     from: Option<&Path>,
-    out: &Path,
-    resume: bool,
-    device: &Device,
     data_files: &[PathBuf],
-    progress: bool,
+    options: RunOptions,
 ) -> Result<FinetuneReport> {
+    let RunOptions { out, resume, device, progress } = options;
     // ---- the trunk's weights ----
     let vars = SeededVarMap::new(config.seed);
     let (model_config, start) = match from {

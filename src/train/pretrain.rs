@@ -15,7 +15,7 @@ use super::objectives::denoising::{
     denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler, EpisodeSwitch,
 };
 use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
-use super::run_dir::{Provenance, RunDir};
+use super::run_dir::{Provenance, RunDir, RunOptions};
 use super::trainer::{EpochOrder, Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
 use crate::batch::{Batch, Overflow, Padding};
 use crate::data::go::{AnnotationMode, AnnotationReport, GoGraph, GoVocabulary};
@@ -96,7 +96,7 @@ fn split(
             records.len()
         )));
     }
-    let mut held = Rng::new(seed).fork(0x5641_4c49_44).sample_without_replacement(records.len(), valid);
+    let mut held = Rng::new(seed).fork(super::streams::VALID_SET).sample_without_replacement(records.len(), valid);
     held.sort_unstable();
     let mut is_valid = vec![false; records.len()];
     held.iter().for_each(|&i| is_valid[i] = true);
@@ -205,9 +205,6 @@ pub struct ProbertaPretraining {
     pub device: Device,
 }
 
-/// Masks of the validation set come from their own stream, fixed across validations.
-const VALID_MASK_STREAM: u64 = 0x56_41_4c;
-
 /// Shannon entropy (nats) of the token frequencies of `sequences`.
 pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
     let mut counts: HashMap<u32, u64> = HashMap::new();
@@ -292,7 +289,7 @@ impl Task for ProbertaPretraining {
         let rows: Vec<usize> = (0..self.valid.len()).collect();
         for rows in rows.chunks(self.batch_size) {
             // The same masks at every validation (epoch 0 of a separate stream).
-            let (sum, n, _) = self.masked_loss(&self.valid, rows, 0, VALID_MASK_STREAM, None)?;
+            let (sum, n, _) = self.masked_loss(&self.valid, rows, 0, super::streams::VALID_NOISE, None)?;
             total += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             masked += n;
         }
@@ -393,7 +390,7 @@ fn prepare_proteinbert(
     let sampler = EpisodeSampler::new(&lengths, options.clone(), seed)?;
     // Validation at the middle episode's length, with fixed noise.
     let episode = options.episodes.len() / 2;
-    let mut valid_rng = Rng::new(seed).fork(0x5641_4c);
+    let mut valid_rng = Rng::new(seed).fork(super::streams::VALID_NOISE);
     let rows: Vec<usize> = (0..valid_corpus.len()).collect();
     let valid_batches = rows
         .chunks(options.episodes[episode].batch_size)
@@ -496,14 +493,8 @@ fn prepare_proberta(
 
 /// Runs (or resumes) a pretraining in `out`; the final weights are the model directory `out/model`.
 /// What the data preparation dropped, cut or mapped is written to `out/data.json`.
-pub fn pretrain(
-    config: &PretrainConfig,
-    inputs: &PretrainInputs,
-    out: &Path,
-    resume: bool,
-    device: &Device,
-    progress: bool,
-) -> Result<RunSummary> {
+pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOptions) -> Result<RunSummary> {
+    let RunOptions { out, resume, device, progress } = options;
     let seed = config.train.seed;
     let (records, read_report) = match config.data.max_proteins {
         Some(n) => read_swissprot_go_limit(&inputs.data, n)?,

@@ -88,6 +88,18 @@ fn git_commit() -> Option<String> {
     Some(if dirty { format!("{commit}-dirty") } else { commit })
 }
 
+/// Where a run goes and how it runs: the arguments `pretrain` and `finetune_proteinbert` share.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// The run directory.
+    pub out: &'a Path,
+    /// Continue from the last complete checkpoint (and, for fine-tuning, skip finished stages).
+    pub resume: bool,
+    pub device: &'a candle_core::Device,
+    /// Show a progress bar (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
 /// One run's directory.
 #[derive(Debug, Clone)]
 pub struct RunDir {

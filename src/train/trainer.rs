@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::TrainingState;
 use super::grads::{accumulate, check_finite_loss, clip_grad_norm};
-use super::optim::{Adam, AdamVariant, Lamb, LambVariant, Optimizer, Param};
+use super::optim::{global_grad_norm, Adam, AdamVariant, Lamb, LambVariant, Optimizer, Param};
 use super::run_dir::RunDir;
 use super::schedule::{EarlyStopping, PolynomialDecay, ReduceOnPlateau, Verdict};
 use crate::models::directory::{DirectoryConfig, ModelDir};
@@ -400,7 +400,7 @@ impl Trainer {
             epoch: 0,
             batch_in_epoch: 0,
             optimizer_steps: 0,
-            rng: Rng::new(config.seed).fork(0x5452_4149_4e).state(),
+            rng: Rng::new(config.seed).fork(super::streams::TRAIN).state(),
             extra: serde_json::Value::Null,
             config: config_json.clone(),
         };
@@ -464,6 +464,11 @@ impl Trainer {
                 || loop_state.stopped_early
         };
 
+        // The run is stopping with an error anyway; a failed log write must not mask it.
+        let log_non_finite = |what: &str, step: u64| {
+            let _ = run.log(&serde_json::json!({"kind": "event", "step": step, "event": format!("non-finite {what}")}));
+        };
+
         while !finished(&state, &loop_state) {
             // ---- one update: accumulate micro-batches ----
             let update = state.step + 1;
@@ -475,11 +480,7 @@ impl Trainer {
             for _ in 0..config.update_freq {
                 let mut batch_rng = Rng::new(rng.next_u64());
                 let out = task.train_loss(state.epoch, state.batch_in_epoch, &mut batch_rng)?;
-                let value = check_finite_loss(&out.loss, update).map_err(|e| {
-                    let _ =
-                        run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "non-finite loss"}));
-                    e
-                })?;
+                let value = check_finite_loss(&out.loss, update).inspect_err(|_| log_non_finite("loss", state.step))?;
                 let scaled = (out.loss / config.update_freq as f64)?;
                 accumulate(&mut grads, scaled.backward()?, &self.params)?;
                 update_loss += value / config.update_freq as f64;
@@ -501,21 +502,31 @@ impl Trainer {
 
             // ---- the seam: all-reduce → clip → step ----
             self.sync.all_reduce(&mut grads, &self.params)?;
+            // A finite loss can still give an infinite gradient: stop before it reaches the weights.
             let grad_norm = match config.clip_norm {
-                Some(max) => Some(clip_grad_norm(&mut grads, &self.params, max)?),
-                None => None,
-            };
+                Some(max) => clip_grad_norm(&mut grads, &self.params, max),
+                None => global_grad_norm(&self.params, &grads).and_then(|norm| {
+                    if norm.is_finite() {
+                        Ok(norm)
+                    } else {
+                        Err(Error::invalid(format!(
+                            "gradient norm is {norm} at step {update}; stopping (the last checkpoint is intact)"
+                        )))
+                    }
+                }),
+            }
+            .inspect_err(|_| log_non_finite("gradient", state.step))?;
             let stats = self.optimizer.step(&self.params, &grads, lr)?;
             drop(grads);
             state.step = update;
             bar.set_position(state.step);
 
             // ---- log ----
-            if state.step % config.log_every == 0 || state.step == 1 {
+            if state.step.is_multiple_of(config.log_every) || state.step == 1 {
                 let elapsed = window_start.elapsed().as_secs_f64().max(1e-9);
                 let mut record = serde_json::json!({
                     "kind": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "loss": update_loss,
-                    "grad_norm": grad_norm.unwrap_or(stats.grad_norm),
+                    "grad_norm": grad_norm, "params_updated": stats.updated,
                     "samples_per_s": window_samples as f64 / elapsed, "tokens_per_s": window_tokens as f64 / elapsed,
                     "elapsed_s": started.elapsed().as_secs_f64(),
                 });
@@ -530,7 +541,7 @@ impl Trainer {
             }
 
             // ---- epoch end ----
-            let mut validate_now = config.validate_every_updates.is_some_and(|n| state.step % n == 0);
+            let mut validate_now = config.validate_every_updates.is_some_and(|n| state.step.is_multiple_of(n));
             if epoch_ended {
                 let train_loss = loop_state.epoch_loss_sum / loop_state.epoch_loss_count.max(1) as f64;
                 run.log(&serde_json::json!({"kind": "epoch", "step": state.step, "epoch": state.epoch, "train_loss": train_loss}))?;
@@ -544,7 +555,7 @@ impl Trainer {
                 state.batch_in_epoch = 0;
                 loop_state.epoch_loss_sum = 0.0;
                 loop_state.epoch_loss_count = 0;
-                validate_now |= config.validate_every_epochs.is_some_and(|n| state.epoch % n == 0);
+                validate_now |= config.validate_every_epochs.is_some_and(|n| state.epoch.is_multiple_of(n));
             }
 
             // ---- validate ----
@@ -582,7 +593,7 @@ impl Trainer {
             }
 
             // ---- checkpoint ----
-            if state.step % config.checkpoint_every == 0 || finished(&state, &loop_state) {
+            if state.step.is_multiple_of(config.checkpoint_every) || finished(&state, &loop_state) {
                 save(self, &mut state, &loop_state, &rng)?;
             }
         }

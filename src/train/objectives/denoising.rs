@@ -253,11 +253,11 @@ impl EpisodeSampler {
     fn assign(&self, p: usize) -> Vec<Vec<usize>> {
         let mut per_episode = vec![Vec::new(); self.options.episodes.len()];
         for (i, weights) in self.weights_per_protein.iter().enumerate() {
-            let mut rng = Rng::new(self.seed).fork(0x45_50_49_53).fork(p as u64).fork(i as u64);
+            let mut rng = Rng::new(self.seed).fork(crate::train::streams::EPISODE).fork(p as u64).fork(i as u64);
             per_episode[draw_weighted(weights, &mut rng)].push(i);
         }
         for (e, list) in per_episode.iter_mut().enumerate() {
-            Rng::new(self.seed).fork(0x53_48_55_46).fork(p as u64).fork(e as u64).shuffle(list);
+            Rng::new(self.seed).fork(crate::train::streams::SHUFFLE).fork(p as u64).fork(e as u64).shuffle(list);
         }
         per_episode
     }
