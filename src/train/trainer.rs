@@ -432,7 +432,12 @@ impl Trainer {
         let mut last_validation = None;
 
         let bar = if self.progress {
-            let bar = indicatif::ProgressBar::new(config.max_updates);
+            // Fine-tuning is bounded by epochs with a huge max_updates: show the nearer bound.
+            let updates_per_epoch = batches_per_epoch.div_ceil(config.update_freq);
+            let planned = config
+                .max_epochs
+                .map_or(config.max_updates, |e| config.max_updates.min(e.saturating_mul(updates_per_epoch)));
+            let bar = indicatif::ProgressBar::new(planned);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{msg:<32} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
