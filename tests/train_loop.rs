@@ -21,6 +21,8 @@ struct Regression {
     nan_at_call: Option<usize>,
     calls: usize,
     valid_losses: Vec<f64>,
+    /// What [`Task::restore`] was given.
+    restored: Option<serde_json::Value>,
 }
 
 impl Regression {
@@ -31,7 +33,7 @@ impl Regression {
         let vb = vars.var_builder(DType::F32, &Device::Cpu);
         vb.get_with_hints(4, "w", candle_nn::Init::Const(0.0)).unwrap();
         vb.get_with_hints(1, "frozen.b", candle_nn::Init::Const(0.5)).unwrap();
-        Self { vars, x, y, batch, nan_at_call: None, calls: 0, valid_losses: vec![] }
+        Self { vars, x, y, batch, nan_at_call: None, calls: 0, valid_losses: vec![], restored: None }
     }
 
     fn loss(&self, rows: &[usize]) -> Result<Tensor> {
@@ -65,6 +67,15 @@ impl Task for Regression {
         // A scripted validation curve, so early stopping's decisions are known.
         let value = self.valid_losses.get(self.calls / 2 - 1).copied().unwrap_or(1.0);
         Ok(Metrics::from([("loss".to_string(), value)]))
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"calls": self.calls})
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.restored = Some(state.clone());
+        Ok(())
     }
 }
 
@@ -222,4 +233,25 @@ fn an_infinite_gradient_from_a_finite_loss_stops_before_the_weights_change() {
     assert_eq!(values(&vars, "w"), vec![0.0; 3]);
     let log = std::fs::read_to_string(tmp.path().join("log.jsonl")).unwrap();
     assert!(log.contains("non-finite gradient"), "{log}");
+}
+
+#[test]
+fn the_task_state_of_the_last_checkpoint_is_restored_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(4);
+    let mut task = Regression::new(SeededVarMap::new(0), 4);
+    let run = run_dir(tmp.path(), &cfg);
+    let mut trainer = Trainer::new(cfg.clone(), task.vars.clone(), Device::Cpu).unwrap();
+    trainer.progress = false;
+    trainer.run(&mut task, &run, false).unwrap();
+    assert_eq!(task.calls, 4);
+
+    let mut resumed = Regression::new(SeededVarMap::new(0), 4);
+    let provenance = Provenance::collect(0, &[], &Device::Cpu).unwrap();
+    let run = RunDir::open(tmp.path(), &serde_json::to_value(&cfg).unwrap(), &provenance, true).unwrap();
+    let mut trainer = Trainer::new(cfg, resumed.vars.clone(), Device::Cpu).unwrap();
+    trainer.progress = false;
+    let summary = trainer.run(&mut resumed, &run, true).unwrap();
+    assert_eq!(summary.resumed_from, Some(4));
+    assert_eq!(resumed.restored, Some(serde_json::json!({"calls": 4})));
 }

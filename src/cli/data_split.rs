@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use protein_lm::data::ppi::{self, MissingSequence, NegativeCount, Pair, PpiDataset, SequenceDictionary};
+use protein_lm::data::ppi::{self, MissingSequence, Pair, PpiDataset, SequenceDictionary};
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::splits::{self, leakage_report};
 use protein_lm::data::{fasta, read_proteins, Protein};
@@ -211,26 +211,16 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
     let mut rng = Rng::new(a.seed);
     let mut negatives_added = 0;
     if let Some(kind) = a.negatives {
-        let positives = data.positives();
-        let count = NegativeCount::RatioToPositives(a.negative_ratio);
-        let negs = match kind {
-            Negatives::Aggressive => ppi::aggressive_negatives(&positives, count, &mut rng.fork(7))?,
-            Negatives::Conservative => {
-                let path = match &a.proteome {
-                    Some(p) => p.clone(),
-                    None => DataResolver::from_env().resolve(files::HUMAN_PFAM)?,
-                };
-                let (proteome, _) = read_proteins(&path)?;
-                let ids: Vec<String> = proteome.iter().map(|p| p.id.clone()).collect();
-                let negs = ppi::conservative_negatives(&positives, &ids, count, &mut rng.fork(7))?;
-                for p in &proteome {
-                    data.sequences.entry(p.id.clone()).or_insert_with(|| p.sequence.clone());
-                }
-                negs
-            }
+        let scheme = match kind {
+            Negatives::Conservative => ppi::NegativeScheme::Conservative,
+            Negatives::Aggressive => ppi::NegativeScheme::Aggressive,
         };
-        negatives_added = negs.len();
-        data.pairs.extend(negs);
+        let proteome = match (scheme, &a.proteome) {
+            (ppi::NegativeScheme::Aggressive, _) => Vec::new(),
+            (_, Some(p)) => read_proteins(p)?.0,
+            (_, None) => read_proteins(DataResolver::from_env().resolve(files::HUMAN_PFAM)?)?.0,
+        };
+        negatives_added = ppi::add_negatives(&mut data, scheme, a.negative_ratio, &proteome, &mut rng.fork(7))?;
         println!("added {negatives_added} sampled negatives");
     }
     let (parts, disjoint_report) = if a.protein_disjoint {

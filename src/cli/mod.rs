@@ -48,10 +48,12 @@ enum Command {
     ///
     /// Example: protein-lm pretrain --model proberta --config configs/proberta-pretrain-demo.json --out runs/proberta-demo
     Pretrain(train::PretrainArgs),
-    /// Fine-tune ProteinBERT on a benchmark in the reference's three stages and report test scores
-    /// per length bucket.
+    /// Fine-tune ProteinBERT on a benchmark (the reference's three stages, test scores per length
+    /// bucket) or PRoBERTa on protein families, protein-protein interactions or a benchmark.
     ///
-    /// Example: protein-lm finetune --model proteinbert --task signalP_binary --config configs/proteinbert-finetune-demo.json --out runs/signalp
+    /// Examples:
+    /// protein-lm finetune --model proteinbert --task signalP_binary --config configs/proteinbert-finetune-demo.json --out runs/signalp
+    /// protein-lm finetune --model proberta --task ppi --from runs/proberta-demo/model --config configs/proberta-finetune-demo.json --out runs/ppi
     Finetune(train::FinetuneArgs),
 }
 

@@ -4,11 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use protein_lm::data::ppi::{MissingSequence, NegativeScheme, PpiDataset, SequenceDictionary};
+use protein_lm::data::read_proteins;
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::tables::load_benchmark;
+use protein_lm::data::tables::read_single_pfam;
 use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
-use protein_lm::train::finetune::{finetune_proteinbert, FinetuneConfig, SupervisedData};
+use protein_lm::train::finetune::proberta::{
+    finetune_proberta, ppi_data, ppi_split_dir, ProbertaFinetuneConfig, ProbertaTaskData,
+};
+use protein_lm::train::finetune::{family_data, finetune_proteinbert, FinetuneConfig, SupervisedData};
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
 
@@ -122,36 +128,64 @@ fn kind_name(k: Kind) -> &'static str {
 
 #[derive(Args)]
 pub struct FinetuneArgs {
-    /// Which network (fine-tuning stages are implemented for ProteinBERT).
+    /// Which network. ProteinBERT: the reference's three stages on a benchmark. PRoBERTa: one
+    /// fairseq-style stage on families, PPI or a per-protein benchmark.
     #[arg(long)]
     model: Kind,
-    /// A ProteinBERT benchmark: signalP_binary, fluorescence, remote_homology, stability, scop,
-    /// secondary_structure, disorder_secondary_structure, ProFET_NP_SP_Cleaved.
+    /// `family` (PRoBERTa: multi-class Pfam family), `ppi` (PRoBERTa: interaction of a pair), or a
+    /// ProteinBERT benchmark: signalP_binary, fluorescence, remote_homology, stability, scop,
+    /// secondary_structure, disorder_secondary_structure, ProFET_NP_SP_Cleaved (PRoBERTa: the
+    /// per-protein ones).
     #[arg(long)]
     task: String,
-    /// A fine-tuning config (JSON): stages, data limits, test buckets.
-    /// Shipped: configs/proteinbert-finetune-{tiny,demo,paper}.json.
+    /// A fine-tuning config (JSON). Shipped: configs/proteinbert-finetune-{tiny,demo,paper}.json
+    /// and configs/proberta-finetune-{tiny,demo,paper}.json.
     #[arg(long)]
     config: PathBuf,
     /// The pretrained model directory (`pretrain`'s OUT/model or `import`); without it the trunk
-    /// starts from the config's `scratch_model` ("no pretraining", the paper's baseline).
+    /// starts from the config's `scratch_model` ("no pretraining", the papers' baseline).
     #[arg(long)]
     from: Option<PathBuf>,
+    /// PRoBERTa without --from: a tokenizer directory or a fairseq dict.txt.
+    /// Default: the original PRoBERTa dict.txt.
+    #[arg(long, conflicts_with = "from")]
+    tokenizer: Option<PathBuf>,
+    /// PRoBERTa. family: an `accession, pfam_id, sequence` table (default: the human single-Pfam
+    /// table). ppi: a pair file `idA<TAB>idB<TAB>label` (default: HIPPIE high-quality positives,
+    /// with negatives sampled as the config's `ppi` says), or a directory written by
+    /// `protein-lm data split --pairs` (train.tsv, valid.tsv, test.tsv, sequences.fasta), used as is.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// PRoBERTa ppi with a pair file: its sequences (`id<TAB>sequence` or FASTA), repeatable.
+    /// Default: the HIPPIE dictionary.
+    #[arg(long)]
+    sequences: Vec<PathBuf>,
+    /// PRoBERTa ppi, conservative negatives: the proteome to pair at random (any protein file).
+    /// Default: the human Swiss-Prot proteins.
+    #[arg(long)]
+    proteome: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
 
 pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
-    if a.model != Kind::Proteinbert {
-        bail!(
-            "fine-tuning stages are implemented for ProteinBERT; for PRoBERTa use `embed` with the analysis probes \
-             (family and PPI fine-tuning of PRoBERTa is a later issue)"
-        );
+    match a.model {
+        Kind::Proteinbert => finetune_proteinbert_cmd(a),
+        Kind::Proberta => finetune_proberta_cmd(a),
+    }
+}
+
+fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
+    if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() || a.tokenizer.is_some() {
+        bail!("--data, --sequences, --proteome and --tokenizer are PRoBERTa options; ProteinBERT reads benchmarks by name");
+    }
+    if a.task == "family" || a.task == "ppi" {
+        bail!("--task {} is a PRoBERTa task; ProteinBERT fine-tunes on the benchmarks", a.task);
     }
     let mut config = FinetuneConfig::load(&a.config)?;
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
-    let data = SupervisedData::from_benchmark(&benchmark, &config)?;
+    let data = SupervisedData::from_benchmark(&benchmark, &config.limits())?;
     let resolver = DataResolver::from_env();
     let data_files: Vec<PathBuf> = ["train", "valid", "test"]
         .iter()
@@ -177,5 +211,100 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         report.paper_pretrained,
         out.join("results.json").display()
     );
+    Ok(())
+}
+
+/// Reads the pair file or split directory a PRoBERTa `ppi` run trains on.
+fn ppi_task_data(
+    a: &FinetuneArgs,
+    config: &ProbertaFinetuneConfig,
+    resolver: &DataResolver,
+) -> anyhow::Result<(ProbertaTaskData, Vec<PathBuf>)> {
+    let limits = config.limits();
+    if let Some(dir) = a.data.as_ref().filter(|d| d.is_dir()) {
+        let data = ppi_split_dir(dir, &limits)?;
+        let files = ["train.tsv", "valid.tsv", "test.tsv", "sequences.fasta"].iter().map(|f| dir.join(f)).collect();
+        return Ok((ProbertaTaskData::Pairs(data), files));
+    }
+    let pairs = match &a.data {
+        Some(p) => p.clone(),
+        None => resolver.resolve(files::HIPPIE_HQ_PAIRS)?,
+    };
+    let sequences =
+        if a.sequences.is_empty() { vec![resolver.resolve(files::HIPPIE_HQ_DICT)?] } else { a.sequences.clone() };
+    let mut dictionary = SequenceDictionary::new();
+    for s in &sequences {
+        if protein_lm::data::sniff_format(s)? == protein_lm::data::ProteinFileFormat::Fasta {
+            dictionary.add_fasta(s)?;
+        } else {
+            dictionary.add_tsv(s)?;
+        }
+    }
+    let (dataset, read_report) = PpiDataset::load(&pairs, &dictionary, MissingSequence::Error)?;
+    let mut used = vec![pairs.clone()];
+    used.extend(sequences);
+    let proteome = match config.ppi.negatives {
+        Some(NegativeScheme::Conservative) => {
+            let path = match &a.proteome {
+                Some(p) => p.clone(),
+                None => resolver.resolve(files::HUMAN_PFAM)?,
+            };
+            used.push(path.clone());
+            read_proteins(&path)?.0
+        }
+        _ => Vec::new(),
+    };
+    let mut data = ppi_data(dataset, &config.ppi, &proteome, &limits)?;
+    data.report.insert("pairs dropped while reading".to_string(), read_report.total_dropped());
+    Ok((ProbertaTaskData::Pairs(data), used))
+}
+
+fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
+    let mut config = ProbertaFinetuneConfig::load(&a.config)?;
+    config.task = a.task.clone();
+    let resolver = DataResolver::from_env();
+    let limits = config.limits();
+    let (data, data_files) = match a.task.as_str() {
+        "family" => {
+            let path = match &a.data {
+                Some(p) => p.clone(),
+                None => resolver.resolve(files::HUMAN_SINGLE_PFAM)?,
+            };
+            let (records, _) = read_single_pfam(&path)?;
+            let data = family_data(&records, config.family.min_members, config.family.test_fraction, &limits)?;
+            (ProbertaTaskData::Proteins(data), vec![path])
+        }
+        "ppi" => ppi_task_data(&a, &config, &resolver)?,
+        benchmark => {
+            if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() {
+                bail!("--data, --sequences and --proteome are for --task family and ppi; benchmarks are read by name");
+            }
+            let data = SupervisedData::from_benchmark(&load_benchmark(benchmark)?, &limits)?;
+            let files = ["train", "valid", "test"]
+                .iter()
+                .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{benchmark}.{s}.csv")).ok())
+                .collect();
+            (ProbertaTaskData::Proteins(data), files)
+        }
+    };
+    let tokenizer = match (&a.from, &a.tokenizer) {
+        (None, None) => Some(resolver.resolve(files::PROBERTA_DICT)?),
+        (_, t) => t.clone(),
+    };
+    let out = &a.run.out;
+    let device = a.run.device()?;
+    let report =
+        finetune_proberta(&config, &data, a.from.as_deref(), tokenizer.as_deref(), &data_files, a.run.options(&device))
+            .with_context(|| format!("fine-tuning into {}", out.display()))?;
+    println!(
+        "{} ({} train / {} valid / {} test), from {}; {} updates, tested {}",
+        report.task, report.train, report.valid, report.test, report.start, report.updates, report.tested
+    );
+    let scores: Vec<String> = report.test_scores.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    println!("  test: {}", scores.join(", "));
+    for p in &report.paper {
+        println!("  paper: {} {:.3} ({})", p.metric, p.value, p.setting);
+    }
+    println!("  results in {}", out.join("results.json").display());
     Ok(())
 }

@@ -328,6 +328,49 @@ pub fn aggressive_negatives(positives: &[Pair], count: NegativeCount, rng: &mut 
     sample_negatives(positives, &candidates, count, rng, "proteins in the network")
 }
 
+/// The PRoBERTa paper's two ways of sampling negatives for a positive-only network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeScheme {
+    /// Random pairs of proteins of a proteome ([`conservative_negatives`]).
+    Conservative,
+    /// Random unconnected pairs of network proteins ([`aggressive_negatives`]).
+    Aggressive,
+}
+
+/// Adds `ratio` × (positive pairs) sampled negatives to `data` and returns how many. Conservative
+/// negatives come from `proteome`, whose sequences are added for the proteins they use.
+pub fn add_negatives(
+    data: &mut PpiDataset,
+    scheme: NegativeScheme,
+    ratio: f64,
+    proteome: &[Protein],
+    rng: &mut Rng,
+) -> Result<usize> {
+    let positives = data.positives();
+    let count = NegativeCount::RatioToPositives(ratio);
+    let negatives = match scheme {
+        NegativeScheme::Aggressive => aggressive_negatives(&positives, count, rng)?,
+        NegativeScheme::Conservative => {
+            let ids: Vec<String> = proteome.iter().map(|p| p.id.clone()).collect();
+            let negatives = conservative_negatives(&positives, &ids, count, rng)?;
+            let sequences: HashMap<&str, &str> =
+                proteome.iter().map(|p| (p.id.as_str(), p.sequence.as_str())).collect();
+            for p in &negatives {
+                for id in [&p.a, &p.b] {
+                    if !data.sequences.contains_key(id) {
+                        data.sequences.insert(id.clone(), sequences[id.as_str()].to_string());
+                    }
+                }
+            }
+            negatives
+        }
+    };
+    let n = negatives.len();
+    data.pairs.extend(negatives);
+    Ok(n)
+}
+
 fn pair_key(i: usize, j: usize) -> (u32, u32) {
     if i < j {
         (i as u32, j as u32)

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::objectives::denoising::{
-    denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler, EpisodeSwitch,
+    denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler,
 };
 use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
 use super::run_dir::{Provenance, RunDir, RunOptions};
@@ -150,6 +150,7 @@ impl Task for ProteinbertPretraining {
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         let global = epoch * self.options.batches_per_epoch + batch;
+        self.sampler.before_batch(global);
         let (episode, rows) = self.sampler.batch(global)?;
         let encoded = encode_batch(&self.corpus, &rows, episode, &self.options, rng, &self.device)?;
         let loss = denoising_loss(&self.model, &encoded, &self.options)?;
@@ -184,6 +185,21 @@ impl Task for ProteinbertPretraining {
             ("annotation_loss".to_string(), annotation / n),
             ("token_loss_per_residue".to_string(), per_residue / n),
         ]))
+    }
+
+    /// The wall-clock episode schedule so far (empty with the default batch-count switch).
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({"closed_episode_segments": self.sampler.closed_segments()})
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let closed = match state.get("closed_episode_segments") {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| Error::invalid(format!("checkpoint: bad episode schedule: {e}")))?,
+            None => Vec::new(),
+        };
+        self.sampler.restore_segments(closed);
+        Ok(())
     }
 }
 
@@ -339,11 +355,6 @@ fn prepare_proteinbert(
 ) -> Result<Prepared> {
     let seed = config.train.seed;
     let options = config.denoising.clone().unwrap_or_else(DenoisingOptions::reference);
-    if matches!(options.switch, EpisodeSwitch::WallClockMinutes(_)) {
-        return Err(Error::invalid(
-            "wall-clock episode switching is not supported by the resumable loop; use {\"batches\": N}",
-        ));
-    }
     let mut data_files = Vec::new();
     let graph = match config.data.annotations {
         AnnotationMode::Raw => None,
@@ -467,6 +478,13 @@ fn prepare_proberta(
     });
     let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
     let dict = std::fs::read(&dict_path).map_err(|e| Error::io(&dict_path, e))?;
+    let mut model_files = vec![(DICT_FILE.to_string(), dict)];
+    // A BPE trained here carries its merges: the model directory keeps them, so fine-tuning and
+    // embedding segment proteins exactly as pretraining did.
+    let merges = tokenizer_path.join("tokenizer.json");
+    if tokenizer_path.is_dir() && merges.is_file() {
+        model_files.push(("tokenizer.json".to_string(), std::fs::read(&merges).map_err(|e| Error::io(&merges, e))?));
+    }
     Ok(Prepared {
         task: Box::new(ProbertaPretraining {
             model,
@@ -485,7 +503,7 @@ fn prepare_proberta(
             has_lm_head: true,
             heads: vec![],
         },
-        model_files: vec![(DICT_FILE.to_string(), dict)],
+        model_files,
         data_files: vec![dict_path],
         report,
     })

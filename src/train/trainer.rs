@@ -58,6 +58,15 @@ pub trait Task {
     /// Validation metrics in evaluation mode (at least `loss`); an empty map when the task has no
     /// validation data.
     fn validate(&mut self) -> Result<Metrics>;
+    /// What the task decided at run time and cannot recompute from (epoch, batch), saved with
+    /// every checkpoint (ProteinBERT's wall-clock episode schedule). Most tasks have none.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores [`state`](Self::state) from the checkpoint a run resumes from.
+    fn restore(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The shuffled order of a task's `n` training items in each epoch, a pure function of (seed,
@@ -271,6 +280,9 @@ struct LoopState {
     epoch_loss_sum: f64,
     epoch_loss_count: u64,
     stopped_early: bool,
+    /// [`Task::state`] at the checkpoint.
+    #[serde(default)]
+    task: serde_json::Value,
 }
 
 /// The plateau sets an absolute rate; the loop keeps it as a factor on the schedule. A schedule
@@ -422,6 +434,7 @@ impl Trainer {
                 self.restore(&ckpt.state, ckpt.model, ckpt.optimizer)?;
                 loop_state = serde_json::from_value(ckpt.state.extra.clone())
                     .map_err(|e| Error::invalid(format!("{}: bad loop state: {e}", ckpt.path.display())))?;
+                task.restore(&loop_state.task)?;
                 state = ckpt.state;
                 resumed_from = Some(state.step);
                 run.truncate_log_after(state.step)?;
@@ -599,6 +612,7 @@ impl Trainer {
 
             // ---- checkpoint ----
             if state.step.is_multiple_of(config.checkpoint_every) || finished(&state, &loop_state) {
+                loop_state.task = task.state();
                 save(self, &mut state, &loop_state, &rng)?;
             }
         }

@@ -6,9 +6,12 @@
 //!   in the episode whose length fits it. A protein longer than its episode is cropped to a random
 //!   window of its START + residues + END tokens (so it may lose START and/or END).
 //! * **Switching.** The reference trains one episode for at least 15 minutes of wall clock, then
-//!   switches to the episode with the most samples waiting. Wall-clock switching cannot resume bit
-//!   for bit, so the default switches after a fixed number of batches (to the episode that has
-//!   consumed the smallest share of its proteins, the deterministic analogue of "largest cache").
+//!   switches at the next epoch boundary to the episode with the most samples waiting. Wall-clock
+//!   switching cannot resume bit for bit, so the default switches after a fixed number of batches
+//!   (to the episode that has consumed the smallest share of its proteins, the deterministic
+//!   analogue of "largest cache"). The wall-clock switch is the option: the segment lengths it
+//!   chose are saved with each checkpoint, so a resumed run replays the schedule up to the
+//!   checkpoint and times the rest afresh.
 //! * **Token noise.** Every position of the padded input, PAD included, is replaced with
 //!   probability 0.05 by a uniform draw over all 26 tokens (specials included; it may equal the
 //!   original).
@@ -42,8 +45,9 @@ pub struct Episode {
 pub enum EpisodeSwitch {
     /// After this many batches (deterministic; resumes bit for bit).
     Batches(u64),
-    /// The reference: after at least this many minutes, at the next epoch boundary. Not
-    /// reproducible across runs or resumes.
+    /// The reference: after at least this many minutes, at the next epoch boundary. Depends on
+    /// the machine's speed, so two runs differ; a resumed run keeps the schedule up to its
+    /// checkpoint.
     WallClockMinutes(f64),
 }
 
@@ -98,8 +102,15 @@ impl DenoisingOptions {
                 return Err(Error::invalid(format!("denoising: {name} must be a probability, got {p}")));
             }
         }
-        if let EpisodeSwitch::Batches(0) = self.switch {
-            return Err(Error::invalid("denoising: switch after 0 batches"));
+        match self.switch {
+            EpisodeSwitch::Batches(0) => return Err(Error::invalid("denoising: switch after 0 batches")),
+            EpisodeSwitch::WallClockMinutes(m) if !(m >= 0.0 && m.is_finite()) => {
+                return Err(Error::invalid(format!("denoising: switch after {m} minutes")))
+            }
+            _ => {}
+        }
+        if self.batches_per_epoch == 0 {
+            return Err(Error::invalid("denoising: batches_per_epoch must be at least 1"));
         }
         Ok(())
     }
@@ -230,6 +241,10 @@ pub struct EpisodeSampler {
     pass_sizes: Vec<Vec<usize>>,
     /// The assignments themselves, for the few most recently used passes.
     recent: std::collections::BTreeMap<usize, Vec<Vec<usize>>>,
+    /// Wall-clock switching: the lengths, in batches, of the segments closed so far.
+    closed_segments: Vec<u64>,
+    /// Wall-clock switching: when the open segment's first batch was drawn (in this process).
+    segment_started: Option<std::time::Instant>,
 }
 
 /// Passes whose assignments are kept in memory; older ones are recomputed if asked for again.
@@ -242,7 +257,15 @@ impl EpisodeSampler {
             return Err(Error::invalid("denoising: the pretraining corpus is empty"));
         }
         let weights_per_protein = lengths.iter().map(|&n| episode_weights(n, &options.episodes)).collect();
-        Ok(Self { options, seed, weights_per_protein, pass_sizes: Vec::new(), recent: Default::default() })
+        Ok(Self {
+            options,
+            seed,
+            weights_per_protein,
+            pass_sizes: Vec::new(),
+            recent: Default::default(),
+            closed_segments: Vec::new(),
+            segment_started: None,
+        })
     }
 
     pub fn options(&self) -> &DenoisingOptions {
@@ -284,30 +307,62 @@ impl EpisodeSampler {
         &self.pass_sizes[p]
     }
 
+    /// Length in batches of segment `k`: fixed, or as the clock closed it (the open one: unbounded).
+    fn segment_len(&self, k: usize) -> u64 {
+        match self.options.switch {
+            EpisodeSwitch::Batches(n) => n,
+            EpisodeSwitch::WallClockMinutes(_) => self.closed_segments.get(k).copied().unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Wall-clock switching: call before drawing batch `batch` of the run, in order. At an epoch
+    /// boundary, once the open segment has run for the set minutes, it is closed there and the
+    /// next batch starts a new segment.
+    pub fn before_batch(&mut self, batch: u64) {
+        let EpisodeSwitch::WallClockMinutes(minutes) = self.options.switch else { return };
+        let started = *self.segment_started.get_or_insert_with(std::time::Instant::now);
+        let open_start: u64 = self.closed_segments.iter().sum();
+        let at_boundary = batch.is_multiple_of(self.options.batches_per_epoch) && batch > open_start;
+        if at_boundary && started.elapsed().as_secs_f64() >= minutes * 60.0 {
+            self.closed_segments.push(batch - open_start);
+            self.segment_started = Some(std::time::Instant::now());
+        }
+    }
+
+    /// The closed segments' lengths (wall-clock switching), for checkpoints.
+    pub fn closed_segments(&self) -> &[u64] {
+        &self.closed_segments
+    }
+
+    /// Restores the closed segments of a checkpoint; the open segment's clock restarts.
+    pub fn restore_segments(&mut self, closed: Vec<u64>) {
+        self.closed_segments = closed;
+        self.segment_started = None;
+    }
+
     /// The episode of the segment holding `batch`, and how many of that episode's samples came
-    /// before it. Segments are `Batches(n)` long; each goes to the episode that has used the
-    /// smallest share of its proteins (the one with the most samples waiting), first on ties.
+    /// before it. Each segment goes to the episode that has used the smallest share of its
+    /// proteins (the one with the most samples waiting), first on ties.
     fn locate(&mut self, batch: u64) -> (usize, u64) {
-        let EpisodeSwitch::Batches(segment) = self.options.switch else {
-            unreachable!("wall-clock switching is refused by `pretrain`")
-        };
         // Episodes no protein was assigned to in the first pass are never chosen.
         let expected: Vec<Option<f64>> = self.sizes(0).iter().map(|&n| (n > 0).then_some(n as f64)).collect();
         let mut consumed = vec![0u64; expected.len()];
         let mut start = 0u64;
-        loop {
+        for k in 0.. {
+            let segment = self.segment_len(k);
             let share = |e: usize| expected[e].map(|n| consumed[e] as f64 / n);
             let episode = (0..expected.len())
                 .filter(|&e| expected[e].is_some())
                 .min_by(|&a, &b| share(a).partial_cmp(&share(b)).expect("finite shares").then(a.cmp(&b)))
                 .expect("a non-empty corpus assigns some episode");
             let bs = self.options.episodes[episode].batch_size as u64;
-            if batch < start + segment {
+            if batch < start.saturating_add(segment) {
                 return (episode, consumed[episode] + (batch - start) * bs);
             }
             consumed[episode] += segment * bs;
             start += segment;
         }
+        unreachable!("the open segment holds every later batch")
     }
 
     /// Episode and corpus indices of the run's batch number `batch` (counted from 0).
@@ -530,6 +585,45 @@ mod tests {
         let episodes: std::collections::BTreeSet<usize> = first.iter().map(|(e, _)| *e).collect();
         assert_eq!(episodes.len(), 2, "both episodes are visited");
         assert!(first[..3].iter().all(|(e, _)| *e == first[0].0), "segments are 3 batches");
+        Ok(())
+    }
+
+    #[test]
+    fn wall_clock_switching_closes_segments_at_epoch_boundaries_and_resumes_its_schedule() -> Result<()> {
+        let lengths: Vec<usize> = (0..300).map(|i| 20 + (i * 37) % 1500).collect();
+        let mut options = DenoisingOptions::reference();
+        options.episodes = vec![Episode { seq_len: 128, batch_size: 8 }, Episode { seq_len: 512, batch_size: 4 }];
+        options.batches_per_epoch = 5;
+        let run = |sampler: &mut EpisodeSampler, batches: std::ops::Range<u64>| -> Result<Vec<(usize, Vec<usize>)>> {
+            batches
+                .map(|k| {
+                    sampler.before_batch(k);
+                    sampler.batch(k)
+                })
+                .collect()
+        };
+        // 0 minutes: every epoch boundary switches, which is the batch-count switch of one epoch.
+        let mut by_count = EpisodeSampler::new(
+            &lengths,
+            DenoisingOptions { switch: EpisodeSwitch::Batches(5), ..options.clone() },
+            5,
+        )?;
+        let expected = run(&mut by_count, 0..60)?;
+        let zero = DenoisingOptions { switch: EpisodeSwitch::WallClockMinutes(0.0), ..options.clone() };
+        let mut clock = EpisodeSampler::new(&lengths, zero.clone(), 5)?;
+        assert_eq!(run(&mut clock, 0..30)?, expected[..30]);
+        assert_eq!(clock.closed_segments(), &[5, 5, 5, 5, 5]);
+        // A resumed sampler replays the saved schedule, then keeps timing from its restart.
+        let mut resumed = EpisodeSampler::new(&lengths, zero, 5)?;
+        resumed.restore_segments(clock.closed_segments().to_vec());
+        assert_eq!(run(&mut resumed, 30..60)?, expected[30..]);
+        // An hour-long segment never closes within the test: one episode throughout.
+        let hour = DenoisingOptions { switch: EpisodeSwitch::WallClockMinutes(60.0), ..options };
+        let mut slow = EpisodeSampler::new(&lengths, hour, 5)?;
+        let batches = run(&mut slow, 0..40)?;
+        assert!(batches.iter().all(|(e, _)| *e == batches[0].0));
+        assert!(slow.closed_segments().is_empty());
+        assert!(expected.iter().any(|(e, _)| *e != expected[0].0), "the one-epoch switch does change episodes");
         Ok(())
     }
 }

@@ -15,10 +15,11 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::analysis::metrics::{accuracy, roc_auc};
+use crate::analysis::metrics::{accuracy, binary_scores, roc_auc, ZeroDivision};
 use crate::analysis::stats::spearman;
 use crate::models::heads::Target;
 use crate::models::loss::{binary_cross_entropy_with_logits, cross_entropy, Reduction};
+use crate::train::trainer::Metrics;
 use crate::{Error, Result};
 
 /// One example's label in model terms.
@@ -168,11 +169,22 @@ impl Predictions {
                 }
             }
             Target::Categorical { classes } => {
-                let pred: Vec<u32> = logits.to_dtype(DType::F32)?.reshape(((), classes))?.argmax(1)?.to_vec1()?;
+                let logits = logits.to_dtype(DType::F32)?.reshape(((), classes))?;
+                let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
                 let y: Vec<u32> = targets.values.flatten_all()?.to_vec1()?;
+                // Two classes (PRoBERTa's PPI head): P(class 1) ranks the items for ROC AUC.
+                let positive: Option<Vec<f32>> = if classes == 2 {
+                    Some(candle_nn::ops::softmax(&logits, 1)?.narrow(1, 1, 1)?.flatten_all()?.to_vec1()?)
+                } else {
+                    None
+                };
                 for i in (0..pred.len()).filter(|&i| counted(i)) {
                     self.classes.push(pred[i]);
                     self.labels_class.push(y[i]);
+                    if let Some(p) = &positive {
+                        self.scores.push(p[i] as f64);
+                        self.labels_bool.push(y[i] == 1);
+                    }
                 }
             }
             Target::Numeric => {
@@ -203,6 +215,39 @@ impl Predictions {
             Target::Categorical { .. } => ("accuracy", accuracy(&self.labels_class, &self.classes).unwrap_or(f64::NAN)),
             Target::Numeric => ("spearman", spearman(&self.scores, &self.labels_numeric).unwrap_or(f64::NAN)),
         }
+    }
+
+    /// Every metric that applies: `loss`; `accuracy` for classes (binary at 0.5); `roc_auc`,
+    /// `precision`, `recall` and `f1` of the positive class for binary and two-class targets;
+    /// `spearman` for numbers. Undefined values (one class only) are NaN.
+    pub fn summary(&self, target: Target) -> Metrics {
+        let mut m = Metrics::from([("loss".to_string(), self.loss())]);
+        let two_class = matches!(target, Target::Binary | Target::Categorical { classes: 2 });
+        match target {
+            Target::Binary => {
+                let predicted: Vec<bool> = self.scores.iter().map(|&p| p >= 0.5).collect();
+                m.insert("accuracy".into(), accuracy(&self.labels_bool, &predicted).unwrap_or(f64::NAN));
+            }
+            Target::Categorical { .. } => {
+                m.insert("accuracy".into(), accuracy(&self.labels_class, &self.classes).unwrap_or(f64::NAN));
+            }
+            Target::Numeric => {
+                m.insert("spearman".into(), spearman(&self.scores, &self.labels_numeric).unwrap_or(f64::NAN));
+            }
+        }
+        if two_class {
+            m.insert("roc_auc".into(), roc_auc(&self.labels_bool, &self.scores).unwrap_or(f64::NAN));
+            let predicted: Vec<bool> = match target {
+                Target::Binary => self.scores.iter().map(|&p| p >= 0.5).collect(),
+                _ => self.classes.iter().map(|&c| c == 1).collect(),
+            };
+            if let Ok(s) = binary_scores(&self.labels_bool, &predicted, ZeroDivision::Nan) {
+                m.insert("precision".into(), s.precision);
+                m.insert("recall".into(), s.recall);
+                m.insert("f1".into(), s.f1);
+            }
+        }
+        m
     }
 
     /// Mean loss per counted item.
@@ -266,6 +311,19 @@ mod tests {
         let loss = head_loss(target, &Tensor::zeros((2, 4), DType::F32, &dev)?, &t)?.to_scalar::<f32>()?;
         assert!((loss as f64 - 4f64.ln()).abs() < 1e-6);
         assert!(batch_targets(&[&TargetValue::Class(4)], target, 1, 0, &dev).is_err());
+        // Two classes: P(class 1) = softmax; items 0, 1 positive, 2 negative; item 1 predicted
+        // negative → accuracy 2/3, precision 1, recall 1/2; ranking (0.88, 0.27 > 0.12) → AUC 1.
+        let target = Target::Categorical { classes: 2 };
+        let labels = [TargetValue::Class(1), TargetValue::Class(1), TargetValue::Class(0)];
+        let t = batch_targets(&labels.iter().collect::<Vec<_>>(), target, 1, 0, &dev)?;
+        let logits = Tensor::new(&[[0f32, 2.0], [1.0, 0.0], [2.0, 0.0]], &dev)?;
+        let mut p = Predictions::default();
+        p.add(target, &logits, &t, 0.3)?;
+        let m = p.summary(target);
+        assert!((m["accuracy"] - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((m["precision"], m["recall"], m["roc_auc"]), (1.0, 0.5, 1.0));
+        assert!((p.scores[0] - 1.0 / (1.0 + (-2f64).exp())).abs() < 1e-6);
+        assert!((m["loss"] - 0.3).abs() < 1e-12);
         Ok(())
     }
 }

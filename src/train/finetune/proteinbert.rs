@@ -17,28 +17,28 @@
 //!   cut: it is evaluated in length buckets 512, 1,024, 2,048, … (batch 32, 16, 8, …), per bucket
 //!   and pooled ("all").
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
-use super::optim::Optimizer;
-use super::run_dir::{Provenance, RunDir, RunOptions};
-use super::trainer::{
-    carry_optimizer, trainable_params, EarlyStoppingConfig, EpochOrder, LrSchedule, Metrics, OptimizerConfig,
-    PlateauConfig, Task, TaskLoss, TrainConfig, Trainer,
-};
-use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind};
+use super::{load_trunk_weights, write_json, DataLimits, Example, SupervisedData};
 use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead};
-use crate::models::heads::{Head, HeadConfig, HeadInput, Level, LinearHead, Target};
+use crate::models::heads::{Head, HeadConfig, HeadInput, LinearHead, Target};
 use crate::models::init::SeededVarMap;
 use crate::models::proteinbert::{self, ProteinBert};
 use crate::models::Trunk;
 use crate::tokenize::residue::{ResidueTokenizer, PAD};
 use crate::tokenize::UnknownCounts;
+use crate::train::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
+use crate::train::optim::Optimizer;
+use crate::train::run_dir::{Provenance, RunDir, RunOptions};
+use crate::train::trainer::{
+    carry_optimizer, trainable_params, EarlyStoppingConfig, EpochOrder, LrSchedule, Metrics, OptimizerConfig,
+    PlateauConfig, Task, TaskLoss, TrainConfig, Trainer,
+};
 use crate::{Error, Result, Rng};
 
 /// One stage of fine-tuning.
@@ -81,7 +81,18 @@ pub struct FinetuneConfig {
 impl FinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        super::run_dir::read_json(path.as_ref(), "fine-tuning config")
+        crate::train::run_dir::read_json(path.as_ref(), "fine-tuning config")
+    }
+
+    /// The data settings, for [`SupervisedData::from_benchmark`].
+    pub fn limits(&self) -> DataLimits {
+        DataLimits {
+            max_train: self.max_train,
+            max_valid: self.max_valid,
+            max_test: self.max_test,
+            valid_fraction: self.valid_fraction,
+            seed: self.seed,
+        }
     }
 
     /// The reference demo notebook's settings for a benchmark.
@@ -127,152 +138,6 @@ impl FinetuneConfig {
     }
 }
 
-/// A benchmark protein ready for the model.
-#[derive(Debug, Clone)]
-pub struct Example {
-    pub sequence: String,
-    pub target: TargetValue,
-}
-
-/// A benchmark's splits in model terms, with the label names of a categorical target.
-#[derive(Debug, Clone)]
-pub struct SupervisedData {
-    pub level: Level,
-    pub target: Target,
-    pub labels: Vec<String>,
-    pub train: Vec<Example>,
-    pub valid: Vec<Example>,
-    pub test: Vec<Example>,
-    /// What was removed and why (duplicates, invalid rows).
-    pub report: BTreeMap<String, usize>,
-}
-
-fn sample(items: Vec<Example>, max: Option<usize>, rng: &mut Rng) -> Vec<Example> {
-    match max {
-        Some(m) if m < items.len() => {
-            let mut keep = rng.sample_without_replacement(items.len(), m);
-            keep.sort_unstable();
-            keep.into_iter().map(|i| items[i].clone()).collect()
-        }
-        _ => items,
-    }
-}
-
-impl SupervisedData {
-    /// Typed records → examples; the label set of a categorical benchmark is the union over all
-    /// splits, sorted (the reference's `unique_labels`).
-    pub fn from_benchmark(data: &BenchmarkData, config: &FinetuneConfig) -> Result<Self> {
-        let spec = data.spec;
-        let mut report = BTreeMap::new();
-        let mut dedup = |records: &[BenchmarkRecord], split: &str| -> Vec<BenchmarkRecord> {
-            let mut seen = BTreeSet::new();
-            let mut out = Vec::new();
-            for r in records {
-                if seen.insert((r.sequence.clone(), format!("{:?}", r.label))) {
-                    out.push(r.clone());
-                } else {
-                    *report.entry(format!("{split}: duplicate rows removed")).or_insert(0) += 1;
-                }
-            }
-            out
-        };
-        let train = dedup(&data.train, "train");
-        let valid = data.valid.as_ref().map(|v| dedup(v, "valid"));
-        let test = dedup(&data.test, "test");
-        let mut names = BTreeSet::new();
-        let mut classes = 0usize;
-        if spec.kind == LabelKind::Categorical {
-            for r in train.iter().chain(valid.iter().flatten()).chain(&test) {
-                match &r.label {
-                    Label::Category(c) => {
-                        names.insert(c.clone());
-                    }
-                    Label::PerResidue(v) => v.iter().for_each(|&c| classes = classes.max(c as usize + 1)),
-                    _ => {}
-                }
-            }
-        }
-        let labels: Vec<String> =
-            if spec.per_residue { (0..classes).map(|c| c.to_string()).collect() } else { names.into_iter().collect() };
-        let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-        // The CSV reader has checked every per-residue label against its sequence (file and line).
-        let convert = |r: &BenchmarkRecord| -> Example {
-            let target = match &r.label {
-                Label::Binary(b) => TargetValue::Binary(*b),
-                Label::Numeric(x) => TargetValue::Numeric(*x as f32),
-                Label::Category(c) => TargetValue::Class(index[c.as_str()]),
-                Label::PerResidue(v) => TargetValue::PerResidue(v.iter().map(|&c| c as u32).collect()),
-            };
-            Example { sequence: r.sequence.clone(), target }
-        };
-        let mut train: Vec<Example> = train.iter().map(convert).collect();
-        let mut rng = Rng::new(config.seed).fork(super::streams::SPLIT);
-        let valid: Vec<Example> = match valid {
-            Some(v) => v.iter().map(convert).collect(),
-            None => {
-                let (kept, held) = stratified_holdout(&train, config.valid_fraction, &mut rng);
-                let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
-                train = kept.iter().map(|&i| train[i].clone()).collect();
-                report.insert("valid: held out of train (stratified)".into(), held_out.len());
-                held_out
-            }
-        };
-        let test: Vec<Example> = test.iter().map(convert).collect();
-        let target = match spec.kind {
-            LabelKind::Binary => Target::Binary,
-            LabelKind::Numeric => Target::Numeric,
-            LabelKind::Categorical => Target::Categorical { classes: labels.len() },
-        };
-        let (train, valid, test) = (
-            sample(train, config.max_train, &mut rng),
-            sample(valid, config.max_valid, &mut rng),
-            sample(test, config.max_test, &mut rng),
-        );
-        // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
-        let mut unknown = UnknownCounts::default();
-        for e in train.iter().chain(&valid).chain(&test) {
-            ResidueTokenizer.encode(&e.sequence, &mut unknown);
-        }
-        for (letter, n) in unknown.by_char {
-            report.insert(format!("residues `{letter}` mapped to <OTHER>"), n);
-        }
-        Ok(Self {
-            level: if spec.per_residue { Level::Residue } else { Level::Protein },
-            target,
-            labels,
-            train,
-            valid,
-            test,
-            report,
-        })
-    }
-}
-
-/// Indices kept and held out, `fraction` of each stratum (binary / class label; numeric and
-/// per-residue targets form one stratum).
-pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
-    let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, e) in examples.iter().enumerate() {
-        let key = match &e.target {
-            TargetValue::Binary(b) => format!("b{b}"),
-            TargetValue::Class(c) => format!("c{c}"),
-            _ => String::new(),
-        };
-        strata.entry(key).or_default().push(i);
-    }
-    let (mut kept, mut held) = (Vec::new(), Vec::new());
-    for (_, mut members) in strata {
-        rng.shuffle(&mut members);
-        let n_held = (members.len() as f64 * fraction).round() as usize;
-        held.extend_from_slice(&members[..n_held]);
-        kept.extend_from_slice(&members[n_held..]);
-    }
-    kept.sort_unstable();
-    held.sort_unstable();
-    (kept, held)
-}
-
-/// Token ids `(B, seq_len)` and targets of `examples[rows]`.
 /// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
 /// `<OTHER>` were counted once for the whole data set (`SupervisedData::report`).
 fn encode(
@@ -280,7 +145,7 @@ fn encode(
     seq_len: usize,
     target: Target,
     device: &Device,
-) -> Result<(Tensor, super::objectives::supervised::BatchTargets, usize)> {
+) -> Result<(Tensor, crate::train::objectives::supervised::BatchTargets, usize)> {
     let mut ids = Vec::with_capacity(batch.len() * seq_len);
     let mut tokens = 0;
     for e in batch {
@@ -471,25 +336,9 @@ pub fn finetune_proteinbert(
             let ModelConfig::Proteinbert(c) = dir.config().model.clone() else {
                 return Err(Error::invalid(format!("{} is not a ProteinBERT model directory", dir.path().display())));
             };
-            let weights = dir.path().join(crate::models::directory::WEIGHTS_FILE);
-            // Only the trunk's tensors are taken: a directory may carry earlier heads.
-            let stored = dir.tensors(DType::F32, device)?;
             ProteinBert::load(vars.var_builder(DType::F32, device), &c)?;
-            for (name, var) in vars.named_vars() {
-                let tensor = stored.get(&name).ok_or_else(|| {
-                    Error::data(
-                        crate::Location::file(&weights),
-                        format!("no tensor `{name}` for the ProteinBERT trunk"),
-                    )
-                })?;
-                if tensor.dims() != var.dims() {
-                    return Err(Error::data(
-                        crate::Location::file(&weights),
-                        format!("tensor `{name}` has shape {:?}, the config needs {:?}", tensor.dims(), var.dims()),
-                    ));
-                }
-                var.set(tensor)?;
-            }
+            // Only the trunk's tensors are taken: a directory may carry earlier heads.
+            load_trunk_weights(&vars, &dir, HEAD_PREFIX)?;
             (c, dir.path().display().to_string())
         }
         None => {
@@ -593,6 +442,15 @@ pub fn finetune_proteinbert(
         device,
     )?;
     let spec = crate::data::tables::benchmark(&config.benchmark)?;
+    // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
+    let mut data_report = data.report.clone();
+    let mut unknown = UnknownCounts::default();
+    for e in data.train.iter().chain(&data.valid).chain(&data.test) {
+        ResidueTokenizer.encode(&e.sequence, &mut unknown);
+    }
+    for (letter, n) in unknown.by_char {
+        data_report.insert(format!("residues `{letter}` mapped to <OTHER>"), n);
+    }
     let mut final_config = dir_config;
     final_config.source = Some(format!("fine-tuned on {} from {start}", config.benchmark));
     let tensors: HashMap<String, Tensor> =
@@ -608,14 +466,12 @@ pub fn finetune_proteinbert(
         train: data.train.len(),
         valid: data.valid.len(),
         test: data.test.len(),
-        data_report: data.report.clone(),
+        data_report,
         stages: stage_reports,
         test_scores,
         paper_no_pretraining: spec.paper_scores.0,
         paper_pretrained: spec.paper_scores.1,
     };
-    let path = out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("report serialises"))
-        .map_err(|e| Error::io(&path, e))?;
+    write_json(&out.join("results.json"), &report)?;
     Ok(report)
 }

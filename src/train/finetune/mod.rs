@@ -1,0 +1,275 @@
+//! Fine-tuning: the supervised data both models train on, and each model's procedure.
+//!
+//! * [`proteinbert`]: the reference's three stages on a ProteinBERT benchmark.
+//! * [`proberta`]: PRoBERTa's one-stage fine-tuning (fairseq `sentence_prediction`) on protein
+//!   families, protein–protein interactions or a ProteinBERT benchmark.
+//!
+//! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
+//! with model-independent targets; each model then encodes them with its own tokenizer.
+
+pub mod proberta;
+pub mod proteinbert;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use candle_core::DType;
+use serde::Serialize;
+
+pub use proteinbert::{
+    evaluate_by_length, finetune_proteinbert, BucketScore, FinetuneConfig, FinetuneReport, FinetuneStage, StageConfig,
+};
+
+use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind, PfamRecord};
+use crate::models::directory::{ModelDir, WEIGHTS_FILE};
+use crate::models::heads::{Level, Target};
+use crate::models::init::SeededVarMap;
+use crate::train::objectives::supervised::TargetValue;
+use crate::{Error, Location, Result, Rng};
+
+/// How much of a data set a run uses, and how validation is held out when there is no valid file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataLimits {
+    /// Keep at most this many examples of each split (a seeded sample), for small scales.
+    pub max_train: Option<usize>,
+    pub max_valid: Option<usize>,
+    pub max_test: Option<usize>,
+    /// Held-out share of train (stratified) when the data have no valid split.
+    pub valid_fraction: f64,
+    pub seed: u64,
+}
+
+/// A protein with its target, model-independent.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Accession, or `split:line` of a benchmark CSV (for prediction files).
+    pub id: String,
+    pub sequence: String,
+    pub target: TargetValue,
+}
+
+/// A benchmark's splits in model terms, with the label names of a categorical target.
+#[derive(Debug, Clone)]
+pub struct SupervisedData {
+    pub level: Level,
+    pub target: Target,
+    pub labels: Vec<String>,
+    pub train: Vec<Example>,
+    pub valid: Vec<Example>,
+    pub test: Vec<Example>,
+    /// What was removed and why (duplicates, invalid rows).
+    pub report: BTreeMap<String, usize>,
+}
+
+/// At most `max` of `items` (a seeded sample, in their original order).
+pub(crate) fn sample_items<T: Clone>(items: Vec<T>, max: Option<usize>, rng: &mut Rng) -> Vec<T> {
+    match max {
+        Some(m) if m < items.len() => {
+            let mut keep = rng.sample_without_replacement(items.len(), m);
+            keep.sort_unstable();
+            keep.into_iter().map(|i| items[i].clone()).collect()
+        }
+        _ => items,
+    }
+}
+
+impl SupervisedData {
+    /// Typed records → examples; the label set of a categorical benchmark is the union over all
+    /// splits, sorted (the reference's `unique_labels`).
+    pub fn from_benchmark(data: &BenchmarkData, config: &DataLimits) -> Result<Self> {
+        let spec = data.spec;
+        let mut report = BTreeMap::new();
+        let mut dedup = |records: &[BenchmarkRecord], split: &str| -> Vec<BenchmarkRecord> {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            for r in records {
+                if seen.insert((r.sequence.clone(), format!("{:?}", r.label))) {
+                    out.push(r.clone());
+                } else {
+                    *report.entry(format!("{split}: duplicate rows removed")).or_insert(0) += 1;
+                }
+            }
+            out
+        };
+        let train = dedup(&data.train, "train");
+        let valid = data.valid.as_ref().map(|v| dedup(v, "valid"));
+        let test = dedup(&data.test, "test");
+        let mut names = BTreeSet::new();
+        let mut classes = 0usize;
+        if spec.kind == LabelKind::Categorical {
+            for r in train.iter().chain(valid.iter().flatten()).chain(&test) {
+                match &r.label {
+                    Label::Category(c) => {
+                        names.insert(c.clone());
+                    }
+                    Label::PerResidue(v) => v.iter().for_each(|&c| classes = classes.max(c as usize + 1)),
+                    _ => {}
+                }
+            }
+        }
+        let labels: Vec<String> =
+            if spec.per_residue { (0..classes).map(|c| c.to_string()).collect() } else { names.into_iter().collect() };
+        let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+        // The CSV reader has checked every per-residue label against its sequence (file and line).
+        let convert = |r: &BenchmarkRecord, split: &str| -> Example {
+            let target = match &r.label {
+                Label::Binary(b) => TargetValue::Binary(*b),
+                Label::Numeric(x) => TargetValue::Numeric(*x as f32),
+                Label::Category(c) => TargetValue::Class(index[c.as_str()]),
+                Label::PerResidue(v) => TargetValue::PerResidue(v.iter().map(|&c| c as u32).collect()),
+            };
+            Example { id: format!("{split}:{}", r.line), sequence: r.sequence.clone(), target }
+        };
+        let mut train: Vec<Example> = train.iter().map(|r| convert(r, "train")).collect();
+        let mut rng = Rng::new(config.seed).fork(crate::train::streams::SPLIT);
+        let valid: Vec<Example> = match valid {
+            Some(v) => v.iter().map(|r| convert(r, "valid")).collect(),
+            None => {
+                let (kept, held) = stratified_holdout(&train, config.valid_fraction, &mut rng);
+                let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
+                train = kept.iter().map(|&i| train[i].clone()).collect();
+                report.insert("valid: held out of train (stratified)".into(), held_out.len());
+                held_out
+            }
+        };
+        let test: Vec<Example> = test.iter().map(|r| convert(r, "test")).collect();
+        let target = match spec.kind {
+            LabelKind::Binary => Target::Binary,
+            LabelKind::Numeric => Target::Numeric,
+            LabelKind::Categorical => Target::Categorical { classes: labels.len() },
+        };
+        let (train, valid, test) = (
+            sample_items(train, config.max_train, &mut rng),
+            sample_items(valid, config.max_valid, &mut rng),
+            sample_items(test, config.max_test, &mut rng),
+        );
+        Ok(Self {
+            level: if spec.per_residue { Level::Residue } else { Level::Protein },
+            target,
+            labels,
+            train,
+            valid,
+            test,
+            report,
+        })
+    }
+}
+
+/// Indices kept and held out, `fraction` of each stratum (binary / class label; numeric and
+/// per-residue targets form one stratum).
+pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        let key = match &e.target {
+            TargetValue::Binary(b) => format!("b{b}"),
+            TargetValue::Class(c) => format!("c{c}"),
+            _ => String::new(),
+        };
+        strata.entry(key).or_default().push(i);
+    }
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for (_, mut members) in strata {
+        rng.shuffle(&mut members);
+        let n_held = (members.len() as f64 * fraction).round() as usize;
+        held.extend_from_slice(&members[..n_held]);
+        kept.extend_from_slice(&members[n_held..]);
+    }
+    kept.sort_unstable();
+    held.sort_unstable();
+    (kept, held)
+}
+
+/// Multi-class family classification on proteins with exactly one Pfam family (the PRoBERTa
+/// paper's task on its 313,214 Swiss-Prot proteins; here the human table): families with fewer
+/// than `min_members` proteins are left out (counted), the classes are the remaining family ids in
+/// alphabetical order (the reference's sorted `dict_fl.txt`), and each family is split
+/// `test_fraction` / `valid_fraction` / rest, stratified, so every family is in training.
+pub fn family_data(
+    records: &[PfamRecord],
+    min_members: usize,
+    test_fraction: f64,
+    limits: &DataLimits,
+) -> Result<SupervisedData> {
+    let mut report = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut unique = Vec::new();
+    for r in records {
+        if seen.insert((r.sequence.as_str(), r.pfam_id.as_str())) {
+            unique.push(r);
+        } else {
+            *report.entry("duplicate rows removed".to_string()).or_insert(0) += 1;
+        }
+    }
+    let mut members: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &unique {
+        *members.entry(r.pfam_id.as_str()).or_default() += 1;
+    }
+    let labels: Vec<String> = members.iter().filter(|(_, &n)| n >= min_members).map(|(f, _)| f.to_string()).collect();
+    if labels.len() < 2 {
+        return Err(Error::invalid(format!(
+            "family classification needs at least 2 families with {min_members} or more proteins, found {}",
+            labels.len()
+        )));
+    }
+    let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+    let mut examples = Vec::new();
+    for r in &unique {
+        match index.get(r.pfam_id.as_str()) {
+            Some(&c) => examples.push(Example {
+                id: r.accession.clone(),
+                sequence: r.sequence.clone(),
+                target: TargetValue::Class(c),
+            }),
+            None => {
+                *report.entry(format!("proteins of families with fewer than {min_members} members")).or_insert(0) += 1
+            }
+        }
+    }
+    report.insert(format!("families with fewer than {min_members} members"), members.len() - labels.len());
+    let mut rng = Rng::new(limits.seed).fork(crate::train::streams::SPLIT);
+    let (rest, test) = stratified_holdout(&examples, test_fraction, &mut rng);
+    let rest_examples: Vec<Example> = rest.iter().map(|&i| examples[i].clone()).collect();
+    // valid_fraction is a share of the whole set, as in 0.8 / 0.1 / 0.1.
+    let within = (limits.valid_fraction / (1.0 - test_fraction)).min(1.0);
+    let (train, valid) = stratified_holdout(&rest_examples, within, &mut rng);
+    let pick = |from: &[Example], idx: &[usize]| -> Vec<Example> { idx.iter().map(|&i| from[i].clone()).collect() };
+    let (train, valid, test) = (pick(&rest_examples, &train), pick(&rest_examples, &valid), pick(&examples, &test));
+    Ok(SupervisedData {
+        level: Level::Protein,
+        target: Target::Categorical { classes: labels.len() },
+        labels,
+        train: sample_items(train, limits.max_train, &mut rng),
+        valid: sample_items(valid, limits.max_valid, &mut rng),
+        test: sample_items(test, limits.max_test, &mut rng),
+        report,
+    })
+}
+
+/// Sets the trunk variables of `vars` (already created by loading the trunk through them) from a
+/// model directory; tensors the trunk does not use (an LM head, earlier heads) are ignored.
+pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, trunk_prefix_excluded: &str) -> Result<()> {
+    let weights = dir.path().join(WEIGHTS_FILE);
+    let stored = dir.tensors(DType::F32, &candle_core::Device::Cpu)?;
+    for (name, var) in vars.named_vars() {
+        if name.starts_with(trunk_prefix_excluded) {
+            continue;
+        }
+        let tensor = stored
+            .get(&name)
+            .ok_or_else(|| Error::data(Location::file(&weights), format!("no tensor `{name}` for the trunk")))?;
+        if tensor.dims() != var.dims() {
+            return Err(Error::data(
+                Location::file(&weights),
+                format!("tensor `{name}` has shape {:?}, the config needs {:?}", tensor.dims(), var.dims()),
+            ));
+        }
+        var.set(&tensor.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("report serialises"))
+        .map_err(|e| Error::io(path, e))
+}
