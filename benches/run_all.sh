@@ -22,3 +22,7 @@ $py benches/peers/cluster_sklearn.py $quick
 $py benches/peers/metrics_sklearn.py
 echo "=== protein-lm: layers"
 cargo bench --quiet --bench conv1d
+echo "=== protein-lm: one PRoBERTa training update (demo size)"
+cargo bench --quiet --bench train_step
+tests/fixtures/optim/setup_venv.sh
+tests/fixtures/optim/.venv/bin/python benches/peers/proberta_train_step.py
