@@ -51,9 +51,9 @@ enum Command {
     /// Fine-tune ProteinBERT on a benchmark (the reference's three stages, test scores per length
     /// bucket) or PRoBERTa on protein families, protein-protein interactions or a benchmark.
     ///
-    /// Examples:
-    /// protein-lm finetune --model proteinbert --task signalP_binary --config configs/proteinbert-finetune-demo.json --out runs/signalp
-    /// protein-lm finetune --model proberta --task ppi --from runs/proberta-demo/model --config configs/proberta-finetune-demo.json --out runs/ppi
+    /// Example: protein-lm finetune --model proteinbert --task signalP_binary --config configs/proteinbert-finetune-demo.json --out runs/signalp
+    ///
+    /// Example: protein-lm finetune --model proberta --task ppi --from runs/proberta-demo/model --config configs/proberta-finetune-demo.json --out runs/ppi
     Finetune(train::FinetuneArgs),
 }
 

@@ -53,7 +53,8 @@ pub struct PretrainArgs {
 #[derive(Args)]
 pub struct RunArgs {
     /// The output directory. pretrain: config.json, provenance.json, data.json, log.jsonl,
-    /// checkpoints/, model/. finetune: stage-N run directories, model/ (trunk + head), results.json.
+    /// checkpoints/, model/. finetune: ProteinBERT stage-N run directories, model/ (trunk + head),
+    /// results.json; PRoBERTa one run directory with best/, model/, results.json, test_predictions.tsv.
     #[arg(long)]
     out: PathBuf,
     /// Continue from the last complete checkpoint (the config must be unchanged); finetune also

@@ -210,7 +210,10 @@ impl PpiDataset {
         Self::from_records(records, pairs_path, dictionary, missing)
     }
 
-    /// Attach sequences to pairs read from `source` (named in errors).
+    /// Attach sequences to pairs read from `source` (named in errors). A pair that comes again, in
+    /// either orientation, is left out and counted: with the same label it is a duplicate (HIPPIE
+    /// HQ has 734, which a random split would put on both sides of train and test), with the other
+    /// label a contradiction (Pan 2010 has 26), where the first line is kept.
     pub fn from_records(
         records: Vec<PairRecord>,
         source: &Path,
@@ -219,7 +222,22 @@ impl PpiDataset {
     ) -> Result<(Self, FilterReport)> {
         let mut dataset = Self::default();
         let mut report = FilterReport::default();
+        let mut labels: HashMap<(String, String), u8> = HashMap::new();
         for record in records {
+            let (a, b) = record.pair.unordered();
+            match labels.get(&(a.to_string(), b.to_string())) {
+                Some(&label) if label == record.pair.label => {
+                    report.drop("duplicate pair (either orientation)");
+                    continue;
+                }
+                Some(_) => {
+                    report.drop("pair repeated with the other label (the first line kept)");
+                    continue;
+                }
+                None => {
+                    labels.insert((a.to_string(), b.to_string()), record.pair.label);
+                }
+            }
             let absent = [&record.pair.a, &record.pair.b].into_iter().find(|id| dictionary.get(id).is_none());
             if let Some(id) = absent {
                 match missing {
@@ -552,6 +570,38 @@ mod tests {
     use std::path::PathBuf;
 
     #[test]
+    fn repeated_pairs_are_left_out_and_counted() {
+        let record = |a: &str, b: &str, label: u8, line: usize| PairRecord {
+            pair: Pair { a: a.into(), b: b.into(), label },
+            line,
+        };
+        let mut dictionary = SequenceDictionary::new();
+        for id in ["A", "B", "C"] {
+            dictionary.insert(id, "MKV", Location::file("dict")).unwrap();
+        }
+        let records = vec![
+            record("A", "B", 1, 1),
+            record("B", "A", 1, 2),
+            record("A", "B", 0, 3),
+            record("A", "A", 1, 4),
+            record("A", "C", 0, 5),
+        ];
+        let (data, report) =
+            PpiDataset::from_records(records, Path::new("pairs.tsv"), &dictionary, MissingSequence::Error).unwrap();
+        let kept: Vec<(&str, &str, u8)> = data.pairs.iter().map(|p| (p.a.as_str(), p.b.as_str(), p.label)).collect();
+        assert_eq!(kept, vec![("A", "B", 1), ("A", "A", 1), ("A", "C", 0)]);
+        assert_eq!(report.kept, 3);
+        assert_eq!(report.total_dropped(), 2);
+        assert_eq!(
+            report.dropped,
+            vec![
+                ("duplicate pair (either orientation)".to_string(), 1),
+                ("pair repeated with the other label (the first line kept)".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
     fn protein_disjoint_split_shares_no_protein() {
         let mut rng = Rng::new(4);
         let pairs: Vec<Pair> = (0..400)
@@ -639,7 +689,7 @@ mod tests {
     #[test]
     fn missing_sequences_error_or_are_dropped_with_a_count() {
         let dir = tempfile::tempdir().unwrap();
-        let pairs = write(dir.path(), "p.tsv", "P1\tP2\t1\nP1\tP9\t0\nP2\tP1\t0\n");
+        let pairs = write(dir.path(), "p.tsv", "P1\tP2\t1\nP1\tP9\t0\nP2\tP5\t0\n");
         let dict_path = write(dir.path(), "d.tsv", "P1\tMKV\nP2\tAAA\nP5\tCC\n");
         let mut dict = SequenceDictionary::new();
         dict.add_tsv(&dict_path).unwrap();
@@ -647,10 +697,10 @@ mod tests {
         assert!(e.contains("p.tsv:2") && e.contains("P9"), "{e}");
 
         let (data, report) = PpiDataset::load(&pairs, &dict, MissingSequence::DropPair).unwrap();
-        assert_eq!(data.pairs, vec![pair("P1", "P2", 1), pair("P2", "P1", 0)]);
+        assert_eq!(data.pairs, vec![pair("P1", "P2", 1), pair("P2", "P5", 0)]);
         assert_eq!(report.kept, 2);
         assert_eq!(report.total_dropped(), 1);
-        assert_eq!(data.sequences.len(), 2, "only proteins of kept pairs");
+        assert_eq!(data.sequences.len(), 3, "only proteins of kept pairs");
         assert_eq!(data.sequences["P2"], "AAA");
         assert_eq!((data.n_positive(), data.n_negative()), (1, 1));
     }
@@ -748,9 +798,10 @@ mod tests {
         dict.add_tsv(dir.join("protein.dictionary.tsv")).unwrap();
         assert_eq!(dict.len(), 2_497);
         let (data, report) = PpiDataset::load(dir.join("protein.actions.tsv"), &dict, MissingSequence::Error).unwrap();
-        assert_eq!(data.pairs.len(), 11_188);
-        assert_eq!(report.total_dropped(), 0);
-        assert_eq!((data.n_positive(), data.n_negative()), (5_594, 5_594));
+        // 11,188 lines, 24 of them repeats: the PRoBERTa paper's "11,164 usable interactions".
+        assert_eq!(data.pairs.len(), 11_164);
+        assert_eq!(report.total_dropped(), 24);
+        assert_eq!((data.n_positive(), data.n_negative()), (5_581, 5_583));
         eprintln!("pipr-yeast: {} pairs, {} proteins used of {}", data.pairs.len(), data.sequences.len(), dict.len());
     }
 
@@ -761,14 +812,16 @@ mod tests {
         };
         let mut dict = SequenceDictionary::new();
         dict.add_tsv(dir.join("hippie_hq_dict.tsv")).unwrap();
-        let (data, _) = PpiDataset::load(dir.join("hippie_hq_pairs.tsv"), &dict, MissingSequence::Error).unwrap();
-        assert_eq!(data.n_positive(), 15_489);
+        let (data, report) = PpiDataset::load(dir.join("hippie_hq_pairs.tsv"), &dict, MissingSequence::Error).unwrap();
+        // 15,489 lines, 734 of them repeats of an earlier pair.
+        assert_eq!(data.n_positive(), 14_755);
+        assert_eq!(report.total_dropped(), 734);
         assert_eq!(data.n_negative(), 0);
         let positives = data.positives();
         let self_pairs = positives.iter().filter(|p| p.a == p.b).count();
         let aggressive =
             aggressive_negatives(&positives, NegativeCount::RatioToPositives(1.0), &mut Rng::new(0)).unwrap();
-        assert_eq!(aggressive.len(), 15_489);
+        assert_eq!(aggressive.len(), 14_755);
         check_negatives(&aggressive, &positives);
         assert!(aggressive.iter().all(|n| data.sequences.contains_key(&n.a) && data.sequences.contains_key(&n.b)));
         eprintln!(
@@ -785,7 +838,7 @@ mod tests {
             let conservative =
                 conservative_negatives(&positives, &proteome, NegativeCount::RatioToPositives(2.0), &mut Rng::new(0))
                     .unwrap();
-            assert_eq!(conservative.len(), 30_978);
+            assert_eq!(conservative.len(), 29_510);
             check_negatives(&conservative, &positives);
         }
     }
@@ -802,8 +855,9 @@ mod tests {
         assert!(e.contains("pan2010_pan_pairs.tsv:") && e.contains("no sequence"), "{e}");
         let (data, report) =
             PpiDataset::load(dir.join("pan2010_pan_pairs.tsv"), &dict, MissingSequence::DropPair).unwrap();
-        assert_eq!(report.total_dropped(), 155);
-        assert_eq!(data.pairs.len(), 61_736);
+        // 27 repeats (1 duplicate, 26 with the other label), then 155 without a sequence.
+        assert_eq!(report.total_dropped(), 182);
+        assert_eq!(data.pairs.len(), 61_891 - 182);
 
         let (train, _) = PpiDataset::load(dir.join("pan2010_pan_train.tsv"), &dict, MissingSequence::DropPair).unwrap();
         let (test, _) = PpiDataset::load(dir.join("pan2010_pan_test.tsv"), &dict, MissingSequence::DropPair).unwrap();

@@ -161,6 +161,13 @@ pub fn ppi_data(
 ) -> Result<PairData> {
     let mut report = BTreeMap::from([("pairs read".to_string(), data.pairs.len())]);
     let mut rng = Rng::new(limits.seed);
+    if options.negatives.is_some() && data.n_negative() > 0 {
+        return Err(Error::invalid(format!(
+            "the pair file already has {} negative pairs: set ppi.negatives to null to use them, or give a \
+             positive-only file to sample negatives for",
+            data.n_negative()
+        )));
+    }
     if let Some(scheme) = options.negatives {
         let added = ppi::add_negatives(&mut data, scheme, options.negative_ratio, proteome, &mut rng.fork(7))?;
         report.insert("negatives sampled".to_string(), added);
@@ -312,6 +319,7 @@ fn encode_data(
             let overlap = ppi::test_overlap(&d.train, &d.test);
             report["test pairs by proteins seen in training (both, one, none)"] =
                 serde_json::to_value(overlap.counts()).expect("counts serialise");
+            report["test pairs also in training (either orientation)"] = overlap.pair_in_train.len().into();
             // The reference's label dictionary: negative → 0, positive → 1, softmax over both.
             Ok(EncodedData {
                 train,
