@@ -139,7 +139,7 @@ impl FinetuneConfig {
 }
 
 /// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
-/// `<OTHER>` were counted once for the whole data set (`SupervisedData::report`).
+/// `<OTHER>` are counted once for the whole data set, in the run's report.
 fn encode(
     batch: &[&Example],
     seq_len: usize,
