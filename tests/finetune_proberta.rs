@@ -32,8 +32,8 @@ fn a_small_encoder_learns_separable_families_and_the_best_weights_are_tested() {
     let tmp = tempfile::tempdir().unwrap();
     let table = family_table(tmp.path());
     let (records, _) = read_single_pfam(&table).unwrap();
-    let limits = DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.2, seed: 0 };
-    let data = family_data(&records, 5, 0.2, &limits).unwrap();
+    let limits = DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.2 };
+    let data = family_data(&records, 5, 0.2, &limits, 0).unwrap();
     assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (48, 16, 16));
     assert_eq!(data.labels, vec!["PF00001", "PF00002"]);
 

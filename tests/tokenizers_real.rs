@@ -22,6 +22,14 @@ fn bpe_on_swissprot_matches_the_reference_statistics() {
     let (records, _) = tables::read_swissprot_go_limit(&table, 6_000).unwrap();
     let (tok, report) =
         ProbertaTokenizer::train(records.iter().map(|r| r.sequence.as_str()), &BpeOptions::default()).unwrap();
+    // Saved files load back into the same segmentation, merges included.
+    let dir = tempfile::tempdir().unwrap();
+    tok.save(dir.path()).unwrap();
+    let loaded = ProbertaTokenizer::load(dir.path()).unwrap();
+    assert!(loaded.is_exact());
+    assert_eq!(loaded.files().unwrap(), tok.files().unwrap());
+    let probe = &records[0].sequence;
+    assert_eq!(loaded.pieces(probe).unwrap(), tok.pieces(probe).unwrap());
     // The reference's layout: 9,997 pieces → 10,009 fairseq ids, <mask> last.
     assert_eq!(report.pieces, 9_997);
     assert_eq!(tok.dictionary.len(), 10_009);
@@ -46,6 +54,10 @@ fn original_dict_encodes_with_reference_like_piece_lengths() {
     };
     let tok = ProbertaTokenizer::from_fairseq_dict(&dict).unwrap();
     assert!(!tok.is_exact());
+    // What model directories carry: the original dict.txt byte for byte, and no merges.
+    let files = tok.files().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!((files[0].0.as_str(), &files[0].1), ("dict.txt", &std::fs::read(&dict).unwrap()));
     let (records, _) = tables::read_swissprot_go_limit(&table, 1_000).unwrap();
     let mut unknown = UnknownCounts::default();
     let (mut residues, mut pieces) = (0usize, 0usize);

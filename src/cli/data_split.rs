@@ -136,7 +136,7 @@ fn split_proteins(a: &SplitArgs) -> anyhow::Result<()> {
 }
 
 /// Read pairs and their sequences, with the report of dropped pairs.
-fn load_ppi(
+pub(crate) fn load_ppi(
     pairs: &Path,
     sequences: &[PathBuf],
     drop_missing: bool,

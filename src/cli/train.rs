@@ -1,14 +1,16 @@
 //! `protein-lm pretrain` and `protein-lm finetune`: the training loop from the command line.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use protein_lm::data::ppi::{MissingSequence, NegativeScheme, PpiDataset, SequenceDictionary};
+use protein_lm::data::ppi::NegativeScheme;
 use protein_lm::data::read_proteins;
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::tables::load_benchmark;
 use protein_lm::data::tables::read_single_pfam;
+use protein_lm::data::FilterReport;
 use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
 use protein_lm::train::finetune::proberta::{
@@ -17,6 +19,8 @@ use protein_lm::train::finetune::proberta::{
 use protein_lm::train::finetune::{family_data, finetune_proteinbert, FinetuneConfig, SupervisedData};
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
+
+use super::data_split::load_ppi;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -186,12 +190,8 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     let mut config = FinetuneConfig::load(&a.config)?;
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
-    let data = SupervisedData::from_benchmark(&benchmark, &config.limits())?;
-    let resolver = DataResolver::from_env();
-    let data_files: Vec<PathBuf> = ["train", "valid", "test"]
-        .iter()
-        .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{}.{s}.csv", a.task)).ok())
-        .collect();
+    let data = SupervisedData::from_benchmark(&benchmark, &config.data, config.seed)?;
+    let data_files = benchmark_files(&DataResolver::from_env(), &a.task);
     let out = &a.run.out;
     let device = a.run.device()?;
     let report = finetune_proteinbert(&config, &data, a.from.as_deref(), &data_files, a.run.options(&device))
@@ -215,15 +215,29 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The CSV files of a benchmark, for provenance.
+fn benchmark_files(resolver: &DataResolver, benchmark: &str) -> Vec<PathBuf> {
+    ["train", "valid", "test"]
+        .iter()
+        .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{benchmark}.{s}.csv")).ok())
+        .collect()
+}
+
+/// Adds what a reader left out, reason by reason, to a data report.
+fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &FilterReport) {
+    for (reason, n) in &read.dropped {
+        report.insert(format!("{}: {reason}", file.display()), *n);
+    }
+}
+
 /// Reads the pair file or split directory a PRoBERTa `ppi` run trains on.
 fn ppi_task_data(
     a: &FinetuneArgs,
     config: &ProbertaFinetuneConfig,
     resolver: &DataResolver,
 ) -> anyhow::Result<(ProbertaTaskData, Vec<PathBuf>)> {
-    let limits = config.limits();
     if let Some(dir) = a.data.as_ref().filter(|d| d.is_dir()) {
-        let data = ppi_split_dir(dir, &limits)?;
+        let data = ppi_split_dir(dir, &config.data, config.seed)?;
         let files = ["train.tsv", "valid.tsv", "test.tsv", "sequences.fasta"].iter().map(|f| dir.join(f)).collect();
         return Ok((ProbertaTaskData::Pairs(data), files));
     }
@@ -233,15 +247,7 @@ fn ppi_task_data(
     };
     let sequences =
         if a.sequences.is_empty() { vec![resolver.resolve(files::HIPPIE_HQ_DICT)?] } else { a.sequences.clone() };
-    let mut dictionary = SequenceDictionary::new();
-    for s in &sequences {
-        if protein_lm::data::sniff_format(s)? == protein_lm::data::ProteinFileFormat::Fasta {
-            dictionary.add_fasta(s)?;
-        } else {
-            dictionary.add_tsv(s)?;
-        }
-    }
-    let (dataset, read_report) = PpiDataset::load(&pairs, &dictionary, MissingSequence::Error)?;
+    let (dataset, read_report) = load_ppi(&pairs, &sequences, false)?;
     let mut used = vec![pairs.clone()];
     used.extend(sequences);
     let proteome = match config.ppi.negatives {
@@ -255,8 +261,9 @@ fn ppi_task_data(
         }
         _ => Vec::new(),
     };
-    let mut data = ppi_data(dataset, &config.ppi, &proteome, &limits)?;
-    data.report.insert("pairs dropped while reading".to_string(), read_report.total_dropped());
+    let mut data = ppi_data(dataset, &config.ppi, &proteome, &config.data, config.seed)
+        .with_context(|| pairs.display().to_string())?;
+    add_read_report(&mut data.report, &pairs, &read_report);
     Ok((ProbertaTaskData::Pairs(data), used))
 }
 
@@ -264,15 +271,17 @@ fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     let mut config = ProbertaFinetuneConfig::load(&a.config)?;
     config.task = a.task.clone();
     let resolver = DataResolver::from_env();
-    let limits = config.limits();
     let (data, data_files) = match a.task.as_str() {
         "family" => {
             let path = match &a.data {
                 Some(p) => p.clone(),
                 None => resolver.resolve(files::HUMAN_SINGLE_PFAM)?,
             };
-            let (records, _) = read_single_pfam(&path)?;
-            let data = family_data(&records, config.family.min_members, config.family.test_fraction, &limits)?;
+            let (records, read_report) = read_single_pfam(&path)?;
+            let (min_members, test_fraction) = (config.family.min_members, config.family.test_fraction);
+            let mut data = family_data(&records, min_members, test_fraction, &config.data, config.seed)
+                .with_context(|| path.display().to_string())?;
+            add_read_report(&mut data.report, &path, &read_report);
             (ProbertaTaskData::Proteins(data), vec![path])
         }
         "ppi" => ppi_task_data(&a, &config, &resolver)?,
@@ -280,12 +289,8 @@ fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
             if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() {
                 bail!("--data, --sequences and --proteome are for --task family and ppi; benchmarks are read by name");
             }
-            let data = SupervisedData::from_benchmark(&load_benchmark(benchmark)?, &limits)?;
-            let files = ["train", "valid", "test"]
-                .iter()
-                .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{benchmark}.{s}.csv")).ok())
-                .collect();
-            (ProbertaTaskData::Proteins(data), files)
+            let data = SupervisedData::from_benchmark(&load_benchmark(benchmark)?, &config.data, config.seed)?;
+            (ProbertaTaskData::Proteins(data), benchmark_files(&resolver, benchmark))
         }
     };
     let tokenizer = match (&a.from, &a.tokenizer) {

@@ -206,10 +206,22 @@ impl ProbertaTokenizer {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        if let PieceEncoder::Bpe(t) = &self.encoder {
-            t.save(dir.join("tokenizer.json"), true).map_err(tok_err)?;
+        for (name, contents) in self.files()? {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).map_err(|e| Error::io(&path, e))?;
         }
-        self.dictionary.save(dir.join("dict.txt"))
+        Ok(())
+    }
+
+    /// What [`save`](Self::save) writes, as (file name, contents): `dict.txt`, and `tokenizer.json`
+    /// when the merges are known. Model directories carry these, so a model is always saved with
+    /// the tokenizer it was actually trained with.
+    pub fn files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut files = vec![("dict.txt".to_string(), self.dictionary.to_text().into_bytes())];
+        if let PieceEncoder::Bpe(t) = &self.encoder {
+            files.push(("tokenizer.json".to_string(), t.to_string(true).map_err(tok_err)?.into_bytes()));
+        }
+        Ok(files)
     }
 
     /// Load what [`save`](Self::save) wrote; a directory with only `dict.txt` gives the approximate

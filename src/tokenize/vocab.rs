@@ -5,7 +5,7 @@
 //! masked-LM task appends. With 9,997 pieces that is 10,009 ids.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::error::{Error, Location, Result};
@@ -84,13 +84,18 @@ impl FairseqDictionary {
     /// Write `dict.txt` as fairseq does: every symbol after the specials except `<mask>`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
+        std::fs::write(path, self.to_text()).map_err(|e| Error::io(path, e))
+    }
+
+    /// The `dict.txt` text [`save`](Self::save) writes.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
         for (s, c) in self.symbols.iter().zip(&self.counts).skip(N_SPECIAL) {
             if s != MASK_SYMBOL {
-                writeln!(w, "{s} {c}").map_err(|e| Error::io(path, e))?;
+                text.push_str(&format!("{s} {c}\n"));
             }
         }
-        w.flush().map_err(|e| Error::io(path, e))
+        text
     }
 
     pub fn len(&self) -> usize {

@@ -477,14 +477,9 @@ fn prepare_proberta(
         "letters_mapped_to_unk": unknown,
     });
     let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
-    let dict = std::fs::read(&dict_path).map_err(|e| Error::io(&dict_path, e))?;
-    let mut model_files = vec![(DICT_FILE.to_string(), dict)];
-    // A BPE trained here carries its merges: the model directory keeps them, so fine-tuning and
-    // embedding segment proteins exactly as pretraining did.
-    let merges = tokenizer_path.join("tokenizer.json");
-    if tokenizer_path.is_dir() && merges.is_file() {
-        model_files.push(("tokenizer.json".to_string(), std::fs::read(&merges).map_err(|e| Error::io(&merges, e))?));
-    }
+    // The tokenizer actually used (with its merges when known), so fine-tuning and embedding
+    // segment proteins exactly as pretraining did.
+    let model_files = tokenizer.files()?;
     Ok(Prepared {
         task: Box::new(ProbertaPretraining {
             model,

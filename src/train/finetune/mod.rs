@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use candle_core::DType;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use proteinbert::{
     evaluate_by_length, finetune_proteinbert, BucketScore, FinetuneConfig, FinetuneReport, FinetuneStage, StageConfig,
@@ -25,18 +25,23 @@ use crate::models::directory::{ModelDir, WEIGHTS_FILE};
 use crate::models::heads::{Level, Target};
 use crate::models::init::SeededVarMap;
 use crate::train::objectives::supervised::TargetValue;
+use crate::train::run_dir::RunDir;
+use crate::train::trainer::RunSummary;
 use crate::{Error, Location, Result, Rng};
 
 /// How much of a data set a run uses, and how validation is held out when there is no valid file.
-#[derive(Debug, Clone, PartialEq)]
+/// Both fine-tuning configs carry it flattened (`max_train`, …, `valid_fraction` at their top level).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataLimits {
     /// Keep at most this many examples of each split (a seeded sample), for small scales.
+    #[serde(default)]
     pub max_train: Option<usize>,
+    #[serde(default)]
     pub max_valid: Option<usize>,
+    #[serde(default)]
     pub max_test: Option<usize>,
     /// Held-out share of train (stratified) when the data have no valid split.
     pub valid_fraction: f64,
-    pub seed: u64,
 }
 
 /// A protein with its target, model-independent.
@@ -76,7 +81,7 @@ pub(crate) fn sample_items<T: Clone>(items: Vec<T>, max: Option<usize>, rng: &mu
 impl SupervisedData {
     /// Typed records → examples; the label set of a categorical benchmark is the union over all
     /// splits, sorted (the reference's `unique_labels`).
-    pub fn from_benchmark(data: &BenchmarkData, config: &DataLimits) -> Result<Self> {
+    pub fn from_benchmark(data: &BenchmarkData, limits: &DataLimits, seed: u64) -> Result<Self> {
         let spec = data.spec;
         let mut report = BTreeMap::new();
         let mut dedup = |records: &[BenchmarkRecord], split: &str| -> Vec<BenchmarkRecord> {
@@ -121,11 +126,11 @@ impl SupervisedData {
             Example { id: format!("{split}:{}", r.line), sequence: r.sequence.clone(), target }
         };
         let mut train: Vec<Example> = train.iter().map(|r| convert(r, "train")).collect();
-        let mut rng = Rng::new(config.seed).fork(crate::train::streams::SPLIT);
+        let mut rng = Rng::new(seed).fork(crate::train::streams::SPLIT);
         let valid: Vec<Example> = match valid {
             Some(v) => v.iter().map(|r| convert(r, "valid")).collect(),
             None => {
-                let (kept, held) = stratified_holdout(&train, config.valid_fraction, &mut rng);
+                let (kept, held) = stratified_holdout(&train, limits.valid_fraction, &mut rng);
                 let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
                 train = kept.iter().map(|&i| train[i].clone()).collect();
                 report.insert("valid: held out of train (stratified)".into(), held_out.len());
@@ -139,9 +144,9 @@ impl SupervisedData {
             LabelKind::Categorical => Target::Categorical { classes: labels.len() },
         };
         let (train, valid, test) = (
-            sample_items(train, config.max_train, &mut rng),
-            sample_items(valid, config.max_valid, &mut rng),
-            sample_items(test, config.max_test, &mut rng),
+            sample_items(train, limits.max_train, &mut rng),
+            sample_items(valid, limits.max_valid, &mut rng),
+            sample_items(test, limits.max_test, &mut rng),
         );
         Ok(Self {
             level: if spec.per_residue { Level::Residue } else { Level::Protein },
@@ -189,6 +194,7 @@ pub fn family_data(
     min_members: usize,
     test_fraction: f64,
     limits: &DataLimits,
+    seed: u64,
 ) -> Result<SupervisedData> {
     let mut report = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -226,7 +232,7 @@ pub fn family_data(
         }
     }
     report.insert(format!("families with fewer than {min_members} members"), members.len() - labels.len());
-    let mut rng = Rng::new(limits.seed).fork(crate::train::streams::SPLIT);
+    let mut rng = Rng::new(seed).fork(crate::train::streams::SPLIT);
     let (rest, test) = stratified_holdout(&examples, test_fraction, &mut rng);
     let rest_examples: Vec<Example> = rest.iter().map(|&i| examples[i].clone()).collect();
     // valid_fraction is a share of the whole set, as in 0.8 / 0.1 / 0.1.
@@ -266,6 +272,25 @@ pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, trunk_prefix_excl
         var.set(&tensor.to_device(var.device())?)?;
     }
     Ok(())
+}
+
+/// Sets `vars` to the run's best validation weights (`best/`, written by early stopping) and returns
+/// their update; `None` leaves the last weights (no early stopping, or no validation).
+pub(crate) fn restore_best(
+    run: &RunDir,
+    summary: &RunSummary,
+    vars: &SeededVarMap,
+    device: &candle_core::Device,
+) -> Result<Option<u64>> {
+    let best = run.path().join("best").join(WEIGHTS_FILE);
+    let Some((_, update)) = summary.best.filter(|_| best.is_file()) else { return Ok(None) };
+    let stored = candle_core::safetensors::load(&best, device)?;
+    for (name, var) in vars.named_vars() {
+        let tensor =
+            stored.get(&name).ok_or_else(|| Error::data(Location::file(&best), format!("no tensor `{name}`")))?;
+        var.set(tensor)?;
+    }
+    Ok(Some(update))
 }
 
 /// Writes `value` as pretty JSON to `path`.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{load_trunk_weights, sample_items, write_json, DataLimits, SupervisedData};
+use super::{load_trunk_weights, restore_best, sample_items, write_json, DataLimits, SupervisedData};
 use crate::data::ppi::{self, NegativeScheme, Pair, PpiDataset};
 use crate::data::splits;
 use crate::data::Protein;
@@ -40,7 +40,6 @@ use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss, TrainConfig, Tr
 use crate::{Error, Result, Rng};
 
 const HEAD_PREFIX: &str = "head";
-const TOKENIZER_JSON: &str = "tokenizer.json";
 
 /// Family classification data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,14 +73,10 @@ pub struct PpiOptions {
 pub struct ProbertaFinetuneConfig {
     /// `family`, `ppi` or a per-protein ProteinBERT benchmark (set from `--task`).
     pub task: String,
-    #[serde(default)]
-    pub max_train: Option<usize>,
-    #[serde(default)]
-    pub max_valid: Option<usize>,
-    #[serde(default)]
-    pub max_test: Option<usize>,
-    /// Validation share: of the whole set for families, of train for benchmarks without a valid file.
-    pub valid_fraction: f64,
+    /// How many examples of each split; `valid_fraction` is the validation share of the whole set
+    /// for families, of train for benchmarks without a valid file.
+    #[serde(flatten)]
+    pub data: DataLimits,
     pub family: FamilyOptions,
     pub ppi: PpiOptions,
     /// The encoder to start from without `--from` ("no pretraining").
@@ -109,16 +104,6 @@ impl ProbertaFinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         crate::train::run_dir::read_json(path.as_ref(), "PRoBERTa fine-tuning config")
-    }
-
-    pub fn limits(&self) -> DataLimits {
-        DataLimits {
-            max_train: self.max_train,
-            max_valid: self.max_valid,
-            max_test: self.max_test,
-            valid_fraction: self.valid_fraction,
-            seed: self.seed,
-        }
     }
 }
 
@@ -158,9 +143,10 @@ pub fn ppi_data(
     options: &PpiOptions,
     proteome: &[Protein],
     limits: &DataLimits,
+    seed: u64,
 ) -> Result<PairData> {
     let mut report = BTreeMap::from([("pairs read".to_string(), data.pairs.len())]);
-    let mut rng = Rng::new(limits.seed);
+    let mut rng = Rng::new(seed);
     if options.negatives.is_some() && data.n_negative() > 0 {
         return Err(Error::invalid(format!(
             "the pair file already has {} negative pairs: set ppi.negatives to null to use them, or give a \
@@ -205,10 +191,10 @@ pub fn ppi_data(
 
 /// Reads a `protein-lm data split --pairs …` directory: `train.tsv`, `valid.tsv`, `test.tsv` and
 /// `sequences.fasta`.
-pub fn ppi_split_dir(dir: &Path, limits: &DataLimits) -> Result<PairData> {
+pub fn ppi_split_dir(dir: &Path, limits: &DataLimits, seed: u64) -> Result<PairData> {
     let mut dictionary = ppi::SequenceDictionary::new();
     dictionary.add_fasta(dir.join("sequences.fasta"))?;
-    let mut rng = Rng::new(limits.seed).fork(crate::train::streams::SPLIT + 1);
+    let mut rng = Rng::new(seed).fork(crate::train::streams::SPLIT + 1);
     let mut sequences = BTreeMap::new();
     let mut read = |name: &str, max: Option<usize>| -> Result<Vec<Pair>> {
         let path = dir.join(name);
@@ -497,15 +483,9 @@ pub struct ProbertaFinetuneReport {
     pub paper: Vec<PaperScore>,
 }
 
-/// Metric names validation reports for a target.
-fn reported_metrics(target: Target) -> &'static [&'static str] {
-    match target {
-        Target::Binary | Target::Categorical { classes: 2 } => {
-            &["loss", "accuracy", "roc_auc", "precision", "recall", "f1"]
-        }
-        Target::Categorical { .. } => &["loss", "accuracy"],
-        Target::Numeric => &["loss", "spearman"],
-    }
+/// Metric names validation reports for a target (those of [`Predictions::summary`]).
+fn reported_metrics(target: Target) -> Vec<String> {
+    Predictions::default().summary(target).into_keys().collect()
 }
 
 /// The tokenizer of `from` (its `dict.txt`, and `tokenizer.json` when present), or `tokenizer` (a
@@ -580,12 +560,11 @@ pub fn finetune_proberta(
         return Err(Error::invalid(format!("task {}: no training example", config.task)));
     }
     if let Some(e) = &config.train.early_stopping {
-        if !reported_metrics(encoded.target).contains(&e.monitor.as_str()) {
+        let reported = reported_metrics(encoded.target);
+        if !reported.contains(&e.monitor) {
             return Err(Error::invalid(format!(
-                "early stopping monitors `{}`, but task {} reports {:?}",
-                e.monitor,
-                config.task,
-                reported_metrics(encoded.target)
+                "early stopping monitors `{}`, but task {} reports {reported:?}",
+                e.monitor, config.task
             )));
         }
     }
@@ -603,7 +582,7 @@ pub fn finetune_proberta(
     // ---- train ----
     let mut trainer = Trainer::new(config.train.clone(), vars.clone(), device.clone())?;
     trainer.model_dir_config = Some(dir_config);
-    trainer.model_dir_files = tokenizer_files(&tokenizer_dict)?;
+    trainer.model_dir_files = tokenizer.files()?;
     trainer.progress = progress;
     let mut task = ProbertaFinetuneTask {
         model: ProbertaClassifier {
@@ -627,15 +606,9 @@ pub fn finetune_proberta(
     let summary = trainer.run(&mut task, &run, resume)?;
 
     // ---- test the best validation weights ----
-    let best = run.path().join("best").join(crate::models::directory::WEIGHTS_FILE);
-    let tested = if summary.best.is_some() && best.is_file() {
-        let stored = candle_core::safetensors::load(&best, device)?;
-        for (name, var) in vars.named_vars() {
-            var.set(&stored[&name])?;
-        }
-        format!("best/ (update {})", summary.best.map_or(0, |b| b.1))
-    } else {
-        "model/ (the last update)".to_string()
+    let tested = match restore_best(&run, &summary, &vars, device)? {
+        Some(update) => format!("best/ (update {update})"),
+        None => "model/ (the last update)".to_string(),
     };
     let (predictions, order) = task.model.predict(encoded.target, &encoded.test, config.eval_batch_size, device)?;
     write_predictions(&out.join("test_predictions.tsv"), &encoded, &predictions, &order)?;
@@ -663,17 +636,6 @@ pub fn finetune_proberta(
     };
     write_json(&out.join("results.json"), &report)?;
     Ok(report)
-}
-
-/// `dict.txt` and, when present, `tokenizer.json` beside it: the tokenizer files that go into the
-/// model directories the run writes.
-fn tokenizer_files(dict: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut files = vec![(DICT_FILE.to_string(), std::fs::read(dict).map_err(|e| Error::io(dict, e))?)];
-    let json = dict.with_file_name(TOKENIZER_JSON);
-    if dict.file_name().is_some_and(|n| n == DICT_FILE) && json.is_file() {
-        files.push((TOKENIZER_JSON.to_string(), std::fs::read(&json).map_err(|e| Error::io(&json, e))?));
-    }
-    Ok(files)
 }
 
 /// One row per test example: name, label, prediction and score (P(positive) for two classes and
@@ -789,8 +751,8 @@ mod tests {
             train_fraction: 0.5,
             protein_disjoint: false,
         };
-        let limits = DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.1, seed: 3 };
-        let d = ppi_data(data(), &options, &proteome, &limits)?;
+        let limits = DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.1 };
+        let d = ppi_data(data(), &options, &proteome, &limits, 3)?;
         assert_eq!(d.report["negatives sampled"], 80);
         assert_eq!(d.report["train pairs before train_fraction"], 96);
         assert_eq!((d.train.len(), d.valid.len(), d.test.len()), (48, 6, 12));
@@ -800,9 +762,9 @@ mod tests {
             assert_eq!(p.label == 1, known.contains(&p.unordered()), "{p:?}");
         }
         // Seeded: the same split again, another seed another one.
-        let again = ppi_data(data(), &options, &proteome, &limits)?;
+        let again = ppi_data(data(), &options, &proteome, &limits, 3)?;
         assert_eq!(again.train, d.train);
-        let other = ppi_data(data(), &options, &proteome, &DataLimits { seed: 4, ..limits })?;
+        let other = ppi_data(data(), &options, &proteome, &limits, 4)?;
         assert_ne!(other.train, d.train);
         Ok(())
     }

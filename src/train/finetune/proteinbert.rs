@@ -24,7 +24,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::{load_trunk_weights, write_json, DataLimits, Example, SupervisedData};
+use super::{load_trunk_weights, restore_best, write_json, DataLimits, Example, SupervisedData};
 use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead};
 use crate::models::heads::{Head, HeadConfig, HeadInput, LinearHead, Target};
 use crate::models::init::SeededVarMap;
@@ -55,15 +55,9 @@ pub struct StageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
     pub benchmark: String,
-    /// Keep at most this many proteins of each split (seeded sample), for small scales.
-    #[serde(default)]
-    pub max_train: Option<usize>,
-    #[serde(default)]
-    pub max_valid: Option<usize>,
-    #[serde(default)]
-    pub max_test: Option<usize>,
-    /// Held-out share of train when the benchmark has no valid file.
-    pub valid_fraction: f64,
+    /// How many proteins of each split, and the valid share of train without a valid file.
+    #[serde(flatten)]
+    pub data: DataLimits,
     /// The trunk to start from when no `--from` model is given ("no pretraining").
     #[serde(default)]
     pub scratch_model: Option<proteinbert::Config>,
@@ -82,17 +76,6 @@ impl FinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         crate::train::run_dir::read_json(path.as_ref(), "fine-tuning config")
-    }
-
-    /// The data settings, for [`SupervisedData::from_benchmark`].
-    pub fn limits(&self) -> DataLimits {
-        DataLimits {
-            max_train: self.max_train,
-            max_valid: self.max_valid,
-            max_test: self.max_test,
-            valid_fraction: self.valid_fraction,
-            seed: self.seed,
-        }
     }
 
     /// The reference demo notebook's settings for a benchmark.
@@ -120,10 +103,7 @@ impl FinetuneConfig {
         };
         Self {
             benchmark: benchmark.to_string(),
-            max_train: None,
-            max_valid: None,
-            max_test: None,
-            valid_fraction: 0.1,
+            data: DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.1 },
             scratch_model: Some(proteinbert::Config::default()),
             padding_mask: false,
             test_min_seq_len: 512,
@@ -406,13 +386,7 @@ pub fn finetune_proteinbert(
         let run = RunDir::open(out.join(format!("stage-{}", k + 1)), &stage_json, &provenance, resume)?;
         let summary = trainer.run(&mut task, &run, resume)?;
         // Keras' restore_best_weights: continue from the best validation epoch.
-        let best = run.path().join("best").join(crate::models::directory::WEIGHTS_FILE);
-        if summary.best.is_some() && best.is_file() {
-            let stored = candle_core::safetensors::load(&best, device)?;
-            for (name, var) in vars.named_vars() {
-                var.set(&stored[&name])?;
-            }
-        }
+        restore_best(&run, &summary, &vars, device)?;
         stage_reports.push(serde_json::json!({
             "stage": k + 1, "freeze_trunk": stage.freeze_trunk, "seq_len": stage.seq_len,
             "train": task.train.len(), "valid": task.valid.len(),

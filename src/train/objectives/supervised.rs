@@ -222,30 +222,29 @@ impl Predictions {
     /// `spearman` for numbers. Undefined values (one class only) are NaN.
     pub fn summary(&self, target: Target) -> Metrics {
         let mut m = Metrics::from([("loss".to_string(), self.loss())]);
-        let two_class = matches!(target, Target::Binary | Target::Categorical { classes: 2 });
-        match target {
-            Target::Binary => {
-                let predicted: Vec<bool> = self.scores.iter().map(|&p| p >= 0.5).collect();
-                m.insert("accuracy".into(), accuracy(&self.labels_bool, &predicted).unwrap_or(f64::NAN));
-            }
-            Target::Categorical { .. } => {
-                m.insert("accuracy".into(), accuracy(&self.labels_class, &self.classes).unwrap_or(f64::NAN));
-            }
-            Target::Numeric => {
+        // The positive-class decision of two-class targets: p ≥ 0.5, or class 1 winning the softmax.
+        let positive: Option<Vec<bool>> = match target {
+            Target::Binary => Some(self.scores.iter().map(|&p| p >= 0.5).collect()),
+            Target::Categorical { classes: 2 } => Some(self.classes.iter().map(|&c| c == 1).collect()),
+            _ => None,
+        };
+        match (target, &positive) {
+            (Target::Numeric, _) => {
                 m.insert("spearman".into(), spearman(&self.scores, &self.labels_numeric).unwrap_or(f64::NAN));
             }
-        }
-        if two_class {
-            m.insert("roc_auc".into(), roc_auc(&self.labels_bool, &self.scores).unwrap_or(f64::NAN));
-            let predicted: Vec<bool> = match target {
-                Target::Binary => self.scores.iter().map(|&p| p >= 0.5).collect(),
-                _ => self.classes.iter().map(|&c| c == 1).collect(),
-            };
-            if let Ok(s) = binary_scores(&self.labels_bool, &predicted, ZeroDivision::Nan) {
-                m.insert("precision".into(), s.precision);
-                m.insert("recall".into(), s.recall);
-                m.insert("f1".into(), s.f1);
+            (Target::Binary, Some(p)) => {
+                m.insert("accuracy".into(), accuracy(&self.labels_bool, p).unwrap_or(f64::NAN));
             }
+            _ => {
+                m.insert("accuracy".into(), accuracy(&self.labels_class, &self.classes).unwrap_or(f64::NAN));
+            }
+        }
+        if let Some(p) = positive {
+            m.insert("roc_auc".into(), roc_auc(&self.labels_bool, &self.scores).unwrap_or(f64::NAN));
+            let s = binary_scores(&self.labels_bool, &p, ZeroDivision::Nan).ok();
+            m.insert("precision".into(), s.as_ref().map_or(f64::NAN, |s| s.precision));
+            m.insert("recall".into(), s.as_ref().map_or(f64::NAN, |s| s.recall));
+            m.insert("f1".into(), s.as_ref().map_or(f64::NAN, |s| s.f1));
         }
         m
     }
