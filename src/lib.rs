@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod failpoint;
 pub mod models;
 pub mod notebook;
 pub mod plots;
