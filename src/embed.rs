@@ -168,8 +168,13 @@ impl std::fmt::Display for LayerChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LongPolicy {
-    /// An error naming the record and its length.
+    /// [`Window`](Self::Window), or for `proberta-clustering` (which defines no windows) the
+    /// reference's own cut, [`Truncate`](Self::Truncate): ordinary Swiss-Prot input, where about one
+    /// protein in forty is longer than 510 pieces, embeds without an option. The run's stats count
+    /// the windowed and truncated proteins.
     #[default]
+    Auto,
+    /// An error naming the record and its length.
     Error,
     /// Keep the first pieces: `<s>` + the first `max_tokens − 2` pieces + `</s>` (the crate's
     /// [`crate::tokenize::SingleTruncation::KeepEnd`]). For `proberta-clustering`, the reference's
@@ -182,14 +187,26 @@ pub enum LongPolicy {
     Window,
 }
 
+impl LongPolicy {
+    /// The policy [`Auto`](Self::Auto) stands for with `pooling`; any other is itself.
+    pub fn resolve(self, pooling: EmbedPooling) -> LongPolicy {
+        match (self, pooling) {
+            (LongPolicy::Auto, EmbedPooling::ProbertaClustering) => LongPolicy::Truncate,
+            (LongPolicy::Auto, _) => LongPolicy::Window,
+            (policy, _) => policy,
+        }
+    }
+}
+
 impl FromStr for LongPolicy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(LongPolicy::Auto),
             "error" => Ok(LongPolicy::Error),
             "truncate" => Ok(LongPolicy::Truncate),
             "window" => Ok(LongPolicy::Window),
-            _ => Err(Error::invalid(format!("long-protein policy `{s}`: expected error, truncate or window"))),
+            _ => Err(Error::invalid(format!("long-protein policy `{s}`: expected auto, error, truncate or window"))),
         }
     }
 }
@@ -224,7 +241,7 @@ impl Default for EmbedOptions {
             layer: None,
             seq_len: None,
             padding_mask: false,
-            long: LongPolicy::Error,
+            long: LongPolicy::Auto,
             stride: None,
             batch_tokens: DEFAULT_BATCH_TOKENS,
             device: DeviceChoice::Auto,
@@ -797,15 +814,16 @@ impl Embedder {
                             r.sequence().chars().count()
                         ))
                     };
+                    let long = self.options.long.resolve(self.pooling);
                     if self.pooling == EmbedPooling::ProbertaClustering {
                         // The reference clustering encoding: pieces + </s>, no <s>, filler id 0.
                         pieces.push(vocab::EOS);
                         if pieces.len() > max_tokens {
-                            match self.options.long {
+                            match long {
                                 LongPolicy::Error => {
                                     return Err(too_long(pieces.len() - 1, max_tokens - 1, "pieces (+ </s>) that"))
                                 }
-                                LongPolicy::Truncate => {
+                                LongPolicy::Truncate | LongPolicy::Auto => {
                                     pieces.truncate(max_tokens);
                                     stats.truncated += 1;
                                 }
@@ -822,7 +840,7 @@ impl Embedder {
                     } else if pieces.len() <= window {
                         units.push(Unit { record, ids: with_specials(&pieces), fixed_len: None, offset: 0 });
                     } else {
-                        match self.options.long {
+                        match long {
                             LongPolicy::Error => return Err(too_long(pieces.len(), window, "pieces that")),
                             LongPolicy::Truncate => {
                                 stats.truncated += 1;
@@ -833,7 +851,7 @@ impl Embedder {
                                     offset: 0,
                                 });
                             }
-                            LongPolicy::Window => {
+                            LongPolicy::Window | LongPolicy::Auto => {
                                 stats.windowed += 1;
                                 let stride = self.options.stride.unwrap_or((window / 2).max(1));
                                 for start in window_starts(pieces.len(), window, stride) {
