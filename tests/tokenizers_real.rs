@@ -1,24 +1,14 @@
-//! Tokenizers on the real data (skipped, with a note, when ../shared/datasets is absent).
+//! Tokenizers on the real data (skipped with a `SKIPPED:` line when ../shared/datasets is absent, a
+//! failure under CI: see `protein_lm::testing`).
 
-use protein_lm::data::resolver::{files, DataResolver};
+use protein_lm::data::resolver::files;
 use protein_lm::data::tables;
+use protein_lm::testing::shared_data_all;
 use protein_lm::tokenize::{BpeOptions, FairseqDictionary, ProbertaTokenizer, UnknownCounts};
-
-fn resolve(rel: &str) -> Option<std::path::PathBuf> {
-    match DataResolver::from_env().resolve(rel) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
-}
 
 #[test]
 fn bpe_on_swissprot_matches_the_reference_statistics() {
-    let (Some(table), Some(dict)) = (resolve(files::SWISSPROT_GO_SAMPLE), resolve(files::PROBERTA_DICT)) else {
-        return;
-    };
+    let Some([table, dict]) = shared_data_all([files::SWISSPROT_GO_SAMPLE, files::PROBERTA_DICT]) else { return };
     let (records, _) = tables::read_swissprot_go_limit(&table, 6_000).unwrap();
     let (tok, report) =
         ProbertaTokenizer::train(records.iter().map(|r| r.sequence.as_str()), &BpeOptions::default()).unwrap();
@@ -49,9 +39,7 @@ fn bpe_on_swissprot_matches_the_reference_statistics() {
 
 #[test]
 fn original_dict_encodes_with_reference_like_piece_lengths() {
-    let (Some(table), Some(dict)) = (resolve(files::SWISSPROT_GO_SAMPLE), resolve(files::PROBERTA_DICT)) else {
-        return;
-    };
+    let Some([table, dict]) = shared_data_all([files::SWISSPROT_GO_SAMPLE, files::PROBERTA_DICT]) else { return };
     let tok = ProbertaTokenizer::from_fairseq_dict(&dict).unwrap();
     assert!(!tok.is_exact());
     // What model directories carry: the original dict.txt byte for byte, and no merges.
