@@ -301,3 +301,78 @@ fn stratified_holdout_holds_out_what_scikit_learn_does() {
         }
     }
 }
+
+/// The demo notebook's `finetune(...)` call, recorded stage by stage through the reference code
+/// (`stage_plan` in the fixture): our reference config has the same stages and callbacks, and a run
+/// of them (a reduced scratch model, one epoch per stage) keeps the same proteins per stage and
+/// carries Adam's state where the reference does (only between stages training the same variables).
+#[test]
+fn three_stages_follow_the_reference_plan() {
+    use protein_lm::models::proteinbert;
+    use protein_lm::train::finetune::{finetune_proteinbert, SupervisedData};
+    use protein_lm::train::run_dir::RunOptions;
+
+    let fx = Fixture::load();
+    let plan = &fx.meta["stage_plan"];
+    let reference = plan["stages"].as_array().unwrap();
+    let mut config = FinetuneConfig::reference("signalP_binary");
+    assert_eq!(config.stages.len(), reference.len());
+    for (ours, theirs) in config.stages.iter().zip(reference) {
+        assert_eq!(ours.freeze_trunk, theirs["freeze_pretrained_layers"].as_bool().unwrap());
+        assert_eq!(ours.seq_len as u64, theirs["seq_len"].as_u64().unwrap());
+        assert_eq!(ours.batch_size as u64, theirs["batch_size"].as_u64().unwrap());
+        assert_eq!(ours.train.max_epochs, theirs["n_epochs"].as_u64());
+        let protein_lm::train::trainer::LrSchedule::Constant { lr } = ours.train.lr else { panic!("{:?}", ours.train.lr) };
+        assert_eq!(lr, theirs["lr"].as_f64().unwrap());
+        let plateau = ours.train.plateau.as_ref().unwrap();
+        let keras = &plan["reduce_lr_on_plateau"];
+        assert_eq!(
+            (plateau.factor, plateau.patience as f64, plateau.min_lr, plateau.monitor.as_str()),
+            (keras["factor"].as_f64().unwrap(), keras["patience"].as_f64().unwrap(), keras["min_lr"].as_f64().unwrap(), "valid_loss")
+        );
+        assert_eq!(keras["monitor"], "val_loss");
+        let stopping = ours.train.early_stopping.as_ref().unwrap();
+        assert_eq!((stopping.patience as u64, stopping.monitor.as_str(), stopping.maximize), (2, "loss", false));
+        assert_eq!(plan["early_stopping"]["patience"], 2);
+        assert_eq!(plan["early_stopping"]["restore_best_weights"], true);
+    }
+
+    // A run of the three stages on the reference's inputs, one epoch each.
+    let lengths = |key: &str| -> Vec<usize> { serde_json::from_value(plan[key].clone()).unwrap() };
+    let examples = |split: &str, lens: Vec<usize>| -> Vec<Example> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &n)| Example {
+                id: format!("{split}:{i}"),
+                sequence: "ACDEFGHIKLMNPQRSTVWY".repeat(100)[..n].to_string(),
+                target: TargetValue::Binary(i % 2 == 1),
+            })
+            .collect()
+    };
+    let data = SupervisedData {
+        level: Level::Protein,
+        target: Target::Binary,
+        labels: Vec::new(),
+        train: examples("train", lengths("train_lengths")),
+        valid: examples("valid", lengths("valid_lengths")),
+        test: examples("test", vec![5, 600]),
+        report: Default::default(),
+    };
+    let mut scratch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    scratch.as_object_mut().unwrap().remove("kind");
+    config.scratch_model = Some(serde_json::from_value::<proteinbert::Config>(scratch).unwrap());
+    for stage in &mut config.stages {
+        stage.train.max_epochs = Some(1);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let options = RunOptions { out: tmp.path(), resume: false, device: &Device::Cpu, progress: false };
+    let report = finetune_proteinbert(&config, &data, None, &[], options).unwrap();
+    for (k, (ours, theirs)) in report.stages.iter().zip(reference).enumerate() {
+        assert_eq!(ours["train"], theirs["train"], "stage {}: training proteins that fit", k + 1);
+        assert_eq!(ours["valid"], theirs["valid"], "stage {}: validation proteins that fit", k + 1);
+        // Keras loads the saved optimizer state only when the variable count matches: 1 → 2 no, 2 → 3 yes.
+        assert_eq!(ours["optimizer_state_carried"], k == 2, "stage {}", k + 1);
+    }
+    assert_eq!(report.test_scores.iter().map(|s| s.bucket.as_str()).collect::<Vec<_>>(), ["512", "1024", "all"]);
+}
