@@ -100,6 +100,9 @@ mod tests {
         }
         let e = std::panic::catch_unwind(|| skip_with(true, "missing shared data: x.tsv")).unwrap_err();
         let text = e.downcast_ref::<String>().unwrap();
-        assert!(text.starts_with("SKIPPED: testing::tests::ci_forbids_skipping (missing shared data: x.tsv)"), "{text}");
+        assert!(
+            text.starts_with("SKIPPED: testing::tests::ci_forbids_skipping (missing shared data: x.tsv)"),
+            "{text}"
+        );
     }
 }

@@ -195,14 +195,19 @@ fn protocol_accuracies(x: &Array2<f64>, labels: &[usize], fraction: f64, seed: u
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for (order, members, class) in [(&pos_order, &pos, 1usize), (&neg_order, &neg, 0)] {
             for (rank, &j) in order.iter().enumerate() {
-                if rank < n_test { test.push((members[j], class)) } else { train.push((members[j], class)) }
+                if rank < n_test {
+                    test.push((members[j], class))
+                } else {
+                    train.push((members[j], class))
+                }
             }
         }
         let rows = |set: &[(usize, usize)]| x.select(ndarray::Axis(0), &set.iter().map(|s| s.0).collect::<Vec<_>>());
         let y_train: Vec<usize> = train.iter().map(|s| s.1).collect();
         let fitted = LogisticRegression::new(1.0).fit(&rows(&train), &y_train).unwrap();
         let decision = fitted.decision_function(&rows(&test)).unwrap();
-        let correct = test.iter().enumerate().filter(|&(i, &(_, class))| (decision[(i, 0)] > 0.0) == (class == 1)).count();
+        let correct =
+            test.iter().enumerate().filter(|&(i, &(_, class))| (decision[(i, 0)] > 0.0) == (class == 1)).count();
         out.push((fam, train.len(), correct as f64 / test.len() as f64));
     }
     out
@@ -252,7 +257,17 @@ fn family_probe_separable_vs_random_labels() {
 /// outside the family and each balanced test set is exactly half right.
 #[test]
 fn family_probe_without_signal_is_exactly_one_half() {
-    let labels: Vec<usize> = (0..70).map(|i| if i < 20 { 0 } else if i < 45 { 1 } else { 2 }).collect();
+    let labels: Vec<usize> = (0..70)
+        .map(|i| {
+            if i < 20 {
+                0
+            } else if i < 45 {
+                1
+            } else {
+                2
+            }
+        })
+        .collect();
     let x = Array2::zeros((70, 6));
     let probe = binary_family_probe(&x, &labels, 20, 0.3, &mut Rng::new(3), 1.0).unwrap();
     let outcomes: Vec<(usize, FamilyOutcome)> = probe.families.iter().map(|f| (f.n, f.outcome.clone())).collect();

@@ -136,7 +136,8 @@ impl Fixture {
     }
 }
 
-const TASKS: [&str; 5] = ["protein_binary", "protein_categorical", "protein_numeric", "residue_categorical", "residue_binary"];
+const TASKS: [&str; 5] =
+    ["protein_binary", "protein_categorical", "protein_numeric", "residue_categorical", "residue_binary"];
 
 /// The reference's loss (Keras: Σ w·loss / number of loss elements, so B·L per residue) in the
 /// crate's convention (Σ w·loss / Σ w, the mean over counted residues; equal per protein).
@@ -172,7 +173,8 @@ fn head_outputs_and_losses_equal_the_reference() {
             Some(w) => assert_eq!(max_abs_diff(&w.flatten_all().unwrap(), &keras_weights), 0.0, "{task}"),
             None => assert!(keras_weights.to_vec1::<f32>().unwrap().iter().all(|&w| w == 1.0), "{task}"),
         }
-        let loss = head_loss(target, &logits, &targets).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let loss =
+            head_loss(target, &logits, &targets).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         let t = fx.task(task);
         let want = keras_loss_as_ours(t, t["keras_loss"].as_f64().unwrap());
         println!("{task}: loss {loss:.6} (reference, in our normalisation, {want:.6})");
@@ -200,7 +202,8 @@ fn two_frozen_trunk_steps_equal_the_reference() {
         )
         .unwrap();
         let given = fx.head_tensors(task, "");
-        let vars: Vec<(String, Var)> = varmap.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let vars: Vec<(String, Var)> =
+            varmap.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         assert_eq!(vars.len(), 2);
         for (name, var) in &vars {
             var.set(&given[name]).unwrap();
@@ -322,13 +325,20 @@ fn three_stages_follow_the_reference_plan() {
         assert_eq!(ours.seq_len as u64, theirs["seq_len"].as_u64().unwrap());
         assert_eq!(ours.batch_size as u64, theirs["batch_size"].as_u64().unwrap());
         assert_eq!(ours.train.max_epochs, theirs["n_epochs"].as_u64());
-        let protein_lm::train::trainer::LrSchedule::Constant { lr } = ours.train.lr else { panic!("{:?}", ours.train.lr) };
+        let protein_lm::train::trainer::LrSchedule::Constant { lr } = ours.train.lr else {
+            panic!("{:?}", ours.train.lr)
+        };
         assert_eq!(lr, theirs["lr"].as_f64().unwrap());
         let plateau = ours.train.plateau.as_ref().unwrap();
         let keras = &plan["reduce_lr_on_plateau"];
         assert_eq!(
             (plateau.factor, plateau.patience as f64, plateau.min_lr, plateau.monitor.as_str()),
-            (keras["factor"].as_f64().unwrap(), keras["patience"].as_f64().unwrap(), keras["min_lr"].as_f64().unwrap(), "valid_loss")
+            (
+                keras["factor"].as_f64().unwrap(),
+                keras["patience"].as_f64().unwrap(),
+                keras["min_lr"].as_f64().unwrap(),
+                "valid_loss"
+            )
         );
         assert_eq!(keras["monitor"], "val_loss");
         let stopping = ours.train.early_stopping.as_ref().unwrap();

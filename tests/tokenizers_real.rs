@@ -211,7 +211,12 @@ fn residue_tokenizer_equals_the_reference_on_real_proteins() {
         letters.extend(seq.chars().filter(|c| !"ACDEFGHIKLMNPQRSTVWY".contains(*c)));
         let want = ids(&r["tokens"]);
         let mut unknown = UnknownCounts::default();
-        assert_eq!(ResidueTokenizer.encode(&seq, &mut unknown), want, "{file} {}", r.get("line").or(r.get("accession")).unwrap());
+        assert_eq!(
+            ResidueTokenizer.encode(&seq, &mut unknown),
+            want,
+            "{file} {}",
+            r.get("line").or(r.get("accession")).unwrap()
+        );
         let mut padded = want.clone();
         padded.resize(seq_len, protein_lm::tokenize::residue::PAD);
         assert_eq!(ResidueTokenizer.encode_padded(&seq, seq_len, &mut unknown).unwrap(), padded);
