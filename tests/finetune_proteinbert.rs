@@ -15,7 +15,9 @@ use protein_lm::models::proteinbert::import::{from_keras_weights, KerasArray};
 use protein_lm::models::proteinbert::ProteinBert;
 use protein_lm::models::Trunk;
 use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
-use protein_lm::train::finetune::{evaluate_by_length, proteinbert::FinetuneConfig, stratified_holdout, Example};
+use protein_lm::train::finetune::{
+    evaluate_by_length, proteinbert::FinetuneConfig, stratified_holdout_like_sklearn, Example,
+};
 use protein_lm::train::objectives::supervised::{batch_targets, head_loss, TargetValue};
 use protein_lm::train::optim::{Adam, Optimizer};
 use protein_lm::Rng;
@@ -294,7 +296,7 @@ fn stratified_holdout_holds_out_what_scikit_learn_does() {
         }
         let fraction = FinetuneConfig::reference("signalP_binary").data.valid_fraction;
         for seed in 0..3 {
-            let (kept, held) = stratified_holdout(&examples, fraction, &mut Rng::new(seed));
+            let (kept, held) = stratified_holdout_like_sklearn(&examples, fraction, &mut Rng::new(seed));
             let mut got: BTreeMap<String, usize> = counts.keys().map(|k| (k.clone(), 0)).collect();
             for &i in &held {
                 *got.get_mut(&label_of[i]).unwrap() += 1;
@@ -302,6 +304,45 @@ fn stratified_holdout_holds_out_what_scikit_learn_does() {
             assert_eq!(got, want, "{}: held out per class (seed {seed})", case["name"]);
             assert_eq!(kept.len(), case["train"].as_u64().unwrap() as usize, "{}", case["name"]);
         }
+    }
+}
+
+/// The same counts through `SupervisedData::from_benchmark`, which holds out the valid split of a
+/// benchmark without a valid file (signalP_binary, scop) the demo's way.
+#[test]
+fn benchmarks_without_valid_file_hold_out_what_scikit_learn_does() {
+    use protein_lm::data::tables::{benchmark, BenchmarkData, BenchmarkRecord, Label};
+    use protein_lm::train::finetune::SupervisedData;
+    let fx = Fixture::load();
+    for case in fx.meta["stratified"].as_array().unwrap() {
+        let counts: BTreeMap<String, usize> = serde_json::from_value(case["counts"].clone()).unwrap();
+        let want: BTreeMap<String, usize> = serde_json::from_value(case["held_out"].clone()).unwrap();
+        let binary = counts.keys().all(|k| k == "0" || k == "1");
+        let spec = benchmark(if binary { "signalP_binary" } else { "scop" }).unwrap();
+        assert!(!spec.has_valid);
+        let mut train = Vec::new();
+        for (label, &n) in &counts {
+            for _ in 0..n {
+                // Distinct sequences: the reference's drop_duplicates keeps them all.
+                let sequence = format!("M{}", "A".repeat(train.len()));
+                let label = if binary { Label::Binary(label == "1") } else { Label::Category(label.clone()) };
+                train.push(BenchmarkRecord { sequence, label, line: train.len() + 2 });
+            }
+        }
+        let data = BenchmarkData { spec, train, valid: None, test: Vec::new() };
+        let limits = FinetuneConfig::reference(spec.name).data;
+        let supervised = SupervisedData::from_benchmark(&data, &limits, 0).unwrap();
+        let mut got: BTreeMap<String, usize> = counts.keys().map(|k| (k.clone(), 0)).collect();
+        for e in &supervised.valid {
+            let label = match e.target {
+                TargetValue::Binary(b) => (b as u8).to_string(),
+                TargetValue::Class(c) => supervised.labels[c as usize].clone(),
+                ref other => panic!("{other:?}"),
+            };
+            *got.get_mut(&label).unwrap() += 1;
+        }
+        assert_eq!(got, want, "{}: valid examples per class", case["name"]);
+        assert_eq!(supervised.train.len() as u64, case["train"].as_u64().unwrap(), "{}", case["name"]);
     }
 }
 

@@ -130,7 +130,7 @@ impl SupervisedData {
         let valid: Vec<Example> = match valid {
             Some(v) => v.iter().map(|r| convert(r, "valid")).collect(),
             None => {
-                let (kept, held) = stratified_holdout(&train, limits.valid_fraction, &mut rng);
+                let (kept, held) = stratified_holdout_like_sklearn(&train, limits.valid_fraction, &mut rng);
                 let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
                 train = kept.iter().map(|&i| train[i].clone()).collect();
                 report.insert("valid: held out of train (stratified)".into(), held_out.len());
@@ -160,13 +160,8 @@ impl SupervisedData {
     }
 }
 
-/// Indices kept and held out, stratified (binary / class label; numeric and per-residue targets form
-/// one stratum), with scikit-learn's allocation (`train_test_split(stratify=…, test_size=fraction)`,
-/// i.e. `StratifiedShuffleSplit`, which the reference demo uses): `ceil(fraction · n)` held out in
-/// all; each stratum keeps its share of the `n − held` kept examples rounded down, the rest of them
-/// going to the strata with the largest remainders (ties: first stratum first, where scikit-learn
-/// picks at random); the other members are held out. Which members is our seeded shuffle.
-pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+/// Examples grouped by stratum (binary / class label; numeric and per-residue targets form one).
+fn strata(examples: &[Example]) -> BTreeMap<String, Vec<usize>> {
     let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in examples.iter().enumerate() {
         let key = match &e.target {
@@ -176,6 +171,32 @@ pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) ->
         };
         strata.entry(key).or_default().push(i);
     }
+    strata
+}
+
+/// Indices kept and held out, `round(fraction · size)` of each stratum (binary / class label;
+/// numeric and per-residue targets form one stratum). The family splits use it.
+pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for (_, mut members) in strata(examples) {
+        rng.shuffle(&mut members);
+        let n_held = (members.len() as f64 * fraction).round() as usize;
+        held.extend_from_slice(&members[..n_held]);
+        kept.extend_from_slice(&members[n_held..]);
+    }
+    kept.sort_unstable();
+    held.sort_unstable();
+    (kept, held)
+}
+
+/// Indices kept and held out with scikit-learn's stratified allocation
+/// (`train_test_split(stratify=…, test_size=fraction)`, i.e. `StratifiedShuffleSplit`, which the
+/// ProteinBERT demo uses for a benchmark without a valid file): `ceil(fraction · n)` held out in
+/// all; each stratum keeps its share of the `n − held` kept examples rounded down, the rest of them
+/// going to the strata with the largest remainders (ties: first stratum first, where scikit-learn
+/// picks at random); its other members are held out. Which members is our seeded shuffle.
+pub fn stratified_holdout_like_sklearn(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let strata = strata(examples);
     let n = examples.len();
     let n_held = ((fraction * n as f64).ceil() as usize).min(n);
     let sizes: Vec<usize> = strata.values().map(Vec::len).collect();
