@@ -15,6 +15,7 @@ pub mod models;
 pub mod notebook;
 pub mod plots;
 pub mod rng;
+pub mod testing;
 pub mod tokenize;
 pub mod train;
 
