@@ -32,7 +32,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-MANIFEST="$HERE/manifest.json"
+# PROTEIN_LM_MANIFEST: another manifest (datasets/test_fetch_mirror.sh checks the fetch on tiny files).
+MANIFEST="${PROTEIN_LM_MANIFEST:-$HERE/manifest.json}"
 HELPERS="$HERE/helpers"
 DEST="${PROTEIN_LM_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/protein-lm/datasets}"
 VERIFY_ONLY=0
@@ -452,7 +453,8 @@ fetch_swissprot_current() {
 # --- main ------------------------------------------------------------------------------------------
 
 log "data folder: $DEST"
-log "manifest:    datasets/manifest.json"
+log "manifest:    $MANIFEST"
+[[ -z "$MIRROR" ]] || log "mirror:      $MIRROR$([[ "$MIRROR_ONLY" == 1 ]] && echo ' (only)')"
 mkdir -p "$DEST"
 for name in "${NAMES[@]}"; do
   log ""
