@@ -370,6 +370,8 @@ fetch_benchmarks() {
       python3 "$HELPERS/rebuild_benchmarks.py" fluorescence "$work/avgfp.tsv" "$d/fluorescence.valid.csv" "$work/fluorescence" \
         && for f in fluorescence.train.csv fluorescence.test.csv; do [[ -f "$d/$f" ]] || mv -- "$work/fluorescence/$f" "$d/$f"; done \
         || fail "rebuilding fluorescence.train/test.csv failed"
+      verify proteinbert-benchmarks/fluorescence.train.csv || true
+      verify proteinbert-benchmarks/fluorescence.test.csv || true
     else
       fail "cannot rebuild fluorescence.train/test.csv (need $METL_AVGFP and fluorescence.valid.csv)"
     fi
@@ -389,6 +391,8 @@ fetch_benchmarks() {
         [[ -f "$d/$f" || ! -f "$work/ss/$f" ]] || mv -- "$work/ss/$f" "$d/$f"
       done
       [[ $rc -eq 0 ]] || fail "rebuilding the secondary-structure training files was incomplete (helper status $rc)"
+      verify proteinbert-benchmarks/secondary_structure.train.csv || true
+      verify proteinbert-benchmarks/disorder_secondary_structure.train.csv || true
     else
       fail "cannot rebuild the secondary-structure training files (need $FLIP_SS_ZIP and the valid/test files)"
     fi
@@ -456,9 +460,11 @@ log "data folder: $DEST"
 log "manifest:    $MANIFEST"
 [[ -z "$MIRROR" ]] || log "mirror:      $MIRROR$([[ "$MIRROR_ONLY" == 1 ]] && echo ' (only)')"
 mkdir -p "$DEST"
+T_ALL=$(date +%s)
 for name in "${NAMES[@]}"; do
   log ""
   log "== $name"
+  T_SET=$(date +%s)
   if [[ $VERIFY_ONLY -eq 1 ]]; then
     if [[ "$name" == swissprot-current ]]; then fetch_swissprot_current; continue; fi
     for rel in $(manifest_paths "$name"); do
@@ -478,10 +484,12 @@ for name in "${NAMES[@]}"; do
     proberta-vocab) fetch_proberta ;;
     swissprot-current) fetch_swissprot_current ;;
   esac
+  log "  ($name: $(( $(date +%s) - T_SET )) s)"
 done
 rmdir "$DEST/.work" 2>/dev/null || true
 
 log ""
+log "($(( $(date +%s) - T_ALL )) s in all)"
 if [[ $FAILED -ne 0 ]]; then log "done, with errors (see above)"; exit 1; fi
 if [[ $MISSING -ne 0 ]]; then log "done; some files are missing (see above)"; exit 2; fi
 log "done: all selected files present and verified"
