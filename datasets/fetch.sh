@@ -19,13 +19,15 @@
 # is moved aside to FILE.mismatch.<time> before it is fetched again. Files the manifest marks as not
 # reproducible (the four rebuilt benchmark files) are never overwritten once present.
 #
-# What was tested (on Debian bookworm, as root, where only Debian's mirrors were reachable):
-#   - swissprot-2014-go end to end: the .deb from deb.debian.org (and apt-get download), dpkg-deb -x,
-#     blastdbcmd, helpers/build_swissprot_2014.py; the GO graph/names and the full table verify.
-#   - the pan2010 fill-in FASTA and the hippie dictionary conversion (helpers/ppi_files.py), against the
-#     shared copies.
-# NOT tested (GitHub unreachable when this was written): every raw.githubusercontent.com download, the
-# Git LFS fallback, the short commit ids in the URLs, and helpers/rebuild_benchmarks.py on real input.
+# What was tested (Debian bookworm, 2 shared cores, as root; only Debian's mirrors reachable):
+#   - swissprot-2014-go and human-pfam end to end from deb.debian.org (the apt-get download fallback was
+#     tested for metastudent-data only, before the mirror option existed) and from the mirror: every file
+#     verifies, the 50k sample and both human-pfam tables equal the shared copies byte for byte.
+#   - everything else through PROTEIN_LM_MIRROR (helpers/make_mirror.py over the shared data) into an
+#     empty folder: all 38 manifest files verify; datasets/test_fetch_mirror.sh repeats a small version.
+# NOT tested (GitHub unreachable): the real raw.githubusercontent.com downloads, the Git LFS fallback,
+# the short commit ids in the URLs, and helpers/rebuild_benchmarks.py on the real metl-pub / FLIP files
+# (the mirror's avgfp.tsv and splits.zip are synthesised from our rebuilt files).
 #
 # Exit status: 0 all selected files present and verified (or present where not verifiable);
 # 1 a download, rebuild or checksum failed; 2 (--verify-only) some files are missing.
