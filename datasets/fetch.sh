@@ -278,7 +278,7 @@ fetch_swissprot_2014() {
     mkdir -p "$work"
     log "  work folder $work (needs about 1.5 GB; removed when done)"
     get_deb "$DEB_NAME" "$DEB_URL" "$DEB_SHA256" metastudent-data=2.0.1-8 "$work" || return 0
-    unpack_deb "$work/$DEB_NAME" "$work/x"
+    unpack_deb "$work/$DEB_NAME" "$work/x" || { fail "could not unpack $work/$DEB_NAME"; return 0; }
     local ds="$work/x/usr/share/metastudent-data/dataset_201401"
     [[ -d "$ds" ]] || { fail "unexpected package layout: no dataset_201401 in $DEB_NAME"; return 0; }
     mkdir -p "$DEST/swissprot-2014-go"
@@ -340,7 +340,7 @@ fetch_human_pfam() {
   mkdir -p "$work"
   log "  work folder $work (needs about 400 MB; removed when done)"
   get_deb "$ORGHS_DEB" "$ORGHS_URL" "$ORGHS_SHA256" "r-bioc-org.hs.eg.db=$ORGHS_VERSION" "$work" || return 0
-  unpack_deb "$work/$ORGHS_DEB" "$work/x"
+  unpack_deb "$work/$ORGHS_DEB" "$work/x" || { fail "could not unpack $work/$ORGHS_DEB"; return 0; }
   [[ -f "$work/x/$ORGHS_SQLITE" ]] || { fail "unexpected package layout: no $ORGHS_SQLITE in $ORGHS_DEB"; return 0; }
   log "  build     human-pfam tables (org.Hs.eg.db uniprot/pfam/prosite joined with $FULL_REL)"
   python3 "$HELPERS/build_human_pfam.py" "$work/x/$ORGHS_SQLITE" "$DEST/$FULL_REL" "$work/out" \
