@@ -59,7 +59,7 @@ ORGHS_SHA256="0f61810d35b858915b1a9787d8dcab08b7e164c14c20a9e1d86eb9837308c2c2"
 ORGHS_SQLITE="usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"
 SPROT_CURRENT="https://ftp.uniprot.org/pub/databases/uniprot/current_release/knowledgebase/complete/uniprot_sprot.fasta.gz"
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
