@@ -6,12 +6,14 @@
 
 pub mod analysis;
 pub mod batch;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;
 pub mod error;
 pub mod models;
 pub mod notebook;
+pub mod output;
 pub mod plots;
 pub mod rng;
 pub mod tokenize;

@@ -13,6 +13,7 @@ use protein_lm::data::tables::read_single_pfam;
 use protein_lm::data::FilterReport;
 use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
+use protein_lm::output::prepare_output_dir;
 use protein_lm::train::finetune::proberta::{
     finetune_proberta, ppi_data, ppi_split_dir, ProbertaFinetuneConfig, ProbertaTaskData,
 };
@@ -85,6 +86,7 @@ impl RunArgs {
 
 pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     let config = PretrainConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
     let kind_matches = matches!(
         (&config.model, a.model),
         (ModelConfig::Proteinbert(_), Kind::Proteinbert) | (ModelConfig::Proberta(_), Kind::Proberta)
@@ -188,6 +190,7 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         bail!("--task {} is a PRoBERTa task; ProteinBERT fine-tunes on the benchmarks", a.task);
     }
     let mut config = FinetuneConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
     let data = SupervisedData::from_benchmark(&benchmark, &config.data, config.seed)?;
@@ -227,6 +230,12 @@ fn benchmark_files(resolver: &DataResolver, benchmark: &str) -> Vec<PathBuf> {
 fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &FilterReport) {
     for (reason, n) in &read.dropped {
         report.insert(format!("{}: {reason}", file.display()), *n);
+    }
+    if read.uppercased > 0 {
+        report.insert(
+            format!("{}: sequences with lowercase letters, read as upper case", file.display()),
+            read.uppercased,
+        );
     }
 }
 
@@ -269,6 +278,7 @@ fn ppi_task_data(
 
 fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     let mut config = ProbertaFinetuneConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
     config.task = a.task.clone();
     let resolver = DataResolver::from_env();
     let (data, data_files) = match a.task.as_str() {

@@ -10,7 +10,8 @@
 //!                       the released model's order was lost by its authors)
 //! ```
 //!
-//! Files are written to a temporary name and renamed, so a directory never holds half a file.
+//! Files are written to a temporary name and renamed ([`crate::output::write_atomic`]), so a directory
+//! never holds half a file.
 
 use std::collections::HashMap;
 use std::fs;
@@ -79,10 +80,12 @@ pub struct ModelDir {
     config: DirectoryConfig,
 }
 
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    write(&tmp)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+/// The model kind (`proteinbert`, `proberta`) a directory's `config.json` names, if it is a model
+/// directory at all; for error messages that should say "this is the other model".
+pub fn model_kind(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join(CONFIG_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("kind")?.as_str().map(str::to_string)
 }
 
 impl ModelDir {
@@ -106,15 +109,21 @@ impl ModelDir {
     pub fn create(path: impl AsRef<Path>, config: &DirectoryConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        write_atomic(&path.join(WEIGHTS_FILE), |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))?;
+        // Serialised here and written by `write_file_atomic`, not by `safetensors::serialize_to_file`:
+        // that one writes through a `NamedTempFile`, which leaves the weights readable by their
+        // owner only (0600).
+        let weights_path = path.join(WEIGHTS_FILE);
+        let weights = safetensors::tensor::serialize(tensors.iter(), None)
+            .map_err(|e| Error::data(crate::Location::file(&weights_path), format!("cannot serialise: {e}")))?;
+        crate::output::write_file_atomic(&weights_path, &weights)?;
         let json = serde_json::to_string_pretty(config).expect("config serialises");
-        write_atomic(&path.join(CONFIG_FILE), |tmp| fs::write(tmp, json + "\n").map_err(|e| Error::io(tmp, e)))?;
+        crate::output::write_file_atomic(&path.join(CONFIG_FILE), (json + "\n").as_bytes())?;
         Ok(Self { path, config: config.clone() })
     }
 
     /// Writes `contents` to `name` inside the directory.
     pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<()> {
-        write_atomic(&self.path.join(name), |tmp| fs::write(tmp, contents).map_err(|e| Error::io(tmp, e)))
+        crate::output::write_file_atomic(&self.path.join(name), contents)
     }
 
     pub fn path(&self) -> &Path {
