@@ -109,8 +109,8 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     }
     // Checked before anything is computed: an unwritable --out found after the embedding would waste it.
     // The library writes PATH.partial and renames it over PATH, which would replace a device.
-    if a.out.exists() && !a.out.is_file() {
-        bail!("--out {}: not a regular file", a.out.display());
+    if a.out.exists() && !a.out.is_file() && !a.out.is_dir() {
+        bail!("--out {}: not a regular file (a device or pipe)", a.out.display());
     }
     check_output_file(&a.out)?;
     check_output_file(&embed::ids_path(&a.out))?;

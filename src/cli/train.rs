@@ -86,7 +86,6 @@ impl RunArgs {
 
 pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     let config = PretrainConfig::load(&a.config)?;
-    prepare_output_dir(&a.run.out)?;
     let kind_matches = matches!(
         (&config.model, a.model),
         (ModelConfig::Proteinbert(_), Kind::Proteinbert) | (ModelConfig::Proberta(_), Kind::Proberta)
@@ -94,6 +93,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     if !kind_matches {
         bail!("{}: the config is for {}, not --model {}", a.config.display(), config.model.kind(), kind_name(a.model));
     }
+    prepare_output_dir(&a.run.out)?;
     let resolver = DataResolver::from_env();
     let data = match a.data {
         Some(d) => d,
