@@ -367,6 +367,33 @@ mod tests {
         assert_eq!((c.batch_size, c.train.max_updates, c.train.clip_norm), (4, 3, None));
     }
 
+    /// The strict reading must accept every shipped config (no key reported unknown by mistake,
+    /// e.g. through a flattened or tagged section) and every shipped value must pass its checks.
+    #[test]
+    fn every_shipped_config_loads() {
+        use crate::train::finetune::proberta::ProbertaFinetuneConfig;
+        use crate::train::finetune::FinetuneConfig;
+        use crate::train::pretrain::PretrainConfig;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let loaded = if name.contains("-pretrain-") {
+                PretrainConfig::load(&path).map(drop)
+            } else if name.starts_with("proberta-finetune-") {
+                ProbertaFinetuneConfig::load(&path).map(drop)
+            } else if name.starts_with("proteinbert-finetune-") {
+                FinetuneConfig::load(&path).map(drop)
+            } else {
+                panic!("{name}: which config type?")
+            };
+            loaded.unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+        assert_eq!(n, 12);
+    }
+
     #[test]
     fn wrong_value_names_its_key() {
         let text = "{\n  \"batch_size\": -1,\n  \"train\": {\"max_updates\": 3}\n}";

@@ -23,7 +23,7 @@ pub fn validate(sequence: &str, location: impl FnOnce() -> Location) -> Result<(
 
 /// Check `sequence` as [`validate`] does and upper-case it in place; returns whether it had lower-case
 /// letters, for the reader's count.
-pub fn normalize(sequence: &mut String, location: impl FnOnce() -> Location) -> Result<bool> {
+pub fn normalize(sequence: &mut str, location: impl FnOnce() -> Location) -> Result<bool> {
     validate(sequence, location)?;
     let lower = sequence.bytes().any(|b| b.is_ascii_lowercase());
     if lower {
