@@ -123,7 +123,7 @@ fn data_stats_missing_empty_and_lowercase() {
     fails_with(cmd(&["data", "stats", &t.p("empty.fasta")]), &["empty.fasta", "empty file: no proteins"]);
     let header_only = t.path("header_only.tsv");
     std::fs::write(&header_only, "accession\tlength\tgo_mf\tgo_bp\tgo_cc\tsequence\n").unwrap();
-    fails_with(cmd(&["data", "stats", s(&header_only)]), &["header_only.tsv", "no proteins in this file"]);
+    fails_with(cmd(&["data", "stats", s(&header_only)]), &["header_only.tsv", "no records after the header"]);
     let out = run(cmd(&["data", "stats", &t.p("lower.fasta")]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -236,7 +236,10 @@ fn tokenizer_encode_bad_inputs_and_outputs() {
     };
     fails_with(cmd(&["tokenizer", "encode", "--input", &t.p("missing.fasta"), "--tokenizer", &pr]), &["missing.fasta"]);
     fails_with(cmd(&["tokenizer", "encode", "--input", &t.p("empty.fasta"), "--tokenizer", &pr]), &["empty file"]);
-    fails_with(enc(&["--tokenizer", &pb]), &["pb", "a ProteinBERT model directory, not a PRoBERTa tokenizer"]);
+    fails_with(
+        enc(&["--tokenizer", &pb]),
+        &["pb", "a ProteinBERT model directory, where a PRoBERTa tokenizer or model directory is needed"],
+    );
     fails_with(enc(&["--tokenizer", &t.p("nowhere")]), &["nowhere", "no such file or directory"]);
     fails_with(
         enc(&["--tokenizer", &pr, "--out", &t.p("nodir/x.txt")]),
@@ -308,7 +311,7 @@ fn init_bad_arguments() {
     );
     fails_with(
         cmd(&["init", "--model", "proberta", "--size", "tiny", "--dict", &pb, "--out", &t.p("m")]),
-        &["a ProteinBERT model directory, not a PRoBERTa tokenizer"],
+        &["a ProteinBERT model directory, where a PRoBERTa tokenizer or model directory is needed"],
     );
     fails_with(
         cmd(&["init", "--model", "proteinbert", "--size", "tiny", "--out", &t.p("afile")]),
@@ -437,7 +440,10 @@ fn pretrain_wrong_tokenizer_missing_data_and_bad_output() {
         ])
     };
     let dict = s(&repo("tests/fixtures/proberta/dict.txt")).to_string();
-    fails_with(pt(&pb, &data, &t.p("r1")), &["a ProteinBERT model directory, not a PRoBERTa tokenizer"]);
+    fails_with(
+        pt(&pb, &data, &t.p("r1")),
+        &["a ProteinBERT model directory, where a PRoBERTa tokenizer or model directory is needed"],
+    );
     fails_with(pt(&dict, &t.p("missing.tsv"), &t.p("r2")), &["missing.tsv", "No such file"]);
     fails_with(pt(&dict, &data, &t.p("afile")), &["afile", "a directory is needed"]);
 }
@@ -582,7 +588,7 @@ fn finetune_other_models_directory_missing_and_empty_data() {
     fails_with(family(&sample, &pb), &["pb", "a ProteinBERT model directory"]);
     fails_with(family(&t.p("missing.tsv"), &pr), &["missing.tsv", "No such file"]);
     std::fs::write(t.path("header_only.tsv"), "accession\tpfam_id\tsequence\n").unwrap();
-    fails_with(family(&t.p("header_only.tsv"), &pr), &["header_only.tsv"]);
+    fails_with(family(&t.p("header_only.tsv"), &pr), &["header_only.tsv", "no records after the header"]);
 }
 
 #[test]

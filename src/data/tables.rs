@@ -188,6 +188,9 @@ pub fn read_swissprot_go_limit(path: impl AsRef<Path>, limit: usize) -> Result<(
             records.push(record);
         }
     }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
+    }
     Ok((records, unique.report))
 }
 
@@ -229,6 +232,9 @@ pub fn read_single_pfam(path: impl AsRef<Path>) -> Result<(Vec<PfamRecord>, Filt
             records.push(PfamRecord { accession: f[0].clone(), pfam_id: f[1].clone(), sequence });
         }
     }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
+    }
     Ok((records, unique.report))
 }
 
@@ -257,6 +263,9 @@ pub fn read_human_proteins(path: impl AsRef<Path>) -> Result<(Vec<HumanProteinRe
                 sequence,
             });
         }
+    }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
     }
     Ok((records, unique.report))
 }

@@ -409,7 +409,7 @@ pub fn dict_path(path: &Path) -> Result<std::path::PathBuf> {
     }
     let message = match crate::models::directory::model_kind(path).as_deref() {
         Some("proteinbert") => {
-            "a ProteinBERT model directory, not a PRoBERTa tokenizer (ProteinBERT reads residues and needs no tokenizer)"
+            "a ProteinBERT model directory, where a PRoBERTa tokenizer or model directory is needed (ProteinBERT reads residues and needs no tokenizer)"
         }
         _ => "no dict.txt here: not a tokenizer directory (`protein-lm tokenizer train`) or a PRoBERTa model directory",
     };
