@@ -624,3 +624,33 @@ fn finetune_non_finite_and_empty_benchmark_labels_are_located() {
         fails_with(c, &expected);
     }
 }
+
+/// A directory that takes no new files: mode 0555, or, for root (whom modes do not stop), sysfs.
+fn read_only_dir(t: &Scratch) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = t.path("readonly");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(dir.join("probe"), "x").is_ok() {
+        return PathBuf::from("/sys");
+    }
+    dir
+}
+
+#[test]
+fn read_only_output_directories_are_refused_before_work() {
+    let t = Scratch::new();
+    let (pb, _) = t.models();
+    let ro = read_only_dir(&t);
+    let npy = ro.join("e.npy");
+    fails_with(
+        cmd(&["embed", "--device", "cpu", "--model", &pb, "--fasta", &t.p("lower.fasta"), "--out", s(&npy)]),
+        &[s(&npy), "cannot write the output here: cannot create files in"],
+    );
+    let split = ro.join("split");
+    fails_with(
+        cmd(&["data", "split", "--input", &t.p("lower.fasta"), "--out", s(&split)]),
+        &[s(&split), "cannot write the output here: cannot create the directory"],
+    );
+    assert!(!npy.exists() && !split.exists());
+}

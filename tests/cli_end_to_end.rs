@@ -296,3 +296,48 @@ fn data_split_pairs_writes_every_pair_once_with_its_sequences() {
     let report = json(&out.join("split_report.json"));
     assert_eq!(report["sizes"][0][1], 240);
 }
+
+#[test]
+fn pretrain_reads_lowercase_as_upper_case_and_counts_it_in_data_json() {
+    let t = tempfile::tempdir().unwrap();
+    let table = std::fs::read_to_string(repo("datasets/samples/swissprot_sample300.tsv")).unwrap();
+    // The first ten proteins soft-masked (lower case), as some FASTA exports write them.
+    let lowered: Vec<String> = table
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if (1..=10).contains(&i) {
+                let (head, seq) = l.rsplit_once('\t').unwrap();
+                format!("{head}\t{}", seq.to_lowercase())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let data = t.at("lower.tsv");
+    std::fs::write(&data, lowered.join("\n") + "\n").unwrap();
+    let out = t.at("run");
+    ok(
+        &[
+            "pretrain",
+            "--model",
+            "proberta",
+            "--config",
+            s(&repo("configs/proberta-pretrain-tiny.json")),
+            "--tokenizer",
+            s(&repo("tests/fixtures/proberta/dict.txt")),
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+        None,
+    );
+    let report = json(&out.join("data.json"));
+    assert_eq!(report["records_read"]["uppercased"], 10, "{report}");
+    // No lower-case letter reached the tokenizer's unknown token.
+    let unknown = report["letters_mapped_to_unk"].to_string();
+    assert!(!unknown.chars().any(|c| c.is_ascii_lowercase() && unknown.contains(&format!("\"{c}\""))), "{unknown}");
+    check_model_dir(&out.join("model"), "proberta");
+}
