@@ -42,6 +42,10 @@ def setup(d: Path):
     (d / "empty_pairs.tsv").write_text("\n")
     (d / "nan_pairs.tsv").write_text("P32450\tP00044\t1\nP43563\tP29340\tnan\n")
     (d / "out").mkdir()
+    table = (REPO / "datasets/samples/swissprot_sample300.tsv").read_text().splitlines()
+    # The first ten sequences soft-masked (lower case).
+    lowered = [l if not 1 <= i <= 10 else l.rsplit("\t", 1)[0] + "\t" + l.rsplit("\t", 1)[1].lower() for i, l in enumerate(table)]
+    (d / "lower.tsv").write_text("\n".join(lowered) + "\n")
     for args in (
         ["init", "--model", "proteinbert", "--size", "tiny", "--annotations", "8", "--out", "pb"],
         ["init", "--model", "proberta", "--size", "tiny", "--dict", "repo/tests/fixtures/proberta/dict.txt", "--out", "pr"],
@@ -105,6 +109,7 @@ RUNS = [
     ("data split", 7, "data split --input lower.fasta --out split_lower", {"show": "stdout"}),
     ("data split", 8, "data split --input lower.fasta --out afile", {}),
     ("data split", 8, "data split --input lower.fasta --out afile/sub", {}),
+    ("data split", 8, "data split --input lower.fasta --out /sys/split", {}),
     ("data split", 9, f"data split --input {S}/sample.fasta --out split_full", {FULL: True, "list": "split_full"}),
     ("tokenizer train", 1, "tokenizer train --input missing.fasta --out tok", {}),
     ("tokenizer train", 4, f"tokenizer train --input {S}/sample.fasta --out tok --vocab-size 0", {}),
@@ -137,6 +142,7 @@ RUNS = [
     ("embed", 6, "embed --device cpu --model pb --fasta empty.fasta --out e.npy", {}),
     ("embed", 8, "embed --device cpu --model pb --fasta lower.fasta --out nodir/e.npy", {}),
     ("embed", 8, "embed --device cpu --model pb --fasta lower.fasta --out afile/e.npy", {}),
+    ("embed", 8, "embed --device cpu --model pb --fasta lower.fasta --out /sys/e.npy", {}),
     ("embed", 9, "embed --device cpu --model pb --fasta lower.fasta --out out/e.npy", {FULL: True, "list": "out"}),
     ("pretrain", 1, "pretrain --model proberta --config missing.json --out run", {}),
     ("pretrain", 1, f"pretrain --model proberta --config {PR_PT} --tokenizer repo/tests/fixtures/proberta/dict.txt --data missing.tsv --out run --quiet", {}),
@@ -149,6 +155,7 @@ RUNS = [
     ("pretrain", 4, "pretrain --model proberta --config negative.json --out run", {}),
     ("pretrain", 4, "pretrain --model proberta --config zero.json --out run", {}),
     ("pretrain", 4, "pretrain --model proteinbert --config probability.json --out run", {}),
+    ("pretrain", 7, f"pretrain --model proberta --config {PR_PT} --tokenizer repo/tests/fixtures/proberta/dict.txt --data lower.tsv --out run_lower --quiet", {"show": "file", "file": "run_lower/data.json", "key": "records_read"}),
     ("pretrain", 8, f"pretrain --model proberta --config {PR_PT} --out afile", {}),
     ("finetune", 1, f"finetune --model proberta --task family --data missing.tsv --from pr --config {PR_FT} --out run", {}),
     ("finetune", 1, "finetune --model proberta --task family --from pr --config missing.json --out run", {}),
@@ -178,6 +185,10 @@ def run_case(d: Path, args: str, opts: dict):
     if show == "error":
         assert p.returncode != 0, (args, p.stdout, p.stderr)
         text = "\n".join(l for l in p.stderr.splitlines() if l.startswith(("error:", "note:")))
+    elif show == "file":
+        assert p.returncode == 0, (args, p.stderr)
+        value = json.loads((d / opts["file"]).read_text())[opts["key"]]
+        text = f"$ jq .{opts['key']} {opts['file']}\n{json.dumps(value)}"
     elif show == "stdout":
         assert p.returncode == 0, (args, p.stderr)
         text = "\n".join(l for l in p.stdout.splitlines() if "lowercase" in l)
@@ -199,8 +210,9 @@ def main():
         "this file from the debug build) in a scratch directory: `repo/` is the repository, `pb`/`pr` are",
         "tiny ProteinBERT/PRoBERTa model directories from `protein-lm init`, `afile` is a plain file, and",
         "`PROTEIN_LM_DATA` points at `data/` with tiny benchmark CSVs. A full disk is simulated with",
-        "`ulimit -f 1` (writes past 512 bytes fail with EFBIG) or `/dev/full`. tests/cli_bad_input.rs asserts",
-        "the same messages.",
+        "`ulimit -f 1` (writes past 512 bytes fail with EFBIG) or `/dev/full`; `/sys` stands for a read-only",
+        "directory (the runs were made as root, whom a 0555 directory does not stop). tests/cli_bad_input.rs",
+        "asserts the same messages.",
         "",
         "Cases: " + "; ".join(f"{k}. {v}" for k, v in CASES.items()) + ".",
         "",

@@ -212,11 +212,15 @@ fn finetune_proteinbert_benchmark_from_scratch() {
     let root = t.at("data");
     std::fs::create_dir_all(root.join("proteinbert-benchmarks")).unwrap();
     for split in ["train", "test"] {
-        std::fs::copy(
-            repo(&format!("datasets/samples/signalP_sample.{split}.csv")),
-            root.join(format!("proteinbert-benchmarks/signalP_binary.{split}.csv")),
-        )
-        .unwrap();
+        let text = std::fs::read_to_string(repo(&format!("datasets/samples/signalP_sample.{split}.csv"))).unwrap();
+        // Five training sequences in lower case: read as upper case and counted in the data report.
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if split == "train" && (1..=5).contains(&i) { l.to_lowercase() } else { l.to_string() })
+            .collect();
+        let path = root.join(format!("proteinbert-benchmarks/signalP_binary.{split}.csv"));
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
     }
     let out = t.at("run");
     let stdout = ok(
@@ -237,6 +241,7 @@ fn finetune_proteinbert_benchmark_from_scratch() {
     // No valid file: 10 % of the 200 training proteins are held out.
     assert!(stdout.contains("signalP_binary (180 train / 20 valid / 100 test)"), "{stdout}");
     let results = json(&out.join("results.json"));
+    assert_eq!(results["data_report"]["sequences with lowercase letters, read as upper case"], 5, "{results}");
     let all = results["test_scores"].as_array().unwrap().iter().find(|b| b["bucket"] == "all").unwrap().clone();
     assert_eq!((all["metric"].as_str(), all["proteins"].as_u64()), (Some("roc_auc"), Some(100)));
     assert!((0.0..=1.0).contains(&all["value"].as_f64().unwrap()));
