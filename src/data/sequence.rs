@@ -4,9 +4,10 @@
 //! one place sequences are normalised (soft-masked FASTA writes low-complexity regions in lower case;
 //! the tokenizers know upper-case letters only and would map every lower-case residue to unknown).
 //! Each reader counts the sequences it upper-cased, in its report. Letters outside a tokenizer's
-//! alphabet (B, Z, O, J) are kept: each tokenizer maps them to its unknown token and counts them. Anything else (digits,
-//! punctuation, gaps, whitespace inside a sequence, stop `*`) is an error naming the position, because
-//! it usually means a wrong column or a corrupted file, and silently mapping it would hide that.
+//! alphabet (B, Z, O, J) are kept: each tokenizer maps them to its unknown token and counts them.
+//! Anything else (digits, punctuation, gaps, whitespace inside a sequence, stop `*`) is an error naming
+//! the position, because it usually means a wrong column or a corrupted file, and silently mapping it
+//! would hide that.
 
 use crate::error::{Error, Location, Result};
 
