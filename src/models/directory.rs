@@ -80,6 +80,16 @@ pub struct ModelDir {
     config: DirectoryConfig,
 }
 
+/// Writes `tensors` to a safetensors file, whole or not at all, readable as any other written file
+/// (0666 less the umask). Serialised here rather than by `candle_core::safetensors::save`, whose
+/// `serialize_to_file` writes through a `NamedTempFile` and so leaves the file readable by its owner
+/// only (0600).
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let bytes = safetensors::tensor::serialize(tensors.iter(), None)
+        .map_err(|e| Error::data(crate::Location::file(path), format!("cannot serialise: {e}")))?;
+    crate::output::write_file_atomic(path, &bytes)
+}
+
 /// The model kind (`proteinbert`, `proberta`) a directory's `config.json` names, if it is a model
 /// directory at all; for error messages that should say "this is the other model".
 pub fn model_kind(dir: &Path) -> Option<String> {
@@ -109,13 +119,7 @@ impl ModelDir {
     pub fn create(path: impl AsRef<Path>, config: &DirectoryConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        // Serialised here and written by `write_file_atomic`, not by `safetensors::serialize_to_file`:
-        // that one writes through a `NamedTempFile`, which leaves the weights readable by their
-        // owner only (0600).
-        let weights_path = path.join(WEIGHTS_FILE);
-        let weights = safetensors::tensor::serialize(tensors.iter(), None)
-            .map_err(|e| Error::data(crate::Location::file(&weights_path), format!("cannot serialise: {e}")))?;
-        crate::output::write_file_atomic(&weights_path, &weights)?;
+        save_tensors(&path.join(WEIGHTS_FILE), tensors)?;
         let json = serde_json::to_string_pretty(config).expect("config serialises");
         crate::output::write_file_atomic(&path.join(CONFIG_FILE), (json + "\n").as_bytes())?;
         Ok(Self { path, config: config.clone() })
