@@ -72,7 +72,7 @@ def setup(d: Path):
     config("proberta-finetune-tiny.json", "ft_fraction.json", lambda v: v.update(valid_fraction=1.2))
     config("proberta-finetune-tiny.json", "ft_ratio.json", lambda v: v["ppi"].update(negative_ratio=0))
     config("proteinbert-finetune-tiny.json", "ft_stage.json", lambda v: v["stages"][1]["train"].update(validate_every_epoch=1))
-    config("proteinbert-finetune-tiny.json", "ft_batch.json", lambda v: v["stages"][0].update(batch_size=0))
+    config("proteinbert-finetune-tiny.json", "ft_batch.json", lambda v: v["stages"][1].update(batch_size=0))
 
     bench = d / "data/proteinbert-benchmarks"
     bench.mkdir(parents=True)

@@ -34,7 +34,7 @@ pub fn parse_json_config<T: DeserializeOwned + Serialize>(text: &str, path: &Pat
     let mut unknown = Vec::new();
     unknown_keys(&value, &known, "", &mut unknown);
     if let Some((key_path, key, valid)) = unknown.into_iter().next() {
-        let line = key_line(text, &key);
+        let line = key_lines(text).remove(&key_path).or_else(|| key_line(text, &key));
         let location = line.map_or_else(|| Location::file(path), |l| Location::line(path, l));
         return Err(Error::data(location, unknown_key_message(what, &key_path, &key, &valid)));
     }
@@ -75,6 +75,93 @@ fn unknown_keys(given: &Value, known: &Value, prefix: &str, out: &mut Vec<(Strin
     }
 }
 
+/// Reads a JSON config strictly ([`read_json_config`]) and runs its range checks; a failing check is
+/// an error located at the line of the first failing key (when the file has it).
+pub fn load_config<T: DeserializeOwned + Serialize>(
+    path: &Path,
+    what: &str,
+    check: impl FnOnce(&T, &mut Checks),
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let config = parse_json_config(&text, path, what)?;
+    let mut checks = Checks::new(what);
+    check(&config, &mut checks);
+    if let Some((key, _)) = checks.problems.first() {
+        let location = match key_lines(&text).remove(key) {
+            Some(line) => Location::line(path, line),
+            None => Location::file(path),
+        };
+        return Err(Error::data(location, checks.message()));
+    }
+    Ok(config)
+}
+
+/// The 1-based line of every key of a JSON text, by dotted path (`train.lr.peak_lr`,
+/// `stages[1].batch_size`), as [`unknown_keys`] and [`Checks`] name them.
+fn key_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    fn path(stack: &[Frame]) -> String {
+        let mut out = String::new();
+        for frame in stack {
+            match frame {
+                Frame::Object(Some(key)) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                }
+                Frame::Object(None) => {}
+                Frame::Array(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+    let mut lines = std::collections::HashMap::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            '"' => {
+                let mut string = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => string.extend(chars.next()),
+                        c => string.push(c),
+                    }
+                }
+                let mut ahead = chars.clone();
+                while ahead.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+                    ahead.next();
+                }
+                if ahead.peek() == Some(&':') {
+                    if let Some(Frame::Object(key)) = stack.last_mut() {
+                        *key = Some(string);
+                        lines.entry(path(&stack)).or_insert(line);
+                    }
+                }
+            }
+            '{' => stack.push(Frame::Object(None)),
+            '[' => stack.push(Frame::Array(0)),
+            '}' | ']' => {
+                stack.pop();
+            }
+            ',' => {
+                if let Some(Frame::Array(i)) = stack.last_mut() {
+                    *i += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    lines
+}
+
 /// The 1-based line of the first `"key":` in `text`.
 fn key_line(text: &str, key: &str) -> Option<usize> {
     let quoted = format!("\"{key}\"");
@@ -97,7 +184,12 @@ fn deserialize_error(text: &str, path: &Path, what: &str, e: &serde_json::Error)
     let location = Location::line(path, e.line());
     let message = e.to_string();
     if let Some((key, valid)) = parse_unknown_field(&message) {
-        return Error::data(location, unknown_key_message(what, &key, &key, &valid));
+        // serde names the key alone; its path is the key of that name on the reported line.
+        let key_path = key_lines(text)
+            .into_iter()
+            .find(|(p, l)| *l == e.line() && (p == &key || p.ends_with(&format!(".{key}"))))
+            .map_or_else(|| key.clone(), |(p, _)| p);
+        return Error::data(location, unknown_key_message(what, &key_path, &key, &valid));
     }
     if let Some(missing) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
         // Usually a misspelt required key: point at the spelling that is there.
@@ -205,7 +297,8 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// ```
 pub struct Checks {
     what: String,
-    problems: Vec<String>,
+    /// (key, message naming it), in the order found.
+    problems: Vec<(String, String)>,
 }
 
 impl Checks {
@@ -214,7 +307,7 @@ impl Checks {
     }
 
     pub fn fail(&mut self, key: &str, message: impl std::fmt::Display) {
-        self.problems.push(format!("`{key}` {message}"));
+        self.problems.push((key.to_string(), format!("`{key}` {message}")));
     }
 
     pub fn at_least<N: PartialOrd + std::fmt::Display + Copy>(&mut self, key: &str, value: N, min: N) {
@@ -248,16 +341,16 @@ impl Checks {
         }
     }
 
+    fn message(&self) -> String {
+        let problems: Vec<&str> = self.problems.iter().map(|(_, m)| m.as_str()).collect();
+        format!("{}: {}", self.what, problems.join("; "))
+    }
+
     pub fn finish(self) -> Result<()> {
         match self.problems.is_empty() {
             true => Ok(()),
-            false => Err(Error::invalid(format!("{}: {}", self.what, self.problems.join("; ")))),
+            false => Err(Error::invalid(self.message())),
         }
-    }
-
-    /// As [`Checks::finish`], naming the config file.
-    pub fn finish_in(self, path: &Path) -> Result<()> {
-        self.finish().map_err(|e| e.in_file(path))
     }
 }
 
@@ -392,6 +485,36 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 12);
+    }
+
+    #[test]
+    fn key_lines_follow_nesting_and_arrays() {
+        let text =
+            "{\n \"a\": 1,\n \"s\": [\n  {\"b\": 2},\n  {\"b\": 3,\n   \"c\": {\"d\": \"x:\\\"y\"}}\n ],\n \"b\": 4\n}";
+        let lines = key_lines(text);
+        let get = |k: &str| lines.get(k).copied();
+        assert_eq!(get("a"), Some(2));
+        assert_eq!(get("s"), Some(3));
+        assert_eq!(get("s[0].b"), Some(4));
+        assert_eq!(get("s[1].b"), Some(5));
+        assert_eq!(get("s[1].c.d"), Some(6));
+        assert_eq!(get("b"), Some(8));
+        assert_eq!(get("s[1].c"), Some(6));
+        assert_eq!(lines.len(), 7);
+    }
+
+    #[test]
+    fn range_check_failures_are_located_at_their_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.json");
+        std::fs::write(&path, "{\n  \"batch_size\": 4,\n  \"train\": {\n    \"max_updates\": 0\n  }\n}").unwrap();
+        let e = load_config(&path, "test config", |c: &Outer, checks| {
+            checks.at_least("batch_size", c.batch_size, 1);
+            checks.at_least("train.max_updates", c.train.max_updates, 1);
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with("c.json:4: test config: `train.max_updates` must be at least 1, not 0"), "{e}");
     }
 
     #[test]

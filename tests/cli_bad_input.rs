@@ -105,6 +105,11 @@ fn with_full_disk(c: Command) -> Command {
     sh
 }
 
+/// The 1-based line of the first line of `path` containing `needle`.
+fn line_of(path: &str, needle: &str) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().position(|l| l.contains(needle)).expect("needle in file") + 1
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
@@ -403,12 +408,16 @@ fn pretrain_config_errors_name_file_line_key_and_nearest() {
     let c = t.config("proteinbert-pretrain-tiny.json", "pbmodel.json", |v| {
         v["model"]["model"]["d_globl"] = 8.into();
     });
-    fails_with(pt("proteinbert", &c), &["pbmodel.json:", "unknown key `d_globl`", "did you mean `d_global`?"]);
+    fails_with(
+        pt("proteinbert", &c),
+        &["pbmodel.json:", "unknown key `model.model.d_globl`", "did you mean `d_global`?"],
+    );
     // Out-of-range values name the key.
     let c = t.config("proberta-pretrain-tiny.json", "neg.json", |v| v["mlm"]["batch_size"] = (-4).into());
     fails_with(pt("proberta", &c), &["neg.json:", "key `batch_size`", "integer `-4`"]);
     let c = t.config("proberta-pretrain-tiny.json", "zero.json", |v| v["mlm"]["batch_size"] = 0.into());
-    fails_with(pt("proberta", &c), &["zero.json", "`mlm.batch_size` must be at least 1, not 0"]);
+    let at = format!("zero.json:{}: pretraining config", line_of(&c, "\"batch_size\": 0"));
+    fails_with(pt("proberta", &c), &[&at, "`mlm.batch_size` must be at least 1, not 0"]);
     let c = t.config("proteinbert-pretrain-tiny.json", "prob.json", |v| v["denoising"]["token_noise"] = 1.5.into());
     fails_with(pt("proteinbert", &c), &["prob.json", "`denoising.token_noise` must be in [0, 1], not 1.5"]);
     let c = t.config("proberta-pretrain-tiny.json", "lr.json", |v| v["train"]["lr"]["peak_lr"] = (-0.1).into());
@@ -526,8 +535,10 @@ fn finetune_config_errors_name_file_key_and_nearest() {
         pb_ft(&c),
         &["stage.json:", "unknown key `stages[1].train.validate_every_epoch`", "did you mean `validate_every_epochs`?"],
     );
-    let c = t.config("proteinbert-finetune-tiny.json", "batch.json", |v| v["stages"][0]["batch_size"] = 0.into());
-    fails_with(pb_ft(&c), &["batch.json", "`stages[0].batch_size` must be at least 1, not 0"]);
+    let c = t.config("proteinbert-finetune-tiny.json", "batch.json", |v| v["stages"][1]["batch_size"] = 0.into());
+    // Located at the failing key, stages[1], not at the first `batch_size` of the file (stages[0]).
+    let at = format!("batch.json:{}: fine-tuning config", line_of(&c, "\"batch_size\": 0"));
+    fails_with(pb_ft(&c), &[&at, "`stages[1].batch_size` must be at least 1, not 0"]);
     assert!(!t.path("run").exists() && !t.path("run2").exists());
 }
 

@@ -81,15 +81,17 @@ impl PretrainConfig {
     /// Reads a JSON config, naming the file in errors.
     /// Unknown keys and out-of-range values are errors naming the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let config: Self = crate::config::read_json_config(path, "pretraining config")?;
-        config.check().map_err(|e| e.in_file(path))?;
-        Ok(config)
+        crate::config::load_config(path.as_ref(), "pretraining config", Self::add_checks)
     }
 
     /// Range checks of every size, count and probability, naming the offending key.
     pub fn check(&self) -> Result<()> {
         let mut c = crate::config::Checks::new("pretraining config");
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
         if let Some(n) = self.data.max_proteins {
             c.at_least("data.max_proteins", n, 1);
         }
@@ -125,8 +127,7 @@ impl PretrainConfig {
             }
             c.non_negative("denoising.annotation_loss_weight", d.annotation_loss_weight);
         }
-        crate::config::check_train(&mut c, "train", &self.train);
-        c.finish()
+        crate::config::check_train(c, "train", &self.train);
     }
 }
 

@@ -104,16 +104,18 @@ impl ProbertaFinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
     /// Unknown keys and out-of-range values are errors naming the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let config: Self = crate::config::read_json_config(path, "PRoBERTa fine-tuning config")?;
-        config.check().map_err(|e| e.in_file(path))?;
-        Ok(config)
+        crate::config::load_config(path.as_ref(), "PRoBERTa fine-tuning config", Self::add_checks)
     }
 
     /// Range checks of every size, count and fraction, naming the offending key.
     pub fn check(&self) -> Result<()> {
         let mut c = crate::config::Checks::new("PRoBERTa fine-tuning config");
-        self.data.check(&mut c);
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
+        self.data.check(c);
         c.at_least("family.min_members", self.family.min_members, 1);
         c.within("family.test_fraction", self.family.test_fraction, 0.0, 1.0, true, true);
         c.positive("ppi.negative_ratio", self.ppi.negative_ratio);
@@ -131,8 +133,7 @@ impl ProbertaFinetuneConfig {
         c.at_least("max_len", self.max_len, 3);
         c.at_least("batch_size", self.batch_size, 1);
         c.at_least("eval_batch_size", self.eval_batch_size, 1);
-        crate::config::check_train(&mut c, "train", &self.train);
-        c.finish()
+        crate::config::check_train(c, "train", &self.train);
     }
 }
 
