@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod batch;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod failpoint;
 pub mod models;
 pub mod notebook;
+pub mod output;
 pub mod plots;
 pub mod rng;
 pub mod testing;

@@ -112,7 +112,12 @@ fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     if !unknown.is_empty() {
         let mut names: Vec<&str> = manifest.iter().map(|f| f.dataset.as_str()).collect();
         names.dedup();
-        bail!("unknown data set(s) {unknown:?}; the manifest has: {}", names.join(", "));
+        let hints: Vec<String> = unknown
+            .iter()
+            .filter_map(|u| protein_lm::config::nearest(u, names.iter().copied()).map(|n| format!("`{n}` for `{u}`")))
+            .collect();
+        let hint = if hints.is_empty() { String::new() } else { format!(" (did you mean {}?)", hints.join(", ")) };
+        bail!("unknown data set(s) {unknown:?}{hint}; the manifest has: {}", names.join(", "));
     }
     let (mut ok, mut bad, mut missing) = (0, Vec::new(), Vec::<String>::new());
     for f in manifest.iter().filter(|f| wanted(&f.dataset)) {

@@ -1,14 +1,15 @@
 //! `protein-lm data split` and the PPI part of `data stats`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
-use protein_lm::data::ppi::{self, MissingSequence, Pair, PpiDataset, SequenceDictionary};
+use protein_lm::config::Checks;
+use protein_lm::data::ppi::{self, MissingSequence, Pair, PpiDataset};
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::splits::{self, leakage_report};
 use protein_lm::data::{fasta, read_proteins, Protein};
+use protein_lm::output::{prepare_output_dir, write_atomic, write_file_atomic};
 use protein_lm::Rng;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,7 +76,15 @@ fn split_names(n: usize) -> Vec<String> {
 }
 
 pub fn run(a: SplitArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+    let mut checks = Checks::new("data split");
+    for (i, f) in a.fractions.iter().enumerate() {
+        checks.within(&format!("--fractions[{i}]"), *f, 0.0, 1.0, false, false);
+    }
+    if a.negatives.is_some() {
+        checks.positive("--negative-ratio", a.negative_ratio);
+    }
+    checks.finish()?;
+    prepare_output_dir(&a.out)?;
     if a.pairs.is_some() {
         split_pairs(&a)
     } else {
@@ -125,7 +134,7 @@ fn split_proteins(a: &SplitArgs) -> anyhow::Result<()> {
         "nested_train_sizes": nested_sizes,
         "leakage": leakage,
     });
-    std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+    write_file_atomic(&a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("read {} ({read_report}); duplicates: {dedup_report}", input.display());
     for (n, s) in names.iter().zip(&sets) {
         println!("{n:<6} {}", s.len());
@@ -144,24 +153,12 @@ pub(crate) fn load_ppi(
     if sequences.is_empty() {
         bail!("--pairs needs at least one --sequences file");
     }
-    let mut dict = SequenceDictionary::new();
-    for s in sequences {
-        if protein_lm::data::sniff_format(s)? == protein_lm::data::ProteinFileFormat::Fasta {
-            dict.add_fasta(s)?;
-        } else {
-            dict.add_tsv(s)?;
-        }
-    }
     let missing = if drop_missing { MissingSequence::DropPair } else { MissingSequence::Error };
-    Ok(PpiDataset::load(pairs, &dict, missing)?)
+    Ok(PpiDataset::load_with_sequences(pairs, sequences, missing)?)
 }
 
 fn write_pairs(path: &Path, pairs: &[Pair]) -> anyhow::Result<()> {
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| path.display().to_string())?);
-    for p in pairs {
-        writeln!(w, "{}\t{}\t{}", p.a, p.b, p.label)?;
-    }
-    Ok(w.flush()?)
+    Ok(write_atomic(path, |w| pairs.iter().try_for_each(|p| writeln!(w, "{}\t{}\t{}", p.a, p.b, p.label)))?)
 }
 
 /// Protein-level leakage by sequence (the same sequence under two ids counts as seen) on top of the
@@ -205,7 +202,7 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
             "read_train": read_report, "read_test": test_report,
             "by_id": overlap.counts(), "pair_in_train": overlap.pair_in_train.len(), "by_sequence": by_seq,
         });
-        std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+        write_file_atomic(&a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
         return Ok(());
     }
     let mut rng = Rng::new(a.seed);
@@ -255,7 +252,7 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
         "sizes": names.iter().zip(&sets).map(|(n, s)| (n.clone(), s.len(), s.iter().filter(|p| p.label == 1).count())).collect::<Vec<_>>(),
         "overlap_with_train": evaluation,
     });
-    std::fs::write(a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?)?;
+    write_file_atomic(&a.out.join("split_report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("wrote {}", a.out.display());
     Ok(())
 }

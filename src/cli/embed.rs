@@ -1,11 +1,12 @@
 //! `protein-lm embed`: parses options, calls [`protein_lm::embed`], writes the files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use protein_lm::device::{parse_dtype, DeviceChoice};
 use protein_lm::embed::{self, EmbedOptions, EmbedPooling, Embedder, LayerChoice, LongPolicy, Precision};
+use protein_lm::output::check_output_file;
 
 #[derive(Args)]
 #[command(after_long_help = "\
@@ -90,6 +91,17 @@ pub struct EmbedArgs {
     dtype: String,
 }
 
+/// A failed write named by the user's path. The library writes `PATH.partial` and renames it, but
+/// leaves the partial file behind on failure; it is removed here.
+fn written(path: &Path, result: protein_lm::Result<()>) -> anyhow::Result<()> {
+    result.map_err(|e| {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let _ = std::fs::remove_file(PathBuf::from(partial));
+        anyhow::anyhow!("cannot write {}: {e}", path.display())
+    })
+}
+
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let extension = a.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     match (a.per_residue, extension) {
@@ -97,6 +109,22 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         (false, _) => bail!("--out {}: pooled output is written as .npy", a.out.display()),
         (true, _) => bail!("--out {}: --per-residue output is written as .safetensors", a.out.display()),
     }
+    // Checked before anything is computed: an unwritable --out found after the embedding would waste it.
+    // The library writes PATH.partial and renames it over PATH, which would replace a device.
+    if a.out.exists() && !a.out.is_file() && !a.out.is_dir() {
+        bail!("--out {}: not a regular file (a device or pipe)", a.out.display());
+    }
+    check_output_file(&a.out)?;
+    check_output_file(&embed::ids_path(&a.out))?;
+    let mut checks = protein_lm::config::Checks::new("embed");
+    checks.at_least("--batch-tokens", a.batch_tokens, 1);
+    if let Some(n) = a.seq_len {
+        checks.at_least("--seq-len", n, 3);
+    }
+    if let Some(n) = a.stride {
+        checks.at_least("--stride", n, 1);
+    }
+    checks.finish()?;
     let long: LongPolicy = a.long.as_deref().map(str::parse).transpose()?.unwrap_or_default();
     if a.stride.is_some() && !matches!(long, LongPolicy::Window | LongPolicy::Auto) {
         bail!("--stride only applies to --long window (or auto)");
@@ -132,14 +160,14 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let (stats, dim) = if a.per_residue {
         let out = embedder.embed_residues(&records, &mut progress)?;
         bar.finish_and_clear();
-        out.write_safetensors(&a.out, precision, embed::describe_run(&embedder, true))?;
-        embed::write_ids(embed::ids_path(&a.out), &out.ids)?;
+        written(&a.out, out.write_safetensors(&a.out, precision, embed::describe_run(&embedder, true)))?;
+        written(&embed::ids_path(&a.out), embed::write_ids(embed::ids_path(&a.out), &out.ids))?;
         (out.stats, out.dim)
     } else {
         let out = embedder.embed(&records, &mut progress)?;
         bar.finish_and_clear();
-        out.write_npy(&a.out, precision)?;
-        embed::write_ids(embed::ids_path(&a.out), &out.ids)?;
+        written(&a.out, out.write_npy(&a.out, precision))?;
+        written(&embed::ids_path(&a.out), embed::write_ids(embed::ids_path(&a.out), &out.ids))?;
         (out.stats, out.dim)
     };
     let what = if a.per_residue {

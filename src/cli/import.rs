@@ -47,6 +47,15 @@ pub enum ImportCommand {
 
 pub fn run(command: ImportCommand) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let (input, out) = match &command {
+        ImportCommand::ProteinbertKeras { file, out, .. } => (file, out),
+        ImportCommand::HfRoberta { dir, out, .. } => (dir, out),
+        ImportCommand::Fairseq { checkpoint, out, .. } => (checkpoint, out),
+    };
+    if !input.exists() {
+        anyhow::bail!("{}: no such file or directory", input.display());
+    }
+    protein_lm::output::prepare_output_dir(out)?;
     match command {
         ImportCommand::ProteinbertKeras { file, out, wide_conv_dilation } => {
             let (dir, report) = proteinbert::import::import_keras_pickle(&file, &out, wide_conv_dilation)?;

@@ -32,7 +32,8 @@ pub struct InitArgs {
     /// ProteinBERT: GO-annotation inputs and outputs (8,943 in the released model).
     #[arg(long, default_value_t = 8943)]
     annotations: usize,
-    /// PRoBERTa: the fairseq dictionary (default: the original PRoBERTa dict.txt through the data resolver).
+    /// PRoBERTa: the fairseq dictionary, or a tokenizer directory holding one (default: the original
+    /// PRoBERTa dict.txt through the data resolver).
     #[arg(long)]
     dict: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
@@ -42,6 +43,10 @@ pub struct InitArgs {
 }
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let mut checks = protein_lm::config::Checks::new("init");
+    checks.at_least("--annotations", args.annotations, 1);
+    checks.finish()?;
+    protein_lm::output::prepare_output_dir(&args.out)?;
     let (model, dict) = match args.model {
         Kind::Proteinbert => {
             let a = args.annotations;
@@ -54,7 +59,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         }
         Kind::Proberta => {
             let dict = match args.dict {
-                Some(d) => d,
+                Some(d) => protein_lm::tokenize::bpe::dict_path(&d)?,
                 None => DataResolver::from_env().resolve(files::PROBERTA_DICT)?,
             };
             let vocab = protein_lm::tokenize::FairseqDictionary::load(&dict)?.len();

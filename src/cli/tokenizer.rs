@@ -3,7 +3,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
+use protein_lm::config::Checks;
 use protein_lm::data::read_proteins;
+use protein_lm::output::{check_output_file, prepare_output_dir, write_file_atomic};
 use protein_lm::tokenize::{
     BpeOptions, PairTruncation, ProbertaTokenizer, ResidueTokenizer, SingleTruncation, UnknownCounts,
 };
@@ -83,6 +85,15 @@ pub fn run(command: TokenizerCommand) -> anyhow::Result<()> {
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {
+    let mut checks = Checks::new("tokenizer train");
+    checks.at_least("--vocab-size", a.vocab_size, 4);
+    checks.at_least("--max-piece-length", a.max_piece_length, 1);
+    checks.at_least("--max-train-length", a.max_train_length, 2);
+    if let Some(n) = a.limit {
+        checks.at_least("--limit", n, 1);
+    }
+    checks.finish()?;
+    prepare_output_dir(&a.out)?;
     let (mut proteins, report) = read_proteins(&a.input)?;
     if let Some(n) = a.limit {
         proteins.truncate(n);
@@ -110,7 +121,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
         "dict_only_approximation": {"proteins": probe.len(), "identical_segmentation": identical, "shared_piece_boundaries": boundaries},
     });
-    std::fs::write(a.out.join("training_report.json"), serde_json::to_string_pretty(&summary)?)?;
+    write_file_atomic(&a.out.join("training_report.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     eprintln!(
         "trained on {} sequences ({} skipped: ≥ {} residues) in {:.1}s: {} pieces, {} fairseq ids, {:.3} residues per piece → {}",
         report.sequences_used,
@@ -132,11 +143,21 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn encode(a: EncodeArgs) -> anyhow::Result<()> {
-    let (proteins, _) = read_proteins(&a.input)?;
-    let mut out: Box<dyn Write> = match &a.out {
-        Some(p) => {
-            Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| p.display().to_string())?))
-        }
+    if let Some(p) = &a.out {
+        check_output_file(p)?;
+    }
+    let (proteins, report) = read_proteins(&a.input)?;
+    if report.uppercased > 0 {
+        eprintln!(
+            "note: {}: {} sequences had lowercase letters, read as upper case",
+            a.input.display(),
+            report.uppercased
+        );
+    }
+    // With --out the encodings are collected and written whole (or not at all) at the end.
+    let mut collected = Vec::new();
+    let mut out: Box<dyn Write + '_> = match &a.out {
+        Some(_) => Box::new(&mut collected),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut unknown = UnknownCounts::default();
@@ -206,6 +227,10 @@ fn encode(a: EncodeArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    drop(out);
+    if let Some(p) = &a.out {
+        write_file_atomic(p, &collected)?;
+    }
     bar.finish_and_clear();
     if unknown.total() > 0 {
         eprintln!("{} characters mapped to the unknown token: {:?}", unknown.total(), unknown.by_char);

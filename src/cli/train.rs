@@ -13,6 +13,7 @@ use protein_lm::data::tables::read_single_pfam;
 use protein_lm::data::FilterReport;
 use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
+use protein_lm::output::prepare_output_dir;
 use protein_lm::train::finetune::proberta::{
     finetune_proberta, ppi_data, ppi_split_dir, ProbertaFinetuneConfig, ProbertaTaskData,
 };
@@ -93,6 +94,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     if !kind_matches {
         bail!("{}: the config is for {}, not --model {}", a.config.display(), config.model.kind(), kind_name(a.model));
     }
+    prepare_output_dir(&a.run.out)?;
     let resolver = DataResolver::from_env();
     let data = match a.data {
         Some(d) => d,
@@ -189,6 +191,7 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         bail!("--task {} is a PRoBERTa task; ProteinBERT fine-tunes on the benchmarks", a.task);
     }
     let mut config = FinetuneConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
     let data = SupervisedData::from_benchmark(&benchmark, &config.data, config.seed)?;
@@ -232,6 +235,12 @@ fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &Fil
     for (reason, n) in &read.dropped {
         report.insert(format!("{}: {reason}", file.display()), *n);
     }
+    if read.uppercased > 0 {
+        report.insert(
+            format!("{}: sequences with lowercase letters, read as upper case", file.display()),
+            read.uppercased,
+        );
+    }
 }
 
 /// Reads the pair file or split directory a PRoBERTa `ppi` run trains on.
@@ -273,6 +282,7 @@ fn ppi_task_data(
 
 fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     let mut config = ProbertaFinetuneConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
     config.task = a.task.clone();
     let resolver = DataResolver::from_env();
     let (data, data_files) = match a.task.as_str() {

@@ -30,6 +30,7 @@ pub struct FastaReader {
     line_no: usize,
     pending_header: Option<(String, usize)>,
     done: bool,
+    uppercased: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,12 @@ impl FastaReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let reader = open_maybe_gzip(&path)?;
-        Ok(Self { path, lines: reader.lines(), line_no: 0, pending_header: None, done: false })
+        Ok(Self { path, lines: reader.lines(), line_no: 0, pending_header: None, done: false, uppercased: 0 })
+    }
+
+    /// Records read so far that had lower-case letters (read as upper case).
+    pub fn uppercased(&self) -> usize {
+        self.uppercased
     }
 
     fn next_line(&mut self) -> Option<Result<String>> {
@@ -107,7 +113,9 @@ impl FastaReader {
             }
             seq.push_str(trimmed);
         }
-        sequence::validate(&seq, || Location::line(&self.path, header_line).with_record(&id))?;
+        if sequence::normalize(&mut seq, || Location::line(&self.path, header_line).with_record(&id))? {
+            self.uppercased += 1;
+        }
         Ok(Some(FastaRecord { id, description, sequence: seq, line: header_line }))
     }
 }
@@ -137,16 +145,16 @@ pub fn read_fasta(path: impl AsRef<Path>) -> Result<Vec<FastaRecord>> {
     FastaReader::open(path)?.collect()
 }
 
-/// Write records as FASTA with 60 residues a line.
+/// Write records as FASTA with 60 residues a line, whole or not at all ([`crate::output::write_atomic`]).
 pub fn write_fasta<'a>(path: impl AsRef<Path>, records: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
-    use std::io::Write;
-    let path = path.as_ref();
-    let mut w = std::io::BufWriter::new(File::create(path).map_err(|e| Error::io(path, e))?);
-    for (id, seq) in records {
-        writeln!(w, ">{id}").map_err(|e| Error::io(path, e))?;
-        for chunk in seq.as_bytes().chunks(60) {
-            w.write_all(chunk).and_then(|_| w.write_all(b"\n")).map_err(|e| Error::io(path, e))?;
+    crate::output::write_atomic(path.as_ref(), |w| {
+        for (id, seq) in records {
+            writeln!(w, ">{id}")?;
+            for chunk in seq.as_bytes().chunks(60) {
+                w.write_all(chunk)?;
+                w.write_all(b"\n")?;
+            }
         }
-    }
-    w.flush().map_err(|e| Error::io(path, e))
+        Ok(())
+    })
 }

@@ -25,6 +25,8 @@ pub struct FilterReport {
     pub kept: usize,
     /// (reason, count), in the order the reasons were first met.
     pub dropped: Vec<(String, usize)>,
+    /// Sequences read with lower-case letters, kept as upper case ([`sequence::normalize`]).
+    pub uppercased: usize,
 }
 
 impl FilterReport {
@@ -44,6 +46,9 @@ impl std::fmt::Display for FilterReport {
         write!(f, "kept {}", self.kept)?;
         for (reason, n) in &self.dropped {
             write!(f, ", dropped {n} ({reason})")?;
+        }
+        if self.uppercased > 0 {
+            write!(f, ", {} sequences had lowercase letters, read as upper case", self.uppercased)?;
         }
         Ok(())
     }
@@ -82,7 +87,10 @@ pub enum ProteinFileFormat {
 pub fn sniff_format(path: &std::path::Path) -> crate::Result<ProteinFileFormat> {
     use std::io::BufRead;
     let mut first = String::new();
-    fasta::open_maybe_gzip(path)?.read_line(&mut first).map_err(|e| crate::Error::io(path, e))?;
+    let n = fasta::open_maybe_gzip(path)?.read_line(&mut first).map_err(|e| crate::Error::io(path, e))?;
+    if n == 0 {
+        return Err(crate::Error::data(crate::Location::file(path), "empty file: no proteins"));
+    }
     let first = first.trim_end();
     Ok(if first.starts_with('>') {
         ProteinFileFormat::Fasta
@@ -104,13 +112,14 @@ pub fn sniff_format(path: &std::path::Path) -> crate::Result<ProteinFileFormat> 
 }
 
 /// Read proteins (id and sequence) from any format of [`ProteinFileFormat`], with the report of what
-/// the reader merged (identical duplicates).
+/// the reader merged (identical duplicates) and upper-cased. A file without proteins is an error.
 pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Protein>, FilterReport)> {
     let path = path.as_ref();
-    Ok(match sniff_format(path)? {
+    let (proteins, report): (Vec<Protein>, FilterReport) = match sniff_format(path)? {
         ProteinFileFormat::Fasta => {
-            let records = fasta::read_fasta(path)?;
-            let report = FilterReport { kept: records.len(), dropped: vec![] };
+            let mut reader = fasta::FastaReader::open(path)?;
+            let records = reader.by_ref().collect::<crate::Result<Vec<_>>>()?;
+            let report = FilterReport { kept: records.len(), uppercased: reader.uppercased(), ..Default::default() };
             (records.into_iter().map(Protein::from).collect(), report)
         }
         ProteinFileFormat::SwissProtGo => {
@@ -126,9 +135,12 @@ pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Pr
             (r.into_iter().map(|r| Protein { id: r.accession, sequence: r.sequence }).collect(), rep)
         }
         ProteinFileFormat::IdSequenceTsv => {
-            let proteins: Vec<Protein> = ppi::read_id_sequence_tsv(path)?.into_iter().map(|(p, _)| p).collect();
-            let report = FilterReport { kept: proteins.len(), dropped: vec![] };
-            (proteins, report)
+            let (rows, report) = ppi::read_id_sequences(path)?;
+            (rows.into_iter().map(|(p, _)| p).collect(), report)
         }
-    })
+    };
+    if proteins.is_empty() {
+        return Err(crate::Error::data(crate::Location::file(path), "no proteins in this file"));
+    }
+    Ok((proteins, report))
 }

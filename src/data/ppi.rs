@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use crate::data::fasta::read_fasta;
 use crate::data::{numbered_lines, sequence, FilterReport, Protein};
 use crate::error::{Error, Location, Result};
 use crate::rng::Rng;
@@ -80,7 +79,8 @@ fn headerless_rows(path: &Path, columns: &[&str]) -> Result<Vec<(usize, Vec<Stri
     Ok(rows)
 }
 
-/// Read `idA<TAB>idB<TAB>label` lines (no header; blank lines skipped).
+/// Read `idA<TAB>idB<TAB>label` lines (no header; blank lines skipped); a file without pairs is an
+/// error.
 pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
     let path = path.as_ref();
     let mut out = Vec::new();
@@ -103,23 +103,31 @@ pub fn read_pairs(path: impl AsRef<Path>) -> Result<Vec<PairRecord>> {
             line: line_no,
         });
     }
+    if out.is_empty() {
+        return Err(Error::data(Location::file(path), "no pairs in this file"));
+    }
     Ok(out)
 }
 
 /// Read `id<TAB>sequence` lines (no header; blank lines skipped) in file order, each protein with
 /// where it was read.
 pub fn read_id_sequence_tsv(path: &Path) -> Result<Vec<(Protein, Location)>> {
+    Ok(read_id_sequences(path)?.0)
+}
+
+/// As [`read_id_sequence_tsv`], with the count of proteins read and upper-cased.
+pub fn read_id_sequences(path: &Path) -> Result<(Vec<(Protein, Location)>, FilterReport)> {
     let mut out = Vec::new();
+    let mut report = FilterReport::default();
     for (line_no, fields) in headerless_rows(path, &["id", "sequence"])? {
         let here = || Location::line(path, line_no);
         check_id(&fields[0], here, "id")?;
-        sequence::validate(&fields[1], || here().with_record(&fields[0]))?;
-        out.push((
-            Protein { id: fields[0].to_string(), sequence: fields[1].to_string() },
-            here().with_record(fields[0].as_str()),
-        ));
+        let mut seq = fields[1].to_string();
+        report.uppercased += usize::from(sequence::normalize(&mut seq, || here().with_record(&fields[0]))?);
+        out.push((Protein { id: fields[0].to_string(), sequence: seq }, here().with_record(fields[0].as_str())));
     }
-    Ok(out)
+    report.kept = out.len();
+    Ok((out, report))
 }
 
 /// Sequences by protein id, merged from one or more files. The same id may appear twice only with the
@@ -127,6 +135,8 @@ pub fn read_id_sequence_tsv(path: &Path) -> Result<Vec<(Protein, Location)>> {
 #[derive(Debug, Clone, Default)]
 pub struct SequenceDictionary {
     entries: HashMap<String, (String, Location)>,
+    /// Sequences read with lower-case letters (kept as upper case).
+    uppercased: usize,
 }
 
 impl SequenceDictionary {
@@ -136,19 +146,24 @@ impl SequenceDictionary {
 
     /// Add an `id<TAB>sequence` file (no header).
     pub fn add_tsv(&mut self, path: impl AsRef<Path>) -> Result<&mut Self> {
-        for (protein, location) in read_id_sequence_tsv(path.as_ref())? {
+        let (rows, report) = read_id_sequences(path.as_ref())?;
+        for (protein, location) in rows {
             self.insert(&protein.id, &protein.sequence, location)?;
         }
+        self.uppercased += report.uppercased;
         Ok(self)
     }
 
     /// Add a FASTA file (id = header up to the first whitespace).
     pub fn add_fasta(&mut self, path: impl AsRef<Path>) -> Result<&mut Self> {
         let path = path.as_ref();
-        for record in read_fasta(path)? {
+        let mut reader = crate::data::fasta::FastaReader::open(path)?;
+        for record in reader.by_ref() {
+            let record = record?;
             let here = Location::line(path, record.line).with_record(&record.id);
             self.insert(&record.id, &record.sequence, here)?;
         }
+        self.uppercased += reader.uppercased();
         Ok(self)
     }
 
@@ -177,6 +192,11 @@ impl SequenceDictionary {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Sequences read so far with lower-case letters (kept as upper case).
+    pub fn uppercased(&self) -> usize {
+        self.uppercased
     }
 }
 
@@ -208,6 +228,28 @@ impl PpiDataset {
         let pairs_path = pairs_path.as_ref();
         let records = read_pairs(pairs_path)?;
         Self::from_records(records, pairs_path, dictionary, missing)
+    }
+
+    /// Read a pair file and attach sequences from `sequence_files` (FASTA or `id<TAB>sequence`,
+    /// told apart by their first line), with the report of pairs left out and of sequences
+    /// upper-cased.
+    pub fn load_with_sequences(
+        pairs_path: impl AsRef<Path>,
+        sequence_files: &[impl AsRef<Path>],
+        missing: MissingSequence,
+    ) -> Result<(Self, FilterReport)> {
+        let mut dictionary = SequenceDictionary::new();
+        for file in sequence_files {
+            let file = file.as_ref();
+            if crate::data::sniff_format(file)? == crate::data::ProteinFileFormat::Fasta {
+                dictionary.add_fasta(file)?;
+            } else {
+                dictionary.add_tsv(file)?;
+            }
+        }
+        let (data, mut report) = Self::load(pairs_path, &dictionary, missing)?;
+        report.uppercased += dictionary.uppercased;
+        Ok((data, report))
     }
 
     /// Attach sequences to pairs read from `source` (named in errors). A pair that comes again, in

@@ -1,9 +1,13 @@
 //! What counts as a protein sequence on input.
 //!
-//! Readers accept ASCII letters only. Letters outside a tokenizer's alphabet (B, Z, O, J, lower case)
-//! are kept: each tokenizer maps them to its unknown token and counts them. Anything else (digits,
-//! punctuation, gaps, whitespace inside a sequence, stop `*`) is an error naming the position, because
-//! it usually means a wrong column or a corrupted file, and silently mapping it would hide that.
+//! Readers accept ASCII letters only, and read lower case as upper case through [`normalize`], the
+//! one place sequences are normalised (soft-masked FASTA writes low-complexity regions in lower case;
+//! the tokenizers know upper-case letters only and would map every lower-case residue to unknown).
+//! Each reader counts the sequences it upper-cased, in its report. Letters outside a tokenizer's
+//! alphabet (B, Z, O, J) are kept: each tokenizer maps them to its unknown token and counts them.
+//! Anything else (digits, punctuation, gaps, whitespace inside a sequence, stop `*`) is an error naming
+//! the position, because it usually means a wrong column or a corrupted file, and silently mapping it
+//! would hide that.
 
 use crate::error::{Error, Location, Result};
 
@@ -16,6 +20,17 @@ pub fn validate(sequence: &str, location: impl FnOnce() -> Location) -> Result<(
         Error::Data { message, .. } => Error::data(location(), message),
         other => other,
     })
+}
+
+/// Check `sequence` as [`validate`] does and upper-case it in place; returns whether it had lower-case
+/// letters, for the reader's count.
+pub fn normalize(sequence: &mut str, location: impl FnOnce() -> Location) -> Result<bool> {
+    validate(sequence, location)?;
+    let lower = sequence.bytes().any(|b| b.is_ascii_lowercase());
+    if lower {
+        sequence.make_ascii_uppercase();
+    }
+    Ok(lower)
 }
 
 /// The character check alone (an empty string passes); the error's location is a placeholder that
@@ -53,5 +68,15 @@ mod tests {
         assert!(e.contains("empty sequence"), "{e}");
         assert!(validate("MK-A", here).is_err());
         assert!(validate("MKA*", here).is_err());
+    }
+
+    #[test]
+    fn normalize_upper_cases_and_says_so() {
+        let here = || Location::line("x.tsv", 3);
+        let mut s = "mkTAy".to_string();
+        assert!(normalize(&mut s, here).unwrap());
+        assert_eq!(s, "MKTAY");
+        assert!(!normalize(&mut s, here).unwrap());
+        assert!(normalize(&mut "mk7".to_string(), here).is_err());
     }
 }

@@ -167,8 +167,8 @@ pub fn read_swissprot_go_limit(path: impl AsRef<Path>, limit: usize) -> Result<(
         let Some((line, f)) = reader.next_record()? else { break };
         let path = reader.path().to_path_buf();
         let at = || Location::line(&path, line).with_record(&f[0]);
-        let sequence = f[5].clone();
-        sequence::validate(&sequence, at)?;
+        let mut sequence = f[5].clone();
+        unique.report.uppercased += usize::from(sequence::normalize(&mut sequence, at)?);
         let length: usize =
             f[1].parse().map_err(|_| Error::data(at(), format!("length `{}` is not a non-negative integer", f[1])))?;
         if length != sequence.len() {
@@ -187,6 +187,9 @@ pub fn read_swissprot_go_limit(path: impl AsRef<Path>, limit: usize) -> Result<(
         if unique.check(&path, line, &record.accession, &record.sequence)? {
             records.push(record);
         }
+    }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
     }
     Ok((records, unique.report))
 }
@@ -220,13 +223,17 @@ pub fn read_single_pfam(path: impl AsRef<Path>) -> Result<(Vec<PfamRecord>, Filt
     while let Some((line, f)) = reader.next_record()? {
         let path = reader.path().to_path_buf();
         let at = || Location::line(&path, line).with_record(&f[0]);
-        sequence::validate(&f[2], at)?;
+        let mut sequence = f[2].clone();
+        unique.report.uppercased += usize::from(sequence::normalize(&mut sequence, at)?);
         if !f[1].starts_with("PF") {
             return Err(Error::data(at(), format!("`{}` is not a Pfam identifier (PFnnnnn)", f[1])));
         }
-        if unique.check(&path, line, &f[0], &f[2])? {
-            records.push(PfamRecord { accession: f[0].clone(), pfam_id: f[1].clone(), sequence: f[2].clone() });
+        if unique.check(&path, line, &f[0], &sequence)? {
+            records.push(PfamRecord { accession: f[0].clone(), pfam_id: f[1].clone(), sequence });
         }
+    }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
     }
     Ok((records, unique.report))
 }
@@ -239,22 +246,26 @@ pub fn read_human_proteins(path: impl AsRef<Path>) -> Result<(Vec<HumanProteinRe
     while let Some((line, f)) = reader.next_record()? {
         let path = reader.path().to_path_buf();
         let at = || Location::line(&path, line).with_record(&f[0]);
-        sequence::validate(&f[5], at)?;
+        let mut sequence = f[5].clone();
+        unique.report.uppercased += usize::from(sequence::normalize(&mut sequence, at)?);
         let pfam_ids = split_list(&f[2]);
         let n_pfam: usize =
             f[3].parse().map_err(|_| Error::data(at(), format!("n_pfam `{}` is not an integer", f[3])))?;
         if n_pfam != pfam_ids.len() {
             return Err(Error::data(at(), format!("n_pfam says {n_pfam} but {} Pfam ids are listed", pfam_ids.len())));
         }
-        if unique.check(&path, line, &f[0], &f[5])? {
+        if unique.check(&path, line, &f[0], &sequence)? {
             records.push(HumanProteinRecord {
                 accession: f[0].clone(),
                 entrez_gene_ids: split_list(&f[1]),
                 pfam_ids,
                 prosite_ids: split_list(&f[4]),
-                sequence: f[5].clone(),
+                sequence,
             });
         }
+    }
+    if records.is_empty() {
+        return Err(Error::data(Location::file(reader.path()), "no records after the header"));
     }
     Ok((records, unique.report))
 }
@@ -385,7 +396,17 @@ pub struct BenchmarkRecord {
 
 /// Read one benchmark CSV (`seq,label` or `label,seq`, header required).
 pub fn read_benchmark_csv(path: impl AsRef<Path>, spec: &BenchmarkSpec) -> Result<Vec<BenchmarkRecord>> {
+    Ok(read_benchmark_csv_counted(path, spec)?.0)
+}
+
+/// As [`read_benchmark_csv`], with the number of sequences read with lower-case letters (kept as
+/// upper case). A file with a header and no rows is an error.
+pub fn read_benchmark_csv_counted(
+    path: impl AsRef<Path>,
+    spec: &BenchmarkSpec,
+) -> Result<(Vec<BenchmarkRecord>, usize)> {
     let path = path.as_ref();
+    let mut uppercased = 0;
     let reader = open_maybe_gzip(path)?;
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
     let header = csv.headers().map_err(|e| Error::data(Location::line(path, 1), e.to_string()))?.clone();
@@ -412,11 +433,15 @@ pub fn read_benchmark_csv(path: impl AsRef<Path>, spec: &BenchmarkSpec) -> Resul
         let seq = row.get(seq_col).unwrap_or("");
         let raw = row.get(label_col).unwrap_or("").trim();
         let at = || Location::line(path, line);
-        sequence::validate(seq, at)?;
+        let mut sequence = seq.to_string();
+        uppercased += usize::from(sequence::normalize(&mut sequence, at)?);
         let label = parse_label(raw, seq.len(), spec).map_err(|m| Error::data(at(), m))?;
-        records.push(BenchmarkRecord { sequence: seq.to_string(), label, line });
+        records.push(BenchmarkRecord { sequence, label, line });
     }
-    Ok(records)
+    if records.is_empty() {
+        return Err(Error::data(Location::file(path), "no rows after the header"));
+    }
+    Ok((records, uppercased))
 }
 
 fn parse_label(raw: &str, seq_len: usize, spec: &BenchmarkSpec) -> std::result::Result<Label, String> {
@@ -468,6 +493,8 @@ pub struct BenchmarkData {
     pub train: Vec<BenchmarkRecord>,
     pub valid: Option<Vec<BenchmarkRecord>>,
     pub test: Vec<BenchmarkRecord>,
+    /// Sequences of all splits read with lower-case letters (kept as upper case).
+    pub uppercased: usize,
 }
 
 /// Load a benchmark through the data resolver.
@@ -475,8 +502,15 @@ pub fn load_benchmark(name: &str) -> Result<BenchmarkData> {
     let spec = benchmark(name)?;
     let resolver = crate::data::resolver::DataResolver::from_env();
     let file = |split: &str| format!("proteinbert-benchmarks/{}.{split}.csv", spec.name);
-    let train = read_benchmark_csv(resolver.resolve(&file("train"))?, spec)?;
-    let valid = if spec.has_valid { Some(read_benchmark_csv(resolver.resolve(&file("valid"))?, spec)?) } else { None };
-    let test = read_benchmark_csv(resolver.resolve(&file("test"))?, spec)?;
-    Ok(BenchmarkData { spec, train, valid, test })
+    let (train, mut uppercased) = read_benchmark_csv_counted(resolver.resolve(&file("train"))?, spec)?;
+    let valid = match spec.has_valid {
+        true => {
+            let (valid, n) = read_benchmark_csv_counted(resolver.resolve(&file("valid"))?, spec)?;
+            uppercased += n;
+            Some(valid)
+        }
+        false => None,
+    };
+    let (test, n) = read_benchmark_csv_counted(resolver.resolve(&file("test"))?, spec)?;
+    Ok(BenchmarkData { spec, train, valid, test, uppercased: uppercased + n })
 }

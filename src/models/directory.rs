@@ -10,7 +10,8 @@
 //!                       the released model's order was lost by its authors)
 //! ```
 //!
-//! Files are written to a temporary name and renamed, so a directory never holds half a file.
+//! Files are written to a temporary name and renamed ([`crate::output::write_atomic`]), so a directory
+//! never holds half a file.
 
 use std::collections::HashMap;
 use std::fs;
@@ -79,10 +80,22 @@ pub struct ModelDir {
     config: DirectoryConfig,
 }
 
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    write(&tmp)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+/// Writes `tensors` to a safetensors file, whole or not at all, readable as any other written file
+/// (0666 less the umask). Serialised here rather than by `candle_core::safetensors::save`, whose
+/// `serialize_to_file` writes through a `NamedTempFile` and so leaves the file readable by its owner
+/// only (0600).
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let bytes = safetensors::tensor::serialize(tensors.iter(), None)
+        .map_err(|e| Error::data(crate::Location::file(path), format!("cannot serialise: {e}")))?;
+    crate::output::write_file_atomic(path, &bytes)
+}
+
+/// The model kind (`proteinbert`, `proberta`) a directory's `config.json` names, if it is a model
+/// directory at all; for error messages that should say "this is the other model".
+pub fn model_kind(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join(CONFIG_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("kind")?.as_str().map(str::to_string)
 }
 
 impl ModelDir {
@@ -106,15 +119,15 @@ impl ModelDir {
     pub fn create(path: impl AsRef<Path>, config: &DirectoryConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        write_atomic(&path.join(WEIGHTS_FILE), |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))?;
+        save_tensors(&path.join(WEIGHTS_FILE), tensors)?;
         let json = serde_json::to_string_pretty(config).expect("config serialises");
-        write_atomic(&path.join(CONFIG_FILE), |tmp| fs::write(tmp, json + "\n").map_err(|e| Error::io(tmp, e)))?;
+        crate::output::write_file_atomic(&path.join(CONFIG_FILE), (json + "\n").as_bytes())?;
         Ok(Self { path, config: config.clone() })
     }
 
     /// Writes `contents` to `name` inside the directory.
     pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<()> {
-        write_atomic(&self.path.join(name), |tmp| fs::write(tmp, contents).map_err(|e| Error::io(tmp, e)))
+        crate::output::write_file_atomic(&self.path.join(name), contents)
     }
 
     pub fn path(&self) -> &Path {

@@ -128,8 +128,7 @@ impl SeededVarMap {
         let path = path.as_ref();
         let tensors: HashMap<String, Tensor> =
             self.lock().iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect();
-        candle_core::safetensors::save(&tensors, path)?;
-        Ok(())
+        crate::models::directory::save_tensors(path, &tensors)
     }
 
     /// Reads a safetensors file: variables already in the map take the stored values (the shapes

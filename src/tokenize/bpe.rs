@@ -191,7 +191,8 @@ impl ProbertaTokenizer {
 
     /// The original PRoBERTa `dict.txt`, with the approximate merge-free encoder.
     pub fn from_fairseq_dict(path: impl AsRef<Path>) -> Result<Self> {
-        let dictionary = FairseqDictionary::load(path)?;
+        let path = dict_path(path.as_ref())?;
+        let dictionary = FairseqDictionary::load(&path)?;
         Ok(Self::dict_only(dictionary))
     }
 
@@ -207,8 +208,7 @@ impl ProbertaTokenizer {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         for (name, contents) in self.files()? {
-            let path = dir.join(name);
-            std::fs::write(&path, contents).map_err(|e| Error::io(&path, e))?;
+            crate::output::write_file_atomic(&dir.join(name), &contents)?;
         }
         Ok(())
     }
@@ -228,7 +228,7 @@ impl ProbertaTokenizer {
     /// encoder.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let dictionary = FairseqDictionary::load(dir.join("dict.txt"))?;
+        let dictionary = FairseqDictionary::load(dict_path(dir)?)?;
         let json = dir.join("tokenizer.json");
         if json.is_file() {
             let t = Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer(format!("{}: {e}", json.display())))?;
@@ -388,6 +388,32 @@ fn merge_by_score(sequence: &str, scores: &HashMap<String, u64>, max_piece_chars
     }
     // A bare `▁` that merged with nothing stays a piece of its own, as in SentencePiece.
     out
+}
+
+/// The fairseq `dict.txt` of `path`: the file itself, or the one in a tokenizer or PRoBERTa model
+/// directory. A ProteinBERT model directory, or a directory without `dict.txt`, is an error saying
+/// so (rather than "dict.txt: no such file").
+pub fn dict_path(path: &Path) -> Result<std::path::PathBuf> {
+    if !path.exists() {
+        return Err(Error::data(
+            crate::Location::file(path),
+            "no such file or directory (a tokenizer directory or a fairseq dict.txt was expected)",
+        ));
+    }
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let dict = path.join("dict.txt");
+    if dict.is_file() {
+        return Ok(dict);
+    }
+    let message = match crate::models::directory::model_kind(path).as_deref() {
+        Some("proteinbert") => {
+            "a ProteinBERT model directory, where a PRoBERTa tokenizer or model directory is needed (ProteinBERT reads residues and needs no tokenizer)"
+        }
+        _ => "no dict.txt here: not a tokenizer directory (`protein-lm tokenizer train`) or a PRoBERTa model directory",
+    };
+    Err(Error::data(crate::Location::file(path), message))
 }
 
 #[cfg(test)]

@@ -79,8 +79,55 @@ pub struct PretrainConfig {
 
 impl PretrainConfig {
     /// Reads a JSON config, naming the file in errors.
+    /// Unknown keys and out-of-range values are errors naming the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        super::run_dir::read_json(path.as_ref(), "pretraining config")
+        crate::config::load_config(path.as_ref(), "pretraining config", Self::add_checks)
+    }
+
+    /// Range checks of every size, count and probability, naming the offending key.
+    pub fn check(&self) -> Result<()> {
+        let mut c = crate::config::Checks::new("pretraining config");
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
+        if let Some(n) = self.data.max_proteins {
+            c.at_least("data.max_proteins", n, 1);
+        }
+        c.at_least("data.min_go_proteins", self.data.min_go_proteins, 1);
+        if let Some(m) = &self.mlm {
+            c.at_least("mlm.batch_size", m.batch_size, 1);
+            c.at_least("mlm.max_len", m.max_len, 3);
+            if let Some(k) = &m.masking {
+                c.within("mlm.masking.mask_prob", k.mask_prob, 0.0, 1.0, true, false);
+                c.within("mlm.masking.leave_unmasked_prob", k.leave_unmasked_prob, 0.0, 1.0, false, false);
+                c.within("mlm.masking.random_token_prob", k.random_token_prob, 0.0, 1.0, false, false);
+                if k.leave_unmasked_prob + k.random_token_prob > 1.0 {
+                    c.fail("mlm.masking.random_token_prob", "plus leave_unmasked_prob must be at most 1");
+                }
+            }
+        }
+        if let Some(d) = &self.denoising {
+            if d.episodes.is_empty() {
+                c.fail("denoising.episodes", "must list at least one episode");
+            }
+            for (i, e) in d.episodes.iter().enumerate() {
+                c.at_least(&format!("denoising.episodes[{i}].seq_len"), e.seq_len, 3);
+                c.at_least(&format!("denoising.episodes[{i}].batch_size"), e.batch_size, 1);
+            }
+            c.at_least("denoising.batches_per_epoch", d.batches_per_epoch, 1);
+            for (k, v) in [
+                ("token_noise", d.token_noise),
+                ("annotation_drop", d.annotation_drop),
+                ("annotation_add", d.annotation_add),
+                ("annotation_withhold", d.annotation_withhold),
+            ] {
+                c.within(&format!("denoising.{k}"), v, 0.0, 1.0, false, false);
+            }
+            c.non_negative("denoising.annotation_loss_weight", d.annotation_loss_weight);
+        }
+        crate::config::check_train(c, "train", &self.train);
     }
 }
 

@@ -279,6 +279,12 @@ pub fn import_hugging_face(
     dictionary: Option<&std::path::Path>,
 ) -> Result<(crate::models::directory::ModelDir, ImportReport)> {
     let config_path = dir.join("config.json");
+    if let Some(kind) = crate::models::directory::model_kind(dir) {
+        return Err(Error::data(
+            crate::Location::file(dir),
+            format!("a protein-lm {kind} model directory already, not a Hugging Face RoBERTa save (nothing to import)"),
+        ));
+    }
     let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::data(crate::Location::file(&config_path), format!("invalid JSON: {e}")))?;

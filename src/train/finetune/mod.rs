@@ -44,6 +44,17 @@ pub struct DataLimits {
     pub valid_fraction: f64,
 }
 
+impl DataLimits {
+    pub(crate) fn check(&self, c: &mut crate::config::Checks) {
+        for (key, max) in [("max_train", self.max_train), ("max_valid", self.max_valid), ("max_test", self.max_test)] {
+            if let Some(n) = max {
+                c.at_least(key, n, 1);
+            }
+        }
+        c.within("valid_fraction", self.valid_fraction, 0.0, 1.0, false, true);
+    }
+}
+
 /// A protein with its target, model-independent.
 #[derive(Debug, Clone)]
 pub struct Example {
@@ -84,6 +95,9 @@ impl SupervisedData {
     pub fn from_benchmark(data: &BenchmarkData, limits: &DataLimits, seed: u64) -> Result<Self> {
         let spec = data.spec;
         let mut report = BTreeMap::new();
+        if data.uppercased > 0 {
+            report.insert("sequences with lowercase letters, read as upper case".to_string(), data.uppercased);
+        }
         let mut dedup = |records: &[BenchmarkRecord], split: &str| -> Vec<BenchmarkRecord> {
             let mut seen = BTreeSet::new();
             let mut out = Vec::new();

@@ -102,8 +102,38 @@ fn cls() -> Pooling {
 
 impl ProbertaFinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
+    /// Unknown keys and out-of-range values are errors naming the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        crate::train::run_dir::read_json(path.as_ref(), "PRoBERTa fine-tuning config")
+        crate::config::load_config(path.as_ref(), "PRoBERTa fine-tuning config", Self::add_checks)
+    }
+
+    /// Range checks of every size, count and fraction, naming the offending key.
+    pub fn check(&self) -> Result<()> {
+        let mut c = crate::config::Checks::new("PRoBERTa fine-tuning config");
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
+        self.data.check(c);
+        c.at_least("family.min_members", self.family.min_members, 1);
+        c.within("family.test_fraction", self.family.test_fraction, 0.0, 1.0, true, true);
+        c.positive("ppi.negative_ratio", self.ppi.negative_ratio);
+        for (i, f) in self.ppi.fractions.iter().enumerate() {
+            c.within(&format!("ppi.fractions[{i}]"), *f, 0.0, 1.0, false, false);
+        }
+        let sum: f64 = self.ppi.fractions.iter().sum();
+        if self.ppi.fractions.len() != 3 || (sum - 1.0).abs() > 1e-6 {
+            c.fail(
+                "ppi.fractions",
+                format_args!("must be three fractions (train, valid, test) summing to 1, not {:?}", self.ppi.fractions),
+            );
+        }
+        c.within("ppi.train_fraction", self.ppi.train_fraction, 0.0, 1.0, true, false);
+        c.at_least("max_len", self.max_len, 3);
+        c.at_least("batch_size", self.batch_size, 1);
+        c.at_least("eval_batch_size", self.eval_batch_size, 1);
+        crate::config::check_train(c, "train", &self.train);
     }
 }
 

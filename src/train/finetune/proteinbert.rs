@@ -74,8 +74,30 @@ pub struct FinetuneConfig {
 
 impl FinetuneConfig {
     /// Reads a JSON config, naming the file and line in errors.
+    /// Unknown keys and out-of-range values are errors naming the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        crate::train::run_dir::read_json(path.as_ref(), "fine-tuning config")
+        crate::config::load_config(path.as_ref(), "fine-tuning config", Self::add_checks)
+    }
+
+    /// Range checks of every size and fraction, naming the offending key.
+    pub fn check(&self) -> Result<()> {
+        let mut c = crate::config::Checks::new("fine-tuning config");
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
+        self.data.check(c);
+        c.at_least("test_min_seq_len", self.test_min_seq_len, 3);
+        c.at_least("test_batch_size", self.test_batch_size, 1);
+        if self.stages.is_empty() {
+            c.fail("stages", "must list at least one stage");
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            c.at_least(&format!("stages[{i}].seq_len"), s.seq_len, 3);
+            c.at_least(&format!("stages[{i}].batch_size"), s.batch_size, 1);
+            crate::config::check_train(c, &format!("stages[{i}].train"), &s.train);
+        }
     }
 
     /// The reference demo notebook's settings for a benchmark.
