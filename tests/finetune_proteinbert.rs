@@ -329,7 +329,7 @@ fn benchmarks_without_valid_file_hold_out_what_scikit_learn_does() {
                 train.push(BenchmarkRecord { sequence, label, line: train.len() + 2 });
             }
         }
-        let data = BenchmarkData { spec, train, valid: None, test: Vec::new() };
+        let data = BenchmarkData { spec, train, valid: None, test: Vec::new(), uppercased: 0 };
         let limits = FinetuneConfig::reference(spec.name).data;
         let supervised = SupervisedData::from_benchmark(&data, &limits, 0).unwrap();
         let mut got: BTreeMap<String, usize> = counts.keys().map(|k| (k.clone(), 0)).collect();
