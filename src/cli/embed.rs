@@ -1,6 +1,6 @@
 //! `protein-lm embed`: parses options, calls [`protein_lm::embed`], writes the files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -91,17 +91,6 @@ pub struct EmbedArgs {
     dtype: String,
 }
 
-/// A failed write named by the user's path. The library writes `PATH.partial` and renames it, but
-/// leaves the partial file behind on failure; it is removed here.
-fn written(path: &Path, result: protein_lm::Result<()>) -> anyhow::Result<()> {
-    result.map_err(|e| {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let _ = std::fs::remove_file(PathBuf::from(partial));
-        anyhow::anyhow!("cannot write {}: {e}", path.display())
-    })
-}
-
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let extension = a.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     match (a.per_residue, extension) {
@@ -110,7 +99,8 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         (true, _) => bail!("--out {}: --per-residue output is written as .safetensors", a.out.display()),
     }
     // Checked before anything is computed: an unwritable --out found after the embedding would waste it.
-    // The library writes PATH.partial and renames it over PATH, which would replace a device.
+    // A device or pipe would take an .npy written in place, but half of a run's output (the ids file
+    // beside it) cannot follow it there.
     if a.out.exists() && !a.out.is_file() && !a.out.is_dir() {
         bail!("--out {}: not a regular file (a device or pipe)", a.out.display());
     }
@@ -140,7 +130,10 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         device: a.device.parse::<DeviceChoice>()?,
         dtype: parse_dtype(&a.dtype)?,
     };
-    let records = embed::read_records(&a.fasta)?;
+    let (records, uppercased) = embed::read_records_counted(&a.fasta)?;
+    if uppercased > 0 {
+        eprintln!("note: {}: {uppercased} sequences had lowercase letters, read as upper case", a.fasta.display());
+    }
     if records.is_empty() {
         bail!("{}: no proteins", a.fasta.display());
     }
@@ -160,14 +153,14 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let (stats, dim) = if a.per_residue {
         let out = embedder.embed_residues(&records, &mut progress)?;
         bar.finish_and_clear();
-        written(&a.out, out.write_safetensors(&a.out, precision, embed::describe_run(&embedder, true)))?;
-        written(&embed::ids_path(&a.out), embed::write_ids(embed::ids_path(&a.out), &out.ids))?;
+        out.write_safetensors(&a.out, precision, embed::describe_run(&embedder, true))?;
+        embed::write_ids(embed::ids_path(&a.out), &out.ids)?;
         (out.stats, out.dim)
     } else {
         let out = embedder.embed(&records, &mut progress)?;
         bar.finish_and_clear();
-        written(&a.out, out.write_npy(&a.out, precision))?;
-        written(&embed::ids_path(&a.out), embed::write_ids(embed::ids_path(&a.out), &out.ids))?;
+        out.write_npy(&a.out, precision)?;
+        embed::write_ids(embed::ids_path(&a.out), &out.ids)?;
         (out.stats, out.dim)
     };
     let what = if a.per_residue {

@@ -54,7 +54,7 @@
 //! PRoBERTa's per-residue rows are BPE pieces (several residues each), not residues.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -339,20 +339,30 @@ impl SequenceRecord for Record {
 /// other file [`crate::data::read_proteins`] reads, in file order. Two records with one id are an
 /// error naming both places.
 pub fn read_records(path: impl AsRef<Path>) -> Result<Vec<Record>> {
+    Ok(read_records_counted(path)?.0)
+}
+
+/// [`read_records`], and how many records had lower-case letters (read as upper case).
+pub fn read_records_counted(path: impl AsRef<Path>) -> Result<(Vec<Record>, usize)> {
     let path = path.as_ref();
-    let records: Vec<Record> = match crate::data::sniff_format(path)? {
-        crate::data::ProteinFileFormat::Fasta => crate::data::fasta::read_fasta(path)?
-            .into_iter()
-            .map(|r| Record { id: r.id, sequence: r.sequence, line: Some(r.line) })
-            .collect(),
-        _ => crate::data::read_proteins(path)?
-            .0
-            .into_iter()
-            .map(|p| Record { id: p.id, sequence: p.sequence, line: None })
-            .collect(),
+    let (records, uppercased): (Vec<Record>, usize) = match crate::data::sniff_format(path)? {
+        crate::data::ProteinFileFormat::Fasta => {
+            let mut reader = crate::data::fasta::FastaReader::open(path)?;
+            let records = reader
+                .by_ref()
+                .map(|r| r.map(|r| Record { id: r.id, sequence: r.sequence, line: Some(r.line) }))
+                .collect::<Result<Vec<_>>>()?;
+            (records, reader.uppercased())
+        }
+        _ => {
+            let (proteins, report) = crate::data::read_proteins(path)?;
+            let records =
+                proteins.into_iter().map(|p| Record { id: p.id, sequence: p.sequence, line: None }).collect();
+            (records, report.uppercased)
+        }
     };
     check_unique_ids(&records, Some(path))?;
-    Ok(records)
+    Ok((records, uppercased))
 }
 
 /// An error when two records share an id, naming both (lines when known, else positions).

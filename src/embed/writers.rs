@@ -1,6 +1,7 @@
 //! Writing and reading embeddings: `.npy` (f32 / f16), `FILE.ids.txt`, per-residue `.safetensors`.
 
 use super::*;
+use crate::output::write_atomic;
 
 // ---------------------------------------------------------------------------------------------------
 // Files
@@ -30,18 +31,6 @@ fn to_f16(values: &[f32], dim: usize, row_name: &dyn Fn(usize) -> String) -> Res
             Ok(h)
         })
         .collect()
-}
-
-/// Writes to `path.partial` and renames, so a failed run leaves no half-written file under `path`.
-fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = std::io::BufWriter::new(file);
-    write(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(&tmp, e))?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// The NPY v1.0 header of a C-order `(rows, cols)` matrix, padded so the data start on a multiple
@@ -197,12 +186,9 @@ impl ResidueEmbeddings {
                     .map_err(|e| Error::invalid(format!("record `{id}`: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".partial");
-        let tmp = PathBuf::from(tmp);
-        safetensors::tensor::serialize_to_file(views, Some(metadata), &tmp)
-            .map_err(|e| Error::invalid(format!("{}: cannot write safetensors: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        let bytes = safetensors::tensor::serialize(views, Some(metadata))
+            .map_err(|e| Error::invalid(format!("{}: cannot serialise safetensors: {e}", path.display())))?;
+        crate::output::write_file_atomic(path, &bytes)
     }
 }
 

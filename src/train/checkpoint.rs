@@ -121,7 +121,8 @@ impl CheckpointDir {
         fs::create_dir_all(&partial).map_err(io(&partial))?;
         for (file, tensors) in [(MODEL_FILE, model), (OPTIMIZER_FILE, optimizer)] {
             let path = partial.join(file);
-            candle_core::safetensors::save(tensors, &path)?;
+            // Not candle's save: it writes through a temporary file created 0600.
+            crate::models::directory::save_tensors(&path, tensors)?;
             sync_file(&path)?;
             if file == MODEL_FILE {
                 crate::failpoint::hit("checkpoint.partial_tensors");

@@ -187,7 +187,10 @@ impl RunDir {
             return Ok(());
         }
         let tmp = self.root.join(format!("{LOG_FILE}.rewrite"));
-        fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
+        if let Err(e) = fs::write(&tmp, kept) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
         crate::failpoint::hit("resume.log_rewrite");
         fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
@@ -222,15 +225,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
     serde_json::from_str(&text).map_err(|e| Error::data(Location::line(path, e.line()), format!("not a {what}: {e}")))
 }
 
-/// Written under a temporary name and renamed, so a kill never leaves a half-written config that a
-/// resume would then refuse.
+/// Written under a temporary name and renamed, so a kill or a full disk never leaves a half-written
+/// config that a resume would then refuse.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("serialisable");
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::output::write_file_atomic(path, text.as_bytes())
 }
 
 /// Reads a run's `log.jsonl` records of one kind (e.g. "train"), for plotting.
