@@ -356,8 +356,7 @@ pub fn read_records_counted(path: impl AsRef<Path>) -> Result<(Vec<Record>, usiz
         }
         _ => {
             let (proteins, report) = crate::data::read_proteins(path)?;
-            let records =
-                proteins.into_iter().map(|p| Record { id: p.id, sequence: p.sequence, line: None }).collect();
+            let records = proteins.into_iter().map(|p| Record { id: p.id, sequence: p.sequence, line: None }).collect();
             (records, report.uppercased)
         }
     };
