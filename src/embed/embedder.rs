@@ -319,7 +319,10 @@ impl Embedder {
         stats.inputs = units.len();
         stats.tokens = units.iter().map(|u| u.ids.len()).sum();
         let sequences: Vec<Vec<u32>> = units.iter().map(|u| u.ids.clone()).collect();
-        let batches = batches(&units, self.options.batch_tokens);
+        // PRoBERTa's attention holds rows × heads × L² scores (several copies through the softmax):
+        // at 32 rows of 512 that is 0.4 GB a copy for 12 heads, which a token budget alone allows.
+        let attention_budget = matches!(self.model, Model::Proberta { .. }).then_some(ATTENTION_BUDGET);
+        let batches = batches(&units, self.options.batch_tokens, attention_budget);
         stats.batches = batches.len();
         let mut outputs: Vec<Option<UnitOutput>> = (0..units.len()).map(|_| None).collect();
         let mut remaining: Vec<usize> = plan.units.iter().map(Vec::len).collect();
@@ -553,10 +556,14 @@ enum Finished {
     Rows(Vec<f32>),
 }
 
+/// Rows × padded length² a PRoBERTa batch may hold: 8 rows of 512 tokens, 128 of 128 (where the
+/// token budget binds first); about 100 MB per copy of 12 heads' attention scores.
+const ATTENTION_BUDGET: usize = 8 * 512 * 512;
+
 /// Batches of unit indices: units grouped by fixed padded length (or all together), sorted by
-/// length inside a group, cut greedily so rows × padded length stays within `budget` (a unit longer
-/// than the budget runs alone).
-fn batches(units: &[Unit], budget: usize) -> Vec<Vec<usize>> {
+/// length inside a group, cut greedily so rows × padded length stays within `budget` and, for PRoBERTa,
+/// rows × padded length² within `attention_budget` (a unit longer than the budget runs alone).
+fn batches(units: &[Unit], budget: usize, attention_budget: Option<usize>) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..units.len()).collect();
     order.sort_by_key(|&i| (units[i].fixed_len.unwrap_or(0), units[i].ids.len()));
     let mut out: Vec<Vec<usize>> = Vec::new();
@@ -566,7 +573,10 @@ fn batches(units: &[Unit], budget: usize) -> Vec<Vec<usize>> {
     for i in order {
         let key = units[i].fixed_len;
         let len = key.unwrap_or(units[i].ids.len());
-        let full = !current.is_empty() && (key != current_key || (current.len() + 1) * longest.max(len) > budget);
+        let padded = longest.max(len);
+        let over_attention = attention_budget.is_some_and(|a| (current.len() + 1) * padded * padded > a);
+        let full =
+            !current.is_empty() && (key != current_key || (current.len() + 1) * padded > budget || over_attention);
         if full {
             out.push(std::mem::take(&mut current));
             longest = 0;
@@ -579,4 +589,32 @@ fn batches(units: &[Unit], budget: usize) -> Vec<Vec<usize>> {
         out.push(current);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units(lengths: &[usize]) -> Vec<Unit> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(record, &n)| Unit { record, ids: vec![4; n], fixed_len: None, offset: 0 })
+            .collect()
+    }
+
+    #[test]
+    fn the_attention_budget_caps_rows_of_long_inputs_only() {
+        let long = units(&[512; 40]);
+        let sizes = |b: Vec<Vec<usize>>| b.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&long, 16_384, None)), [32, 8]);
+        assert_eq!(sizes(batches(&long, 16_384, Some(ATTENTION_BUDGET))), [8; 5]);
+        // Short inputs: the token budget binds first, the attention budget changes nothing.
+        let short = units(&[100; 300]);
+        assert_eq!(batches(&short, 16_384, None), batches(&short, 16_384, Some(ATTENTION_BUDGET)));
+        // Every unit is in exactly one batch.
+        let mut all: Vec<usize> = batches(&long, 16_384, Some(ATTENTION_BUDGET)).concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+    }
 }
