@@ -8,7 +8,7 @@
 What it does:
 
 * Installs what is missing: a virtual environment `.venv` at the repository root with jupyter,
-  nbconvert, nbclient and ipykernel; `evcxr_jupyter` (`cargo install evcxr_jupyter --locked`, ~6 min);
+  nbconvert, nbclient and ipykernel; `evcxr_jupyter` (`cargo install evcxr_jupyter --locked`, 15–30 min on 2 cores);
   the `rust` kernelspec (`evcxr_jupyter --install`). It then re-runs itself under `.venv/bin/python`.
 * Runs the notebooks one after another (default: `notebooks/*.ipynb` and `notebooks/*/*.ipynb`),
   each top to bottom in a fresh kernel whose working directory is the notebook's folder, with
@@ -204,7 +204,7 @@ def setup() -> None:
         run_step("pip", [str(VENV_PY), "-m", "pip", "install", "--quiet", *VENV_PACKAGES])
     evcxr = find_evcxr()
     if evcxr is None:
-        run_step("evcxr_jupyter (takes ~6 min)", ["cargo", "install", "evcxr_jupyter", "--locked"])
+        run_step("evcxr_jupyter (15–30 min on 2 cores)", ["cargo", "install", "evcxr_jupyter", "--locked"])
         evcxr = find_evcxr()
         if evcxr is None:
             sys.exit("evcxr_jupyter was installed but is not on PATH nor in ~/.cargo/bin")
