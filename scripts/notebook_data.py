@@ -3,7 +3,7 @@
 
     python3 scripts/notebook_data.py [--fetch] [NOTEBOOK ...]
 
-The notebooks name their data through `protein_lm::data::resolver::files::NAME`; the paths come from
+The notebooks read their data through `resolve(files::NAME)` or `resolve_first(&[files::A, ...])`; the paths come from
 src/data/resolver.rs, so a new notebook or file needs no change here. `resolve_first(&[A, B])` needs
 any one of A, B (the first that is fetched: the list's last entry, the cheapest). A file counts as
 present where the library looks for it: $PROTEIN_LM_DATA, ../shared/datasets beside the checkout, the
@@ -54,7 +54,8 @@ def needs(notebooks, files):
             names = re.findall(r"files::([A-Z0-9_]+)", m.group(1))
             spans.append(m.span())
             out.append((nb, names))
-        for m in re.finditer(r"files::([A-Z0-9_]+)", code):
+        # Only what is resolved is read: a name compared with a path (`ends_with(files::X)`) is not.
+        for m in re.finditer(r"resolve\(\s*files::([A-Z0-9_]+)", code):
             if not any(a <= m.start() < b for a, b in spans):
                 out.append((nb, [m.group(1)]))
     resolved = []
