@@ -245,30 +245,54 @@ def relative_name(path: Path) -> Path:
     return Path(path.name)
 
 
-def drain_iopub(client, grace: float) -> list:
-    """Stream outputs that arrive on iopub within `grace` seconds of each other after a cell ended."""
+SENTINEL = "__run_notebooks_cell_done__"
+
+
+def drain_iopub(client, timeout: float) -> list:
+    """Stream outputs of the cell that just ended which reach iopub after its idle status.
+
+    evcxr_jupyter forwards the program's stderr on its own thread, so a panic message or a top-level
+    `?` error can arrive after the cell has finished. Waiting a fixed grace period for it misses it on
+    a busy machine; instead a sentinel cell prints a marker to the same stderr, and everything before
+    the marker belongs to the cell. The sentinel's own messages are not recorded. `timeout` bounds the
+    wait for a kernel that never answers."""
     import queue
 
     import nbformat
     from nbclient.util import run_sync
 
+    msg_id = client.kc.execute(f'eprintln!("{SENTINEL}");', silent=False, store_history=False)
+
     async def collect():
-        msgs = []
-        while True:
+        msgs, seen_marker, idle = [], False, False
+        deadline = time.time() + timeout
+        while not (seen_marker and idle):
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f"no sentinel from the kernel within {timeout:.0f} s")
             try:
-                msgs.append(await client.kc.iopub_channel.get_msg(timeout=grace))
+                msg = await client.kc.iopub_channel.get_msg(timeout=left)
             except queue.Empty:
-                return msgs
-
-    outputs = []
-    for msg in run_sync(collect)():
-        if msg.get("msg_type") == "stream":
+                continue
+            parent = msg.get("parent_header", {}).get("msg_id")
             content = msg.get("content", {})
-            outputs.append(nbformat.v4.new_output("stream", name=content.get("name", "stdout"), text=content.get("text", "")))
-    return outputs
+            if msg.get("msg_type") == "status" and parent == msg_id and content.get("execution_state") == "idle":
+                idle = True
+            if msg.get("msg_type") != "stream" or seen_marker:
+                continue
+            text = content.get("text", "")
+            if SENTINEL in text:
+                seen_marker = True
+                text = text.split(SENTINEL, 1)[0]
+                if not text.strip():
+                    continue
+            msgs.append(nbformat.v4.new_output("stream", name=content.get("name", "stdout"), text=text))
+        return msgs
+
+    return run_sync(collect)()
 
 
-def run_notebook(path: Path, out_path: Path, timeout: int, name: str, grace: float) -> tuple[list[str], int, int]:
+def run_notebook(path: Path, out_path: Path, timeout: int, name: str) -> tuple[list[str], int, int]:
     """Execute one notebook cell by cell, stopping at the first failing cell. Returns the problems,
     the number of code cells run and the number of code cells."""
     import nbformat
@@ -301,10 +325,9 @@ def run_notebook(path: Path, out_path: Path, timeout: int, name: str, grace: flo
                     failed = f"cell error: {excerpt(ANSI.sub('', str(e)), 0, 12)}"
                 except (CellTimeoutError, DeadKernelError) as e:
                     failed = f"{type(e).__name__}: {e}"
-                # evcxr_jupyter forwards the program's stderr on its own thread, so a line printed just
-                # before the cell finished (a top-level `?` error, a panic message) can reach iopub
-                # after the cell's idle status, where nbclient no longer looks. Collect it here.
-                late = drain_iopub(client, grace)
+                # Output that evcxr_jupyter forwards after the cell's idle status (a panic message, a
+                # top-level `?` error) is collected up to a sentinel, however long it takes to arrive.
+                late = drain_iopub(client, timeout)
                 if late:
                     cell.outputs.extend(late)
                 ran += 1
@@ -332,7 +355,6 @@ def main() -> int:
     ap.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/*.ipynb, notebooks/*/*.ipynb)")
     ap.add_argument("--scale", choices=SCALES, default=os.environ.get("PROTEIN_LM_SCALE", "tiny"))
     ap.add_argument("--timeout", type=int, default=3600, help="per-cell timeout in seconds (default 3600)")
-    ap.add_argument("--grace", type=float, default=1.0, help="seconds to wait for late stderr after each cell (default 1)")
     ap.add_argument("--results-dir", help="where executed notebooks and figures go (default results/<scale>)")
     ap.add_argument("--evcxr-tmpdir", help="persistent evcxr build dir (default target/evcxr)")
     ap.add_argument("--check-only", nargs="+", metavar="FILE", help="only scan executed notebooks")
@@ -384,7 +406,7 @@ def main() -> int:
         out_path = results / relative_name(nb_path)
         log(f"=== {name}")
         t0 = time.time()
-        problems, ran, total = run_notebook(nb_path, out_path, args.timeout, name, args.grace)
+        problems, ran, total = run_notebook(nb_path, out_path, args.timeout, name)
         dt = time.time() - t0
         status = "FAILED" if problems else "ok"
         log(f"=== {name}: {status} in {fmt_secs(dt)} ({ran}/{total} code cells run) -> {out_path}")
