@@ -238,3 +238,67 @@ fn keras_pickle_import_mutated() {
         .unwrap();
     report_outcomes("keras pickle import");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Embedding matrices (.npy)
+
+proptest! {
+    #![proptest_config(config(256, false))]
+
+    /// read_npy(write_npy(m)) == m for f32, and the f16 file holds the values rounded to f16.
+    #[test]
+    fn npy_round_trip(rows in 0usize..6, dim in 1usize..9, seed in any::<u64>()) {
+        use protein_lm::embed::{read_npy, EmbeddingMatrix, Precision};
+        let mut rng = protein_lm::Rng::new(seed);
+        let values: Vec<f32> = (0..rows * dim).map(|_| (rng.uniform() * 200.0 - 100.0) as f32).collect();
+        let m = EmbeddingMatrix { ids: (0..rows).map(|i| format!("p{i}")).collect(), values, dim, stats: Default::default() };
+        let scratch = Scratch::new();
+        let path = scratch.path().join("e.npy");
+        m.write_npy(&path, Precision::F32).unwrap();
+        let back = read_npy(&path).unwrap();
+        prop_assert_eq!(back.shape, (rows, dim));
+        prop_assert_eq!(&back.values, &m.values);
+        m.write_npy(&path, Precision::F16).unwrap();
+        let back = read_npy(&path).unwrap();
+        let rounded: Vec<f32> = m.values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        prop_assert_eq!(back.values, rounded);
+    }
+}
+
+#[test]
+fn npy_mutated() {
+    use protein_lm::embed::{read_npy, EmbeddingMatrix, Precision};
+    let scratch = Scratch::new();
+    let m =
+        EmbeddingMatrix { ids: vec!["a".into(), "b".into()], values: vec![0.5; 6], dim: 3, stats: Default::default() };
+    let seed_path = scratch.path().join("seed.npy");
+    m.write_npy(&seed_path, Precision::F32).unwrap();
+    let seed = std::fs::read(&seed_path).unwrap();
+    take_outcomes();
+    TestRunner::new(config(512, false))
+        .run(&prop_oneof![byte_mutations(), mutations(b',')], |edits| {
+            let scratch = Scratch::new();
+            let path = scratch.write("e.npy", &apply(&seed, &edits));
+            if let Some(back) = parse_checked(&[&path], Located::File, || read_npy(&path))? {
+                prop_assert_eq!(back.values.len(), back.shape.0 * back.shape.1);
+            }
+            Ok(())
+        })
+        .unwrap();
+    report_outcomes("npy");
+}
+
+/// `'shape': (4611686018427387904, 4)` with no data: the size product overflowed, a panic in
+/// debug builds and, wrapped to 0 in release, a matrix of 2^62 rows and no values.
+#[test]
+fn regression_npy_shape_overflow() {
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(dict.len() as u16 + 1).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    bytes.push(b'\n');
+    let scratch = Scratch::new();
+    let path = scratch.write("huge.npy", &bytes);
+    let err = protein_lm::embed::read_npy(&path).unwrap_err().to_string();
+    assert!(err.contains("huge.npy") && err.contains("data bytes for shape"), "{err}");
+}
