@@ -191,6 +191,10 @@ impl CheckpointDir {
         let text = fs::read_to_string(&state_path).map_err(io(&state_path))?;
         let state: TrainingState = serde_json::from_str(&text)
             .map_err(|e| Error::data(Location::file(&state_path), format!("not a training state: {e}")))?;
+        // Checked here rather than where the RNG is rebuilt, so the error names the file.
+        if let Err(e) = state.rng() {
+            return Err(Error::data(Location::file(&state_path), format!("key `rng`: {e}")));
+        }
         let read = |file: &str| -> Result<HashMap<String, Tensor>> {
             let path = dir.join(file);
             candle_core::safetensors::load(&path, device)
