@@ -170,9 +170,12 @@ proptest! {
     }
 }
 
+/// A directory's files, as (relative path, contents).
+type Files = Vec<(String, Vec<u8>)>;
+
 /// Tiny ProteinBERT and PRoBERTa model directories (files in memory), made once.
-fn tiny_dirs() -> &'static Vec<(&'static str, Vec<(String, Vec<u8>)>)> {
-    static DIRS: OnceLock<Vec<(&'static str, Vec<(String, Vec<u8>)>)>> = OnceLock::new();
+fn tiny_dirs() -> &'static Vec<(&'static str, Files)> {
+    static DIRS: OnceLock<Vec<(&'static str, Files)>> = OnceLock::new();
     DIRS.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dict = repo_file("tests/fixtures/proberta/dict.txt");
