@@ -237,6 +237,8 @@ const REPLACEMENTS: &[&[u8]] = &[
     b"/tmp",
     b"/etc",
     b"step-0000000020/../..",
+    b"../run/checkpoints/step-0000000010",
+    b"./step-0000000010",
     b"",
     b"\xff\xfe",
     b"{}",
@@ -424,11 +426,9 @@ fn run_dirs_mutated() {
             parse_checked(&named, Located::File, || RunDir::open(&root, &run_config, &provenance, true).map(|_| ()))?;
             let checkpoints = CheckpointDir::new(root.join("checkpoints"));
             if let Some(Some(c)) = parse_checked(&named, Located::File, || checkpoints.latest(&Device::Cpu))? {
-                // What is resumed comes from inside the run directory.
-                prop_assert!(c.path.starts_with(&root), "resumed from {} outside the run", c.path.display());
-                parse_checked(&named, Located::File, || {
-                    c.state.rng().map_err(|e| e.in_file(c.path.join("state.json")))
-                })?;
+                // What is resumed is a step directory of this run, whatever LATEST says.
+                prop_assert_eq!(c.path.parent(), Some(checkpoints.root()), "resumed from {}", c.path.display());
+                prop_assert!(c.state.rng().is_ok(), "an RNG state that cannot be used was loaded");
             }
             parse_checked(&named, Located::Line, || run_dir::read_log(root.join("log.jsonl"), "train"))?;
             Ok(())
@@ -717,4 +717,23 @@ fn regression_resume_errors_name_the_checkpoint_file() {
     .to_string();
     assert!(err.contains("state.json") && err.contains("rng"), "{err}");
     resume_with(|_| {}).expect("the untouched run resumes");
+}
+
+/// LATEST saying `../run/checkpoints/step-0000000010` resumed from that path, which need not be
+/// this run's (another run's directory works the same). Now only `step-N` of this run is followed.
+#[test]
+fn regression_latest_cannot_point_outside_the_run() {
+    let scratch = Scratch::new();
+    for (name, bytes) in run_files() {
+        scratch.write(&format!("run/{name}"), bytes);
+    }
+    let other = scratch.path().join("other/checkpoints/step-0000000099");
+    std::fs::create_dir_all(&other).unwrap();
+    for file in ["state.json", "model.safetensors", "optimizer.safetensors"] {
+        std::fs::copy(scratch.path().join("run/checkpoints/step-0000000010").join(file), other.join(file)).unwrap();
+    }
+    let checkpoints = CheckpointDir::new(scratch.path().join("run/checkpoints"));
+    std::fs::write(checkpoints.root().join("LATEST"), "../../other/checkpoints/step-0000000099").unwrap();
+    let c = checkpoints.latest(&Device::Cpu).unwrap().unwrap();
+    assert_eq!(c.path, checkpoints.root().join("step-0000000020"));
 }
