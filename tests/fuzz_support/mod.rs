@@ -6,6 +6,17 @@
 //! and `PROTEIN_LM_FUZZ_CASES=N` runs N cases of every cheap property instead (a tenth of N, at
 //! least the CI count, for the ones that load models or write directories).
 
+//! What the fuzzing found, each kept as a `regression_*` test with its exact input:
+//! - benchmark CSV cut inside its gzip stream: error at line 0 (`fuzz_data`);
+//! - tokenizer.json cut inside its `decoder`: panic in tokenizers 0.23; without `<unk>` in its
+//!   vocabulary: loaded, then an encode error naming no file (`fuzz_tokenize`);
+//! - dict.txt listing a special symbol: a second id for it, `<pad>` looked up as 4 (`fuzz_tokenize`);
+//! - .npy shape whose size overflows: panic in debug, a wrapped size in release (`fuzz_import`);
+//! - configs with some floats read back one ulp off (serde_json's default parser), so a resume
+//!   refused its own run; model config with `n_heads: 0`, a tensor missing from model.safetensors,
+//!   a checkpoint without a variable or with a misshapen moment, an all-zero RNG: errors naming no
+//!   file; LATEST naming a directory outside the run was followed (`fuzz_dirs`).
+
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::Write;
