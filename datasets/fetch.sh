@@ -8,28 +8,34 @@
 #       never verified: it changes with every release; not part of the default set).
 # DIR:  default ${PROTEIN_LM_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/protein-lm/datasets}; files are laid
 #       out with the manifest's relative paths.
+# PROTEIN_LM_MIRROR=FOLDER: a local folder that stands in for the upstream hosts: URL https://HOST/PATH
+#       is read from FOLDER/HOST/PATH when that file exists (else from upstream, unless
+#       PROTEIN_LM_MIRROR_ONLY=1, which makes a file missing from the mirror a failure: offline runs).
+#       datasets/helpers/make_mirror.py lays out such a folder from an existing data root.
 #
 # Rules: a file that verifies is never deleted or overwritten; downloads go to a temporary file in the
 # destination folder and are moved into place only when complete (and, where the manifest says the bytes
 # are reproducible, only when their sha256 matches). A reproducible file that exists but does not match
 # is moved aside to FILE.mismatch.<time> before it is fetched again. Files the manifest marks as not
-# reproducible (the 50k random sample, the rebuilt benchmark files, the derived human-pfam tables) are
-# never overwritten once present.
+# reproducible (the four rebuilt benchmark files) are never overwritten once present.
 #
-# What was tested (on Debian bookworm, as root, where only Debian's mirrors were reachable):
-#   - swissprot-2014-go end to end: the .deb from deb.debian.org (and apt-get download), dpkg-deb -x,
-#     blastdbcmd, helpers/build_swissprot_2014.py; the GO graph/names and the full table verify.
-#   - the pan2010 fill-in FASTA and the hippie dictionary conversion (helpers/ppi_files.py), against the
-#     shared copies.
-# NOT tested (GitHub unreachable when this was written): every raw.githubusercontent.com download, the
-# Git LFS fallback, the short commit ids in the URLs, and helpers/rebuild_benchmarks.py on real input.
+# What was tested (Debian bookworm, 2 shared cores, as root; only Debian's mirrors reachable):
+#   - swissprot-2014-go and human-pfam end to end from deb.debian.org (the apt-get download fallback was
+#     tested for metastudent-data only, before the mirror option existed) and from the mirror: every file
+#     verifies, the 50k sample and both human-pfam tables equal the shared copies byte for byte.
+#   - everything else through PROTEIN_LM_MIRROR (helpers/make_mirror.py over the shared data) into an
+#     empty folder: all 38 manifest files verify; datasets/test_fetch_mirror.sh repeats a small version.
+# NOT tested (GitHub unreachable): the real raw.githubusercontent.com downloads, the Git LFS fallback,
+# the short commit ids in the URLs, and helpers/rebuild_benchmarks.py on the real metl-pub / FLIP files
+# (the mirror's avgfp.tsv and splits.zip are synthesised from our rebuilt files).
 #
 # Exit status: 0 all selected files present and verified (or present where not verifiable);
 # 1 a download, rebuild or checksum failed; 2 (--verify-only) some files are missing.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-MANIFEST="$HERE/manifest.json"
+# PROTEIN_LM_MANIFEST: another manifest (datasets/test_fetch_mirror.sh checks the fetch on tiny files).
+MANIFEST="${PROTEIN_LM_MANIFEST:-$HERE/manifest.json}"
 HELPERS="$HERE/helpers"
 DEST="${PROTEIN_LM_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/protein-lm/datasets}"
 VERIFY_ONLY=0
@@ -46,9 +52,14 @@ PROBERTA_DICT="https://raw.githubusercontent.com/wesleywt/PRoBERTa/4fb5f9d7c9adc
 DEB_NAME="metastudent-data_2.0.1-8_all.deb"
 DEB_URL="https://deb.debian.org/debian/pool/main/m/metastudent-data/$DEB_NAME"
 DEB_SHA256="020ed0c560a5ba96f39c434399b3ecf0fa790a4776c4aac24458f837969ae54b"
+ORGHS_VERSION="3.16.0-1"
+ORGHS_DEB="r-bioc-org.hs.eg.db_${ORGHS_VERSION}_all.deb"
+ORGHS_URL="https://deb.debian.org/debian/pool/main/r/r-bioc-org.hs.eg.db/$ORGHS_DEB"
+ORGHS_SHA256="0f61810d35b858915b1a9787d8dcab08b7e164c14c20a9e1d86eb9837308c2c2"
+ORGHS_SQLITE="usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"
 SPROT_CURRENT="https://ftp.uniprot.org/pub/databases/uniprot/current_release/knowledgebase/complete/uniprot_sprot.fasta.gz"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -78,6 +89,11 @@ CURRENT_TMP=""
 trap 'if [[ -n "$CURRENT_TMP" ]]; then rm -f -- "$CURRENT_TMP"; fi' EXIT
 trap 'exit 130' INT TERM
 CURL=(curl -fL --retry 3 --retry-delay 2 --connect-timeout 30 -sS)
+# A progress bar where someone watches; elsewhere (CI logs) get() prints size and time per file.
+if [[ -t 2 ]]; then CURL=(curl -fL --retry 3 --retry-delay 2 --connect-timeout 30 --progress-bar); fi
+MIRROR="${PROTEIN_LM_MIRROR:-}"
+MIRROR_ONLY="${PROTEIN_LM_MIRROR_ONLY:-0}"
+if [[ -n "$MIRROR" && ! -d "$MIRROR" ]]; then echo "PROTEIN_LM_MIRROR=$MIRROR is not a folder" >&2; exit 64; fi
 log() { printf '%s\n' "$*"; }
 fail() { printf 'ERROR: %s\n' "$*" >&2; FAILED=1; }
 
@@ -86,6 +102,28 @@ sha256_of() {
   elif command -v shasum >/dev/null; then shasum -a 256 "$1" | cut -d' ' -f1
   else python3 -c 'import hashlib,sys;h=hashlib.sha256();f=open(sys.argv[1],"rb");[h.update(c) for c in iter(lambda:f.read(1<<20),b"")];print(h.hexdigest())' "$1"
   fi
+}
+
+# get URL OUT: the mirror's copy of URL (MIRROR/HOST/PATH) if there is one, else URL itself.
+get() {
+  local url="$1" out="$2" t0 rc=0
+  t0=$(date +%s)
+  if [[ -n "$MIRROR" ]]; then
+    local m="$MIRROR/${url#*://}"
+    if [[ -f "$m" ]]; then
+      log "  mirror    $m"
+      cp -- "$m" "$out" || return 1
+      return 0
+    fi
+    if [[ "$MIRROR_ONLY" == 1 ]]; then
+      printf 'ERROR: %s is not in the mirror (%s) and PROTEIN_LM_MIRROR_ONLY=1\n' "$url" "$m" >&2
+      return 1
+    fi
+    log "  (not in the mirror: $m)"
+  fi
+  "${CURL[@]}" -o "$out" "$url" || rc=$?
+  [[ $rc -eq 0 ]] && log "  got       $(wc -c < "$out" | tr -d ' ') bytes in $(( $(date +%s) - t0 )) s"
+  return $rc
 }
 
 # Manifest lookups: "sha256 reproducible" for a path, and the paths of a data set.
@@ -153,13 +191,13 @@ download() {
   CURRENT_TMP="$tmp"
   log "  download  $url"
   log "         -> $rel"
-  if ! "${CURL[@]}" -o "$tmp" "$url"; then
+  if ! get "$url" "$tmp"; then
     rm -f -- "$tmp"; fail "download failed: $url (for $rel)"; return 1
   fi
   if head -c 40 "$tmp" | grep -q '^version https://git-lfs'; then
     local media="${url/raw.githubusercontent.com/media.githubusercontent.com/media}"
     log "  (Git LFS pointer; trying $media)"
-    if ! "${CURL[@]}" -o "$tmp" "$media"; then
+    if ! get "$media" "$tmp"; then
       rm -f -- "$tmp"; fail "download failed: $media (for $rel)"; return 1
     fi
   fi
@@ -188,88 +226,132 @@ fetch_raw() {
 # --- data sets -------------------------------------------------------------------------------------
 
 FULL_REL="swissprot-2014-go/swissprot_201401_go_full.tsv.gz"
+SAMPLE_REL="swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz"
+
+# get_deb DEB URL SHA256 PACKAGE=VERSION WORK: a pinned Debian package into WORK/DEB (kept there if it
+# already has the right sha256); deb.debian.org (or the mirror) first, then apt-get download.
+get_deb() {
+  local deb="$1" url="$2" sha="$3" pkg="$4" work="$5"
+  if [[ -f "$work/$deb" ]] && [[ "$(sha256_of "$work/$deb")" == "$sha" ]]; then return 0; fi
+  rm -f -- "$work/$deb"
+  log "  download  $url ($deb)"
+  CURRENT_TMP="$work/$deb.part"
+  if ! get "$url" "$work/$deb.part"; then
+    rm -f -- "$work/$deb.part"
+    if command -v apt-get >/dev/null && [[ "$MIRROR_ONLY" != 1 ]]; then
+      log "  that failed; trying: apt-get download $pkg"
+      (cd "$work" && apt-get download "$pkg") || { fail "could not get $deb from $url or apt-get"; return 1; }
+    else
+      fail "download failed: $url (for $deb)"; return 1
+    fi
+  else
+    mv -f -- "$work/$deb.part" "$work/$deb"
+  fi
+  CURRENT_TMP=""
+  [[ "$(sha256_of "$work/$deb")" == "$sha" ]] || { fail "$deb: sha256 differs from $sha"; return 1; }
+}
+
+# unpack_deb DEB DIR: the package's files under DIR.
+unpack_deb() {
+  local deb="$1" dir="$2"
+  log "  unpack    ${deb##*/}"
+  rm -rf -- "$dir"
+  if command -v dpkg-deb >/dev/null; then
+    dpkg-deb -x "$deb" "$dir"
+  else  # a .deb is an ar archive holding data.tar.*
+    local ar="$dir.ar"
+    rm -rf -- "$ar"; mkdir -p "$ar" "$dir"
+    (cd "$ar" && ar x "$deb" && tar -xf data.tar.* -C "$dir") && rm -rf -- "$ar"
+  fi
+}
 
 fetch_swissprot_2014() {
-  local need_full=0 need_graph=0 need_names=0
-  log "  swissprot_201401_go_sample50k.tsv.gz is a random sample (seed 0) of the full table and cannot be"
-  log "  downloaded; the full table is built instead (use the sample from ../shared/datasets if you have it)."
+  local need_full=0 need_graph=0 need_names=0 need_sample=0
   if needs "$FULL_REL"; then need_full=1; fi
+  if needs "$SAMPLE_REL"; then need_sample=1; fi
   if needs swissprot-2014-go/go_graph_201401.txt; then need_graph=1; fi
   if needs swissprot-2014-go/go_term_names_201401.txt; then need_names=1; fi
-  if [[ $need_full$need_graph$need_names == 000 ]]; then return 0; fi
+  if [[ $need_full$need_graph$need_names$need_sample == 0000 ]]; then return 0; fi
 
-  local work="$DEST/.work/swissprot-2014-go"
-  mkdir -p "$work"
-  log "  work folder $work (needs about 1.5 GB; removed when done)"
-  if [[ ! -f "$work/$DEB_NAME" ]] || [[ "$(sha256_of "$work/$DEB_NAME")" != "$DEB_SHA256" ]]; then
-    rm -f -- "$work/$DEB_NAME"
-    log "  download  $DEB_URL (225 MB)"
-    CURRENT_TMP="$work/$DEB_NAME.part"
-    if ! "${CURL[@]}" -o "$work/$DEB_NAME.part" "$DEB_URL"; then
-      rm -f -- "$work/$DEB_NAME.part"
-      if command -v apt-get >/dev/null; then
-        log "  that failed; trying: apt-get download metastudent-data=2.0.1-8"
-        (cd "$work" && apt-get download metastudent-data=2.0.1-8) || { fail "could not get $DEB_NAME from $DEB_URL or apt-get"; return 0; }
-      else
-        fail "download failed: $DEB_URL (for $DEB_NAME)"; return 0
+  if [[ $need_full$need_graph$need_names != 000 ]]; then
+    local work="$DEST/.work/swissprot-2014-go"
+    mkdir -p "$work"
+    log "  work folder $work (needs about 1.5 GB; removed when done)"
+    get_deb "$DEB_NAME" "$DEB_URL" "$DEB_SHA256" metastudent-data=2.0.1-8 "$work" || return 0
+    unpack_deb "$work/$DEB_NAME" "$work/x" || { fail "could not unpack $work/$DEB_NAME"; return 0; }
+    local ds="$work/x/usr/share/metastudent-data/dataset_201401"
+    [[ -d "$ds" ]] || { fail "unexpected package layout: no dataset_201401 in $DEB_NAME"; return 0; }
+    mkdir -p "$DEST/swissprot-2014-go"
+
+    if [[ $need_graph -eq 1 ]]; then
+      log "  copy      dataset_201401/goGraph.txt -> swissprot-2014-go/go_graph_201401.txt"
+      cp -- "$ds/goGraph.txt" "$DEST/swissprot-2014-go/go_graph_201401.txt.part"
+      mv -f -- "$DEST/swissprot-2014-go/go_graph_201401.txt.part" "$DEST/swissprot-2014-go/go_graph_201401.txt"
+      check_new swissprot-2014-go/go_graph_201401.txt || true
+    fi
+    if [[ $need_names -eq 1 ]]; then
+      log "  copy      dataset_201401/nameMapping.txt -> swissprot-2014-go/go_term_names_201401.txt"
+      cp -- "$ds/nameMapping.txt" "$DEST/swissprot-2014-go/go_term_names_201401.txt.part"
+      mv -f -- "$DEST/swissprot-2014-go/go_term_names_201401.txt.part" "$DEST/swissprot-2014-go/go_term_names_201401.txt"
+      check_new swissprot-2014-go/go_term_names_201401.txt || true
+    fi
+    if [[ $need_full -eq 1 ]]; then
+      if ! command -v blastdbcmd >/dev/null; then
+        fail "blastdbcmd not found: install NCBI BLAST+ (Debian/Ubuntu: apt-get install ncbi-blast+) and rerun"
+        return 0
       fi
+      local o
+      for o in MFO BPO CCO; do
+        log "  extract   blastdbcmd -db dataset_201401/$o/goasp.fasta -entry all"
+        blastdbcmd -db "$ds/$o/goasp.fasta" -entry all -outfmt $'%t\t%s' > "$work/$o.tsv" \
+          || { fail "blastdbcmd failed on $o"; return 0; }
+      done
+      log "  build     $FULL_REL (union by accession)"
+      python3 "$HELPERS/build_swissprot_2014.py" "$work/MFO.tsv" "$work/BPO.tsv" "$work/CCO.tsv" "$DEST/$FULL_REL" \
+        || { fail "building $FULL_REL failed"; return 0; }
+      check_new "$FULL_REL" || true
+    fi
+    if [[ $FAILED -eq 0 ]]; then rm -rf -- "$work"; log "  removed the work folder"; fi
+  fi
+  if [[ $need_sample -eq 1 ]]; then
+    if [[ -f "$DEST/$FULL_REL" ]]; then
+      log "  sample    $SAMPLE_REL (random.Random(0), 50,000 of the full table)"
+      python3 "$HELPERS/sample_swissprot_2014.py" "$DEST/$FULL_REL" "$DEST/$SAMPLE_REL" \
+        && check_new "$SAMPLE_REL" || fail "drawing $SAMPLE_REL failed"
     else
-      mv -f -- "$work/$DEB_NAME.part" "$work/$DEB_NAME"
+      fail "cannot draw $SAMPLE_REL: the full table $FULL_REL is missing (see above)"
     fi
-    [[ "$(sha256_of "$work/$DEB_NAME")" == "$DEB_SHA256" ]] || { fail "$DEB_NAME: sha256 differs from $DEB_SHA256"; return 0; }
   fi
-  log "  unpack    $DEB_NAME"
-  rm -rf -- "$work/x"
-  if command -v dpkg-deb >/dev/null; then
-    dpkg-deb -x "$work/$DEB_NAME" "$work/x"
-  else  # a .deb is an ar archive holding data.tar.*
-    (cd "$work" && mkdir -p x ar && cd ar && ar x "../$DEB_NAME" && tar -xf data.tar.* -C ../x)
-  fi
-  local ds="$work/x/usr/share/metastudent-data/dataset_201401"
-  [[ -d "$ds" ]] || { fail "unexpected package layout: no dataset_201401 in $DEB_NAME"; return 0; }
-  mkdir -p "$DEST/swissprot-2014-go"
-
-  if [[ $need_graph -eq 1 ]]; then
-    log "  copy      dataset_201401/goGraph.txt -> swissprot-2014-go/go_graph_201401.txt"
-    cp -- "$ds/goGraph.txt" "$DEST/swissprot-2014-go/go_graph_201401.txt.part"
-    mv -f -- "$DEST/swissprot-2014-go/go_graph_201401.txt.part" "$DEST/swissprot-2014-go/go_graph_201401.txt"
-    check_new swissprot-2014-go/go_graph_201401.txt || true
-  fi
-  if [[ $need_names -eq 1 ]]; then
-    log "  copy      dataset_201401/nameMapping.txt -> swissprot-2014-go/go_term_names_201401.txt"
-    cp -- "$ds/nameMapping.txt" "$DEST/swissprot-2014-go/go_term_names_201401.txt.part"
-    mv -f -- "$DEST/swissprot-2014-go/go_term_names_201401.txt.part" "$DEST/swissprot-2014-go/go_term_names_201401.txt"
-    check_new swissprot-2014-go/go_term_names_201401.txt || true
-  fi
-  if [[ $need_full -eq 1 ]]; then
-    if ! command -v blastdbcmd >/dev/null; then
-      fail "blastdbcmd not found: install NCBI BLAST+ (Debian/Ubuntu: apt-get install ncbi-blast+) and rerun"
-      return 0
-    fi
-    local o
-    for o in MFO BPO CCO; do
-      log "  extract   blastdbcmd -db dataset_201401/$o/goasp.fasta -entry all"
-      blastdbcmd -db "$ds/$o/goasp.fasta" -entry all -outfmt $'%t\t%s' > "$work/$o.tsv" \
-        || { fail "blastdbcmd failed on $o"; return 0; }
-    done
-    log "  build     $FULL_REL (union by accession)"
-    python3 "$HELPERS/build_swissprot_2014.py" "$work/MFO.tsv" "$work/BPO.tsv" "$work/CCO.tsv" "$DEST/$FULL_REL" \
-      || { fail "building $FULL_REL failed"; return 0; }
-    check_new "$FULL_REL" || true
-  fi
-  if [[ $FAILED -eq 0 ]]; then rm -rf -- "$work"; log "  removed the work folder"; fi
   return 0
 }
 
 fetch_human_pfam() {
-  local rel
+  local need=() rel
   for rel in $(manifest_paths human-pfam); do
-    if needs "$rel"; then
-      log "  $rel has no upstream rebuild yet (derived from Debian's r-bioc-org.hs.eg.db joined with"
-      log "  Swiss-Prot 2014): copy it from ../shared/datasets/$rel if you have the shared data."
-      MISSING=1
-    fi
+    if needs "$rel"; then need+=("$rel"); fi
   done
+  [[ ${#need[@]} -gt 0 ]] || return 0
+  if [[ ! -f "$DEST/$FULL_REL" ]]; then
+    log "  the human-pfam tables need the full Swiss-Prot 2014 table: building swissprot-2014-go first"
+    fetch_swissprot_2014
+    [[ -f "$DEST/$FULL_REL" ]] || { fail "cannot build human-pfam without $FULL_REL"; return 0; }
+  fi
+  local work="$DEST/.work/human-pfam"
+  mkdir -p "$work"
+  log "  work folder $work (needs about 400 MB; removed when done)"
+  get_deb "$ORGHS_DEB" "$ORGHS_URL" "$ORGHS_SHA256" "r-bioc-org.hs.eg.db=$ORGHS_VERSION" "$work" || return 0
+  unpack_deb "$work/$ORGHS_DEB" "$work/x" || { fail "could not unpack $work/$ORGHS_DEB"; return 0; }
+  [[ -f "$work/x/$ORGHS_SQLITE" ]] || { fail "unexpected package layout: no $ORGHS_SQLITE in $ORGHS_DEB"; return 0; }
+  log "  build     human-pfam tables (org.Hs.eg.db uniprot/pfam/prosite joined with $FULL_REL)"
+  python3 "$HELPERS/build_human_pfam.py" "$work/x/$ORGHS_SQLITE" "$DEST/$FULL_REL" "$work/out" \
+    || { fail "building the human-pfam tables failed"; return 0; }
+  mkdir -p "$DEST/human-pfam"
+  for rel in "${need[@]}"; do
+    mv -f -- "$work/out/${rel##*/}" "$DEST/$rel"
+    check_new "$rel" || true
+  done
+  if [[ $FAILED -eq 0 ]]; then rm -rf -- "$work"; log "  removed the work folder"; fi
+  return 0
 }
 
 fetch_benchmarks() {
@@ -290,6 +372,8 @@ fetch_benchmarks() {
       python3 "$HELPERS/rebuild_benchmarks.py" fluorescence "$work/avgfp.tsv" "$d/fluorescence.valid.csv" "$work/fluorescence" \
         && for f in fluorescence.train.csv fluorescence.test.csv; do [[ -f "$d/$f" ]] || mv -- "$work/fluorescence/$f" "$d/$f"; done \
         || fail "rebuilding fluorescence.train/test.csv failed"
+      verify proteinbert-benchmarks/fluorescence.train.csv || true
+      verify proteinbert-benchmarks/fluorescence.test.csv || true
     else
       fail "cannot rebuild fluorescence.train/test.csv (need $METL_AVGFP and fluorescence.valid.csv)"
     fi
@@ -309,6 +393,8 @@ fetch_benchmarks() {
         [[ -f "$d/$f" || ! -f "$work/ss/$f" ]] || mv -- "$work/ss/$f" "$d/$f"
       done
       [[ $rc -eq 0 ]] || fail "rebuilding the secondary-structure training files was incomplete (helper status $rc)"
+      verify proteinbert-benchmarks/secondary_structure.train.csv || true
+      verify proteinbert-benchmarks/disorder_secondary_structure.train.csv || true
     else
       fail "cannot rebuild the secondary-structure training files (need $FLIP_SS_ZIP and the valid/test files)"
     fi
@@ -373,11 +459,14 @@ fetch_swissprot_current() {
 # --- main ------------------------------------------------------------------------------------------
 
 log "data folder: $DEST"
-log "manifest:    datasets/manifest.json"
+log "manifest:    $MANIFEST"
+[[ -z "$MIRROR" ]] || log "mirror:      $MIRROR$([[ "$MIRROR_ONLY" == 1 ]] && echo ' (only)')"
 mkdir -p "$DEST"
+T_ALL=$(date +%s)
 for name in "${NAMES[@]}"; do
   log ""
   log "== $name"
+  T_SET=$(date +%s)
   if [[ $VERIFY_ONLY -eq 1 ]]; then
     if [[ "$name" == swissprot-current ]]; then fetch_swissprot_current; continue; fi
     for rel in $(manifest_paths "$name"); do
@@ -397,10 +486,12 @@ for name in "${NAMES[@]}"; do
     proberta-vocab) fetch_proberta ;;
     swissprot-current) fetch_swissprot_current ;;
   esac
+  log "  ($name: $(( $(date +%s) - T_SET )) s)"
 done
 rmdir "$DEST/.work" 2>/dev/null || true
 
 log ""
+log "($(( $(date +%s) - T_ALL )) s in all)"
 if [[ $FAILED -ne 0 ]]; then log "done, with errors (see above)"; exit 1; fi
 if [[ $MISSING -ne 0 ]]; then log "done; some files are missing (see above)"; exit 2; fi
 log "done: all selected files present and verified"

@@ -41,8 +41,8 @@ CATALOGUE = [
     {
         "name": "swissprot-2014-go",
         "description": "UniProtKB/Swiss-Prot release 2014_01 with direct GO annotations (MF/BP/CC, IEA included) "
-                       "and the GO graph of the same date. The shared copy is a uniform random sample of 50,000 "
-                       "of the 516,371 proteins (seed 0); the full table is rebuilt from Debian's metastudent-data. "
+                       "and the GO graph of the same date: the full table (516,371 proteins) rebuilt from Debian's "
+                       "metastudent-data and a seeded sample of 50,000 of them for the tiny and demo scales. "
                        "Table columns: accession, length, go_mf, go_bp, go_cc, sequence (GO lists ';'-separated).",
         "source": "Debian bookworm package metastudent-data 2.0.1-8 (dataset_201401: BLAST databases "
                   "{MFO,BPO,CCO}/goasp.fasta, goGraph.txt, nameMapping.txt); data from UniProtKB/Swiss-Prot 2014_01 "
@@ -52,11 +52,14 @@ CATALOGUE = [
                     "PRoBERTa BPE training", "tiny/demo-scale experiments (50k sample)",
                     "paper-scale runs (full table)"],
         "fetch": "debian-metastudent: apt-get download metastudent-data, dpkg-deb -x, blastdbcmd over MFO/BPO/CCO, "
-                 "union by accession (helpers/build_swissprot_2014.py), gzip; GO graph/names copied from the package",
+                 "union by accession (helpers/build_swissprot_2014.py), gzip; GO graph/names copied from the package; "
+                 "the 50k sample drawn from the full table by helpers/sample_swissprot_2014.py",
         "files": [
-            ("swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz", "gz-header", False,
-             "random sample (seed 0) of the full table; every row equals the full table's row byte for byte "
-             "(checked), but the sample itself cannot be redrawn: fetch.sh builds the full table instead"),
+            ("swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz", "gz-header", True,
+             "50,000 rows of the full table drawn by helpers/sample_swissprot_2014.py: "
+             "random.Random(0).sample(range(516371), 50000), kept in accession order, gzip level 9 with the "
+             "original member name and mtime; the draw from the fetched full table equals this file byte for byte "
+             "(checked)"),
             ("swissprot-2014-go/go_graph_201401.txt", "noheader", True,
              "byte-identical to dataset_201401/goGraph.txt in metastudent-data 2.0.1-8 (checked)"),
             ("swissprot-2014-go/go_term_names_201401.txt", "noheader", True,
@@ -72,12 +75,17 @@ CATALOGUE = [
         "license": "org.Hs.eg.db Artistic-2.0; UniProtKB CC BY 4.0; Pfam CC0",
         "used_by": ["family clustering (PCA, k-means, NMI)", "family classification fine-tuning",
                     "PPI conservative negatives (human protein pool)"],
-        "fetch": "none: derived once, no rebuild script yet; use the shared copy",
+        "fetch": "debian-orghs: r-bioc-org.hs.eg.db_3.16.0-1_all.deb (sha256 pinned in fetch.sh) from deb.debian.org "
+                 "or apt-get download, dpkg-deb -x, helpers/build_human_pfam.py over its org.Hs.eg.sqlite and the "
+                 "full Swiss-Prot 2014 table (built first if missing)",
         "files": [
-            ("human-pfam/human_swissprot_pfam.tsv", "header", False,
-             "derived table (org.Hs.eg.db join); fetch.sh does not rebuild it"),
-            ("human-pfam/human_swissprot_single_pfam.tsv", "header", False,
-             "derived table (org.Hs.eg.db join); fetch.sh does not rebuild it"),
+            ("human-pfam/human_swissprot_pfam.tsv", "header", True,
+             "every accession of org.Hs.eg.db's uniprot table that is in Swiss-Prot 2014, sorted; Entrez ids, "
+             "Pfam and PROSITE ids over all its genes, sorted; rebuilt by helpers/build_human_pfam.py byte for "
+             "byte (checked)"),
+            ("human-pfam/human_swissprot_single_pfam.tsv", "header", True,
+             "the rows of human_swissprot_pfam.tsv with exactly one Pfam id; rebuilt by "
+             "helpers/build_human_pfam.py byte for byte (checked)"),
         ],
     },
     {

@@ -396,6 +396,8 @@ def main() -> int:
     log(f"\nnotebooks at scale {args.scale}: {fmt_secs(time.time() - t_all)}")
     for name, status, dt, ran, total in summary:
         log(f"  {status:6} {dt:8.1f} s  {ran:3}/{total:<3} cells  {name}")
+    failed = sum(1 for _, status, *_ in summary if status != "ok")
+    log(f"notebooks at {args.scale} scale: {len(summary) - failed} passed, {failed} failed")
     if failures:
         log("\nFAILED:")
         for p in failures:

@@ -52,7 +52,7 @@ pub enum Error {
     Io { path: PathBuf, error: std::io::Error },
 
     /// A data file that the resolver could not find anywhere it looks.
-    #[error("data file `{relative}` not found (looked in: {searched}); fetch it with `{fetch_command}`")]
+    #[error("data file `{relative}` not found (looked in: {searched}); fetch it with {fetch_command}")]
     MissingData { relative: String, searched: String, fetch_command: String },
 
     #[error("invalid argument: {0}")]

@@ -10,10 +10,12 @@ pub mod data;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod failpoint;
 pub mod models;
 pub mod notebook;
 pub mod plots;
 pub mod rng;
+pub mod testing;
 pub mod tokenize;
 pub mod train;
 

@@ -324,7 +324,7 @@ fn proberta_clustering_pooling_equals_a_hand_computation() -> Result<()> {
 }
 
 #[test]
-fn long_proberta_proteins_error_truncate_or_window() -> Result<()> {
+fn long_proberta_proteins_auto_error_truncate_or_window() -> Result<()> {
     let dir = tempfile::tempdir().unwrap();
     // 34 positions = 32 tokens = 30 pieces + <s> + </s>.
     let encoder = proberta_dir(dir.path(), 5, 2, 34)?;
@@ -382,6 +382,11 @@ fn long_proberta_proteins_error_truncate_or_window() -> Result<()> {
     assert!(max_diff(win.row(0), cut.row(0)) == 0.0);
     assert!(max_diff(win.row(0), &mean(&last_rows(with_specials(&pieces(&tok, &short))))) < TOL);
     assert_eq!(win.stats.inputs, 1 + starts.len());
+    // The default (auto) windows a long protein rather than stopping on it.
+    let auto = embed_with(LongPolicy::default(), None)?;
+    assert_eq!(LongPolicy::default(), LongPolicy::Auto);
+    assert_eq!((auto.stats.windowed, auto.stats.truncated), (1, 0));
+    assert!(max_diff(auto.row(1), win.row(1)) == 0.0);
 
     // Another stride changes the windows, not the shape; per residue: one row per piece.
     let strided = embed_with(LongPolicy::Window, Some(7))?;
@@ -402,6 +407,10 @@ fn long_proberta_proteins_error_truncate_or_window() -> Result<()> {
     assert!(Embedder::new(clustering.path(), options(LongPolicy::Error))?.embed(&records, &mut |_| {}).is_err());
     assert!(Embedder::new(clustering.path(), options(LongPolicy::Window))?.embed(&records, &mut |_| {}).is_err());
     let m = Embedder::new(clustering.path(), options(LongPolicy::Truncate))?.embed(&records, &mut |_| {})?;
+    // With clustering, auto is the reference's cut.
+    let auto = Embedder::new(clustering.path(), options(LongPolicy::Auto))?.embed(&records, &mut |_| {})?;
+    assert_eq!(auto.stats.truncated, 1);
+    assert!(max_diff(auto.row(1), m.row(1)) == 0.0);
     let out = enc5.forward(&row_tensor(p[..32].to_vec()), proberta::Forward::default(), None)?;
     let mut expected = Tensor::zeros((1, 32, 32), DType::F32, &Device::Cpu)?;
     for layer in 2..=5 {

@@ -23,6 +23,10 @@ struct Regression {
     valid_losses: Vec<f64>,
     /// What [`Task::restore`] was given.
     restored: Option<serde_json::Value>,
+    /// Weight each sample by a draw from the loop's RNG, so the results depend on its stream.
+    noisy: bool,
+    /// Fail (as a crash would) at this call.
+    crash_at_call: Option<usize>,
 }
 
 impl Regression {
@@ -33,18 +37,34 @@ impl Regression {
         let vb = vars.var_builder(DType::F32, &Device::Cpu);
         vb.get_with_hints(4, "w", candle_nn::Init::Const(0.0)).unwrap();
         vb.get_with_hints(1, "frozen.b", candle_nn::Init::Const(0.5)).unwrap();
-        Self { vars, x, y, batch, nan_at_call: None, calls: 0, valid_losses: vec![], restored: None }
+        Self {
+            vars,
+            x,
+            y,
+            batch,
+            nan_at_call: None,
+            calls: 0,
+            valid_losses: vec![],
+            restored: None,
+            noisy: false,
+            crash_at_call: None,
+        }
     }
 
     fn loss(&self, rows: &[usize]) -> Result<Tensor> {
+        self.weighted_loss(rows, &vec![1.0; rows.len()])
+    }
+
+    fn weighted_loss(&self, rows: &[usize], weights: &[f32]) -> Result<Tensor> {
         let w = self.vars.get_var("w").unwrap();
         let b = self.vars.get_var("frozen.b").unwrap();
         let x: Vec<f32> = rows.iter().flat_map(|&i| self.x[i]).collect();
         let y: Vec<f32> = rows.iter().map(|&i| self.y[i]).collect();
         let x = Tensor::from_vec(x, (rows.len(), 4), &Device::Cpu)?;
         let y = Tensor::from_vec(y, rows.len(), &Device::Cpu)?;
+        let weights = Tensor::from_slice(weights, rows.len(), &Device::Cpu)?;
         let pred = x.matmul(&w.as_tensor().unsqueeze(1)?)?.squeeze(1)?.broadcast_add(b.as_tensor())?;
-        Ok(pred.sub(&y)?.sqr()?.mean_all()?)
+        Ok(pred.sub(&y)?.sqr()?.mul(&weights)?.mean_all()?)
     }
 }
 
@@ -53,10 +73,15 @@ impl Task for Regression {
         (8 / self.batch) as u64
     }
 
-    fn train_loss(&mut self, _epoch: u64, batch: u64, _rng: &mut Rng) -> Result<TaskLoss> {
+    fn train_loss(&mut self, _epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         self.calls += 1;
+        if Some(self.calls) == self.crash_at_call {
+            return Err(protein_lm::Error::invalid("crash injected by the test"));
+        }
         let rows: Vec<usize> = (batch as usize * self.batch..(batch as usize + 1) * self.batch).collect();
-        let mut loss = self.loss(&rows)?;
+        let weights: Vec<f32> =
+            rows.iter().map(|_| if self.noisy { 0.25 + 1.5 * rng.uniform() as f32 } else { 1.0 }).collect();
+        let mut loss = self.weighted_loss(&rows, &weights)?;
         if Some(self.calls) == self.nan_at_call {
             loss = (loss * f64::NAN)?;
         }
@@ -235,23 +260,62 @@ fn an_infinite_gradient_from_a_finite_loss_stops_before_the_weights_change() {
     assert!(log.contains("non-finite gradient"), "{log}");
 }
 
+/// A run that dies after update 5 of 12 and is resumed from its checkpoint ends equal to one that
+/// never stopped: weights, optimizer moments (through the later updates) and the RNG stream (the
+/// sample weights are drawn from it) all have to be restored for that; the task's own state too.
 #[test]
-fn the_task_state_of_the_last_checkpoint_is_restored_on_resume() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(4);
-    let mut task = Regression::new(SeededVarMap::new(0), 4);
-    let run = run_dir(tmp.path(), &cfg);
-    let mut trainer = Trainer::new(cfg.clone(), task.vars.clone(), Device::Cpu).unwrap();
-    trainer.progress = false;
-    trainer.run(&mut task, &run, false).unwrap();
-    assert_eq!(task.calls, 4);
+fn a_run_resumed_mid_way_ends_equal_to_an_uninterrupted_one() {
+    let cfg = TrainConfig { checkpoint_every: 5, ..config(12) };
+    let train = |dir: &std::path::Path, crash_at_call: Option<usize>, resume: bool| {
+        let mut task = Regression::new(SeededVarMap::new(0), 4);
+        task.noisy = true;
+        task.crash_at_call = crash_at_call;
+        let provenance = Provenance::collect(0, &[], &Device::Cpu).unwrap();
+        let run = RunDir::open(dir, &serde_json::to_value(&cfg).unwrap(), &provenance, resume).unwrap();
+        let mut trainer = Trainer::new(cfg.clone(), task.vars.clone(), Device::Cpu).unwrap();
+        trainer.progress = false;
+        let result = trainer.run(&mut task, &run, resume);
+        (result, task)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let (result, reference) = train(straight.path(), None, false);
+    result.unwrap();
 
-    let mut resumed = Regression::new(SeededVarMap::new(0), 4);
-    let provenance = Provenance::collect(0, &[], &Device::Cpu).unwrap();
-    let run = RunDir::open(tmp.path(), &serde_json::to_value(&cfg).unwrap(), &provenance, true).unwrap();
-    let mut trainer = Trainer::new(cfg, resumed.vars.clone(), Device::Cpu).unwrap();
-    trainer.progress = false;
-    let summary = trainer.run(&mut resumed, &run, true).unwrap();
-    assert_eq!(summary.resumed_from, Some(4));
-    assert_eq!(resumed.restored, Some(serde_json::json!({"calls": 4})));
+    let broken = tempfile::tempdir().unwrap();
+    // Call 8 is update 8: after the checkpoint of update 5, with 2 updates to redo.
+    let (result, _) = train(broken.path(), Some(8), false);
+    assert!(result.unwrap_err().to_string().contains("crash injected"));
+    assert_eq!(CheckpointDir::new(broken.path().join("checkpoints")).complete_steps().unwrap().last(), Some(&5));
+    let (result, resumed) = train(broken.path(), None, true);
+    let summary = result.unwrap();
+    assert_eq!(summary.resumed_from, Some(5));
+    assert_eq!(resumed.restored, Some(serde_json::json!({"calls": 5})));
+    assert_eq!(resumed.calls, 7, "updates 6..=12 run again, 1..=5 do not");
+
+    for name in ["w", "frozen.b"] {
+        let (a, b) = (values(&reference.vars, name), values(&resumed.vars, name));
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{name}: {a:?} after the straight run, {b:?} after the resumed one"
+        );
+    }
+    let last =
+        |dir: &std::path::Path| CheckpointDir::new(dir.join("checkpoints")).latest(&Device::Cpu).unwrap().unwrap();
+    let (a, b) = (last(straight.path()), last(broken.path()));
+    assert_eq!(a.state.rng, b.state.rng);
+    assert_eq!(a.state.optimizer_steps, b.state.optimizer_steps);
+    for (name, moment) in &a.optimizer {
+        let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(bits(moment), bits(&b.optimizer[name]), "optimizer tensor {name}");
+    }
+    // The log reads as the straight run's: one train record per update, the same losses.
+    let losses = |dir: &std::path::Path| -> Vec<(u64, f64)> {
+        protein_lm::train::run_dir::read_log(dir.join("log.jsonl"), "train")
+            .unwrap()
+            .iter()
+            .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(losses(straight.path()), losses(broken.path()));
 }

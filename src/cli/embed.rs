@@ -27,7 +27,9 @@ Layers (--layer): PRoBERTa: 0 = embedding output … num_layers = last layer. Pr
 ProteinBERT pads as the reference (START + residues + END, then PAD) with no mask, so its outputs depend
 on the padded length: by default each protein is padded to the smallest of 512, 1,024, 2,048, … that fits.
 
-PRoBERTa proteins with more than 510 pieces (--long): `error` names the record; `truncate` keeps <s>, the
+PRoBERTa proteins with more than 510 pieces (--long): `auto` (the default) is `window`, or `truncate` with
+proberta-clustering, and the summary counts the proteins it windowed or cut; `error` names the record;
+`truncate` keeps <s>, the
 first 510 pieces and </s>; `window` runs windows of 510 pieces every --stride pieces (the last one ending on
 the last piece), averages each piece's vectors over the windows holding it (<s> and </s> rows: over all
 windows), then pools. With proberta-clustering, `truncate` is the reference's own cut (the first 512 tokens
@@ -69,9 +71,9 @@ pub struct EmbedArgs {
     /// Write half-precision floats ('<f2' / F16) instead of f32.
     #[arg(long)]
     f16: bool,
-    /// PRoBERTa proteins longer than the model's positions (510 pieces + <s> + </s>): `error`, `truncate`
-    /// (keep the first 510 pieces) or `window` (overlapping windows, vectors averaged where they overlap).
-    /// Default: error.
+    /// PRoBERTa proteins longer than the model's positions (510 pieces + <s> + </s>): `auto`, `error`,
+    /// `truncate` (keep the first 510 pieces) or `window` (overlapping windows, vectors averaged where they
+    /// overlap). Default: auto (window; truncate with proberta-clustering).
     #[arg(long)]
     long: Option<String>,
     /// Pieces between window starts for --long window (default: half a window).
@@ -96,8 +98,8 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         (true, _) => bail!("--out {}: --per-residue output is written as .safetensors", a.out.display()),
     }
     let long: LongPolicy = a.long.as_deref().map(str::parse).transpose()?.unwrap_or_default();
-    if a.stride.is_some() && long != LongPolicy::Window {
-        bail!("--stride only applies to --long window");
+    if a.stride.is_some() && !matches!(long, LongPolicy::Window | LongPolicy::Auto) {
+        bail!("--stride only applies to --long window (or auto)");
     }
     let options = EmbedOptions {
         pooling: a.pooling.as_deref().map(str::parse::<EmbedPooling>).transpose()?,
@@ -115,7 +117,7 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         bail!("{}: no proteins", a.fasta.display());
     }
     let embedder = Embedder::new(&a.model, options).with_context(|| format!("model {}", a.model.display()))?;
-    if embedder.kind() == "proteinbert" && long != LongPolicy::Error {
+    if embedder.kind() == "proteinbert" && a.long.is_some() {
         bail!("--long applies to PRoBERTa only: ProteinBERT takes proteins of any length");
     }
     if embedder.approximate_tokenizer() {

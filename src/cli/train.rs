@@ -17,6 +17,7 @@ use protein_lm::train::finetune::proberta::{
     finetune_proberta, ppi_data, ppi_split_dir, ProbertaFinetuneConfig, ProbertaTaskData,
 };
 use protein_lm::train::finetune::{family_data, finetune_proteinbert, FinetuneConfig, SupervisedData};
+use protein_lm::train::objectives::supervised::Predictions;
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
 
@@ -205,6 +206,9 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
             "  test bucket {:>5}: {} = {:.4} over {} proteins ({} items)",
             s.bucket, s.metric, s.value, s.proteins, s.items
         );
+        if let Some(why) = Predictions::why_undefined(&s.metric).filter(|_| s.value.is_nan()) {
+            println!("    {} is undefined (NaN) in this bucket: {why}", s.metric);
+        }
     }
     println!(
         "  paper: {:.3} without pretraining, {:.3} pretrained; results in {}",
@@ -308,6 +312,11 @@ fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     );
     let scores: Vec<String> = report.test_scores.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
     println!("  test: {}", scores.join(", "));
+    for (metric, _) in report.test_scores.iter().filter(|(_, v)| v.is_nan()) {
+        if let Some(why) = Predictions::why_undefined(metric) {
+            println!("  {metric} is undefined (NaN) on the test set: {why}");
+        }
+    }
     for p in &report.paper {
         println!("  paper: {} {:.3} ({})", p.metric, p.value, p.setting);
     }

@@ -559,7 +559,7 @@ fn shared_ppi_dir(name: &str) -> Option<std::path::PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipping: {} not present", dir.display());
+        crate::testing::skip(&format!("{} not present", dir.display()));
         None
     }
 }
@@ -840,6 +840,8 @@ mod tests {
                     .unwrap();
             assert_eq!(conservative.len(), 29_510);
             check_negatives(&conservative, &positives);
+        } else {
+            crate::testing::skip(&format!("conservative negatives: {} not present", human.display()));
         }
     }
 

@@ -104,7 +104,7 @@ impl DataResolver {
                 .map(|r| format!("{} ({})", r.path.display(), r.origin))
                 .collect::<Vec<_>>()
                 .join(", "),
-            fetch_command: format!("protein-lm data fetch {dataset}"),
+            fetch_command: fetch_hint(&dataset),
         })
     }
 }
@@ -131,6 +131,37 @@ pub fn dataset_of(relative: &str) -> String {
         ["ppi", name, _, ..] => format!("ppi/{name}"),
         [name, _, ..] => name.to_string(),
         _ => relative.to_string(),
+    }
+}
+
+/// How a data set is made, for the missing-file message: the command, and what `datasets/fetch.sh`
+/// does for it (a user should know before a 225 MB download that it needs BLAST+).
+pub fn fetch_hint(dataset: &str) -> String {
+    let how = match dataset {
+        "swissprot-2014-go" => {
+            "builds the full table from Debian's metastudent-data .deb (225 MB) with blastdbcmd \
+             (apt-get install ncbi-blast+), then draws the 50k sample from it"
+        }
+        "human-pfam" => {
+            "joins Debian's r-bioc-org.hs.eg.db .deb (37 MB) with the full Swiss-Prot 2014 table, \
+             which it builds first from metastudent-data (225 MB, needs blastdbcmd from ncbi-blast+)"
+        }
+        "ppi/pan2010" => {
+            "downloads the MCAPS files from GitHub; the fill-in FASTA needs the full Swiss-Prot 2014 \
+             table (metastudent-data, 225 MB, blastdbcmd from ncbi-blast+)"
+        }
+        "proteinbert-benchmarks" => {
+            "downloads protein_bert's CSVs from GitHub and rebuilds four from metl-pub and FLIP"
+        }
+        "ppi/pipr-yeast" | "ppi/hippie-hq" | "proberta-vocab" => "downloads it from GitHub at a pinned commit",
+        _ => "",
+    };
+    if how.is_empty() {
+        format!("`protein-lm data fetch {dataset}`")
+    } else {
+        format!(
+            "`protein-lm data fetch {dataset}` (datasets/fetch.sh {how}; PROTEIN_LM_MIRROR=DIR reads a local mirror)"
+        )
     }
 }
 
@@ -165,6 +196,10 @@ mod tests {
         );
         let e = r.resolve("ppi/hippie-hq/missing.tsv").unwrap_err().to_string();
         assert!(e.contains("protein-lm data fetch ppi/hippie-hq"), "{e}");
+        let e = r.resolve(files::HUMAN_SINGLE_PFAM).unwrap_err().to_string();
+        assert!(e.contains("protein-lm data fetch human-pfam") && e.contains("r-bioc-org.hs.eg.db"), "{e}");
+        let e = r.resolve(files::SWISSPROT_GO_SAMPLE).unwrap_err().to_string();
+        assert!(e.contains("metastudent-data") && e.contains("50k sample"), "{e}");
         assert!(e.contains(&a.path().display().to_string()), "{e}");
     }
 

@@ -123,7 +123,11 @@ impl CheckpointDir {
             let path = partial.join(file);
             candle_core::safetensors::save(tensors, &path)?;
             sync_file(&path)?;
+            if file == MODEL_FILE {
+                crate::failpoint::hit("checkpoint.partial_tensors");
+            }
         }
+        crate::failpoint::hit("checkpoint.before_state");
         // Fault injection for the kill-and-resume test: widens the window in which a SIGKILL lands
         // between the tensors and state.json.
         if let Some(ms) = std::env::var("PROTEIN_LM_CHECKPOINT_WRITE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
@@ -134,16 +138,19 @@ impl CheckpointDir {
         let mut f = fs::File::create(&state_path).map_err(io(&state_path))?;
         f.write_all(&json).and_then(|_| f.sync_all()).map_err(io(&state_path))?;
         sync_dir(&partial)?;
+        crate::failpoint::hit("checkpoint.before_rename");
         let target = self.root.join(&name);
         if target.exists() {
             fs::remove_dir_all(&target).map_err(io(&target))?;
         }
         fs::rename(&partial, &target).map_err(io(&target))?;
+        crate::failpoint::hit("checkpoint.before_latest");
         let latest_tmp = self.root.join(format!("{PARTIAL}{LATEST}"));
         fs::write(&latest_tmp, &name).map_err(io(&latest_tmp))?;
         sync_file(&latest_tmp)?;
         fs::rename(&latest_tmp, self.root.join(LATEST)).map_err(io(&self.root))?;
         sync_dir(&self.root)?;
+        crate::failpoint::hit("checkpoint.before_prune");
         self.prune(keep_last, keep)?;
         Ok(target)
     }

@@ -5,7 +5,7 @@
 //! objective and the loop's settings; `protein-lm pretrain` and notebooks both call
 //! [`pretrain`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -223,7 +223,9 @@ pub struct ProbertaPretraining {
 
 /// Shannon entropy (nats) of the token frequencies of `sequences`.
 pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
-    let mut counts: HashMap<u32, u64> = HashMap::new();
+    // Summed in token order: a HashMap's order changes from process to process, and with it the
+    // last bits of the sum, which a resumed run's log would then show.
+    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     for s in sequences {
         for &t in s {
             *counts.entry(t).or_default() += 1;

@@ -157,23 +157,39 @@ impl RunDir {
         self.root.join(LOG_FILE)
     }
 
-    /// Drops log records after `step` (written after the checkpoint a resume starts from), so the
-    /// log reads as one uninterrupted run.
-    pub fn truncate_log_after(&self, step: u64) -> Result<()> {
+    /// Makes `log.jsonl` the log of a run that starts (or resumes) at update `step`: the records up
+    /// to and including `step` stay, everything after it goes, and so do a line torn by a kill and
+    /// the `finished` event of a run that is being continued. Every record of update `step` was
+    /// written before its checkpoint, and everything after that checkpoint is written again by the
+    /// resumed loop, so whatever instant the previous process died at, the log then reads as one
+    /// uninterrupted run. A fresh run (`step` 0) starts an empty log. The shortened log replaces the
+    /// old one by a rename: a kill during the rewrite leaves one or the other, never a mixture.
+    pub fn reset_log(&self, step: u64) -> Result<()> {
         let path = self.log_path();
-        let Ok(file) = fs::File::open(&path) else { return Ok(()) };
         let mut kept = String::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|e| Error::io(&path, e))?;
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue; // a line cut by the kill
-            };
-            if value.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s <= step) {
-                kept.push_str(&line);
-                kept.push('\n');
+        if step > 0 {
+            if let Ok(file) = fs::File::open(&path) {
+                for line in std::io::BufReader::new(file).split(b'\n') {
+                    let line = line.map_err(|e| Error::io(&path, e))?;
+                    // A torn line (cut by a kill, or glued to the next append) is not a record.
+                    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+                    let kept_step = value.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s <= step);
+                    let finished = value.get("event").and_then(|e| e.as_str()) == Some("finished");
+                    if kept_step && !finished {
+                        // The line as written (it parsed, so it is UTF-8), not re-serialised: the
+                        // resumed log is byte for byte the uninterrupted run's.
+                        kept.push_str(std::str::from_utf8(&line).expect("a JSON record is UTF-8"));
+                        kept.push('\n');
+                    }
+                }
             }
+        } else if !path.exists() {
+            return Ok(());
         }
-        fs::write(&path, kept).map_err(|e| Error::io(&path, e))
+        let tmp = self.root.join(format!("{LOG_FILE}.rewrite"));
+        fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
+        crate::failpoint::hit("resume.log_rewrite");
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
 
     /// Writes `name` (pretty JSON) in the run directory.
@@ -187,7 +203,16 @@ impl RunDir {
         let mut file = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let mut line = serde_json::to_string(record).expect("JSON value serialises");
         line.push('\n');
-        file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
+        crate::failpoint::hit("log.before_write");
+        if crate::failpoint::armed_next("log.torn_write") {
+            let _ = file.write_all(&line.as_bytes()[..line.len() / 2]);
+        }
+        crate::failpoint::hit("log.torn_write");
+        // One write of the whole line: a kill leaves at most one torn last line, which
+        // `reset_log` drops on resume.
+        file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))?;
+        crate::failpoint::hit("log.after_write");
+        Ok(())
     }
 }
 
@@ -197,9 +222,15 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
     serde_json::from_str(&text).map_err(|e| Error::data(Location::line(path, e.line()), format!("not a {what}: {e}")))
 }
 
+/// Written under a temporary name and renamed, so a kill never leaves a half-written config that a
+/// resume would then refuse.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("serialisable");
-    fs::write(path, text).map_err(|e| Error::io(path, e))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads a run's `log.jsonl` records of one kind (e.g. "train"), for plotting.

@@ -14,8 +14,10 @@
 //! **Determinism.** Every batch is a pure function of its position (epoch, index) and a stream
 //! drawn from the run's RNG, whose state is in the checkpoint with the weights, optimizer moments,
 //! schedule and stopping state. A run killed at any instant and resumed from its last complete
-//! checkpoint therefore ends with the same bits as an uninterrupted run at the same thread count
-//! (`tests/train_resume.rs` kills one with SIGKILL to check).
+//! checkpoint therefore ends with the same bits as an uninterrupted run at the same thread count,
+//! and its `log.jsonl` holds the same records (see [`RunDir::reset_log`]). `tests/train_resume.rs`
+//! checks both with a crash injected at every step of the write sequence ([`crate::failpoint`])
+//! and with SIGKILLs at random instants.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -359,13 +361,29 @@ impl Trainer {
         };
         let mut config = config.clone();
         config.source = Some(source);
+        // Written beside the old directory and swapped in by renames: a kill leaves the previous
+        // complete directory or the new one (and debris under `.partial-`/`.old-` names that the
+        // next write clears), never a half-written `best/` a notebook would load.
         let path = run.path().join(name);
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let partial = run.path().join(format!(".partial-{name}"));
+        let old = run.path().join(format!(".old-{name}"));
+        for debris in [&partial, &old] {
+            if debris.exists() {
+                std::fs::remove_dir_all(debris).map_err(|e| Error::io(debris, e))?;
+            }
         }
-        let dir = ModelDir::create(&path, &config, &self.model_tensors())?;
+        let dir = ModelDir::create(&partial, &config, &self.model_tensors())?;
+        crate::failpoint::hit("model_dir.partial");
         for (file, bytes) in &self.model_dir_files {
             dir.write_file(file, bytes)?;
+        }
+        crate::failpoint::hit("model_dir.before_swap");
+        if path.exists() {
+            std::fs::rename(&path, &old).map_err(|e| Error::io(&path, e))?;
+        }
+        std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
         Ok(())
     }
@@ -455,9 +473,24 @@ impl Trainer {
                 task.restore(&loop_state.task)?;
                 state = ckpt.state;
                 resumed_from = Some(state.step);
-                run.truncate_log_after(state.step)?;
-                run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "resumed"}))?;
             }
+        }
+        // Whether fresh, resumed, or resumed with no checkpoint to resume from (killed before its
+        // first one), the log keeps exactly what precedes the starting update.
+        run.reset_log(state.step)?;
+        if state.step == 0 {
+            // A fresh start owns the directory: model directories left by an earlier attempt that
+            // died before its first checkpoint (perhaps with another config) must not pass as this
+            // run's.
+            for name in ["best", "model"] {
+                let stale = run.path().join(name);
+                if stale.exists() {
+                    std::fs::remove_dir_all(&stale).map_err(|e| Error::io(&stale, e))?;
+                }
+            }
+        }
+        if let Some(step) = resumed_from {
+            run.log(&serde_json::json!({"kind": "event", "step": step, "event": "resumed"}))?;
         }
         let mut rng = state.rng()?;
         let mut last_validation = None;
@@ -501,6 +534,8 @@ impl Trainer {
         };
 
         // The run is stopping with an error anyway; a failed log write must not mask it.
+        // Logged at the update that failed (not the last completed one), so a resume's log reset
+        // drops it with the rest of that update.
         let log_non_finite = |what: &str, step: u64| {
             let _ = run.log(&serde_json::json!({"kind": "event", "step": step, "event": format!("non-finite {what}")}));
         };
@@ -516,7 +551,7 @@ impl Trainer {
             for _ in 0..config.update_freq {
                 let mut batch_rng = Rng::new(rng.next_u64());
                 let out = task.train_loss(state.epoch, state.batch_in_epoch, &mut batch_rng)?;
-                let value = check_finite_loss(&out.loss, update).inspect_err(|_| log_non_finite("loss", state.step))?;
+                let value = check_finite_loss(&out.loss, update).inspect_err(|_| log_non_finite("loss", update))?;
                 let scaled = (out.loss / config.update_freq as f64)?;
                 accumulate(&mut grads, scaled.backward()?, &self.params)?;
                 update_loss += value / config.update_freq as f64;
@@ -551,7 +586,7 @@ impl Trainer {
                     }
                 }),
             }
-            .inspect_err(|_| log_non_finite("gradient", state.step))?;
+            .inspect_err(|_| log_non_finite("gradient", update))?;
             let stats = self.optimizer.step(&self.params, &grads, lr)?;
             drop(grads);
             state.step = update;

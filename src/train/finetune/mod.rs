@@ -130,7 +130,7 @@ impl SupervisedData {
         let valid: Vec<Example> = match valid {
             Some(v) => v.iter().map(|r| convert(r, "valid")).collect(),
             None => {
-                let (kept, held) = stratified_holdout(&train, limits.valid_fraction, &mut rng);
+                let (kept, held) = stratified_holdout_like_sklearn(&train, limits.valid_fraction, &mut rng);
                 let held_out: Vec<Example> = held.iter().map(|&i| train[i].clone()).collect();
                 train = kept.iter().map(|&i| train[i].clone()).collect();
                 report.insert("valid: held out of train (stratified)".into(), held_out.len());
@@ -160,9 +160,8 @@ impl SupervisedData {
     }
 }
 
-/// Indices kept and held out, `fraction` of each stratum (binary / class label; numeric and
-/// per-residue targets form one stratum).
-pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+/// Examples grouped by stratum (binary / class label; numeric and per-residue targets form one).
+fn strata(examples: &[Example]) -> BTreeMap<String, Vec<usize>> {
     let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in examples.iter().enumerate() {
         let key = match &e.target {
@@ -172,8 +171,14 @@ pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) ->
         };
         strata.entry(key).or_default().push(i);
     }
+    strata
+}
+
+/// Indices kept and held out, `round(fraction · size)` of each stratum (binary / class label;
+/// numeric and per-residue targets form one stratum). The family splits use it.
+pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
     let (mut kept, mut held) = (Vec::new(), Vec::new());
-    for (_, mut members) in strata {
+    for (_, mut members) in strata(examples) {
         rng.shuffle(&mut members);
         let n_held = (members.len() as f64 * fraction).round() as usize;
         held.extend_from_slice(&members[..n_held]);
@@ -182,6 +187,55 @@ pub fn stratified_holdout(examples: &[Example], fraction: f64, rng: &mut Rng) ->
     kept.sort_unstable();
     held.sort_unstable();
     (kept, held)
+}
+
+/// Indices kept and held out with scikit-learn's stratified allocation
+/// (`train_test_split(stratify=…, test_size=fraction)`, i.e. `StratifiedShuffleSplit`, which the
+/// ProteinBERT demo uses for a benchmark without a valid file): `ceil(fraction · n)` held out in
+/// all; each stratum keeps its share of the `n − held` kept examples rounded down, the rest of them
+/// going to the strata with the largest remainders (ties: first stratum first, where scikit-learn
+/// picks at random); its other members are held out. Which members is our seeded shuffle.
+pub fn stratified_holdout_like_sklearn(examples: &[Example], fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let strata = strata(examples);
+    let n = examples.len();
+    let n_held = ((fraction * n as f64).ceil() as usize).min(n);
+    let sizes: Vec<usize> = strata.values().map(Vec::len).collect();
+    let kept_per = approximate_mode(&sizes, n - n_held);
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for ((_, mut members), n_kept) in strata.into_iter().zip(kept_per) {
+        rng.shuffle(&mut members);
+        let n_held = members.len() - n_kept;
+        held.extend_from_slice(&members[..n_held]);
+        kept.extend_from_slice(&members[n_held..]);
+    }
+    kept.sort_unstable();
+    held.sort_unstable();
+    (kept, held)
+}
+
+/// scikit-learn's `_approximate_mode`: `draws` spread over classes of sizes `counts` in proportion,
+/// floors first, then one more to each of the largest remainders (ties in class order).
+fn approximate_mode(counts: &[usize], draws: usize) -> Vec<usize> {
+    let total: usize = counts.iter().sum();
+    if total == 0 {
+        return vec![0; counts.len()];
+    }
+    let continuous: Vec<f64> = counts.iter().map(|&c| c as f64 / total as f64 * draws as f64).collect();
+    let mut out: Vec<usize> = continuous.iter().map(|c| c.floor() as usize).collect();
+    let mut need = draws.saturating_sub(out.iter().sum());
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    let remainder = |i: usize| continuous[i] - continuous[i].floor();
+    order.sort_by(|&a, &b| remainder(b).total_cmp(&remainder(a)).then(a.cmp(&b)));
+    for i in order {
+        if need == 0 {
+            break;
+        }
+        if out[i] < counts[i] {
+            out[i] += 1;
+            need -= 1;
+        }
+    }
+    out
 }
 
 /// Multi-class family classification on proteins with exactly one Pfam family (the PRoBERTa

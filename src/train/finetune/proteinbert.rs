@@ -12,10 +12,10 @@
 //!   EarlyStopping(val_loss, patience 2, restoring the best weights) per epoch. Optimiser state is
 //!   carried to the next stage only when it trains the same variables (1 → 2 restarts, 2 → 3 keeps).
 //! * Data: `dropna().drop_duplicates()`; without a valid file, 10 % of train held out,
-//!   stratified (by our seeded RNG, not scikit-learn's); training and validation proteins longer
-//!   than `seq_len − 2` are left out of that stage (counted in the report); the test set is never
-//!   cut: it is evaluated in length buckets 512, 1,024, 2,048, … (batch 32, 16, 8, …), per bucket
-//!   and pooled ("all").
+//!   stratified (scikit-learn's count per class, members drawn by our seeded RNG); training and
+//!   validation proteins longer than `seq_len − 2` are left out of that stage (counted in the
+//!   report); the test set is never cut: it is evaluated in length buckets 512, 1,024, 2,048, …
+//!   (batch 32, 16, 8, …), per bucket and pooled ("all").
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

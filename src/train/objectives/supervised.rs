@@ -10,8 +10,9 @@
 //! Per-residue targets count only real residues (ProteinBERT: positions 1..=len after START,
 //! weight 0 on START, END and padding); metrics pool every counted residue of the set. Losses are
 //! means over what counts (Keras with sample weights divides by every position; for fine-tuning
-//! the difference is a constant factor per padded length, which the adaptive optimiser absorbs, so
-//! the better-defined weighted mean is used).
+//! the difference is a constant factor per padded length, which the adaptive optimiser absorbs
+//! almost but not exactly — Adam's ε acts on the gradient's scale: 6e-4 in a head after two steps
+//! at lr 1e-2, `tests/finetune_proteinbert.rs` — so the better-defined weighted mean is used).
 
 use candle_core::{DType, Device, Tensor};
 
@@ -249,6 +250,20 @@ impl Predictions {
         m
     }
 
+    /// Why a metric of [`summary`](Self::summary) is NaN: each is undefined for one reason only.
+    pub fn why_undefined(metric: &str) -> Option<&'static str> {
+        Some(match metric {
+            "precision" => "no item was predicted positive, so TP + FP = 0",
+            "recall" => "no item is labelled positive, so TP + FN = 0",
+            "f1" => "precision or recall is undefined, or both are 0",
+            "roc_auc" => "the labels hold one class only, so no positive–negative pair can be ranked",
+            "accuracy" => "there are no items",
+            "spearman" => "the predictions or the labels are constant (or there are fewer than two items)",
+            "loss" => "there are no items",
+            _ => return None,
+        })
+    }
+
     /// Mean loss per counted item.
     pub fn loss(&self) -> f64 {
         if self.loss_count == 0 {
@@ -323,6 +338,22 @@ mod tests {
         assert_eq!((m["precision"], m["recall"], m["roc_auc"]), (1.0, 0.5, 1.0));
         assert!((p.scores[0] - 1.0 / (1.0 + (-2f64).exp())).abs() < 1e-6);
         assert!((m["loss"] - 0.3).abs() < 1e-12);
+
+        // Every item predicted negative: precision is NaN, and the explanation printed beside it
+        // is the one reason it can be; every metric any target reports has one.
+        let logits = Tensor::new(&[[2f32, 0.0], [1.0, 0.0], [2.0, 0.0]], &dev)?;
+        let mut p = Predictions::default();
+        p.add(target, &logits, &t, 0.3)?;
+        let m = p.summary(target);
+        assert!(m["precision"].is_nan() && m["recall"] == 0.0, "{m:?}");
+        assert!(Predictions::why_undefined("precision").unwrap().contains("predicted positive"));
+        for target in
+            [Target::Binary, Target::Numeric, Target::Categorical { classes: 2 }, Target::Categorical { classes: 5 }]
+        {
+            for metric in Predictions::default().summary(target).keys() {
+                assert!(Predictions::why_undefined(metric).is_some(), "{metric} has no explanation");
+            }
+        }
         Ok(())
     }
 }
