@@ -424,12 +424,20 @@ pub fn read_benchmark_csv_counted(
         return Err(Error::data(Location::line(path, 1), format!("expected 2 columns, found {}", header.len())));
     }
     let mut records = Vec::new();
+    let mut last_line = 1;
     for row in csv.records() {
         let row = row.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-            Error::data(Location::line(path, line), format!("malformed CSV row: {e}"))
+            // A read failure (a cut or corrupt gzip stream) has no CSV position: it is past the last
+            // row read, not on a line 0.
+            let line = e.position().map_or(last_line + 1, |p| p.line() as usize);
+            let message = format!("malformed CSV row: {e}");
+            match e.into_kind() {
+                csv::ErrorKind::Io(io) => Error::read_failure(path, line, io),
+                _ => Error::data(Location::line(path, line), message),
+            }
         })?;
-        let line = row.position().map(|p| p.line() as usize).unwrap_or(0);
+        let line = row.position().map_or(last_line + 1, |p| p.line() as usize);
+        last_line = line;
         let seq = row.get(seq_col).unwrap_or("");
         let raw = row.get(label_col).unwrap_or("").trim();
         let at = || Location::line(path, line);

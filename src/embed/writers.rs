@@ -127,7 +127,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyMatrix> {
     let [rows, cols] = dims[..] else { return Err(bad(&format!("shape {dims:?} is not 2-D"))) };
     let data = &bytes[start + header_len..];
     let width = if precision == Precision::F32 { 4 } else { 2 };
-    if data.len() != rows * cols * width {
+    // Checked: a corrupt shape overflowed the product (a panic in debug builds, and in release a
+    // wrapped size that an empty data block could match).
+    let expected = rows.checked_mul(cols).and_then(|n| n.checked_mul(width));
+    if expected != Some(data.len()) {
         return Err(bad(&format!("{} data bytes for shape ({rows}, {cols})", data.len())));
     }
     let values = match precision {

@@ -107,6 +107,11 @@ impl ModelDir {
         let config: DirectoryConfig = serde_json::from_str(&text).map_err(|e| {
             Error::data(crate::Location::file(&config_path), format!("not a protein-lm model config: {e}"))
         })?;
+        match &config.model {
+            ModelConfig::Proteinbert(c) => c.validate(),
+            ModelConfig::Proberta(c) => c.validate(),
+        }
+        .map_err(|e| e.in_file(&config_path))?;
         let weights = path.join(WEIGHTS_FILE);
         if !weights.is_file() {
             return Err(Error::invalid(format!("{}: no {WEIGHTS_FILE} beside config.json", path.display())));
@@ -178,14 +183,14 @@ impl ModelDir {
     pub fn proteinbert(&self, dtype: DType, device: &Device) -> Result<proteinbert::ProteinBert> {
         self.expect_kind("proteinbert")?;
         let ModelConfig::Proteinbert(config) = &self.config.model else { unreachable!("kind checked") };
-        proteinbert::ProteinBert::load(self.var_builder(dtype, device)?, config)
+        proteinbert::ProteinBert::load(self.var_builder(dtype, device)?, config).map_err(|e| self.in_weights(e))
     }
 
     /// The PRoBERTa encoder of this directory (without heads).
     pub fn proberta_encoder(&self, dtype: DType, device: &Device) -> Result<proberta::Encoder> {
         self.expect_kind("proberta")?;
         let ModelConfig::Proberta(config) = &self.config.model else { unreachable!("kind checked") };
-        proberta::Encoder::load(self.var_builder(dtype, device)?, config)
+        proberta::Encoder::load(self.var_builder(dtype, device)?, config).map_err(|e| self.in_weights(e))
     }
 
     /// The PRoBERTa encoder with its masked-LM head.
@@ -195,7 +200,13 @@ impl ModelDir {
             return Err(Error::invalid(format!("{} has no masked-LM head (lm_head.*)", self.path.display())));
         }
         let ModelConfig::Proberta(config) = &self.config.model else { unreachable!("kind checked") };
-        proberta::ProbertaForMaskedLm::load(self.var_builder(dtype, device)?, config)
+        proberta::ProbertaForMaskedLm::load(self.var_builder(dtype, device)?, config).map_err(|e| self.in_weights(e))
+    }
+
+    /// A tensor the network needs is missing from the weights or has another shape: candle's error
+    /// names the tensor, this names the file.
+    fn in_weights(&self, error: Error) -> Error {
+        error.in_file(self.path.join(WEIGHTS_FILE))
     }
 
     /// The GO term list, one per annotation unit, if the directory has one.

@@ -231,7 +231,18 @@ impl ProbertaTokenizer {
         let dictionary = FairseqDictionary::load(dict_path(dir)?)?;
         let json = dir.join("tokenizer.json");
         if json.is_file() {
-            let t = Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer(format!("{}: {e}", json.display())))?;
+            // Parsed as a JSON value first: tokenizers 0.23 panics (an `expect` in the decoder's
+            // Deserialize) on a syntax error inside the `decoder` field, which a value cannot have.
+            let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|error| Error::Json { path: json.clone(), error })?;
+            let t: Tokenizer = serde_json::from_value(value)
+                .map_err(|e| Error::Tokenizer(format!("{}: not a tokenizer: {e}", json.display())))?;
+            // Whether it encodes depends on the file, not the protein (e.g. an `<unk>` missing from
+            // its vocabulary): every letter the readers accept is tried here, so the error names the file.
+            let letters: String = ('A'..='Z').chain('a'..='z').collect();
+            t.encode(letters.as_str(), false)
+                .map_err(|e| Error::Tokenizer(format!("{}: cannot encode with it: {e}", json.display())))?;
             Ok(Self { encoder: PieceEncoder::Bpe(Box::new(t)), dictionary })
         } else {
             Ok(Self::dict_only(dictionary))

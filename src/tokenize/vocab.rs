@@ -62,7 +62,7 @@ impl FairseqDictionary {
         let mut counts = vec![0u64; N_SPECIAL];
         let mut seen = HashMap::new();
         for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| Error::io(path, e))?;
+            let line = line.map_err(|e| Error::read_failure(path, i + 1, e))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -70,6 +70,14 @@ impl FairseqDictionary {
             let (piece, count) = line.rsplit_once(' ').ok_or_else(|| Error::data(at(), "expected `PIECE COUNT`"))?;
             let count: u64 =
                 count.parse().map_err(|_| Error::data(at(), format!("count `{count}` is not an integer")))?;
+            // Listed again, a special would get a second id and lookups the later one (fairseq
+            // refuses the file: "Duplicate word found").
+            if SPECIALS.contains(&piece) || piece == MASK_SYMBOL {
+                return Err(Error::data(
+                    at(),
+                    format!("`{piece}` is a special symbol, numbered by the dictionary itself, not a piece"),
+                ));
+            }
             if let Some(first) = seen.insert(piece.to_string(), i + 1) {
                 return Err(Error::data(at(), format!("piece `{piece}` repeats line {first}")));
             }

@@ -180,7 +180,12 @@ impl CheckpointDir {
     /// The checkpoint to resume from: `LATEST` if it names a complete one, else the newest
     /// complete one; `None` for a fresh run.
     pub fn latest(&self, device: &Device) -> Result<Option<Checkpoint>> {
-        let pointer = fs::read_to_string(self.root.join(LATEST)).ok().map(|s| s.trim().to_string());
+        // Only a step directory of this run: `../other-run/checkpoints/step-…` or an absolute path
+        // would resume from somewhere else.
+        let pointer = fs::read_to_string(self.root.join(LATEST))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|name| name.strip_prefix("step-").is_some_and(|n| n.parse::<u64>().is_ok()));
         if let Some(name) = pointer {
             let dir = self.root.join(&name);
             if dir.join(STATE_FILE).is_file() {
@@ -199,6 +204,10 @@ impl CheckpointDir {
         let text = fs::read_to_string(&state_path).map_err(io(&state_path))?;
         let state: TrainingState = serde_json::from_str(&text)
             .map_err(|e| Error::data(Location::file(&state_path), format!("not a training state: {e}")))?;
+        // Checked here rather than where the RNG is rebuilt, so the error names the file.
+        if let Err(e) = state.rng() {
+            return Err(Error::data(Location::file(&state_path), format!("key `rng`: {e}")));
+        }
         let read = |file: &str| -> Result<HashMap<String, Tensor>> {
             let path = dir.join(file);
             candle_core::safetensors::load(&path, device)

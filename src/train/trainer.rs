@@ -20,6 +20,7 @@
 //! and with SIGKILLs at random instants.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
@@ -33,7 +34,7 @@ use super::run_dir::RunDir;
 use super::schedule::{EarlyStopping, PolynomialDecay, ReduceOnPlateau, Verdict};
 use crate::models::directory::{DirectoryConfig, ModelDir};
 use crate::models::init::SeededVarMap;
-use crate::{Error, Result, Rng};
+use crate::{Error, Location, Result, Rng};
 
 /// Named scalar metrics (loss parts, accuracy, AUC, …).
 pub type Metrics = BTreeMap<String, f64>;
@@ -387,28 +388,45 @@ impl Trainer {
         Ok(())
     }
 
+    /// Sets the variables and the optimizer state from the checkpoint in `dir`; a tensor that is
+    /// missing or has another shape is an error naming the checkpoint file it should be in.
     fn restore(
         &mut self,
+        dir: &Path,
         state: &TrainingState,
         model: HashMap<String, Tensor>,
         optimizer: HashMap<String, Tensor>,
     ) -> Result<()> {
-        for (name, var) in self.vars.named_vars() {
+        let model_file = dir.join("model.safetensors");
+        let optimizer_file = dir.join("optimizer.safetensors");
+        let vars = self.vars.named_vars();
+        for (name, var) in &vars {
             let stored = model
-                .get(&name)
-                .ok_or_else(|| Error::invalid(format!("checkpoint has no tensor for variable {name}")))?;
+                .get(name)
+                .ok_or_else(|| Error::data(Location::file(&model_file), format!("no tensor for variable {name}")))?;
             if stored.dims() != var.dims() {
-                return Err(Error::invalid(format!(
-                    "checkpoint tensor {name} has shape {:?}, the model {:?}",
-                    stored.dims(),
-                    var.dims()
-                )));
+                return Err(Error::data(
+                    Location::file(&model_file),
+                    format!("tensor {name} has shape {:?}, the model {:?}", stored.dims(), var.dims()),
+                ));
             }
             var.set(&stored.to_dtype(var.dtype())?.to_device(&self.device)?)?;
         }
+        // A moment of the wrong shape would otherwise fail at the first update, naming no file.
+        for (key, moment) in &optimizer {
+            let name = key.strip_prefix("m.").or_else(|| key.strip_prefix("v.")).unwrap_or(key);
+            if let Some((_, var)) = vars.iter().find(|(n, _)| n == name) {
+                if moment.dims() != var.dims() {
+                    return Err(Error::data(
+                        Location::file(&optimizer_file),
+                        format!("{key} has shape {:?}, the variable {:?}", moment.dims(), var.dims()),
+                    ));
+                }
+            }
+        }
         let optimizer =
             optimizer.into_iter().map(|(k, v)| Ok((k, v.to_device(&self.device)?))).collect::<Result<_>>()?;
-        self.optimizer.load_state(state.optimizer_steps, optimizer)?;
+        self.optimizer.load_state(state.optimizer_steps, optimizer).map_err(|e| e.in_file(&optimizer_file))?;
         Ok(())
     }
 
@@ -449,7 +467,7 @@ impl Trainer {
                         ckpt.path.display()
                     )));
                 }
-                self.restore(&ckpt.state, ckpt.model, ckpt.optimizer)?;
+                self.restore(&ckpt.path, &ckpt.state, ckpt.model, ckpt.optimizer)?;
                 loop_state = serde_json::from_value(ckpt.state.extra.clone())
                     .map_err(|e| Error::invalid(format!("{}: bad loop state: {e}", ckpt.path.display())))?;
                 task.restore(&loop_state.task)?;
