@@ -42,11 +42,11 @@ summary() {
         passed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
         failed=$(grep -E '^test result:' "$log_dir/cargo.log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
         # Tests that cannot run here (shared data or CPU features missing) say so on one line.
-        skipped=$(grep -c '^SKIPPED: ' "$log_dir/cargo.log" || true)
+        skipped=$(grep -c 'SKIPPED: ' "$log_dir/cargo.log" || true)
         echo
         if [[ "$skipped" -gt 0 ]]; then
             echo "skipped tests:"
-            grep '^SKIPPED: ' "$log_dir/cargo.log" | sed 's/^/  /'
+            grep -o 'SKIPPED: .*' "$log_dir/cargo.log" | sed 's/^/  /'
         fi
         echo "rust tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
     fi
@@ -78,7 +78,7 @@ step "runner self-test" .venv/bin/python scripts/test_runner.py
 step "notebooks (tiny)" bash -c 'set -o pipefail; .venv/bin/python scripts/run_notebooks.py --scale tiny 2>&1 | tee "$0/notebooks.log"' "$log_dir"
 
 # A skipped test is a test that did not run: under CI (which has the shared data) that is a failure.
-if [[ -n "${CI:-}" && -f "$log_dir/cargo.log" ]] && grep -q '^SKIPPED: ' "$log_dir/cargo.log"; then
+if [[ -n "${CI:-}" && -f "$log_dir/cargo.log" ]] && grep -q 'SKIPPED: ' "$log_dir/cargo.log"; then
     echo "=== [skipped tests] CI must run every test; see the skipped tests below"
     failed_steps+=("skipped tests")
 fi
