@@ -119,3 +119,23 @@ fn command_line_reports_errors_without_panicking() {
         eprintln!("{}", stderr.trim());
     }
 }
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_not_part_of_a_column_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = "accession\tpfam_id\tsequence\nP1\tPF00001\tMKTAYIAKQR\nP2\tPF00002\tMSSSPPQ\n";
+    let plain = dir.path().join("plain.tsv");
+    let bom = dir.path().join("bom.tsv");
+    std::fs::write(&plain, table).unwrap();
+    std::fs::write(&bom, format!("\u{feff}{table}")).unwrap();
+    let (a, _) = tables::read_single_pfam(&plain).unwrap();
+    let (b, _) = tables::read_single_pfam(&bom).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(b.len(), 2);
+
+    let spec = tables::BENCHMARKS.iter().find(|s| s.name == "signalP_binary").unwrap();
+    let csv = dir.path().join("bom.csv");
+    std::fs::write(&csv, "\u{feff}label,seq\n1,MKTAYIAKQR\n0,MSSSPPQ\n").unwrap();
+    let records = tables::read_benchmark_csv(&csv, spec).unwrap();
+    assert_eq!(records.len(), 2);
+}

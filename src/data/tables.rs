@@ -31,6 +31,8 @@ impl TsvReader {
             None => return Err(Error::data(Location::file(&path), "empty file: expected a header line")),
             Some(h) => h.map_err(|e| Error::io(&path, e))?,
         };
+        // A byte-order mark (spreadsheet exports write one) is not part of the first column's name.
+        let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
         let columns: Vec<String> = header.trim_end_matches('\r').split('\t').map(str::to_string).collect();
         if columns != expected {
             let missing: Vec<&str> = expected.iter().copied().filter(|c| !columns.iter().any(|h| h == c)).collect();
@@ -410,7 +412,7 @@ pub fn read_benchmark_csv_counted(
     let reader = open_maybe_gzip(path)?;
     let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
     let header = csv.headers().map_err(|e| Error::data(Location::line(path, 1), e.to_string()))?.clone();
-    let col = |name: &str| header.iter().position(|h| h == name);
+    let col = |name: &str| header.iter().position(|h| h.trim_start_matches('\u{feff}') == name);
     let (Some(seq_col), Some(label_col)) = (col("seq"), col("label")) else {
         return Err(Error::data(
             Location::line(path, 1),
