@@ -664,3 +664,18 @@ fn read_only_output_directories_are_refused_before_work() {
     );
     assert!(!npy.exists() && !split.exists());
 }
+
+#[test]
+fn a_misspelt_key_in_a_model_directory_config_is_named_with_the_nearest() {
+    let t = Scratch::new();
+    let (pb, _) = t.models();
+    let config = t.path("pb/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"has_lm_head\""), "{text}");
+    std::fs::write(&config, text.replace("\"has_lm_head\"", "\"has_lm_haed\"")).unwrap();
+    let stderr = fails_with(
+        cmd(&["embed", "--device", "cpu", "--model", &pb, "--fasta", &t.p("lower.fasta"), "--out", &t.p("e.npy")]),
+        &["pb/config.json:", "unknown key `has_lm_haed`", "did you mean `has_lm_head`?"],
+    );
+    assert!(!t.path("e.npy").exists(), "{stderr}");
+}

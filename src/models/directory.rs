@@ -104,9 +104,9 @@ impl ModelDir {
         let path = path.as_ref().to_path_buf();
         let config_path = path.join(CONFIG_FILE);
         let text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: DirectoryConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::data(crate::Location::file(&config_path), format!("not a protein-lm model config: {e}"))
-        })?;
+        // Strict like every other config: a misspelt optional key (`has_lm_haed`) would otherwise
+        // leave its default in force without a word.
+        let config: DirectoryConfig = crate::config::parse_json_config(&text, &config_path, "protein-lm model config")?;
         match &config.model {
             ModelConfig::Proteinbert(c) => c.validate(),
             ModelConfig::Proberta(c) => c.validate(),
