@@ -66,7 +66,7 @@ proptest! {
 
     /// read(write(x)) == x, plain and gzip.
     #[test]
-    fn fasta_round_trip(records in prop::collection::vec((ids(), sequences()), 0..20), gz in any::<bool>()) {
+    fn fasta_round_trip(records in prop::collection::vec((ids(), sequences()), 1..20), gz in any::<bool>()) {
         let scratch = Scratch::new();
         let path = scratch.path().join("gen.fasta");
         fasta::write_fasta(&path, records.iter().map(|(i, s)| (i.as_str(), s.as_str()))).unwrap();
@@ -76,7 +76,9 @@ proptest! {
         }
         let back = fasta::read_fasta(&path).unwrap();
         let got: Vec<(String, String)> = back.iter().map(|r| (r.id.clone(), r.sequence.clone())).collect();
-        prop_assert_eq!(got, records);
+        // Lower-case letters are read as upper case (and counted).
+        let want: Vec<(String, String)> = records.iter().map(|(i, s)| (i.clone(), s.to_ascii_uppercase())).collect();
+        prop_assert_eq!(got, want);
         prop_assert!(back.iter().all(|r| r.description.is_empty()));
     }
 }
@@ -104,7 +106,7 @@ proptest! {
 
     /// A generated Swiss-Prot/GO table reads back as the records it was written from.
     #[test]
-    fn swissprot_generated(rows in prop::collection::btree_map("[A-Z][0-9A-Z]{5}", (go_list(), go_list(), go_list(), sequences()), 0..20)) {
+    fn swissprot_generated(rows in prop::collection::btree_map("[A-Z][0-9A-Z]{5}", (go_list(), go_list(), go_list(), sequences()), 1..20)) {
         let mut text = tables::SWISSPROT_COLUMNS.join("\t") + "\n";
         for (acc, (mf, bp, cc, seq)) in &rows {
             text += &format!("{acc}\t{}\t{}\t{}\t{}\t{seq}\n", seq.len(), mf.join(";"), bp.join(";"), cc.join(";"));
@@ -119,13 +121,13 @@ proptest! {
             prop_assert_eq!(&r.go_mf, mf);
             prop_assert_eq!(&r.go_bp, bp);
             prop_assert_eq!(&r.go_cc, cc);
-            prop_assert_eq!(&r.sequence, seq);
+            prop_assert_eq!(&r.sequence, &seq.to_ascii_uppercase());
         }
     }
 
     /// Generated single-Pfam and human-protein tables read back exactly.
     #[test]
-    fn pfam_generated(rows in prop::collection::btree_map("[A-Z][0-9A-Z]{5}", ("PF[0-9]{5}", prop::collection::vec("PF[0-9]{5}", 0..4), sequences()), 0..20)) {
+    fn pfam_generated(rows in prop::collection::btree_map("[A-Z][0-9A-Z]{5}", ("PF[0-9]{5}", prop::collection::vec("PF[0-9]{5}", 0..4), sequences()), 1..20)) {
         let scratch = Scratch::new();
         let mut single = String::from("accession\tpfam_id\tsequence\n");
         let mut human = String::from("accession\tentrez_gene_ids\tpfam_ids\tn_pfam\tprosite_ids\tsequence\n");
@@ -135,13 +137,15 @@ proptest! {
         }
         let (s, _) = tables::read_single_pfam(scratch.write("single.tsv", single.as_bytes())).unwrap();
         let got: Vec<(&str, &str, &str)> = s.iter().map(|r| (r.accession.as_str(), r.pfam_id.as_str(), r.sequence.as_str())).collect();
-        let want: Vec<(&str, &str, &str)> = rows.iter().map(|(a, (p, _, q))| (a.as_str(), p.as_str(), q.as_str())).collect();
+        let upper: Vec<String> = rows.values().map(|(_, _, q)| q.to_ascii_uppercase()).collect();
+        let want: Vec<(&str, &str, &str)> =
+            rows.iter().zip(&upper).map(|((a, (p, _, _)), q)| (a.as_str(), p.as_str(), q.as_str())).collect();
         prop_assert_eq!(got, want);
         let (h, _) = tables::read_human_proteins(scratch.write("human.tsv", human.as_bytes())).unwrap();
         prop_assert_eq!(h.len(), rows.len());
         for (r, (_, (_, pfs, seq))) in h.iter().zip(&rows) {
             prop_assert_eq!(&r.pfam_ids, pfs);
-            prop_assert_eq!(&r.sequence, seq);
+            prop_assert_eq!(&r.sequence, &seq.to_ascii_uppercase());
             prop_assert_eq!(&r.entrez_gene_ids, &vec!["1".to_string(), "2".to_string()]);
         }
     }
@@ -190,7 +194,7 @@ proptest! {
     /// Generated per-protein and per-residue benchmark CSVs read back as written, in either
     /// column order.
     #[test]
-    fn benchmark_generated(rows in prop::collection::vec((sequences(), any::<bool>(), -1e6f64..1e6, prop::collection::vec(0u8..3, 200)), 0..15), label_first in any::<bool>()) {
+    fn benchmark_generated(rows in prop::collection::vec((sequences(), any::<bool>(), -1e6f64..1e6, prop::collection::vec(0u8..3, 200)), 1..15), label_first in any::<bool>()) {
         let scratch = Scratch::new();
         let header = if label_first { "label,seq\n" } else { "seq,label\n" };
         let row = |seq: &str, label: &str| if label_first { format!("{label},{seq}\n") } else { format!("{seq},{label}\n") };
@@ -207,7 +211,7 @@ proptest! {
         let r = tables::read_benchmark_csv(scratch.write("r.csv", residue.as_bytes()), spec("secondary_structure")).unwrap();
         prop_assert_eq!(b.len(), rows.len());
         for (i, (seq, bit, x, classes)) in rows.iter().enumerate() {
-            prop_assert_eq!(&b[i].sequence, seq);
+            prop_assert_eq!(&b[i].sequence, &seq.to_ascii_uppercase());
             prop_assert_eq!(b[i].line, i + 2);
             prop_assert_eq!(&b[i].label, &Label::Binary(*bit));
             prop_assert_eq!(&n[i].label, &Label::Numeric(*x));
@@ -248,8 +252,8 @@ proptest! {
 
     /// Generated pair files and `id<TAB>sequence` dictionaries read back as written.
     #[test]
-    fn ppi_generated(pairs in prop::collection::vec(("[A-Z][0-9A-Z]{1,8}", "[A-Z][0-9A-Z]{1,8}", 0u8..2), 0..20),
-                     dict in prop::collection::btree_map("[A-Z][0-9A-Z]{1,8}", sequences(), 0..20)) {
+    fn ppi_generated(pairs in prop::collection::vec(("[A-Z][0-9A-Z]{1,8}", "[A-Z][0-9A-Z]{1,8}", 0u8..2), 1..20),
+                     dict in prop::collection::btree_map("[A-Z][0-9A-Z]{1,8}", sequences(), 1..20)) {
         let scratch = Scratch::new();
         let text: String = pairs.iter().map(|(a, b, l)| format!("{a}\t{b}\t{l}\n")).collect();
         let got = ppi::read_pairs(scratch.write("pairs.tsv", text.as_bytes())).unwrap();
@@ -260,7 +264,8 @@ proptest! {
         d.add_tsv(scratch.write("dict.tsv", text.as_bytes())).unwrap();
         prop_assert_eq!(d.len(), dict.len());
         for (id, s) in &dict {
-            prop_assert_eq!(d.get(id), Some(s.as_str()));
+            let upper = s.to_ascii_uppercase();
+            prop_assert_eq!(d.get(id), Some(upper.as_str()));
         }
     }
 }

@@ -304,6 +304,20 @@ fn hugging_face_dirs_mutated() {
         .collect();
     let dict = repo_file("tests/fixtures/proberta/dict.txt");
     take_outcomes();
+    // Nearly every edit breaks a Hugging Face directory, so the accepted outcome comes from the
+    // directory as it is, which must import.
+    let scratch = Scratch::new();
+    let dir = scratch.path().join("hf");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let named = [dir.join("config.json"), dir.join("model.safetensors")];
+    let named: Vec<&Path> = named.iter().map(PathBuf::as_path).collect();
+    let out = scratch.path().join("out");
+    let imported =
+        parse_checked(&named, Located::File, || proberta::import::import_hugging_face(&dir, &out, Some(&dict)));
+    assert!(imported.unwrap().is_some(), "the unedited directory imports");
     TestRunner::new(config(64, true))
         .run(&dir_edit(), |edit| {
             let scratch = Scratch::new();

@@ -319,3 +319,30 @@ fn a_run_resumed_mid_way_ends_equal_to_an_uninterrupted_one() {
     };
     assert_eq!(losses(straight.path()), losses(broken.path()));
 }
+
+/// A checkpoint whose weights hold a NaN (a damaged file: a run never checkpoints one) is refused on
+/// resume, naming the file, instead of training on into a NaN loss that names none.
+#[test]
+fn a_resume_from_a_checkpoint_with_non_finite_weights_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(12);
+    let mut task = Regression::new(SeededVarMap::new(0), 4);
+    task.crash_at_call = Some(7);
+    let run = run_dir(tmp.path(), &cfg);
+    let mut trainer = Trainer::new(cfg.clone(), task.vars.clone(), Device::Cpu).unwrap();
+    trainer.progress = false;
+    assert!(trainer.run(&mut task, &run, false).is_err());
+
+    let weights = tmp.path().join("checkpoints/step-0000000006/model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    tensors.insert("w".into(), Tensor::new(&[1f32, f32::NAN, 0.0, 0.0], &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+
+    let mut resumed = Regression::new(SeededVarMap::new(0), 4);
+    let provenance = Provenance::collect(0, &[], &Device::Cpu).unwrap();
+    let run = RunDir::open(tmp.path(), &serde_json::to_value(&cfg).unwrap(), &provenance, true).unwrap();
+    let mut trainer = Trainer::new(cfg, resumed.vars.clone(), Device::Cpu).unwrap();
+    trainer.progress = false;
+    let err = trainer.run(&mut resumed, &run, true).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("NaN or infinite"), "{err}");
+}

@@ -410,10 +410,24 @@ impl Trainer {
                     format!("tensor {name} has shape {:?}, the model {:?}", stored.dims(), var.dims()),
                 ));
             }
+            // A run never checkpoints non-finite weights (it stops first), so such a tensor is a
+            // damaged file: say so here rather than as a NaN loss some updates later.
+            if !all_finite(stored)? {
+                return Err(Error::data(
+                    Location::file(&model_file),
+                    format!("tensor {name} holds NaN or infinite values"),
+                ));
+            }
             var.set(&stored.to_dtype(var.dtype())?.to_device(&self.device)?)?;
         }
         // A moment of the wrong shape would otherwise fail at the first update, naming no file.
         for (key, moment) in &optimizer {
+            if !all_finite(moment)? {
+                return Err(Error::data(
+                    Location::file(&optimizer_file),
+                    format!("{key} holds NaN or infinite values"),
+                ));
+            }
             let name = key.strip_prefix("m.").or_else(|| key.strip_prefix("v.")).unwrap_or(key);
             if let Some((_, var)) = vars.iter().find(|(n, _)| n == name) {
                 if moment.dims() != var.dims() {
@@ -684,6 +698,10 @@ impl Trainer {
             "stopped_early": summary.stopped_early}))?;
         Ok(summary)
     }
+}
+
+fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| v.is_finite()))
 }
 
 /// Keeps the optimiser state when the new stage trains exactly the same variables, else starts a
