@@ -405,21 +405,7 @@ fn run_files() -> &'static Vec<(String, Vec<u8>)> {
             run.checkpoints().save(&state, &w(step as f32), &w(-1.0), 3, &[]).unwrap();
             run.log(&serde_json::json!({"kind": "train", "step": step, "loss": 1.5})).unwrap();
         }
-        let mut files = Vec::new();
-        let mut stack = vec![tmp.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(tmp.path()).unwrap().to_string_lossy().into_owned();
-                    files.push((rel, std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        files.sort();
-        files
+        files_under(tmp.path())
     })
 }
 
@@ -516,21 +502,7 @@ fn trained_run() -> &'static Vec<(String, Vec<u8>)> {
             state["config"] = config.clone();
             std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
         }
-        let mut files = Vec::new();
-        let mut stack = vec![tmp.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(tmp.path()).unwrap().to_string_lossy().into_owned();
-                    files.push((rel, std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        files.sort();
-        files
+        files_under(tmp.path())
     })
 }
 

@@ -121,9 +121,9 @@ impl CheckpointDir {
         fs::create_dir_all(&partial).map_err(io(&partial))?;
         for (file, tensors) in [(MODEL_FILE, model), (OPTIMIZER_FILE, optimizer)] {
             let path = partial.join(file);
-            // Not candle's save: it writes through a temporary file created 0600.
+            // Not candle's save: it writes through a temporary file created 0600. save_tensors
+            // syncs the file before renaming it into place.
             crate::models::directory::save_tensors(&path, tensors)?;
-            sync_file(&path)?;
             if file == MODEL_FILE {
                 crate::failpoint::hit("checkpoint.partial_tensors");
             }
