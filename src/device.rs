@@ -67,6 +67,44 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
     }
 }
 
+/// Makes the CPU flush subnormal floats to zero (FTZ) and read them as zero (DAZ), on the calling
+/// thread and on every thread of rayon's global pool (the one candle's matmuls run on).
+///
+/// Why: subnormals are handled by microcode on x86, up to a hundred times slower than normal
+/// floats, and masked-LM training makes plenty of them (softmax tails, tiny gradients of rare
+/// pieces). On the 2-core machine one demo-size PRoBERTa update on real proteins took 6.1 s
+/// without this and 1.2 s with it. TensorFlow sets the same flags on its CPU threads; the values
+/// that change are below 1.2e-38. Idempotent and cheap; a no-op off x86-64.
+pub fn flush_denormals_to_zero() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fn set_flags() {
+            // MXCSR bit 15 = FTZ, bit 6 = DAZ. SSE2 is part of x86-64, so the register exists.
+            #[allow(deprecated)]
+            unsafe {
+                use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+                _mm_setcsr(_mm_getcsr() | 0x8040)
+            }
+        }
+        set_flags();
+        rayon::broadcast(|_| set_flags());
+    }
+}
+
+/// Whether the calling thread flushes subnormals to zero (see [`flush_denormals_to_zero`]).
+pub fn denormals_flushed() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(deprecated)]
+        let csr = unsafe { std::arch::x86_64::_mm_getcsr() };
+        csr & 0x8040 == 0x8040
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +122,21 @@ mod tests {
         }
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
         assert!(parse_dtype("int8").is_err());
+    }
+
+    #[test]
+    fn subnormals_flush_to_zero_on_every_pool_thread() {
+        flush_denormals_to_zero();
+        assert!(denormals_flushed() || !cfg!(target_arch = "x86_64"));
+        let flags: Vec<bool> = rayon::broadcast(|_| denormals_flushed());
+        assert!(flags.iter().all(|&f| f) || !cfg!(target_arch = "x86_64"), "{flags:?}");
+        if cfg!(target_arch = "x86_64") {
+            // f32::MIN_POSITIVE / 4 is subnormal: read as zero under DAZ, and the product of two
+            // small normals (1e-30) underflows to zero under FTZ rather than to a subnormal.
+            let tiny = std::hint::black_box(f32::MIN_POSITIVE / 4.0);
+            assert_eq!(std::hint::black_box(tiny) * 2.0, 0.0);
+            let small = std::hint::black_box(1e-20f32);
+            assert_eq!(small * small, 0.0);
+        }
     }
 }

@@ -53,6 +53,7 @@ impl Embedder {
     pub fn new(model_dir: impl AsRef<Path>, options: EmbedOptions) -> Result<Self> {
         let dir = ModelDir::open(model_dir.as_ref())?;
         let device = select_device(options.device)?;
+        crate::device::flush_denormals_to_zero();
         if options.batch_tokens == 0 {
             return Err(Error::invalid("batch_tokens must be positive"));
         }

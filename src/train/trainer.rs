@@ -333,6 +333,7 @@ impl Trainer {
     /// Every parameter of `vars` trains, with the configured optimiser.
     pub fn new(config: TrainConfig, vars: SeededVarMap, device: Device) -> Result<Self> {
         config.validate()?;
+        crate::device::flush_denormals_to_zero();
         let params = vars.named_vars();
         let optimizer = config.optimizer.build();
         Ok(Self {
