@@ -16,6 +16,7 @@ pub mod models;
 pub mod notebook;
 pub mod output;
 pub mod plots;
+pub mod results;
 pub mod rng;
 pub mod testing;
 pub mod tokenize;

@@ -1,0 +1,206 @@
+//! Where the notebooks keep what later notebooks reuse: one layout per scale.
+//!
+//! ```text
+//! results/<scale>/                      ($PROTEIN_LM_RESULTS overrides the whole path)
+//!   figures/                            every SVG a notebook shows
+//!   tables/                             claims tables and other numbers (JSON)
+//!   runs/proberta-bpe/                  tokenizer.json + dict.txt          (proberta/01_pretraining)
+//!   runs/proberta-pretrain/             pretraining run, model/ inside     (proberta/01_pretraining)
+//!   runs/proberta-family/               family fine-tuning run             (proberta/02_family_classification)
+//!   runs/proberta-ppi-<neg>-<pct>/      PPI fine-tuning, e.g. ppi-conservative-20 (proberta/03_ppi)
+//!   runs/proberta-ppi-yeast/            the PIPR yeast set                 (proberta/03_ppi)
+//!   <notebook path>.ipynb               executed notebooks (scripts/run_notebooks.py)
+//! ```
+//!
+//! A run directory is the CLI's (`protein-lm pretrain|finetune --out DIR`): it is complete when
+//! its `model/` (pretraining) or `results.json` (fine-tuning) exists, and resumable while only
+//! `checkpoints/` does. [`Results::require`] names the notebook and command that make a missing one.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::ppi::NegativeScheme;
+use crate::error::{Error, Result};
+use crate::notebook::Scale;
+
+pub const RESULTS_VAR: &str = "PROTEIN_LM_RESULTS";
+
+/// The results folder of one scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Results {
+    pub scale: Scale,
+    pub root: PathBuf,
+}
+
+/// One run a notebook makes and later ones read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub dir: PathBuf,
+    /// What proves the run finished (relative to `dir`).
+    pub done_marker: &'static str,
+    /// The notebook that makes it.
+    pub notebook: &'static str,
+    /// The command that makes it from the repository root.
+    pub command: String,
+}
+
+impl RunSpec {
+    pub fn is_done(&self) -> bool {
+        self.dir.join(self.done_marker).exists()
+    }
+
+    /// Whether a started run left a checkpoint to resume from.
+    pub fn can_resume(&self) -> bool {
+        self.dir.join("checkpoints").is_dir() && !self.is_done()
+    }
+
+    /// The finished run's directory, or an error naming the notebook and command that make it.
+    pub fn require(&self) -> Result<&Path> {
+        if self.is_done() {
+            Ok(&self.dir)
+        } else {
+            Err(Error::invalid(format!(
+                "{} is missing or unfinished (no {}): run notebooks/{} first, or from the repository root: {}",
+                self.dir.display(),
+                self.done_marker,
+                self.notebook,
+                self.command
+            )))
+        }
+    }
+}
+
+impl Results {
+    /// `$PROTEIN_LM_RESULTS` when set (the notebook runner sets it), else `results/<scale>` of the
+    /// repository: `../results/<scale>` from a notebook folder, found by walking up to `Cargo.toml`.
+    pub fn for_scale(scale: Scale) -> Results {
+        let root = match std::env::var_os(RESULTS_VAR) {
+            Some(p) => PathBuf::from(p),
+            None => repository_root().join("results").join(scale.name()),
+        };
+        Results { scale, root }
+    }
+
+    pub fn at(scale: Scale, root: impl Into<PathBuf>) -> Results {
+        Results { scale, root: root.into() }
+    }
+
+    pub fn figures(&self) -> PathBuf {
+        self.root.join("figures")
+    }
+
+    pub fn tables(&self) -> PathBuf {
+        self.root.join("tables")
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    fn scale_flag(&self) -> String {
+        format!("PROTEIN_LM_SCALE={}", self.scale)
+    }
+
+    /// PRoBERTa's BPE tokenizer trained on the Swiss-Prot sample.
+    pub fn proberta_bpe(&self) -> RunSpec {
+        let dir = self.runs().join("proberta-bpe");
+        RunSpec {
+            command: format!(
+                "protein-lm tokenizer train --input swissprot_201401_go_sample50k.tsv.gz --out {}",
+                dir.display()
+            ),
+            dir,
+            done_marker: "tokenizer.json",
+            notebook: "proberta/01_pretraining.ipynb",
+        }
+    }
+
+    /// PRoBERTa's masked-LM pretraining run (`model/` inside).
+    pub fn proberta_pretrain(&self) -> RunSpec {
+        let dir = self.runs().join("proberta-pretrain");
+        RunSpec {
+            command: format!(
+                "protein-lm pretrain --model proberta --config configs/proberta-pretrain-{}.json --tokenizer {} --out {} [--resume]",
+                self.scale,
+                self.proberta_bpe().dir.display(),
+                dir.display()
+            ),
+            dir,
+            done_marker: "model/config.json",
+            notebook: "proberta/01_pretraining.ipynb",
+        }
+    }
+
+    fn finetune(&self, name: &str, task: &str, notebook: &'static str) -> RunSpec {
+        let dir = self.runs().join(format!("proberta-{name}"));
+        RunSpec {
+            command: format!(
+                "{} scripts/run_notebooks.py --scale {} notebooks/{notebook}   (or: protein-lm finetune --model proberta --task {task} --from {}/model --config configs/proberta-finetune-{}.json --out {})",
+                self.scale_flag(),
+                self.scale,
+                self.proberta_pretrain().dir.display(),
+                self.scale,
+                dir.display()
+            ),
+            dir,
+            done_marker: "results.json",
+            notebook,
+        }
+    }
+
+    /// Family fine-tuning (Table 2).
+    pub fn proberta_family(&self) -> RunSpec {
+        self.finetune("family", "family", "proberta/02_family_classification.ipynb")
+    }
+
+    /// PPI fine-tuning with `negatives` on `train_fraction` of the training pairs (Table 3).
+    pub fn proberta_ppi(&self, negatives: NegativeScheme, train_fraction: f64) -> RunSpec {
+        let name = format!("ppi-{}-{}", negative_name(negatives), (train_fraction * 100.0).round() as u32);
+        self.finetune(&name, "ppi", "proberta/03_ppi.ipynb")
+    }
+
+    /// Fine-tuning on the PIPR yeast pairs.
+    pub fn proberta_ppi_yeast(&self) -> RunSpec {
+        self.finetune("ppi-yeast", "ppi", "proberta/03_ppi.ipynb")
+    }
+}
+
+fn negative_name(n: NegativeScheme) -> &'static str {
+    match n {
+        NegativeScheme::Conservative => "conservative",
+        NegativeScheme::Aggressive => "aggressive",
+    }
+}
+
+/// The repository holding this crate's `Cargo.toml`, searched upwards from the working directory
+/// (notebooks run in `notebooks/` or `notebooks/proberta/`); the working directory when none.
+pub fn repository_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("notebooks").is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_names_and_completion() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = Results::at(Scale::Demo, tmp.path());
+        let ppi = r.proberta_ppi(NegativeScheme::Aggressive, 0.2);
+        assert_eq!(ppi.dir, tmp.path().join("runs/proberta-ppi-aggressive-20"));
+        assert_eq!(r.proberta_ppi(NegativeScheme::Conservative, 1.0).dir, tmp.path().join("runs/proberta-ppi-conservative-100"));
+        let pre = r.proberta_pretrain();
+        let err = pre.require().unwrap_err().to_string();
+        assert!(err.contains("proberta/01_pretraining.ipynb") && err.contains("configs/proberta-pretrain-demo.json"), "{err}");
+        assert!(!pre.can_resume());
+        std::fs::create_dir_all(pre.dir.join("checkpoints")).unwrap();
+        assert!(pre.can_resume() && !pre.is_done());
+        std::fs::create_dir_all(pre.dir.join("model")).unwrap();
+        std::fs::write(pre.dir.join("model/config.json"), "{}").unwrap();
+        assert!(pre.is_done() && !pre.can_resume());
+        assert_eq!(pre.require().unwrap(), pre.dir.as_path());
+    }
+}
