@@ -206,6 +206,76 @@ pub fn ours_vs_paper(rows: &[(&str, f64, f64, &str)]) -> Table {
     t
 }
 
+/// One claim of a paper checked against our run: the paper's value, ours, the scale ours came
+/// from, whether the paper's direction holds here, and why not where it does not.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    pub claim: String,
+    pub paper: String,
+    pub ours: String,
+    pub scale: String,
+    /// `None`: not measured at this scale (the note says why).
+    pub holds: Option<bool>,
+    pub note: String,
+}
+
+/// The claims table that ends every paper notebook.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    pub scale: String,
+    pub claims: Vec<Claim>,
+}
+
+impl Claims {
+    pub fn new(scale: Scale) -> Self {
+        Claims { scale: scale.name().to_string(), claims: Vec::new() }
+    }
+
+    /// Adds a claim; `holds` is whether the paper's direction holds in our run.
+    pub fn add(&mut self, claim: &str, paper: impl ToString, ours: impl ToString, holds: Option<bool>, note: &str) {
+        self.claims.push(Claim {
+            claim: claim.to_string(),
+            paper: paper.to_string(),
+            ours: ours.to_string(),
+            scale: self.scale.clone(),
+            holds,
+            note: note.to_string(),
+        });
+    }
+
+    pub fn table(&self) -> Table {
+        let mut t = Table::new(["claim", "paper", "ours", "scale", "direction holds", "why not / note"]);
+        for c in &self.claims {
+            let holds = match c.holds {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "not measured",
+            };
+            t.push([c.claim.as_str(), c.paper.as_str(), c.ours.as_str(), c.scale.as_str(), holds, c.note.as_str()]);
+        }
+        t
+    }
+
+    /// Claims whose direction does not hold (`holds == Some(false)`).
+    pub fn misses(&self) -> Vec<&Claim> {
+        self.claims.iter().filter(|c| c.holds == Some(false)).collect()
+    }
+
+    /// Writes the claims as JSON (e.g. `results/<scale>/tables/<notebook>.claims.json`).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid(format!("claims: {e}")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        crate::output::write_file_atomic(path, &json)
+    }
+
+    pub fn evcxr_display(&self) {
+        self.table().evcxr_display()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +324,24 @@ mod tests {
         assert_eq!(t.rows[2], ["samples", "4500", "6800", "-2300", "tiny"]);
         assert_eq!(t.rows[3], ["AUC", "n/a", "0.990", "n/a", "tiny"]);
         assert!(t.to_html().contains("<th>difference</th>"));
+    }
+
+    #[test]
+    fn claims_table_says_which_directions_hold() {
+        let mut c = Claims::new(Scale::Demo);
+        c.add("pretrained NMI above random", "0.798 vs 0.58", "0.41 vs 0.30", Some(true), "");
+        c.add("conservative easier than aggressive", "0.96 > 0.76", "0.70 < 0.72", Some(false), "20 % of 7,495 pairs");
+        c.add("yeast over-fits", "0.98 / 0.77", "n/a", None, "not run at tiny");
+        let t = c.table();
+        assert_eq!(t.rows.len(), 3);
+        assert_eq!(t.rows[1][4], "no");
+        assert_eq!(t.rows[2][4], "not measured");
+        assert_eq!(t.rows[0][3], "demo");
+        assert_eq!(c.misses().len(), 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tables/x.claims.json");
+        c.save(&path).unwrap();
+        let back: Claims = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 }
