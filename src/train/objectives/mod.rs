@@ -2,4 +2,5 @@
 
 pub mod denoising;
 pub mod mlm;
+pub mod mlm_eval;
 pub mod supervised;
