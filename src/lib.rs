@@ -22,6 +22,9 @@ pub mod testing;
 pub mod tokenize;
 pub mod train;
 
+/// The tensor crates the models are written in, so notebooks and dependents use the same versions.
+pub use candle_core;
+pub use candle_nn;
 pub use error::{Error, Location, Result};
 pub use rng::Rng;
 
@@ -33,7 +36,8 @@ pub mod prelude {
     pub use crate::device::{select_device, DeviceChoice};
     pub use crate::embed::{self, EmbedOptions, EmbedPooling, Embedder, LayerChoice, LongPolicy};
     pub use crate::error::{Error, Result};
-    pub use crate::notebook::{ours_vs_paper, Html, Scale, Svg, Table};
+    pub use crate::notebook::{ours_vs_paper, Claims, Html, Scale, Svg, Table};
+    pub use crate::results::Results;
     pub use crate::plots::{self, Figure};
     pub use crate::rng::Rng;
     pub use crate::tokenize::{

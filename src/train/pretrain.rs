@@ -132,7 +132,10 @@ impl PretrainConfig {
 }
 
 /// Splits `records` into training and validation sets.
-fn split(
+/// The seeded held-out split pretraining uses: `valid` proteins drawn from `records` (kept in
+/// file order) for validation, the rest for training. Public so that notebooks score the same
+/// held-out proteins the run validated on.
+pub fn pretraining_split(
     records: Vec<SwissProtRecord>,
     valid: usize,
     seed: u64,
@@ -562,7 +565,7 @@ pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOp
         Some(n) => read_swissprot_go_limit(&inputs.data, n)?,
         None => crate::data::tables::read_swissprot_go(&inputs.data)?,
     };
-    let (train, valid) = split(records, config.data.valid_proteins, seed)?;
+    let (train, valid) = pretraining_split(records, config.data.valid_proteins, seed)?;
     let vars = SeededVarMap::new(seed);
     let sets = (train.as_slice(), valid.as_slice());
     let mut prepared = match &config.model {
