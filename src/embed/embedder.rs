@@ -130,10 +130,22 @@ impl Embedder {
                         "`global` pooling is ProteinBERT's global track; PRoBERTa has none (try mean, cls or proberta-clustering)",
                     ));
                 }
-                if o.seq_len.is_some() {
-                    return Err(Error::invalid(
-                        "seq_len is a ProteinBERT option; PRoBERTa pads each batch to its longest protein, with a mask",
-                    ));
+                match o.seq_len {
+                    Some(len) if self.pooling == EmbedPooling::ProbertaClustering => {
+                        if len < 2 || len > config.max_tokens() {
+                            return Err(Error::invalid(format!(
+                                "seq_len {len}: the `proberta-clustering` length must be 2 to the model's {} positions",
+                                config.max_tokens()
+                            )));
+                        }
+                    }
+                    Some(_) => {
+                        return Err(Error::invalid(
+                            "seq_len is a ProteinBERT option (and the filled length of `proberta-clustering`); \
+                             PRoBERTa pads each batch to its longest protein, with a mask",
+                        ))
+                    }
+                    None => {}
                 }
                 if o.padding_mask {
                     return Err(Error::invalid("padding_mask is a ProteinBERT option; PRoBERTa always masks padding"));
@@ -377,6 +389,10 @@ impl Embedder {
                 Model::Proberta { encoder, tokenizer } => {
                     let max_tokens = encoder.config().max_tokens();
                     let window = max_tokens - 2;
+                    // The clustering vector fills every protein to one length: the reference's 512,
+                    // or `seq_len` for a model pretrained on shorter inputs (its later positions
+                    // were never trained).
+                    let clustering_len = self.options.seq_len.unwrap_or(max_tokens);
                     let mut pieces = tokenizer.encode_pieces(r.sequence(), &mut stats.unknown)?;
                     let too_long = |n: usize, limit: usize, what: &str| {
                         Error::invalid(format!(
@@ -390,6 +406,7 @@ impl Embedder {
                     if self.pooling == EmbedPooling::ProbertaClustering {
                         // The reference clustering encoding: pieces + </s>, no <s>, filler id 0.
                         pieces.push(vocab::EOS);
+                        let max_tokens = clustering_len;
                         if pieces.len() > max_tokens {
                             match long {
                                 LongPolicy::Error => {

@@ -229,6 +229,8 @@ pub struct EmbedOptions {
     /// `None`: [`LayerChoice::Last`]. Giving a layer to a pooling that fixes its own is an error.
     pub layer: Option<LayerChoice>,
     /// ProteinBERT: one padded length for every protein; `None` = [`bucket_seq_len`] per protein.
+    /// PRoBERTa `proberta-clustering`: the length every protein is filled (or cut) to; `None` =
+    /// the model's positions (512, the reference).
     pub seq_len: Option<usize>,
     /// ProteinBERT: switch on the model's padding mask.
     pub padding_mask: bool,
