@@ -139,3 +139,157 @@ fn bad_input_is_an_error_naming_the_row() -> Result<()> {
     assert_eq!(mlp.n_classes(), 2);
     Ok(())
 }
+
+// ---- the CNNs ----
+
+use protein_lm::models::baselines::cnn::{
+    deepfam_parameters, simple_cnn_parameters, DeepFam, DeepFamConfig, SimpleCnn, SimpleCnnConfig,
+};
+use protein_lm::models::baselines::one_hot_batch;
+
+const RESIDUES: &[u8] = b"ACDEFGHIKLMNPQRSTVWY";
+/// Two motifs with the same residues in different orders, so residue counts cannot tell the
+/// classes apart: only an ordered pattern detector can.
+const MOTIFS: [&str; 2] = ["WCMWH", "HMWCW"];
+
+/// Random sequences of 30–60 residues; class 0 has no motif, class c > 0 has `MOTIFS[c − 1]`
+/// planted at a random position.
+fn motif_sequences(seed: u64, n: usize) -> (Inputs, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let mut sequences = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    while sequences.len() < n {
+        let len = 30 + rng.index(31);
+        let mut s: String = (0..len).map(|_| RESIDUES[rng.index(20)] as char).collect();
+        let label = rng.index(3);
+        if label > 0 {
+            let at = rng.index(len - 5);
+            s.replace_range(at..at + 5, MOTIFS[label - 1]);
+        }
+        // A random sequence holding a motif by chance (p ≈ 1e-4) would be mislabelled.
+        let found: Vec<usize> = (0..2).filter(|&m| s.contains(MOTIFS[m])).map(|m| m + 1).collect();
+        if found == (label > 0).then_some(label).into_iter().collect::<Vec<_>>() {
+            sequences.push(s);
+            labels.push(label);
+        }
+    }
+    (Inputs::Sequences { sequences, max_len: 64 }, labels)
+}
+
+fn small_simple_cnn(seed: u64) -> Result<(SimpleCnn, SeededVarMap)> {
+    let vars = SeededVarMap::new(seed);
+    let config =
+        SimpleCnnConfig { channels: 16, kernel_size: 5, layers: 4, pool_between: true, n_classes: 3, dropout: 0.1 };
+    Ok((SimpleCnn::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?, vars))
+}
+
+fn small_deepfam(seed: u64) -> Result<(DeepFam, SeededVarMap)> {
+    let vars = SeededVarMap::new(seed);
+    let config = DeepFamConfig { kernel_sizes: vec![4, 8], units: 16, hidden: Some(32), n_classes: 3, dropout: 0.1 };
+    Ok((DeepFam::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?, vars))
+}
+
+fn cnn_options(seed: u64, epochs: usize) -> FitOptions {
+    FitOptions { epochs, batch_size: 16, lr: 5e-3, seed, ..FitOptions::default() }
+}
+
+fn learns_the_motifs(model: &dyn Classifier, vars: &SeededVarMap, name: &str, epochs: usize) -> Result<()> {
+    let (train_x, train_y) = motif_sequences(21, 300);
+    let (test_x, test_y) = motif_sequences(22, 150);
+    let before = accuracy(model, &test_x, &test_y, 64, &Device::Cpu)?;
+    let report = fit(model, vars, (&train_x, &train_y), None, &cnn_options(23, epochs))?;
+    let after = accuracy(model, &test_x, &test_y, 64, &Device::Cpu)?;
+    let losses: Vec<f64> = report.epochs.iter().map(|e| e.train_loss).collect();
+    eprintln!(
+        "{name} on planted motifs: held-out accuracy {before:.3} -> {after:.3} in {:.1} s, losses {losses:.3?}",
+        report.seconds
+    );
+    assert!(after >= 0.9, "{name}: held-out accuracy {after}");
+    Ok(())
+}
+
+#[test]
+fn simple_cnn_learns_planted_motifs() -> Result<()> {
+    let (cnn, vars) = small_simple_cnn(24)?;
+    learns_the_motifs(&cnn, &vars, "simple CNN", 12)
+}
+
+#[test]
+fn deepfam_learns_planted_motifs() -> Result<()> {
+    let (deepfam, vars) = small_deepfam(25)?;
+    learns_the_motifs(&deepfam, &vars, "DeepFam", 12)
+}
+
+#[test]
+fn cnn_logits_have_the_right_shape_and_ignore_padding() -> Result<()> {
+    let sequences = ["MKTAYIAKQR", "GX", "WCMWHWCMWHAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"];
+    // The longest sequence fills the short batch: its padding-free encoding against 90 padded
+    // positions, where unmasked ReLU outputs of edge windows would enter the max.
+    let short = one_hot_batch(&sequences, sequences[2].len(), &Device::Cpu)?;
+    let long = one_hot_batch(&sequences, 131, &Device::Cpu)?;
+    let (cnn, _) = small_simple_cnn(26)?;
+    let (deepfam, _) = small_deepfam(27)?;
+    let no_hidden = DeepFamConfig {
+        hidden: None,
+        ..DeepFamConfig { kernel_sizes: vec![3], units: 5, hidden: None, n_classes: 4, dropout: 0.0 }
+    };
+    let plain = DeepFam::new(SeededVarMap::new(28).var_builder(DType::F32, &Device::Cpu), &no_hidden)?;
+    for (name, model, classes) in
+        [("simple CNN", &cnn as &dyn Classifier, 3), ("DeepFam", &deepfam, 3), ("DeepFam without hidden", &plain, 4)]
+    {
+        let a = model.logits(&short, false, None)?;
+        let b = model.logits(&long, false, None)?;
+        assert_eq!(a.dims(), [3, classes], "{name}");
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{name}: padding to 131 moved a logit by {diff}");
+    }
+    Ok(())
+}
+
+#[test]
+fn cnn_parameter_counts_equal_the_formula() -> Result<()> {
+    let (_, vars) = small_simple_cnn(29)?;
+    // 21·16·5 + 16, then 3 × (16·16·5 + 16), then 16·3 + 3.
+    assert_eq!(vars.num_parameters(), 1696 + 3 * 1296 + 51);
+    let (cnn, _) = small_simple_cnn(29)?;
+    assert_eq!(simple_cnn_parameters(cnn.config()), vars.num_parameters());
+    let (deepfam, vars) = small_deepfam(30)?;
+    // (21·16·4 + 16) + (21·16·8 + 16), then 32·32 + 32, then 32·3 + 3.
+    assert_eq!(vars.num_parameters(), 1360 + 2704 + 1056 + 99);
+    assert_eq!(deepfam_parameters(deepfam.config()), vars.num_parameters());
+
+    let paper = DeepFamConfig::paper(100);
+    assert_eq!(paper.kernel_sizes, [8, 12, 16, 20, 24, 28, 32, 36]);
+    assert_eq!((paper.units, paper.hidden, paper.feature_width()), (250, Some(2000), 2000));
+    // Σk = 176: 21·250·176 + 8·250 conv, 2000·2000 + 2000 hidden, 2000·100 + 100 out.
+    assert_eq!(deepfam_parameters(&paper), 926_000 + 4_002_000 + 200_100);
+    let built = SeededVarMap::new(0);
+    DeepFam::new(built.var_builder(DType::F32, &Device::Cpu), &DeepFamConfig::paper(100))?;
+    assert_eq!(built.num_parameters(), deepfam_parameters(&paper));
+    let simple = SimpleCnnConfig::new(10);
+    assert_eq!((simple.layers, simple.channels), (4, 128));
+    assert_eq!(simple_cnn_parameters(&simple), 21 * 128 * 9 + 128 + 3 * (128 * 128 * 9 + 128) + 1290);
+    Ok(())
+}
+
+#[test]
+fn cnn_fit_is_deterministic_and_bad_sequences_input_errors() -> Result<()> {
+    let (x, y) = motif_sequences(31, 60);
+    let run = |seed: u64| -> Result<Vec<u64>> {
+        let (deepfam, vars) = small_deepfam(32)?;
+        let report = fit(&deepfam, &vars, (&x, &y), None, &cnn_options(seed, 2))?;
+        Ok(report.epochs.iter().map(|e| e.train_loss.to_bits()).collect())
+    };
+    assert_eq!(run(1)?, run(1)?);
+    assert_ne!(run(1)?, run(2)?);
+    let (cnn, vars) = small_simple_cnn(33)?;
+    let Inputs::Sequences { sequences, .. } = &x else { unreachable!() };
+    let zero = Inputs::Sequences { sequences: sequences.clone(), max_len: 0 };
+    let e = fit(&cnn, &vars, (&zero, &y), None, &cnn_options(1, 1)).unwrap_err().to_string();
+    assert!(e.contains("max_len"), "{e}");
+    let mut bad = y.clone();
+    bad[59] = 3;
+    let e = fit(&cnn, &vars, (&x, &bad), None, &cnn_options(1, 1)).unwrap_err().to_string();
+    assert!(e.contains("row 59") && e.contains("3 classes"), "{e}");
+    Ok(())
+}

@@ -3,8 +3,8 @@
 //!
 //! | model | what the paper used it for | paper's number |
 //! |---|---|---|
-//! | `cnn::SimpleCnn` | "a simple CNN made up of four convolution layers", multi-class family classification | Table 2: accuracy 0.72 |
-//! | `cnn::DeepFam` | DeepFam (Seo et al. 2018): one convolution layer with kernel sizes 8, 12, …, 36 × 250 units, max-pooled over the sequence, a fully-connected layer, the family | Table 2: accuracy 0.95 (PRoBERTa: 0.92) |
+//! | [`cnn::SimpleCnn`] | "a simple CNN made up of four convolution layers", multi-class family classification | Table 2: accuracy 0.72 |
+//! | [`cnn::DeepFam`] | DeepFam (Seo et al. 2018): one convolution layer with kernel sizes 8, 12, …, 36 × 250 units, max-pooled over the sequence, a fully-connected layer, the family | Table 2: accuracy 0.95 (PRoBERTa: 0.92) |
 //! | [`mlp::Mlp`] (DeepInteract) | three hidden layers over two proteins' vectors, PPI | Table 3, 20 % of training data, conservative / aggressive accuracy: ProtVec+DI 0.80 / 0.73, DeepFam+DI 0.79 / 0.75 (PIPR 0.81 / 0.77, PRoBERTa 0.96 / 0.79) |
 //!
 //! Every model implements [`Classifier`] (logits from one input tensor) and trains with
@@ -18,7 +18,7 @@
 //! padding would add at the end of an unpadded sequence, and the global max-pool over values ≥ 0
 //! with padding at 0 is the max over real positions. Logits therefore do not depend on `max_len`
 //! (a test checks this), only on the sequence as cut.
-
+pub mod cnn;
 pub mod fit;
 pub mod mlp;
 
