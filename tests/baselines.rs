@@ -293,3 +293,27 @@ fn cnn_fit_is_deterministic_and_bad_sequences_input_errors() -> Result<()> {
     assert!(e.contains("row 59") && e.contains("3 classes"), "{e}");
     Ok(())
 }
+
+/// The cost of one DeepFam epoch at the demo's size, for sizing notebooks: run with
+/// `cargo test --release --test baselines -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, release build only"]
+fn deepfam_epoch_timing() -> Result<()> {
+    let mut rng = Rng::new(40);
+    let sequences: Vec<String> =
+        (0..1000).map(|_| (0..512).map(|_| RESIDUES[rng.index(20)] as char).collect()).collect();
+    let labels: Vec<usize> = (0..1000).map(|_| rng.index(10)).collect();
+    let inputs = Inputs::Sequences { sequences, max_len: 512 };
+    let vars = SeededVarMap::new(41);
+    let config = DeepFamConfig { units: 64, ..DeepFamConfig::paper(10) };
+    let deepfam = DeepFam::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+    let options = FitOptions { epochs: 1, batch_size: 32, ..FitOptions::default() };
+    let report = fit(&deepfam, &vars, (&inputs, &labels), None, &options)?;
+    eprintln!(
+        "DeepFam units 64 (kernels 8..36, hidden 2,000, {} parameters), 1,000 × 512 residues, batch 32, 1 epoch: {:.1} s on {} threads",
+        vars.num_parameters(),
+        report.seconds,
+        rayon::current_num_threads()
+    );
+    Ok(())
+}
