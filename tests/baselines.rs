@@ -19,7 +19,7 @@ fn cluster_pairs(seed: u64, n_pairs: usize) -> (Inputs, Vec<usize>) {
     let cluster: Vec<usize> = (0..n_proteins).map(|i| i % k).collect();
     let features = Array2::from_shape_fn((n_proteins, dim), |(i, j)| centres[cluster[i]][j] + 0.3 * rng.normal());
     let pairs: Vec<(usize, usize)> = (0..n_pairs).map(|_| (rng.index(n_proteins), rng.index(n_proteins))).collect();
-    let labels = pairs.iter().map(|&(a, b)| usize::from((cluster[a] + cluster[b]) % 2 == 0)).collect();
+    let labels = pairs.iter().map(|&(a, b)| usize::from((cluster[a] + cluster[b]).is_multiple_of(2))).collect();
     (Inputs::Dense(pair_features(&features, &pairs).unwrap()), labels)
 }
 
