@@ -53,6 +53,14 @@ impl RunSpec {
         self.dir.join("checkpoints").is_dir() && !self.is_done()
     }
 
+    /// The weights a finished fine-tuning run tested: `best/` (best validation) when it kept one,
+    /// else `model/` (the last update); for a pretraining run, `model/`.
+    pub fn tested_model(&self) -> Result<PathBuf> {
+        let dir = self.require()?;
+        let best = dir.join("best");
+        Ok(if best.join("config.json").exists() { best } else { dir.join("model") })
+    }
+
     /// The finished run's directory, or an error naming the notebook and command that make it.
     pub fn require(&self) -> Result<&Path> {
         if self.is_done() {
@@ -202,5 +210,12 @@ mod tests {
         std::fs::write(pre.dir.join("model/config.json"), "{}").unwrap();
         assert!(pre.is_done() && !pre.can_resume());
         assert_eq!(pre.require().unwrap(), pre.dir.as_path());
+        assert_eq!(pre.tested_model().unwrap(), pre.dir.join("model"));
+        let fam = r.proberta_family();
+        std::fs::create_dir_all(fam.dir.join("best")).unwrap();
+        std::fs::write(fam.dir.join("results.json"), "{}").unwrap();
+        assert_eq!(fam.tested_model().unwrap(), fam.dir.join("model"), "best/ without a model in it is not a model");
+        std::fs::write(fam.dir.join("best/config.json"), "{}").unwrap();
+        assert_eq!(fam.tested_model().unwrap(), fam.dir.join("best"));
     }
 }
