@@ -25,6 +25,11 @@ pub struct MlmScores {
     pub loss: f64,
     pub accuracy: f64,
     pub top5_accuracy: f64,
+    /// Positions whose input was `<mask>` (80 % of the scored ones): the model has to infer them,
+    /// while at kept positions it can copy its input.
+    pub at_mask: usize,
+    pub accuracy_at_mask: f64,
+    pub top5_accuracy_at_mask: f64,
     /// Accuracy of always guessing the most frequent token of the targets: the context-free floor.
     pub majority_accuracy: f64,
 }
@@ -42,11 +47,13 @@ pub fn evaluate_masked_lm(
         return Err(Error::invalid("batch_size must be positive"));
     }
     let (mut loss, mut masked, mut top1, mut top5) = (0.0f64, 0usize, 0usize, 0usize);
+    let (mut at_mask, mut top1_at_mask, mut top5_at_mask) = (0usize, 0usize, 0usize);
     let mut target_counts: BTreeMap<u32, usize> = BTreeMap::new();
     for (chunk_index, chunk) in sequences.chunks(batch_size).enumerate() {
         let mut inputs = Vec::with_capacity(chunk.len());
         let mut positions = Vec::new();
         let mut targets = Vec::new();
+        let mut was_masked = Vec::new();
         let longest = chunk.iter().map(Vec::len).max().unwrap_or(0);
         for (r, seq) in chunk.iter().enumerate() {
             let index = (chunk_index * batch_size + r) as u64;
@@ -55,6 +62,7 @@ pub fn evaluate_masked_lm(
                 if let Some(t) = t {
                     positions.push((r * longest + j) as u32);
                     targets.push(*t);
+                    was_masked.push(m.input[j] == masking.mask_id);
                 }
             }
             inputs.push(m.input);
@@ -69,11 +77,16 @@ pub fn evaluate_masked_lm(
         let picked = out.last().reshape((b * l, h))?.index_select(&Tensor::from_vec(positions, n, device)?, 0)?;
         let logits = model.lm_head.forward(&picked, model.encoder.embeddings().word_embeddings())?;
         let log_probs = log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?.to_vec2::<f32>()?;
-        for (row, &t) in log_probs.iter().zip(&targets) {
+        for ((row, &t), &is_mask) in log_probs.iter().zip(&targets).zip(&was_masked) {
             loss -= row[t as usize] as f64;
             let better = row.iter().filter(|&&v| v > row[t as usize]).count();
             top1 += (better == 0) as usize;
             top5 += (better < 5) as usize;
+            if is_mask {
+                at_mask += 1;
+                top1_at_mask += (better == 0) as usize;
+                top5_at_mask += (better < 5) as usize;
+            }
             *target_counts.entry(t).or_default() += 1;
         }
         masked += n;
@@ -88,6 +101,9 @@ pub fn evaluate_masked_lm(
         loss: loss / m,
         accuracy: top1 as f64 / m,
         top5_accuracy: top5 as f64 / m,
+        at_mask,
+        accuracy_at_mask: top1_at_mask as f64 / at_mask.max(1) as f64,
+        top5_accuracy_at_mask: top5_at_mask as f64 / at_mask.max(1) as f64,
         majority_accuracy: majority as f64 / m,
     })
 }
@@ -160,7 +176,7 @@ mod tests {
         assert!((a.loss - b.loss).abs() < 1e-5, "{a:?} {b:?}");
         assert_eq!(a.accuracy, b.accuracy);
         // Direct: one sequence at a time, full logits, the same masks.
-        let (mut loss, mut n, mut hits) = (0.0, 0, 0);
+        let (mut loss, mut n, mut hits, mut n_mask, mut hits_mask) = (0.0, 0, 0, 0, 0);
         for (i, s) in seqs.iter().enumerate() {
             let m = mask_tokens(s, &masking, &mut sample_rng(5, 0, i as u64));
             let ids = Tensor::from_vec(m.input.clone(), (1, s.len()), &Device::Cpu).unwrap();
@@ -172,12 +188,19 @@ mod tests {
                     n += 1;
                     let best = lp[j].iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
                     hits += (best == *t as usize) as usize;
+                    if m.input[j] == 39 {
+                        n_mask += 1;
+                        hits_mask += (best == *t as usize) as usize;
+                    }
                 }
             }
         }
         assert_eq!(a.masked, n);
         assert!((a.loss - loss / n as f64).abs() < 1e-5);
         assert!((a.accuracy - hits as f64 / n as f64).abs() < 1e-12);
+        assert_eq!(a.at_mask, n_mask);
+        assert!(n_mask > 0 && n_mask < n, "some targets are kept or random: {n_mask} of {n}");
+        assert!((a.accuracy_at_mask - hits_mask as f64 / n_mask as f64).abs() < 1e-12);
         assert!(a.top5_accuracy >= a.accuracy && a.majority_accuracy > 0.0);
         // A random 40-token model is near the uniform loss ln 40.
         assert!((a.loss - (40f64).ln()).abs() < 1.0, "{}", a.loss);
