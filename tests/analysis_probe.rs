@@ -354,7 +354,8 @@ fn present_class_logistic_predicts_in_the_callers_labels() {
     // The same as a plain fit on 0..3 after standardising.
     let (scaler, xs) = StandardScaler::fit_transform(&x).unwrap();
     let plain = LogisticRegression::new(1.0).fit(&xs, &y).unwrap();
-    let expected: Vec<usize> = plain.predict(&scaler.transform(&x).unwrap()).unwrap().iter().map(|&c| relabel[c]).collect();
+    let expected: Vec<usize> =
+        plain.predict(&scaler.transform(&x).unwrap()).unwrap().iter().map(|&c| relabel[c]).collect();
     assert_eq!(fit.predict(&x).unwrap(), expected);
     // Only classes 0 and 2 in training: class-1 rows can never be right.
     let rows: Vec<usize> = (0..60).filter(|&i| y[i] != 1).collect();
@@ -403,6 +404,17 @@ fn training_fraction_curve_uses_nested_subsets_and_one_test_set() {
     let classes: std::collections::BTreeSet<usize> = subsets[0].iter().map(|&i| y_train[i]).collect();
     assert_eq!(curve[0].n_classes, classes.len());
     // Bad input.
-    assert!(training_fraction_curve(&model, &x_train, &y_train[..5], &x_test, &y_test, &fractions, &mut Rng::new(4), true).is_err());
-    assert!(training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &[0.5, 0.2], &mut Rng::new(4), true).is_err());
+    assert!(training_fraction_curve(
+        &model,
+        &x_train,
+        &y_train[..5],
+        &x_test,
+        &y_test,
+        &fractions,
+        &mut Rng::new(4),
+        true
+    )
+    .is_err());
+    assert!(training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &[0.5, 0.2], &mut Rng::new(4), true)
+        .is_err());
 }

@@ -11,7 +11,16 @@ fn record(accession: &str, family: &str) -> PfamRecord {
 #[test]
 fn families_above_the_threshold_are_kept_grouped_and_capped() {
     // PF3 has 4 members, PF1 3, PF2 1; file order interleaves them.
-    let names = [("a", "PF3"), ("b", "PF1"), ("c", "PF3"), ("d", "PF2"), ("e", "PF1"), ("f", "PF3"), ("g", "PF3"), ("h", "PF1")];
+    let names = [
+        ("a", "PF3"),
+        ("b", "PF1"),
+        ("c", "PF3"),
+        ("d", "PF2"),
+        ("e", "PF1"),
+        ("f", "PF3"),
+        ("g", "PF3"),
+        ("h", "PF1"),
+    ];
     let records: Vec<PfamRecord> = names.iter().map(|(a, f)| record(a, f)).collect();
     let ids = |v: &[PfamRecord]| v.iter().map(|r| r.accession.as_str()).collect::<String>();
     assert_eq!(ids(&family_subset(&records, 3, None, None, 0)), "behacfg", "Pfam-id order, file order within");

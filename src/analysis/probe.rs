@@ -800,10 +800,7 @@ pub fn training_fraction_curve(
     let mut points = Vec::with_capacity(subsets.len());
     for (&fraction, rows) in fractions.iter().zip(&subsets) {
         if rows.is_empty() {
-            return Err(Error::invalid(format!(
-                "training fraction {fraction} of {} rows keeps none",
-                x_train.nrows()
-            )));
+            return Err(Error::invalid(format!("training fraction {fraction} of {} rows keeps none", x_train.nrows())));
         }
         let y: Vec<usize> = rows.iter().map(|&i| y_train[i]).collect();
         let fit = PresentClassLogistic::fit(model, &x_train.select(Axis(0), rows), &y, standardize)?;

@@ -685,8 +685,8 @@ pub struct TestPrediction {
 pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<TestPrediction>)> {
     let path = dir.join("results.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let report: ProbertaFinetuneReport = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), e.line())))?;
+    let report: ProbertaFinetuneReport =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), e.line())))?;
     let path = dir.join("test_predictions.tsv");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut lines = text.lines();
@@ -696,9 +696,9 @@ pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<
         ["protein_a", "protein_b", "label", "predicted", "score"] => true,
         _ => {
             return Err(Error::invalid(format!(
-                "{}:1: expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}",
-                path.display()
-            )))
+            "{}:1: expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}",
+            path.display()
+        )))
         }
     };
     let mut rows = Vec::new();
@@ -716,9 +716,10 @@ pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<
         let (name, rest) = if pair { (format!("{}\t{}", f[0], f[1]), &f[2..]) } else { (f[0].to_string(), &f[1..]) };
         let score = match rest[2] {
             "" => None,
-            s => Some(s.parse::<f64>().map_err(|e| {
-                Error::invalid(format!("{}:{}: score `{s}`: {e}", path.display(), i + 2))
-            })?),
+            s => Some(
+                s.parse::<f64>()
+                    .map_err(|e| Error::invalid(format!("{}:{}: score `{s}`: {e}", path.display(), i + 2)))?,
+            ),
         };
         rows.push(TestPrediction { name, label: rest[0].to_string(), predicted: rest[1].to_string(), score });
     }
