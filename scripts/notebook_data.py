@@ -106,7 +106,9 @@ def main():
     ap.add_argument("--fetch", action="store_true", help="run datasets/fetch.sh for what is missing")
     ap.add_argument("notebooks", nargs="*")
     args = ap.parse_args()
-    notebooks = args.notebooks or sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")) + glob.glob(os.path.join(REPO, "notebooks", "*", "*.ipynb")))
+    notebooks = args.notebooks or sorted(
+        glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")) + glob.glob(os.path.join(REPO, "notebooks", "*", "*.ipynb"))
+    )
     entries = needs(notebooks, known_files())
     data_roots, dest = roots()
     print(f"data the notebooks read (looked in: {', '.join(data_roots)}):")

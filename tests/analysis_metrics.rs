@@ -306,3 +306,14 @@ fn bad_input_is_an_error_not_a_panic() {
     let ci = stats::mean_ci(&[2.0, 2.0, 2.0], 0.95).unwrap();
     assert_eq!((ci.lower, ci.upper), (2.0, 2.0));
 }
+
+#[test]
+fn majority_class_accuracy_predicts_the_most_frequent_training_label() {
+    let (label, acc) = metrics::majority_class_accuracy(&[2, 1, 2, 3, 1], &[1, 2, 2, 0]).unwrap();
+    assert_eq!(label, 1, "1 and 2 tie with two each: the smaller label");
+    assert!((acc - 0.25).abs() < 1e-15);
+    let (label, acc) = metrics::majority_class_accuracy(&["PF1", "PF2", "PF2"], &["PF2", "PF2"]).unwrap();
+    assert_eq!((label, acc), ("PF2", 1.0));
+    assert!(metrics::majority_class_accuracy::<u32>(&[], &[1]).is_err());
+    assert!(metrics::majority_class_accuracy(&[1], &[]).is_err());
+}

@@ -299,3 +299,122 @@ fn family_probe_reports_small_and_unbalanceable_families() {
     let fam1 = probe.families.iter().find(|f| f.family == 1).unwrap();
     assert_eq!(fam1.outcome, FamilyOutcome::TooSmallToSplit { n_test_per_class: 2 });
 }
+
+/// Three well-separated classes in 2-D: class c sits at (3c, −3c) with small seeded noise.
+fn three_blobs(n_per: usize, seed: u64) -> (Array2<f64>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let mut rows = Vec::new();
+    let mut y = Vec::new();
+    for c in 0..3usize {
+        for _ in 0..n_per {
+            rows.push(3.0 * c as f64 + rng.uniform() - 0.5);
+            rows.push(-3.0 * c as f64 + rng.uniform() - 0.5);
+            y.push(c);
+        }
+    }
+    (Array2::from_shape_vec((3 * n_per, 2), rows).unwrap(), y)
+}
+
+#[test]
+fn lowest_family_is_the_evaluated_one_with_the_lowest_accuracy() {
+    use protein_lm::analysis::probe::{BinaryFamilyProbe, FamilyProbe};
+    let eval = |family: &str, n: usize, accuracy: f64| FamilyProbe {
+        family: family.to_string(),
+        n,
+        outcome: FamilyOutcome::Evaluated { n_train: n, n_test: n, accuracy },
+    };
+    let probe = BinaryFamilyProbe {
+        families: vec![
+            eval("A", 60, 0.95),
+            FamilyProbe { family: "B".into(), n: 70, outcome: FamilyOutcome::TooSmallToSplit { n_test_per_class: 1 } },
+            eval("C", 57, 0.77),
+            eval("D", 80, 0.77),
+        ],
+        weighted_mean_accuracy: Some(0.9),
+        n_families_below_min: 3,
+    };
+    let low = probe.lowest().unwrap();
+    assert_eq!((low.family.as_str(), low.n), ("C", 57), "first of the tied lowest");
+    assert_eq!(probe.n_evaluated(), 3);
+    let none: BinaryFamilyProbe<String> =
+        BinaryFamilyProbe { families: vec![], weighted_mean_accuracy: None, n_families_below_min: 0 };
+    assert!(none.lowest().is_none());
+}
+
+#[test]
+fn present_class_logistic_predicts_in_the_callers_labels() {
+    use protein_lm::analysis::probe::PresentClassLogistic;
+    let (x, y) = three_blobs(20, 1);
+    // Labels 4, 9 and 17 (not 0..K): the fit relabels and predicts back in them.
+    let relabel = [4usize, 9, 17];
+    let y_big: Vec<usize> = y.iter().map(|&c| relabel[c]).collect();
+    let fit = PresentClassLogistic::fit(&LogisticRegression::new(1.0), &x, &y_big, true).unwrap();
+    assert_eq!(fit.classes, vec![4, 9, 17]);
+    assert_eq!(fit.accuracy(&x, &y_big).unwrap(), 1.0);
+    // The same as a plain fit on 0..3 after standardising.
+    let (scaler, xs) = StandardScaler::fit_transform(&x).unwrap();
+    let plain = LogisticRegression::new(1.0).fit(&xs, &y).unwrap();
+    let expected: Vec<usize> =
+        plain.predict(&scaler.transform(&x).unwrap()).unwrap().iter().map(|&c| relabel[c]).collect();
+    assert_eq!(fit.predict(&x).unwrap(), expected);
+    // Only classes 0 and 2 in training: class-1 rows can never be right.
+    let rows: Vec<usize> = (0..60).filter(|&i| y[i] != 1).collect();
+    let sub = x.select(ndarray::Axis(0), &rows);
+    let y_sub: Vec<usize> = rows.iter().map(|&i| y[i]).collect();
+    let fit = PresentClassLogistic::fit(&LogisticRegression::new(1.0), &sub, &y_sub, false).unwrap();
+    assert_eq!(fit.classes, vec![0, 2]);
+    assert!(fit.predict(&x).unwrap().iter().all(|&c| c != 1));
+    assert!((fit.accuracy(&x, &y).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    // One class seen: predicts it everywhere.
+    let one = PresentClassLogistic::fit(&LogisticRegression::new(1.0), &x, &vec![5; 60], false).unwrap();
+    assert!(one.model().is_none());
+    assert_eq!(one.predict(&x).unwrap(), vec![5; 60]);
+    assert!(PresentClassLogistic::fit(&LogisticRegression::new(1.0), &x, &y[..10], false).is_err());
+}
+
+#[test]
+fn training_fraction_curve_uses_nested_subsets_and_one_test_set() {
+    use protein_lm::analysis::probe::training_fraction_curve;
+    let (x_train, y_train) = three_blobs(30, 2);
+    let (x_test, y_test) = three_blobs(10, 3);
+    let fractions = [0.1, 0.5, 1.0];
+    let model = LogisticRegression::new(1.0);
+    let curve =
+        training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &fractions, &mut Rng::new(4), true)
+            .unwrap();
+    assert_eq!(curve.iter().map(|p| p.n_train).collect::<Vec<_>>(), vec![9, 45, 90]);
+    assert_eq!(curve.iter().map(|p| p.fraction).collect::<Vec<_>>(), fractions.to_vec());
+    assert_eq!(curve[2].n_classes, 3);
+    assert_eq!(curve[2].test_covered, 1.0);
+    assert_eq!(curve[2].accuracy, 1.0, "separated blobs, all training rows");
+    for p in &curve {
+        assert!(p.accuracy <= p.test_covered + 1e-12, "{p:?}");
+    }
+    // The same seed gives the same subsets; the 100 % point does not depend on the shuffle.
+    let again =
+        training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &fractions, &mut Rng::new(4), true)
+            .unwrap();
+    assert_eq!(again, curve);
+    let other =
+        training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &[1.0], &mut Rng::new(99), true).unwrap();
+    assert_eq!(other[0].accuracy, curve[2].accuracy);
+    // The subsets are those of nested_fractions with the same seed.
+    let subsets =
+        protein_lm::data::splits::nested_fractions(&(0..90).collect::<Vec<_>>(), &fractions, &mut Rng::new(4)).unwrap();
+    let classes: std::collections::BTreeSet<usize> = subsets[0].iter().map(|&i| y_train[i]).collect();
+    assert_eq!(curve[0].n_classes, classes.len());
+    // Bad input.
+    assert!(training_fraction_curve(
+        &model,
+        &x_train,
+        &y_train[..5],
+        &x_test,
+        &y_test,
+        &fractions,
+        &mut Rng::new(4),
+        true
+    )
+    .is_err());
+    assert!(training_fraction_curve(&model, &x_train, &y_train, &x_test, &y_test, &[0.5, 0.2], &mut Rng::new(4), true)
+        .is_err());
+}

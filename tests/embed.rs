@@ -426,6 +426,26 @@ fn long_proberta_proteins_auto_error_truncate_or_window() -> Result<()> {
     let bad = cpu(EmbedOptions { long: LongPolicy::Window, stride: Some(31), ..EmbedOptions::default() });
     assert!(Embedder::new(dir.path(), bad).is_err());
 
+    // max_tokens: a shorter input than the model's positions (12 tokens = 10 pieces), the policies
+    // applied at that length; outside 3..=32 (the model's 34 positions hold 32 tokens) it is an error.
+    let capped = |long: LongPolicy, max_tokens: usize| -> Result<EmbeddingMatrix> {
+        let options = cpu(EmbedOptions { long, max_tokens: Some(max_tokens), ..EmbedOptions::default() });
+        Embedder::new(dir.path(), options)?.embed(&records, &mut |_| {})
+    };
+    let cut12 = capped(LongPolicy::Truncate, 12)?;
+    assert_eq!(cut12.stats.truncated, 1);
+    assert!(max_diff(cut12.row(1), &mean(&last_rows(with_specials(&p[..10])))) < TOL);
+    assert!(max_diff(cut12.row(0), cut.row(0)) == 0.0, "a protein of 10 pieces or fewer is unchanged");
+    let win12 = capped(LongPolicy::Window, 12)?;
+    assert_eq!(win12.stats.inputs, 1 + embed::window_starts(n, 10, 5).len());
+    let options = cpu(EmbedOptions { max_tokens: Some(12), ..EmbedOptions::default() });
+    assert_eq!(Embedder::new(dir.path(), options)?.max_tokens(), Some(12));
+    for bad in [2, 33] {
+        let options = cpu(EmbedOptions { max_tokens: Some(bad), ..EmbedOptions::default() });
+        let err = Embedder::new(dir.path(), options).err().expect("out of range").to_string();
+        assert!(err.contains(&format!("max_tokens {bad}")) && err.contains("32 positions"), "{err}");
+    }
+
     // Clustering: the reference cut (first 32 tokens of pieces + </s>) or an error; never windows.
     let clustering = tempfile::tempdir().unwrap();
     let enc5 = proberta_dir(clustering.path(), 6, 5, 34)?;

@@ -7,8 +7,10 @@ use std::io::Write;
 use candle_core::Device;
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::tables::read_single_pfam;
-use protein_lm::train::finetune::proberta::{finetune_proberta, ProbertaFinetuneConfig, ProbertaTaskData};
-use protein_lm::train::finetune::{family_data, DataLimits};
+use protein_lm::train::finetune::proberta::{
+    finetune_proberta, read_finetune_results, ProbertaFinetuneConfig, ProbertaTaskData,
+};
+use protein_lm::train::finetune::{class_labels, family_data, DataLimits};
 use protein_lm::train::run_dir::RunOptions;
 use protein_lm::Rng;
 
@@ -36,6 +38,9 @@ fn a_small_encoder_learns_separable_families_and_the_best_weights_are_tested() {
     let data = family_data(&records, 5, 0.2, &limits, 0).unwrap();
     assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (48, 16, 16));
     assert_eq!(data.labels, vec!["PF00001", "PF00002"]);
+    let test_classes = class_labels(&data.test).unwrap();
+    assert_eq!(test_classes.iter().filter(|&&c| c == 0).count(), 8, "stratified: 8 of each family");
+    assert!(test_classes.iter().enumerate().all(|(i, &c)| data.test[i].id.starts_with(data.labels[c].as_str())));
 
     let mut config: ProbertaFinetuneConfig =
         serde_json::from_str(include_str!("../configs/proberta-finetune-tiny.json")).unwrap();
@@ -68,4 +73,17 @@ fn a_small_encoder_learns_separable_families_and_the_best_weights_are_tested() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["paper"][0]["value"], 0.92);
+    // A notebook reads the finished run back instead of training again.
+    let (back, rows) = read_finetune_results(&out).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(rows.len(), 16);
+    assert!(rows.iter().all(|r| r.name.starts_with("PF0000") && r.score.is_some()));
+    let hits = rows.iter().filter(|r| r.label == r.predicted).count() as f64 / 16.0;
+    assert!((hits - report.test_scores["accuracy"]).abs() < 1e-12, "{hits} vs {:?}", report.test_scores);
+    // Labels are family names, and class_labels gives the split's class indices.
+    assert!(rows.iter().all(|r| r.label == "PF00001" || r.label == "PF00002"));
+    assert_eq!(rows.iter().filter(|r| r.label == "PF00001").count(), test_classes.iter().filter(|&&c| c == 0).count());
+    std::fs::write(out.join("test_predictions.tsv"), "name\tlabel\tpredicted\tscore\nP1\tPF00001\n").unwrap();
+    let err = read_finetune_results(&out).unwrap_err().to_string();
+    assert!(err.contains("test_predictions.tsv:2") && err.contains("2 tab-separated fields"), "{err}");
 }

@@ -306,6 +306,32 @@ pub fn accuracy<T: PartialEq>(y_true: &[T], y_pred: &[T]) -> Result<f64> {
     Ok(hits as f64 / y_true.len() as f64)
 }
 
+/// Test accuracy of always predicting the most frequent training label (ties: the smallest label),
+/// scikit-learn's `DummyClassifier(strategy="most_frequent")`: the floor a classifier must beat.
+/// Returns the label and the accuracy.
+pub fn majority_class_accuracy<T: Ord + Clone>(train: &[T], test: &[T]) -> Result<(T, f64)> {
+    if train.is_empty() || test.is_empty() {
+        return Err(Error::invalid(format!(
+            "majority class: {} training and {} test labels (need both)",
+            train.len(),
+            test.len()
+        )));
+    }
+    let mut counts: std::collections::BTreeMap<&T, usize> = std::collections::BTreeMap::new();
+    for t in train {
+        *counts.entry(t).or_default() += 1;
+    }
+    let mut best: Option<(&T, usize)> = None;
+    for (label, n) in counts {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((label, n));
+        }
+    }
+    let label = best.expect("train is not empty").0.clone();
+    let hits = test.iter().filter(|t| **t == label).count();
+    Ok((label, hits as f64 / test.len() as f64))
+}
+
 /// `sklearn.metrics.confusion_matrix(y_true, y_pred, labels=range(n_classes))`: entry `[i, j]` counts
 /// samples of true class `i` predicted as `j`. Classes are `0..n_classes`; a label outside is an error.
 pub fn confusion_matrix(y_true: &[usize], y_pred: &[usize], n_classes: usize) -> Result<Array2<u64>> {

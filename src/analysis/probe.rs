@@ -657,3 +657,161 @@ pub fn binary_family_probe<T: Ord + Clone>(
     let weighted_mean_accuracy = (total > 0).then(|| weighted / total as f64);
     Ok(BinaryFamilyProbe { families, weighted_mean_accuracy, n_families_below_min: n_below })
 }
+
+impl<T> BinaryFamilyProbe<T> {
+    /// Families fitted and scored.
+    pub fn n_evaluated(&self) -> usize {
+        self.families.iter().filter(|f| f.accuracy().is_some()).count()
+    }
+
+    /// The evaluated family with the lowest held-out accuracy (the paper's "lowest scoring family";
+    /// ties: the first in label order), `None` if none was evaluated.
+    pub fn lowest(&self) -> Option<&FamilyProbe<T>> {
+        let mut lowest: Option<&FamilyProbe<T>> = None;
+        for f in &self.families {
+            if let Some(a) = f.accuracy() {
+                if lowest.and_then(FamilyProbe::accuracy).is_none_or(|low| a < low) {
+                    lowest = Some(f);
+                }
+            }
+        }
+        lowest
+    }
+}
+
+/// A logistic regression fitted on whichever classes occur in its training labels, which may be any
+/// subset of `0..K` (a small training fraction misses rare families). It predicts only the classes
+/// it saw, in the caller's labels; with a single class seen it predicts that class.
+#[derive(Debug, Clone)]
+pub struct PresentClassLogistic {
+    /// The classes seen in training, ascending; the model's class `i` is `classes[i]`.
+    pub classes: Vec<usize>,
+    /// Fitted on standardised features when a scaler is kept.
+    pub scaler: Option<StandardScaler>,
+    fitted: Option<FittedLogistic>,
+}
+
+impl PresentClassLogistic {
+    /// Fits `model` on `x`, `y` (any labels), relabelling the classes present to `0..K'`. With
+    /// `standardize`, a [`StandardScaler`] is fitted on `x` first and applied to every later input.
+    pub fn fit(model: &LogisticRegression, x: &Array2<f64>, y: &[usize], standardize: bool) -> Result<Self> {
+        if y.len() != x.nrows() || y.is_empty() {
+            return Err(Error::invalid(format!(
+                "logistic regression: {} rows in x but {} labels (need at least one)",
+                x.nrows(),
+                y.len()
+            )));
+        }
+        let mut classes: Vec<usize> = y.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        let (scaler, xs) = if standardize {
+            let (s, t) = StandardScaler::fit_transform(x)?;
+            (Some(s), Some(t))
+        } else {
+            (None, None)
+        };
+        let fitted = if classes.len() < 2 {
+            None
+        } else {
+            let index: BTreeMap<usize, usize> = classes.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+            let local: Vec<usize> = y.iter().map(|c| index[c]).collect();
+            Some(model.fit(xs.as_ref().unwrap_or(x), &local)?)
+        };
+        Ok(Self { classes, scaler, fitted })
+    }
+
+    /// The fitted model on the seen classes (`None` when only one class was seen).
+    pub fn model(&self) -> Option<&FittedLogistic> {
+        self.fitted.as_ref()
+    }
+
+    /// Predicted class per row, in the caller's labels.
+    pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<usize>> {
+        match &self.fitted {
+            None => Ok(vec![self.classes[0]; x.nrows()]),
+            Some(f) => {
+                let pred = match &self.scaler {
+                    Some(s) => f.predict(&s.transform(x)?)?,
+                    None => f.predict(x)?,
+                };
+                Ok(pred.into_iter().map(|i| self.classes[i]).collect())
+            }
+        }
+    }
+
+    /// Fraction of rows whose predicted class equals `y` (a class never seen in training is
+    /// always wrong).
+    pub fn accuracy(&self, x: &Array2<f64>, y: &[usize]) -> Result<f64> {
+        if y.len() != x.nrows() || y.is_empty() {
+            return Err(Error::invalid(format!("accuracy: {} rows but {} labels", x.nrows(), y.len())));
+        }
+        let pred = self.predict(x)?;
+        Ok(pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64)
+    }
+}
+
+/// One point of a training-fraction curve.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurvePoint {
+    /// Share of the training rows used.
+    pub fraction: f64,
+    /// Training rows used (`round(fraction · n)`).
+    pub n_train: usize,
+    /// Classes among them.
+    pub n_classes: usize,
+    /// Accuracy on the whole test set.
+    pub accuracy: f64,
+    /// Share of test rows whose class occurs in this training subset (the best accuracy possible).
+    pub test_covered: f64,
+}
+
+/// Test accuracy of `model` trained on nested fractions of the training rows (PRoBERTa's Fig. 7
+/// protocol, here with a linear model): the rows of `x_train` are shuffled once with `rng`
+/// ([`crate::data::splits::nested_fractions`]), fraction `f` trains on the first `round(f · n)`, so
+/// each subset holds every smaller one, and every subset is scored on the same test set. Classes
+/// absent from a subset cannot be predicted ([`PresentClassLogistic`]); with `standardize` each
+/// fit standardises its own training rows.
+#[allow(clippy::too_many_arguments)]
+pub fn training_fraction_curve(
+    model: &LogisticRegression,
+    x_train: &Array2<f64>,
+    y_train: &[usize],
+    x_test: &Array2<f64>,
+    y_test: &[usize],
+    fractions: &[f64],
+    rng: &mut Rng,
+    standardize: bool,
+) -> Result<Vec<CurvePoint>> {
+    if y_train.len() != x_train.nrows() || y_test.len() != x_test.nrows() {
+        return Err(Error::invalid(format!(
+            "training fraction curve: {} / {} training rows / labels, {} / {} test rows / labels",
+            x_train.nrows(),
+            y_train.len(),
+            x_test.nrows(),
+            y_test.len()
+        )));
+    }
+    if y_test.is_empty() {
+        return Err(Error::invalid("training fraction curve: no test rows"));
+    }
+    let all: Vec<usize> = (0..x_train.nrows()).collect();
+    let subsets = crate::data::splits::nested_fractions(&all, fractions, rng)?;
+    let mut points = Vec::with_capacity(subsets.len());
+    for (&fraction, rows) in fractions.iter().zip(&subsets) {
+        if rows.is_empty() {
+            return Err(Error::invalid(format!("training fraction {fraction} of {} rows keeps none", x_train.nrows())));
+        }
+        let y: Vec<usize> = rows.iter().map(|&i| y_train[i]).collect();
+        let fit = PresentClassLogistic::fit(model, &x_train.select(Axis(0), rows), &y, standardize)?;
+        let covered = y_test.iter().filter(|c| fit.classes.binary_search(c).is_ok()).count();
+        points.push(CurvePoint {
+            fraction,
+            n_train: rows.len(),
+            n_classes: fit.classes.len(),
+            accuracy: fit.accuracy(x_test, y_test)?,
+            test_covered: covered as f64 / y_test.len() as f64,
+        });
+    }
+    Ok(points)
+}

@@ -126,6 +126,7 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         padding_mask: a.padding_mask,
         long,
         stride: a.stride,
+        max_tokens: None,
         batch_tokens: a.batch_tokens,
         device: a.device.parse::<DeviceChoice>()?,
         dtype: parse_dtype(&a.dtype)?,

@@ -240,6 +240,37 @@ pub fn read_single_pfam(path: impl AsRef<Path>) -> Result<(Vec<PfamRecord>, Filt
     Ok((records, unique.report))
 }
 
+/// The proteins of families with at least `min_members` proteins, grouped by family in Pfam-id
+/// order (file order within a family): every such family, or with `n_families` a seeded draw of
+/// that many of them (`Rng::new(seed)`, uniform without replacement), each cut to its first
+/// `max_per_family` proteins when given. Notebook 01's tiny set is
+/// `family_subset(&records, 5, Some(30), Some(20), 7)`.
+pub fn family_subset(
+    records: &[PfamRecord],
+    min_members: usize,
+    n_families: Option<usize>,
+    max_per_family: Option<usize>,
+    seed: u64,
+) -> Vec<PfamRecord> {
+    let mut by_family: std::collections::BTreeMap<&str, Vec<&PfamRecord>> = std::collections::BTreeMap::new();
+    for r in records {
+        by_family.entry(r.pfam_id.as_str()).or_default().push(r);
+    }
+    let large: Vec<&str> = by_family.iter().filter(|(_, m)| m.len() >= min_members).map(|(f, _)| *f).collect();
+    let mut picked: Vec<&str> = match n_families {
+        Some(n) if n < large.len() => {
+            let mut rng = crate::rng::Rng::new(seed);
+            rng.sample_without_replacement(large.len(), n).into_iter().map(|i| large[i]).collect()
+        }
+        _ => large,
+    };
+    picked.sort_unstable();
+    picked
+        .iter()
+        .flat_map(|f| by_family[f].iter().take(max_per_family.unwrap_or(usize::MAX)).map(|r| (*r).clone()))
+        .collect()
+}
+
 pub fn read_human_proteins(path: impl AsRef<Path>) -> Result<(Vec<HumanProteinRecord>, FilterReport)> {
     let columns = ["accession", "entrez_gene_ids", "pfam_ids", "n_pfam", "prosite_ids", "sequence"];
     let mut reader = TsvReader::open(path, &columns)?;

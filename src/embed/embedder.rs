@@ -173,8 +173,16 @@ impl Embedder {
                 if config.max_tokens() < 3 {
                     return Err(Error::invalid("the model's positions leave no room for a piece between <s> and </s>"));
                 }
+                if let Some(m) = o.max_tokens {
+                    if m < 3 || m > config.max_tokens() {
+                        return Err(Error::invalid(format!(
+                            "max_tokens {m}: must be between 3 (<s>, a piece, </s>) and the model's {} positions",
+                            config.max_tokens()
+                        )));
+                    }
+                }
                 if let Some(stride) = o.stride {
-                    let window = config.max_tokens() - 2;
+                    let window = self.max_tokens().unwrap_or(config.max_tokens()) - 2;
                     if stride == 0 || stride > window {
                         return Err(Error::invalid(format!(
                             "window stride must be between 1 and the window's {window} pieces, got {stride}"
@@ -254,11 +262,15 @@ impl Embedder {
         }
     }
 
-    /// The model's positions (PRoBERTa), `None` for ProteinBERT (any length).
+    /// Tokens per PRoBERTa input: the model's positions, or [`EmbedOptions::max_tokens`] when
+    /// given; `None` for ProteinBERT (any length).
     pub fn max_tokens(&self) -> Option<usize> {
         match &self.model {
             Model::ProteinBert(_) => None,
-            Model::Proberta { encoder, .. } => Some(encoder.config().max_tokens()),
+            Model::Proberta { encoder, .. } => {
+                let model = encoder.config().max_tokens();
+                Some(self.options.max_tokens.map_or(model, |m| m.min(model)))
+            }
         }
     }
 
@@ -386,8 +398,8 @@ impl Embedder {
                     }
                     units.push(Unit { record, ids, fixed_len: Some(len), offset: 0 });
                 }
-                Model::Proberta { encoder, tokenizer } => {
-                    let max_tokens = encoder.config().max_tokens();
+                Model::Proberta { tokenizer, .. } => {
+                    let max_tokens = self.max_tokens().expect("a PRoBERTa model has positions");
                     let window = max_tokens - 2;
                     // The clustering vector fills every protein to one length: the reference's 512,
                     // or `seq_len` for a model pretrained on shorter inputs (its later positions

@@ -238,6 +238,12 @@ pub struct EmbedOptions {
     pub long: LongPolicy,
     /// PRoBERTa windows: pieces between window starts; `None` = half a window.
     pub stride: Option<usize>,
+    /// PRoBERTa: at most this many tokens per model input (`<s>` and `</s>` included) instead of the
+    /// model's positions, e.g. the length it was trained on (a model pretrained on inputs of 128
+    /// tokens never trained its later position embeddings). `long` then applies at this length.
+    /// `None`: the model's positions. Between 3 and the model's positions.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
     /// Padded tokens per batch (a protein longer than this runs alone).
     pub batch_tokens: usize,
     pub device: DeviceChoice,
@@ -255,6 +261,7 @@ impl Default for EmbedOptions {
             padding_mask: false,
             long: LongPolicy::Auto,
             stride: None,
+            max_tokens: None,
             batch_tokens: DEFAULT_BATCH_TOKENS,
             device: DeviceChoice::Auto,
             dtype: DType::F32,

@@ -20,7 +20,9 @@ pub fn bar_chart(fig: &Figure, categories: &[String], values: &[f64]) -> Result<
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), y_min..y_max)
+            // A discrete range is inclusive in plotters: 0..n − 1 gives n segments (0..n gave an
+            // empty one at the right).
+            .build_cartesian_2d((0..n - 1).into_segmented(), y_min..y_max)
             .map_err(plot_err)?;
         let mut mesh = chart.configure_mesh();
         style_mesh(&mut mesh, fig);
@@ -34,10 +36,14 @@ pub fn bar_chart(fig: &Figure, categories: &[String], values: &[f64]) -> Result<
             .map_err(plot_err)?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                Rectangle::new(
+                let mut bar = Rectangle::new(
                     [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)],
                     super::palette(0).filled(),
-                )
+                );
+                // A gap between neighbouring bars, narrower when there are many.
+                let gap = if n <= 30 { 6 } else { 1 };
+                bar.set_margin(0, 0, gap, gap);
+                bar
             }))
             .map_err(plot_err)?;
         Ok(())

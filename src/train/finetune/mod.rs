@@ -319,6 +319,18 @@ pub fn family_data(
     })
 }
 
+/// The class index of each example of a categorical task (families), in order; an example with
+/// another kind of target is an error naming it.
+pub fn class_labels(examples: &[Example]) -> Result<Vec<usize>> {
+    examples
+        .iter()
+        .map(|e| match e.target {
+            TargetValue::Class(c) => Ok(c as usize),
+            ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a class", e.id))),
+        })
+        .collect()
+}
+
 /// Sets the trunk variables of `vars` (already created by loading the trunk through them) from a
 /// model directory; tensors the trunk does not use (an LM head, earlier heads) are ignored.
 pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, trunk_prefix_excluded: &str) -> Result<()> {

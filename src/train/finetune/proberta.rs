@@ -668,6 +668,72 @@ pub fn finetune_proberta(
     Ok(report)
 }
 
+/// One row of `test_predictions.tsv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestPrediction {
+    /// Accession (or `protein_a\tprotein_b` for pairs).
+    pub name: String,
+    /// Label and prediction as written: class names (families), `0`/`1` (binary), values (numeric).
+    pub label: String,
+    pub predicted: String,
+    /// P(positive) for two classes and binary targets, `None` otherwise.
+    pub score: Option<f64>,
+}
+
+/// A finished fine-tuning run's `results.json` and `test_predictions.tsv` (what
+/// [`finetune_proberta`] wrote into `dir`), for a notebook that reuses the run instead of training.
+pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<TestPrediction>)> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let report: ProbertaFinetuneReport =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), e.line())))?;
+    let path = dir.join("test_predictions.tsv");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+    let pair = match header.as_slice() {
+        ["name", "label", "predicted", "score"] => false,
+        ["protein_a", "protein_b", "label", "predicted", "score"] => true,
+        _ => {
+            return Err(Error::invalid(format!(
+            "{}:1: expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}",
+            path.display()
+        )))
+        }
+    };
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let width = if pair { 5 } else { 4 };
+        if f.len() != width {
+            return Err(Error::invalid(format!(
+                "{}:{}: {} tab-separated fields, expected {width}",
+                path.display(),
+                i + 2,
+                f.len()
+            )));
+        }
+        let (name, rest) = if pair { (format!("{}\t{}", f[0], f[1]), &f[2..]) } else { (f[0].to_string(), &f[1..]) };
+        let score = match rest[2] {
+            "" => None,
+            s => Some(
+                s.parse::<f64>()
+                    .map_err(|e| Error::invalid(format!("{}:{}: score `{s}`: {e}", path.display(), i + 2)))?,
+            ),
+        };
+        rows.push(TestPrediction { name, label: rest[0].to_string(), predicted: rest[1].to_string(), score });
+    }
+    if rows.len() != report.test {
+        return Err(Error::invalid(format!(
+            "{}: {} rows but results.json reports {} test examples",
+            path.display(),
+            rows.len(),
+            report.test
+        )));
+    }
+    Ok((report, rows))
+}
+
 /// One row per test example: name, label, prediction and score (P(positive) for two classes and
 /// binary targets, the value for numeric ones).
 fn write_predictions(path: &Path, data: &EncodedData, p: &Predictions, order: &[usize]) -> Result<()> {
