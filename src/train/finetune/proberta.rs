@@ -668,6 +668,108 @@ pub fn finetune_proberta(
     Ok(report)
 }
 
+/// A fine-tuned PRoBERTa classifier directory (a run's `best/` or `model/`): the encoder, its
+/// stored head and its tokenizer.
+pub fn load_classifier(model_dir: &Path, device: &Device) -> Result<(ProbertaClassifier, ProbertaTokenizer, StoredHead)> {
+    let dir = ModelDir::open(model_dir)?;
+    let ModelConfig::Proberta(c) = dir.config().model.clone() else {
+        return Err(Error::invalid(format!("{} is not a PRoBERTa model directory", dir.path().display())));
+    };
+    let stored = dir.config().heads.iter().find(|h| h.prefix == HEAD_PREFIX).cloned().ok_or_else(|| {
+        Error::invalid(format!(
+            "{} has no classification head `{HEAD_PREFIX}` (a pretrained model, not a fine-tuned one?)",
+            dir.path().display()
+        ))
+    })?;
+    let vb = dir.var_builder(DType::F32, device)?;
+    let encoder = Encoder::load(vb.clone(), &c)?;
+    let head = ClassificationHead::load(vb.pp(HEAD_PREFIX), stored.config, c.hidden_size, c.hidden_size)?;
+    let tokenizer = ProbertaTokenizer::load(dir.path())?;
+    Ok((ProbertaClassifier { encoder, head }, tokenizer, stored))
+}
+
+/// Predictions of a fine-tuned PPI classifier (`model_dir`: a run's `best/` or `model/`) on any
+/// labelled `pairs`, in the order of `pairs`, packed and cut as `config` says (`max_len`,
+/// `pair_truncation`, `eval_batch_size`): e.g. the conservative model on the aggressive test set.
+/// `summary(Target::Categorical { classes: 2 })` of the result gives accuracy, precision, recall,
+/// ROC AUC; `scores` are P(positive).
+pub fn evaluate_pairs(
+    model_dir: &Path,
+    pairs: &[Pair],
+    sequences: &BTreeMap<String, String>,
+    config: &ProbertaFinetuneConfig,
+    device: &Device,
+) -> Result<Predictions> {
+    let (model, tokenizer, stored) = load_classifier(model_dir, device)?;
+    let target = stored.config.target;
+    if target != (Target::Categorical { classes: 2 }) {
+        return Err(Error::invalid(format!(
+            "{}: its head predicts {target:?}, not the two classes of a PPI classifier",
+            model_dir.display()
+        )));
+    }
+    let data = ProbertaTaskData::Pairs(PairData {
+        train: pairs.to_vec(),
+        valid: Vec::new(),
+        test: Vec::new(),
+        sequences: sequences.clone(),
+        report: BTreeMap::new(),
+    });
+    let encoded = encode_data(&data, &tokenizer, config)?;
+    let (p, order) = model.predict(target, &encoded.train, config.eval_batch_size, device)?;
+    // `predict` sorts by length; put every prediction back at its pair's place.
+    let n = order.len();
+    let mut out = Predictions {
+        scores: vec![0.0; n],
+        classes: vec![0; n],
+        labels_bool: vec![false; n],
+        labels_class: vec![0; n],
+        labels_numeric: Vec::new(),
+        loss_sum: p.loss_sum,
+        loss_count: p.loss_count,
+    };
+    for (k, &i) in order.iter().enumerate() {
+        out.scores[i] = p.scores[k];
+        out.classes[i] = p.classes[k];
+        out.labels_bool[i] = p.labels_bool[k];
+        out.labels_class[i] = p.labels_class[k];
+    }
+    Ok(out)
+}
+
+/// The pairs of a PPI run's `test_predictions.tsv` with their labels and P(positive), in file order
+/// (the order `predict` visited them: by length). Errors name the file and line.
+pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
+    use crate::error::Location;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.starts_with("protein_a\tprotein_b\t") => {}
+        _ => {
+            return Err(Error::data(
+                Location::line(path, 1),
+                "not the predictions of a pair task (header protein_a, protein_b, label, predicted, score)",
+            ))
+        }
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let bad = |what: &str| Error::data(Location::line(path, i + 1), what.to_string());
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 5 {
+            return Err(bad(&format!("expected 5 tab-separated fields, found {}", f.len())));
+        }
+        let label = match f[2] {
+            "positive" | "1" => 1,
+            "negative" | "0" => 0,
+            other => return Err(bad(&format!("label `{other}` is neither positive nor negative"))),
+        };
+        let score: f64 = f[4].parse().map_err(|_| bad(&format!("score `{}` is not a number", f[4])))?;
+        out.push((Pair { a: f[0].to_string(), b: f[1].to_string(), label }, score));
+    }
+    Ok(out)
+}
+
 /// One row per test example: name, label, prediction and score (P(positive) for two classes and
 /// binary targets, the value for numeric ones).
 fn write_predictions(path: &Path, data: &EncodedData, p: &Predictions, order: &[usize]) -> Result<()> {
