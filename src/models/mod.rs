@@ -4,6 +4,7 @@
 //! [`heads::Features`]; a head ([`heads::Head`]) turns features into task outputs. The same
 //! training loop, losses and metrics serve every head on either trunk.
 
+pub mod baselines;
 pub mod directory;
 pub mod heads;
 pub mod import;
