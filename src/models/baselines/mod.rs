@@ -19,6 +19,7 @@
 //! with padding at 0 is the max over real positions. Logits therefore do not depend on `max_len`
 //! (a test checks this), only on the sequence as cut.
 
+pub mod deep_interact;
 pub mod fit;
 pub mod mlp;
 
