@@ -211,10 +211,13 @@ pub fn ppi_data(
     let (train, valid) = (share(pick(&parts[0])), share(pick(&parts[1])));
     let test = pick(&parts[2]);
     let mut sample_rng = rng.fork(crate::train::streams::SPLIT + 1);
+    // The test sample has a stream of its own, so runs that differ only in `train_fraction` or
+    // the train/valid caps (Table 3's 20 % and 100 %) are tested on the same pairs.
+    let mut test_rng = rng.fork(crate::train::streams::SPLIT + 2);
     let (train, valid, test) = (
         sample_items(train, limits.max_train, &mut sample_rng),
         sample_items(valid, limits.max_valid, &mut sample_rng),
-        sample_items(test, limits.max_test, &mut sample_rng),
+        sample_items(test, limits.max_test, &mut test_rng),
     );
     Ok(PairData { train, valid, test, sequences: data.sequences, report })
 }
@@ -898,6 +901,14 @@ mod tests {
         assert_eq!(again.train, d.train);
         let other = ppi_data(data(), &options, &proteome, &limits, 4)?;
         assert_ne!(other.train, d.train);
+        // Capped test sets do not depend on the training share or the train/valid caps.
+        let capped = DataLimits { max_train: Some(30), max_valid: Some(3), max_test: Some(8), valid_fraction: 0.1 };
+        let a = ppi_data(data(), &options, &proteome, &capped, 3)?;
+        let b = ppi_data(data(), &PpiOptions { train_fraction: 1.0, ..options.clone() }, &proteome, &capped, 3)?;
+        let c = ppi_data(data(), &options, &proteome, &DataLimits { max_train: Some(10), ..capped.clone() }, 3)?;
+        assert_eq!(a.test.len(), 8);
+        assert_eq!(a.test, b.test);
+        assert_eq!(a.test, c.test);
         Ok(())
     }
 
