@@ -133,4 +133,15 @@ fn a_fine_tuned_ppi_model_evaluates_other_pairs_as_its_run_tested_them() {
     // task's predictions is refused.
     assert_eq!(evaluate_pairs(&model_dir, &data.train, &sequences, &config, &device).unwrap().scores.len(), 80);
     assert!(read_pair_predictions(&out.join("results.json")).is_err());
+
+    // results.json reads back; an undefined metric, written as null (JSON has no NaN), reads as NaN.
+    use protein_lm::train::finetune::proberta::ProbertaFinetuneReport;
+    assert_eq!(ProbertaFinetuneReport::read(&out).unwrap(), report);
+    let mut undefined = report.clone();
+    undefined.test_scores.insert("precision".into(), f64::NAN);
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&undefined).unwrap()).unwrap();
+    assert!(std::fs::read_to_string(out.join("results.json")).unwrap().contains("\"precision\": null"));
+    let back = ProbertaFinetuneReport::read(&out).unwrap();
+    assert!(back.test_scores["precision"].is_nan());
+    assert_eq!(back.test_scores["accuracy"], report.test_scores["accuracy"]);
 }

@@ -521,6 +521,28 @@ fn reported_metrics(target: Target) -> Vec<String> {
     Predictions::default().summary(target).into_keys().collect()
 }
 
+impl ProbertaFinetuneReport {
+    /// Reads a finished run's `results.json` (`dir` is the run directory). JSON has no NaN, so an
+    /// undefined test metric (precision when nothing was predicted positive) is written as `null`;
+    /// it reads back as NaN.
+    pub fn read(dir: &Path) -> Result<Self> {
+        use crate::error::Location;
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let bad = |e: serde_json::Error| Error::data(Location::file(&path), e.to_string());
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        let mut scores = Metrics::new();
+        if let Some(map) = value.get_mut("test_scores").and_then(|v| v.as_object_mut()) {
+            for (k, v) in std::mem::take(map) {
+                scores.insert(k, v.as_f64().unwrap_or(f64::NAN));
+            }
+        }
+        let mut report: Self = serde_json::from_value(value).map_err(bad)?;
+        report.test_scores = scores;
+        Ok(report)
+    }
+}
+
 /// The tokenizer of `from` (its `dict.txt`, and `tokenizer.json` when present), or `tokenizer` (a
 /// directory or a fairseq `dict.txt`) when starting from scratch.
 fn load_tokenizer(from: Option<&ModelDir>, tokenizer: Option<&Path>) -> Result<(ProbertaTokenizer, PathBuf)> {
