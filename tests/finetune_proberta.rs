@@ -111,7 +111,8 @@ fn a_fine_tuned_ppi_model_evaluates_other_pairs_as_its_run_tested_them() {
     let out = tmp.path().join("run");
     let device = Device::Cpu;
     let options = RunOptions { out: &out, resume: false, device: &device, progress: false };
-    let report = finetune_proberta(&config, &ProbertaTaskData::Pairs(data.clone()), None, Some(&dict), &[], options).unwrap();
+    let report =
+        finetune_proberta(&config, &ProbertaTaskData::Pairs(data.clone()), None, Some(&dict), &[], options).unwrap();
 
     // The run's own test predictions read back: one row per test pair, labels kept.
     let tested = read_pair_predictions(&out.join("test_predictions.tsv")).unwrap();

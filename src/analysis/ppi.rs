@@ -27,7 +27,14 @@ pub struct BinarySummary {
 impl BinarySummary {
     /// Every metric NaN, for an empty set.
     pub fn empty() -> Self {
-        BinarySummary { n: 0, positives: 0, accuracy: f64::NAN, precision: f64::NAN, recall: f64::NAN, roc_auc: f64::NAN }
+        BinarySummary {
+            n: 0,
+            positives: 0,
+            accuracy: f64::NAN,
+            precision: f64::NAN,
+            recall: f64::NAN,
+            roc_auc: f64::NAN,
+        }
     }
 }
 

@@ -76,13 +76,8 @@ pub fn fit_deep_interact(
         Some(v) => Some((dense(features, v.rows)?, class_labels(v.labels))),
         None => None,
     };
-    let report = fit(
-        &model,
-        &vars,
-        (&x_train, &y_train),
-        valid_inputs.as_ref().map(|(x, y)| (x, y.as_slice())),
-        options,
-    )?;
+    let report =
+        fit(&model, &vars, (&x_train, &y_train), valid_inputs.as_ref().map(|(x, y)| (x, y.as_slice())), options)?;
     drop(x_train);
     let proba = predict_proba(&model, &dense(features, test.rows)?, options.batch_size.max(256), &device)?;
     let test_scores: Vec<f64> = proba.column(1).to_vec();
@@ -169,10 +164,21 @@ mod tests {
         assert_eq!(curve.iter().map(|p| p.result.train_pairs).collect::<Vec<_>>(), [150, 300]);
         assert!(curve[1].result.test.accuracy > 0.9);
         // Mismatched lengths and a one-class subset are refused.
-        assert!(fit_deep_interact(&x, PairSet { rows: &rows[..3], labels: &labels[..2] }, None, test, &options, 1).is_err());
+        assert!(
+            fit_deep_interact(&x, PairSet { rows: &rows[..3], labels: &labels[..2] }, None, test, &options, 1).is_err()
+        );
         let ones = vec![true; 300];
-        let err = deep_interact_curve(&x, PairSet { rows: &rows[..300], labels: &ones }, None, test, &[1.0], &options, 1, &mut Rng::new(9))
-            .unwrap_err();
+        let err = deep_interact_curve(
+            &x,
+            PairSet { rows: &rows[..300], labels: &ones },
+            None,
+            test,
+            &[1.0],
+            &options,
+            1,
+            &mut Rng::new(9),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("one class"), "{err}");
         Ok(())
     }

@@ -695,7 +695,10 @@ pub fn finetune_proberta(
 
 /// A fine-tuned PRoBERTa classifier directory (a run's `best/` or `model/`): the encoder, its
 /// stored head and its tokenizer.
-pub fn load_classifier(model_dir: &Path, device: &Device) -> Result<(ProbertaClassifier, ProbertaTokenizer, StoredHead)> {
+pub fn load_classifier(
+    model_dir: &Path,
+    device: &Device,
+) -> Result<(ProbertaClassifier, ProbertaTokenizer, StoredHead)> {
     let dir = ModelDir::open(model_dir)?;
     let ModelConfig::Proberta(c) = dir.config().model.clone() else {
         return Err(Error::invalid(format!("{} is not a PRoBERTa model directory", dir.path().display())));
