@@ -87,3 +87,80 @@ fn a_small_encoder_learns_separable_families_and_the_best_weights_are_tested() {
     let err = read_finetune_results(&out).unwrap_err().to_string();
     assert!(err.contains("test_predictions.tsv:2") && err.contains("2 tab-separated fields"), "{err}");
 }
+
+/// A pair task a small encoder can learn: a pair interacts when both proteins share one alphabet.
+#[test]
+fn a_fine_tuned_ppi_model_evaluates_other_pairs_as_its_run_tested_them() {
+    use protein_lm::analysis::ppi::binary_summary;
+    use protein_lm::data::ppi::Pair;
+    use protein_lm::models::heads::Target;
+    use protein_lm::train::finetune::proberta::{evaluate_pairs, read_pair_predictions, PairData};
+    use std::collections::BTreeMap;
+
+    let mut rng = Rng::new(5);
+    let mut sequences = BTreeMap::new();
+    for (k, alphabet) in [b"ACDEG", b"KLMNR"].iter().enumerate() {
+        for i in 0..20 {
+            let len = 15 + rng.below(10) as usize;
+            let seq: String = (0..len).map(|_| alphabet[rng.below(5) as usize] as char).collect();
+            sequences.insert(format!("{k}_{i}"), seq);
+        }
+    }
+    let ids: Vec<String> = sequences.keys().cloned().collect();
+    let pairs: Vec<Pair> = (0..120)
+        .map(|_| {
+            let (a, b) = (&ids[rng.below(40) as usize], &ids[rng.below(40) as usize]);
+            Pair { a: a.clone(), b: b.clone(), label: (a[..1] == b[..1]) as u8 }
+        })
+        .collect();
+    let data = PairData {
+        train: pairs[..80].to_vec(),
+        valid: pairs[80..100].to_vec(),
+        test: pairs[100..].to_vec(),
+        sequences: sequences.clone(),
+        report: BTreeMap::new(),
+    };
+    let mut config: ProbertaFinetuneConfig =
+        serde_json::from_str(include_str!("../configs/proberta-finetune-tiny.json")).unwrap();
+    config.task = "ppi".into();
+    config.train.max_updates = 16;
+    let dict = DataResolver::from_env().resolve(files::PROBERTA_DICT).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let device = Device::Cpu;
+    let options = RunOptions { out: &out, resume: false, device: &device, progress: false };
+    let report =
+        finetune_proberta(&config, &ProbertaTaskData::Pairs(data.clone()), None, Some(&dict), &[], options).unwrap();
+
+    // The run's own test predictions read back: one row per test pair, labels kept.
+    let tested = read_pair_predictions(&out.join("test_predictions.tsv")).unwrap();
+    assert_eq!(tested.len(), 20);
+    let model_dir = if report.tested.starts_with("best/") { out.join("best") } else { out.join("model") };
+    // The same model evaluated afresh on the test pairs, in their order, gives the same scores.
+    let p = evaluate_pairs(&model_dir, &data.test, &sequences, &config, &device).unwrap();
+    assert_eq!(p.scores.len(), 20);
+    for (k, pair) in data.test.iter().enumerate() {
+        assert_eq!(p.labels_bool[k], pair.label == 1);
+        let (_, score) = tested.iter().find(|(q, _)| q.a == pair.a && q.b == pair.b).unwrap();
+        assert!((p.scores[k] - score).abs() < 1e-5, "pair {k}: {} vs {score}", p.scores[k]);
+    }
+    let summary = p.summary(Target::Categorical { classes: 2 });
+    assert!((summary["accuracy"] - report.test_scores["accuracy"]).abs() < 1e-12);
+    let ours = binary_summary(&p.labels_bool, &p.scores).unwrap();
+    assert!((ours.roc_auc - report.test_scores["roc_auc"]).abs() < 1e-9);
+    // Any other labelled pairs work too (here the training pairs); a file that is not a pair
+    // task's predictions is refused.
+    assert_eq!(evaluate_pairs(&model_dir, &data.train, &sequences, &config, &device).unwrap().scores.len(), 80);
+    assert!(read_pair_predictions(&out.join("results.json")).is_err());
+
+    // results.json reads back; an undefined metric, written as null (JSON has no NaN), reads as NaN.
+    use protein_lm::train::finetune::proberta::ProbertaFinetuneReport;
+    assert_eq!(ProbertaFinetuneReport::read(&out).unwrap(), report);
+    let mut undefined = report.clone();
+    undefined.test_scores.insert("precision".into(), f64::NAN);
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&undefined).unwrap()).unwrap();
+    assert!(std::fs::read_to_string(out.join("results.json")).unwrap().contains("\"precision\": null"));
+    let back = ProbertaFinetuneReport::read(&out).unwrap();
+    assert!(back.test_scores["precision"].is_nan());
+    assert_eq!(back.test_scores["accuracy"], report.test_scores["accuracy"]);
+}

@@ -14,6 +14,7 @@
 //! | [`stats`] | Pearson, Spearman, Student/Welch t-tests, mean ± t CI | scipy, 1e-14 relative | not in linfa |
 //! | [`probe`] | L2 logistic regression (binary, multinomial), the paper's per-family probe | sklearn `LogisticRegression(lbfgs)`, 4e-6 on coefficients | linfa-logistic picks the "positive" class by frequency |
 //! | [`baselines`] | 3-mer frequency vectors (ProtFreqVec) | — | — |
+//! | [`ppi`] | the paper's PPI scores per set of pairs and per protein-overlap class; pair → feature-row index | [`metrics`] | — |
 //!
 //! linfa is therefore not a dependency: every piece above had a reason to be written here, and each
 //! is tested against the Python reference (`tests/analysis_*.rs`).
@@ -22,6 +23,7 @@ pub mod baselines;
 pub mod cluster;
 pub mod information;
 pub mod metrics;
+pub mod ppi;
 pub mod probe;
 pub mod reduce;
 pub mod stats;

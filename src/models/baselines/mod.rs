@@ -18,7 +18,9 @@
 //! padding would add at the end of an unpadded sequence, and the global max-pool over values ≥ 0
 //! with padding at 0 is the max over real positions. Logits therefore do not depend on `max_len`
 //! (a test checks this), only on the sequence as cut.
+
 pub mod cnn;
+pub mod deep_interact;
 pub mod fit;
 pub mod mlp;
 

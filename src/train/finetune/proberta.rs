@@ -211,10 +211,13 @@ pub fn ppi_data(
     let (train, valid) = (share(pick(&parts[0])), share(pick(&parts[1])));
     let test = pick(&parts[2]);
     let mut sample_rng = rng.fork(crate::train::streams::SPLIT + 1);
+    // The test sample has a stream of its own, so runs that differ only in `train_fraction` or
+    // the train/valid caps (Table 3's 20 % and 100 %) are tested on the same pairs.
+    let mut test_rng = rng.fork(crate::train::streams::SPLIT + 2);
     let (train, valid, test) = (
         sample_items(train, limits.max_train, &mut sample_rng),
         sample_items(valid, limits.max_valid, &mut sample_rng),
-        sample_items(test, limits.max_test, &mut sample_rng),
+        sample_items(test, limits.max_test, &mut test_rng),
     );
     Ok(PairData { train, valid, test, sequences: data.sequences, report })
 }
@@ -518,6 +521,28 @@ fn reported_metrics(target: Target) -> Vec<String> {
     Predictions::default().summary(target).into_keys().collect()
 }
 
+impl ProbertaFinetuneReport {
+    /// Reads a finished run's `results.json` (`dir` is the run directory). JSON has no NaN, so an
+    /// undefined test metric (precision when nothing was predicted positive) is written as `null`;
+    /// it reads back as NaN.
+    pub fn read(dir: &Path) -> Result<Self> {
+        use crate::error::Location;
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let bad = |e: serde_json::Error| Error::data(Location::file(&path), e.to_string());
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        let mut scores = Metrics::new();
+        if let Some(map) = value.get_mut("test_scores").and_then(|v| v.as_object_mut()) {
+            for (k, v) in std::mem::take(map) {
+                scores.insert(k, v.as_f64().unwrap_or(f64::NAN));
+            }
+        }
+        let mut report: Self = serde_json::from_value(value).map_err(bad)?;
+        report.test_scores = scores;
+        Ok(report)
+    }
+}
+
 /// The tokenizer of `from` (its `dict.txt`, and `tokenizer.json` when present), or `tokenizer` (a
 /// directory or a fairseq `dict.txt`) when starting from scratch.
 fn load_tokenizer(from: Option<&ModelDir>, tokenizer: Option<&Path>) -> Result<(ProbertaTokenizer, PathBuf)> {
@@ -683,10 +708,8 @@ pub struct TestPrediction {
 /// A finished fine-tuning run's `results.json` and `test_predictions.tsv` (what
 /// [`finetune_proberta`] wrote into `dir`), for a notebook that reuses the run instead of training.
 pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<TestPrediction>)> {
-    let path = dir.join("results.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let report: ProbertaFinetuneReport =
-        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), e.line())))?;
+    // `read` turns the `null` an undefined metric is written as back into NaN.
+    let report = ProbertaFinetuneReport::read(dir)?;
     let path = dir.join("test_predictions.tsv");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut lines = text.lines();
@@ -732,6 +755,111 @@ pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<
         )));
     }
     Ok((report, rows))
+}
+
+/// A fine-tuned PRoBERTa classifier directory (a run's `best/` or `model/`): the encoder, its
+/// stored head and its tokenizer.
+pub fn load_classifier(
+    model_dir: &Path,
+    device: &Device,
+) -> Result<(ProbertaClassifier, ProbertaTokenizer, StoredHead)> {
+    let dir = ModelDir::open(model_dir)?;
+    let ModelConfig::Proberta(c) = dir.config().model.clone() else {
+        return Err(Error::invalid(format!("{} is not a PRoBERTa model directory", dir.path().display())));
+    };
+    let stored = dir.config().heads.iter().find(|h| h.prefix == HEAD_PREFIX).cloned().ok_or_else(|| {
+        Error::invalid(format!(
+            "{} has no classification head `{HEAD_PREFIX}` (a pretrained model, not a fine-tuned one?)",
+            dir.path().display()
+        ))
+    })?;
+    let vb = dir.var_builder(DType::F32, device)?;
+    let encoder = Encoder::load(vb.clone(), &c)?;
+    let head = ClassificationHead::load(vb.pp(HEAD_PREFIX), stored.config, c.hidden_size, c.hidden_size)?;
+    let tokenizer = ProbertaTokenizer::load(dir.path())?;
+    Ok((ProbertaClassifier { encoder, head }, tokenizer, stored))
+}
+
+/// Predictions of a fine-tuned PPI classifier (`model_dir`: a run's `best/` or `model/`) on any
+/// labelled `pairs`, in the order of `pairs`, packed and cut as `config` says (`max_len`,
+/// `pair_truncation`, `eval_batch_size`): e.g. the conservative model on the aggressive test set.
+/// `summary(Target::Categorical { classes: 2 })` of the result gives accuracy, precision, recall,
+/// ROC AUC; `scores` are P(positive).
+pub fn evaluate_pairs(
+    model_dir: &Path,
+    pairs: &[Pair],
+    sequences: &BTreeMap<String, String>,
+    config: &ProbertaFinetuneConfig,
+    device: &Device,
+) -> Result<Predictions> {
+    let (model, tokenizer, stored) = load_classifier(model_dir, device)?;
+    let target = stored.config.target;
+    if target != (Target::Categorical { classes: 2 }) {
+        return Err(Error::invalid(format!(
+            "{}: its head predicts {target:?}, not the two classes of a PPI classifier",
+            model_dir.display()
+        )));
+    }
+    let data = ProbertaTaskData::Pairs(PairData {
+        train: pairs.to_vec(),
+        valid: Vec::new(),
+        test: Vec::new(),
+        sequences: sequences.clone(),
+        report: BTreeMap::new(),
+    });
+    let encoded = encode_data(&data, &tokenizer, config)?;
+    let (p, order) = model.predict(target, &encoded.train, config.eval_batch_size, device)?;
+    // `predict` sorts by length; put every prediction back at its pair's place.
+    let n = order.len();
+    let mut out = Predictions {
+        scores: vec![0.0; n],
+        classes: vec![0; n],
+        labels_bool: vec![false; n],
+        labels_class: vec![0; n],
+        labels_numeric: Vec::new(),
+        loss_sum: p.loss_sum,
+        loss_count: p.loss_count,
+    };
+    for (k, &i) in order.iter().enumerate() {
+        out.scores[i] = p.scores[k];
+        out.classes[i] = p.classes[k];
+        out.labels_bool[i] = p.labels_bool[k];
+        out.labels_class[i] = p.labels_class[k];
+    }
+    Ok(out)
+}
+
+/// The pairs of a PPI run's `test_predictions.tsv` with their labels and P(positive), in file order
+/// (the order `predict` visited them: by length). Errors name the file and line.
+pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
+    use crate::error::Location;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.starts_with("protein_a\tprotein_b\t") => {}
+        _ => {
+            return Err(Error::data(
+                Location::line(path, 1),
+                "not the predictions of a pair task (header protein_a, protein_b, label, predicted, score)",
+            ))
+        }
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let bad = |what: &str| Error::data(Location::line(path, i + 1), what.to_string());
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 5 {
+            return Err(bad(&format!("expected 5 tab-separated fields, found {}", f.len())));
+        }
+        let label = match f[2] {
+            "positive" | "1" => 1,
+            "negative" | "0" => 0,
+            other => return Err(bad(&format!("label `{other}` is neither positive nor negative"))),
+        };
+        let score: f64 = f[4].parse().map_err(|_| bad(&format!("score `{}` is not a number", f[4])))?;
+        out.push((Pair { a: f[0].to_string(), b: f[1].to_string(), label }, score));
+    }
+    Ok(out)
 }
 
 /// One row per test example: name, label, prediction and score (P(positive) for two classes and
@@ -862,6 +990,14 @@ mod tests {
         assert_eq!(again.train, d.train);
         let other = ppi_data(data(), &options, &proteome, &limits, 4)?;
         assert_ne!(other.train, d.train);
+        // Capped test sets do not depend on the training share or the train/valid caps.
+        let capped = DataLimits { max_train: Some(30), max_valid: Some(3), max_test: Some(8), valid_fraction: 0.1 };
+        let a = ppi_data(data(), &options, &proteome, &capped, 3)?;
+        let b = ppi_data(data(), &PpiOptions { train_fraction: 1.0, ..options.clone() }, &proteome, &capped, 3)?;
+        let c = ppi_data(data(), &options, &proteome, &DataLimits { max_train: Some(10), ..capped.clone() }, 3)?;
+        assert_eq!(a.test.len(), 8);
+        assert_eq!(a.test, b.test);
+        assert_eq!(a.test, c.test);
         Ok(())
     }
 
