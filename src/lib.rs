@@ -37,8 +37,8 @@ pub mod prelude {
     pub use crate::embed::{self, EmbedOptions, EmbedPooling, Embedder, LayerChoice, LongPolicy};
     pub use crate::error::{Error, Result};
     pub use crate::notebook::{ours_vs_paper, Claims, Html, Scale, Svg, Table};
-    pub use crate::results::Results;
     pub use crate::plots::{self, Figure};
+    pub use crate::results::Results;
     pub use crate::rng::Rng;
     pub use crate::tokenize::{
         BpeOptions, FairseqDictionary, PairTruncation, ProbertaTokenizer, ResidueTokenizer, SingleTruncation,

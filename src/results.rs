@@ -199,10 +199,16 @@ mod tests {
         let r = Results::at(Scale::Demo, tmp.path());
         let ppi = r.proberta_ppi(NegativeScheme::Aggressive, 0.2);
         assert_eq!(ppi.dir, tmp.path().join("runs/proberta-ppi-aggressive-20"));
-        assert_eq!(r.proberta_ppi(NegativeScheme::Conservative, 1.0).dir, tmp.path().join("runs/proberta-ppi-conservative-100"));
+        assert_eq!(
+            r.proberta_ppi(NegativeScheme::Conservative, 1.0).dir,
+            tmp.path().join("runs/proberta-ppi-conservative-100")
+        );
         let pre = r.proberta_pretrain();
         let err = pre.require().unwrap_err().to_string();
-        assert!(err.contains("proberta/01_pretraining.ipynb") && err.contains("configs/proberta-pretrain-demo.json"), "{err}");
+        assert!(
+            err.contains("proberta/01_pretraining.ipynb") && err.contains("configs/proberta-pretrain-demo.json"),
+            "{err}"
+        );
         assert!(!pre.can_resume());
         std::fs::create_dir_all(pre.dir.join("checkpoints")).unwrap();
         assert!(pre.can_resume() && !pre.is_done());

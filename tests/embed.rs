@@ -310,7 +310,11 @@ fn proberta_clustering_pooling_equals_a_hand_computation() -> Result<()> {
 
     // `seq_len` fills to a shorter length (a model pretrained on short inputs); longer proteins
     // are cut to it, and a length beyond the model's positions is an error.
-    let short = cpu(EmbedOptions { pooling: Some(EmbedPooling::ProbertaClustering), seq_len: Some(40), ..EmbedOptions::default() });
+    let short = cpu(EmbedOptions {
+        pooling: Some(EmbedPooling::ProbertaClustering),
+        seq_len: Some(40),
+        ..EmbedOptions::default()
+    });
     let m40 = Embedder::new(dir.path(), short)?.embed(&records, &mut |_| {})?;
     for (i, s) in seqs.iter().enumerate() {
         let mut ids = pieces(&tok, s);
@@ -329,10 +333,15 @@ fn proberta_clustering_pooling_equals_a_hand_computation() -> Result<()> {
         assert!(d < 1e-5 * scale, "seq_len 40, protein {i}: {d} (scale {scale})");
     }
     assert!(max_diff(m40.row(0), m.row(0)) > 1e-3, "a different filled length gives a different vector");
-    let too_long = cpu(EmbedOptions { pooling: Some(EmbedPooling::ProbertaClustering), seq_len: Some(600), ..EmbedOptions::default() });
+    let too_long = cpu(EmbedOptions {
+        pooling: Some(EmbedPooling::ProbertaClustering),
+        seq_len: Some(600),
+        ..EmbedOptions::default()
+    });
     let err = Embedder::new(dir.path(), too_long).err().unwrap().to_string();
     assert!(err.contains("seq_len 600"), "{err}");
-    let mean_len = cpu(EmbedOptions { pooling: Some(EmbedPooling::Mean), seq_len: Some(40), ..EmbedOptions::default() });
+    let mean_len =
+        cpu(EmbedOptions { pooling: Some(EmbedPooling::Mean), seq_len: Some(40), ..EmbedOptions::default() });
     assert!(Embedder::new(dir.path(), mean_len).is_err(), "seq_len is only for the clustering vector");
 
     // Needs ≥ 5 layers; a layer option is an error (the pooling fixes its layers).

@@ -168,8 +168,11 @@ mod tests {
     fn scores_agree_with_a_direct_computation_and_do_not_depend_on_batching() {
         let (model, config) = small_model();
         let masking = MaskingOptions { mask_id: 39, ..MaskingOptions::proberta(config.vocab_size as u32) };
-        let seqs: Vec<Vec<u32>> =
-            (0..7).map(|i| std::iter::once(0).chain((0..(12 + 3 * i)).map(|j| 4 + (j * 7 + i) as u32 % 30)).chain([2]).collect()).collect();
+        let seqs: Vec<Vec<u32>> = (0..7)
+            .map(|i| {
+                std::iter::once(0).chain((0..(12 + 3 * i)).map(|j| 4 + (j * 7 + i) as u32 % 30)).chain([2]).collect()
+            })
+            .collect();
         let a = evaluate_masked_lm(&model, &seqs, &masking, 5, 3, &Device::Cpu).unwrap();
         let b = evaluate_masked_lm(&model, &seqs, &masking, 5, 7, &Device::Cpu).unwrap();
         assert_eq!(a.masked, b.masked);
