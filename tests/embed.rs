@@ -291,22 +291,27 @@ fn proberta_clustering_pooling_equals_a_hand_computation() -> Result<()> {
     let options = cpu(EmbedOptions { pooling: Some(EmbedPooling::ProbertaClustering), ..EmbedOptions::default() });
     let m = Embedder::new(dir.path(), options)?.embed(&records, &mut |_| {})?;
     assert_eq!(m.dim, 32);
-    for (i, s) in seqs.iter().enumerate() {
-        // pieces + </s>, no <s>, filled with id 0 (<s>) to 512; Σ hidden states 2..=5, Σ all positions.
-        let mut ids = pieces(&tok, s);
-        ids.push(vocab::EOS);
-        ids.resize(512, 0);
-        let out = encoder.forward(&row_tensor(ids), proberta::Forward::default(), None)?;
-        let mut expected = vec![0f32; 32];
-        for layer in 2..=5 {
-            for row in rows(&out.hidden_states[layer]) {
-                expected.iter_mut().zip(&row).for_each(|(e, v)| *e += v);
+    // pieces + </s>, no <s>, cut and filled with id 0 (<s>) to `len`; Σ hidden states 2..=5, Σ all positions.
+    let check = |m: &protein_lm::embed::EmbeddingMatrix, len: usize| -> Result<()> {
+        for (i, s) in seqs.iter().enumerate() {
+            let mut ids = pieces(&tok, s);
+            ids.push(vocab::EOS);
+            ids.truncate(len);
+            ids.resize(len, 0);
+            let out = encoder.forward(&row_tensor(ids), proberta::Forward::default(), None)?;
+            let mut expected = vec![0f32; 32];
+            for layer in 2..=5 {
+                for row in rows(&out.hidden_states[layer]) {
+                    expected.iter_mut().zip(&row).for_each(|(e, v)| *e += v);
+                }
             }
+            let scale = expected.iter().map(|v| v.abs()).fold(1.0, f32::max);
+            let d = max_diff(m.row(i), &expected);
+            assert!(d < 1e-5 * scale, "length {len}, protein {i}: {d} (scale {scale})");
         }
-        let scale = expected.iter().map(|v| v.abs()).fold(1.0, f32::max);
-        let d = max_diff(m.row(i), &expected);
-        assert!(d < 1e-5 * scale, "protein {i}: {d} (scale {scale})");
-    }
+        Ok(())
+    };
+    check(&m, 512)?;
 
     // `seq_len` fills to a shorter length (a model pretrained on short inputs); longer proteins
     // are cut to it, and a length beyond the model's positions is an error.
@@ -316,22 +321,7 @@ fn proberta_clustering_pooling_equals_a_hand_computation() -> Result<()> {
         ..EmbedOptions::default()
     });
     let m40 = Embedder::new(dir.path(), short)?.embed(&records, &mut |_| {})?;
-    for (i, s) in seqs.iter().enumerate() {
-        let mut ids = pieces(&tok, s);
-        ids.push(vocab::EOS);
-        ids.truncate(40);
-        ids.resize(40, 0);
-        let out = encoder.forward(&row_tensor(ids), proberta::Forward::default(), None)?;
-        let mut expected = vec![0f32; 32];
-        for layer in 2..=5 {
-            for row in rows(&out.hidden_states[layer]) {
-                expected.iter_mut().zip(&row).for_each(|(e, v)| *e += v);
-            }
-        }
-        let scale = expected.iter().map(|v| v.abs()).fold(1.0, f32::max);
-        let d = max_diff(m40.row(i), &expected);
-        assert!(d < 1e-5 * scale, "seq_len 40, protein {i}: {d} (scale {scale})");
-    }
+    check(&m40, 40)?;
     assert!(max_diff(m40.row(0), m.row(0)) > 1e-3, "a different filled length gives a different vector");
     let too_long = cpu(EmbedOptions {
         pooling: Some(EmbedPooling::ProbertaClustering),
