@@ -68,7 +68,7 @@ impl RunSpec {
         } else {
             Err(Error::invalid(format!(
                 "{} is missing or unfinished (no {}): run notebooks/{} first, or from the repository root: {}",
-                self.dir.display(),
+                shown(&self.dir),
                 self.done_marker,
                 self.notebook,
                 self.command
@@ -113,8 +113,8 @@ impl Results {
         let dir = self.runs().join("proberta-bpe");
         RunSpec {
             command: format!(
-                "protein-lm tokenizer train --input swissprot_201401_go_sample50k.tsv.gz --out {}",
-                dir.display()
+                "protein-lm tokenizer train --input swissprot_201401_go_sample50k.tsv.gz --limit 50000 --out {}",
+                shown(&dir)
             ),
             dir,
             done_marker: "tokenizer.json",
@@ -129,8 +129,8 @@ impl Results {
             command: format!(
                 "protein-lm pretrain --model proberta --config configs/proberta-pretrain-{}.json --tokenizer {} --out {} [--resume]",
                 self.scale,
-                self.proberta_bpe().dir.display(),
-                dir.display()
+                shown(&self.proberta_bpe().dir),
+                shown(&dir)
             ),
             dir,
             done_marker: "model/config.json",
@@ -145,9 +145,9 @@ impl Results {
                 "{} scripts/run_notebooks.py --scale {} notebooks/{notebook}   (or: protein-lm finetune --model proberta --task {task} --from {}/model --config configs/proberta-finetune-{}.json --out {})",
                 self.scale_flag(),
                 self.scale,
-                self.proberta_pretrain().dir.display(),
+                shown(&self.proberta_pretrain().dir),
                 self.scale,
-                dir.display()
+                shown(&dir)
             ),
             dir,
             done_marker: "results.json",
@@ -176,6 +176,19 @@ fn negative_name(n: NegativeScheme) -> &'static str {
     match n {
         NegativeScheme::Conservative => "conservative",
         NegativeScheme::Aggressive => "aggressive",
+    }
+}
+
+/// `path` as a reader should see it: relative to the repository root when inside it (notebooks
+/// print results paths, and stored notebook outputs must not carry one machine's absolute paths).
+pub fn shown(path: &Path) -> String {
+    shown_from(&repository_root(), path)
+}
+
+fn shown_from(root: &Path, path: &Path) -> String {
+    match path.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => path.display().to_string(),
     }
 }
 
@@ -223,5 +236,13 @@ mod tests {
         assert_eq!(fam.tested_model().unwrap(), fam.dir.join("model"), "best/ without a model in it is not a model");
         std::fs::write(fam.dir.join("best/config.json"), "{}").unwrap();
         assert_eq!(fam.tested_model().unwrap(), fam.dir.join("best"));
+    }
+
+    #[test]
+    fn paths_are_shown_relative_to_the_repository() {
+        let root = Path::new("/home/u/protein-lm");
+        assert_eq!(shown_from(root, &root.join("results/demo/runs/proberta-family")), "results/demo/runs/proberta-family");
+        assert_eq!(shown_from(root, Path::new("/data/elsewhere/x")), "/data/elsewhere/x");
+        assert_eq!(shown_from(root, root), root.display().to_string());
     }
 }
