@@ -711,41 +711,8 @@ pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<
     // `read` turns the `null` an undefined metric is written as back into NaN.
     let report = ProbertaFinetuneReport::read(dir)?;
     let path = dir.join("test_predictions.tsv");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
-    let pair = match header.as_slice() {
-        ["name", "label", "predicted", "score"] => false,
-        ["protein_a", "protein_b", "label", "predicted", "score"] => true,
-        _ => {
-            return Err(Error::invalid(format!(
-            "{}:1: expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}",
-            path.display()
-        )))
-        }
-    };
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let width = if pair { 5 } else { 4 };
-        if f.len() != width {
-            return Err(Error::invalid(format!(
-                "{}:{}: {} tab-separated fields, expected {width}",
-                path.display(),
-                i + 2,
-                f.len()
-            )));
-        }
-        let (name, rest) = if pair { (format!("{}\t{}", f[0], f[1]), &f[2..]) } else { (f[0].to_string(), &f[1..]) };
-        let score = match rest[2] {
-            "" => None,
-            s => Some(
-                s.parse::<f64>()
-                    .map_err(|e| Error::invalid(format!("{}:{}: score `{s}`: {e}", path.display(), i + 2)))?,
-            ),
-        };
-        rows.push(TestPrediction { name, label: rest[0].to_string(), predicted: rest[1].to_string(), score });
-    }
+    let (_, rows) = read_test_predictions(&path)?;
+    let rows: Vec<TestPrediction> = rows.into_iter().map(|(_, row)| row).collect();
     if rows.len() != report.test {
         return Err(Error::invalid(format!(
             "{}: {} rows but results.json reports {} test examples",
@@ -833,33 +800,61 @@ pub fn evaluate_pairs(
 /// (the order `predict` visited them: by length). Errors name the file and line.
 pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
     use crate::error::Location;
+    let (is_pair, rows) = read_test_predictions(path)?;
+    if !is_pair {
+        return Err(Error::data(
+            Location::line(path, 1),
+            "not the predictions of a pair task (header protein_a, protein_b, label, predicted, score)",
+        ));
+    }
+    rows.into_iter()
+        .map(|(line, row)| {
+            let bad = |what: String| Error::data(Location::line(path, line), what);
+            let label = match row.label.as_str() {
+                "positive" | "1" => 1,
+                "negative" | "0" => 0,
+                other => return Err(bad(format!("label `{other}` is neither positive nor negative"))),
+            };
+            let score = row.score.ok_or_else(|| bad("no score".to_string()))?;
+            let (a, b) = row.name.split_once('\t').expect("pair rows are named `a<TAB>b`");
+            Ok((Pair { a: a.to_string(), b: b.to_string(), label }, score))
+        })
+        .collect()
+}
+
+/// Every row of a `test_predictions.tsv` with its line number, and whether it holds pairs
+/// (`protein_a, protein_b, …`, named `a<TAB>b`) or single proteins (`name, …`).
+fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, TestPrediction)>)> {
+    use crate::error::Location;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.starts_with("protein_a\tprotein_b\t") => {}
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+    let is_pair = match header.as_slice() {
+        ["name", "label", "predicted", "score"] => false,
+        ["protein_a", "protein_b", "label", "predicted", "score"] => true,
         _ => {
             return Err(Error::data(
                 Location::line(path, 1),
-                "not the predictions of a pair task (header protein_a, protein_b, label, predicted, score)",
+                format!("expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}"),
             ))
         }
-    }
-    let mut out = Vec::new();
-    for (i, line) in lines {
-        let bad = |what: &str| Error::data(Location::line(path, i + 1), what.to_string());
+    };
+    let width = if is_pair { 5 } else { 4 };
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let at = Location::line(path, i + 2);
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 5 {
-            return Err(bad(&format!("expected 5 tab-separated fields, found {}", f.len())));
+        if f.len() != width {
+            return Err(Error::data(at, format!("{} tab-separated fields, expected {width}", f.len())));
         }
-        let label = match f[2] {
-            "positive" | "1" => 1,
-            "negative" | "0" => 0,
-            other => return Err(bad(&format!("label `{other}` is neither positive nor negative"))),
+        let (name, rest) = if is_pair { (format!("{}\t{}", f[0], f[1]), &f[2..]) } else { (f[0].to_string(), &f[1..]) };
+        let score = match rest[2] {
+            "" => None,
+            s => Some(s.parse::<f64>().map_err(|e| Error::data(at, format!("score `{s}`: {e}")))?),
         };
-        let score: f64 = f[4].parse().map_err(|_| bad(&format!("score `{}` is not a number", f[4])))?;
-        out.push((Pair { a: f[0].to_string(), b: f[1].to_string(), label }, score));
+        rows.push((i + 2, TestPrediction { name, label: rest[0].to_string(), predicted: rest[1].to_string(), score }));
     }
-    Ok(out)
+    Ok((is_pair, rows))
 }
 
 /// One row per test example: name, label, prediction and score (P(positive) for two classes and
