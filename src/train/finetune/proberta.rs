@@ -829,16 +829,17 @@ fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, TestPredictio
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
-    let is_pair = match header.as_slice() {
-        ["name", "label", "predicted", "score"] => false,
-        ["protein_a", "protein_b", "label", "predicted", "score"] => true,
-        _ => {
-            return Err(Error::data(
+    let is_pair =
+        match header.as_slice() {
+            ["name", "label", "predicted", "score"] => false,
+            ["protein_a", "protein_b", "label", "predicted", "score"] => true,
+            _ => return Err(Error::data(
                 Location::line(path, 1),
-                format!("expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}"),
-            ))
-        }
-    };
+                format!(
+                    "expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}"
+                ),
+            )),
+        };
     let width = if is_pair { 5 } else { 4 };
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
