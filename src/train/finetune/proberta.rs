@@ -829,17 +829,17 @@ fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, TestPredictio
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
-    let is_pair =
-        match header.as_slice() {
-            ["name", "label", "predicted", "score"] => false,
-            ["protein_a", "protein_b", "label", "predicted", "score"] => true,
-            _ => return Err(Error::data(
+    let is_pair = match header.as_slice() {
+        ["name", "label", "predicted", "score"] => false,
+        ["protein_a", "protein_b", "label", "predicted", "score"] => true,
+        _ => {
+            let expected = "`name, label, predicted, score` (or protein_a, protein_b, …)";
+            return Err(Error::data(
                 Location::line(path, 1),
-                format!(
-                    "expected the header `name, label, predicted, score` (or protein_a, protein_b, …), got {header:?}"
-                ),
-            )),
-        };
+                format!("expected the header {expected}, got {header:?}"),
+            ));
+        }
+    };
     let width = if is_pair { 5 } else { 4 };
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
@@ -1005,5 +1005,39 @@ mod tests {
         assert_eq!(ids.to_vec2::<u32>()?, vec![vec![0, 7, 2, PAD, PAD], vec![0, 9, 9, 9, 2]]);
         assert_eq!(tokens, 8);
         Ok(())
+    }
+
+    #[test]
+    fn test_predictions_read_back_and_bad_rows_name_their_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pairs = tmp.path().join("pairs.tsv");
+        std::fs::write(&pairs, "protein_a\tprotein_b\tlabel\tpredicted\tscore\nP1\tP2\t1\t1\t0.9\nP3\tP4\t0\t1\t0.6\n")
+            .unwrap();
+        let read = read_pair_predictions(&pairs).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[1].0.a.as_str(), read[1].0.b.as_str(), read[1].0.label, read[1].1), ("P3", "P4", 0, 0.6));
+
+        let families = tmp.path().join("families.tsv");
+        std::fs::write(&families, "name\tlabel\tpredicted\tscore\nP1\tPF00001\tPF00002\t\n").unwrap();
+        let (is_pair, rows) = read_test_predictions(&families).unwrap();
+        assert!(!is_pair);
+        assert_eq!((rows[0].0, rows[0].1.label.as_str(), rows[0].1.score), (2, "PF00001", None));
+        let err = read_pair_predictions(&families).unwrap_err().to_string();
+        assert!(err.contains("families.tsv:1") && err.contains("not the predictions of a pair task"), "{err}");
+
+        let cases = [
+            ("P1\tP2\t1\t1\tnan-ish\n", "pairs.tsv:3", "score `nan-ish`"),
+            ("P1\tP2\t1\t1\n", "pairs.tsv:3", "4 tab-separated fields, expected 5"),
+            ("P1\tP2\tmaybe\t1\t0.5\n", "pairs.tsv:3", "label `maybe`"),
+        ];
+        for (bad_row, at, what) in cases {
+            std::fs::write(
+                &pairs,
+                format!("protein_a\tprotein_b\tlabel\tpredicted\tscore\nP1\tP2\t1\t1\t0.9\n{bad_row}"),
+            )
+            .unwrap();
+            let err = read_pair_predictions(&pairs).unwrap_err().to_string();
+            assert!(err.contains(at) && err.contains(what), "{bad_row:?}: {err}");
+        }
     }
 }
