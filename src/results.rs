@@ -9,6 +9,12 @@
 //!   runs/proberta-family/               family fine-tuning run             (proberta/02_family_classification)
 //!   runs/proberta-ppi-<neg>-<pct>/      PPI fine-tuning, e.g. ppi-conservative-20 (proberta/03_ppi)
 //!   runs/proberta-ppi-yeast/            the PIPR yeast set                 (proberta/03_ppi)
+//!   runs/proteinbert-pretrain/          denoising + GO pretraining, model/ and the kept
+//!                                       checkpoints; snapshots/step-N/ model directories made
+//!                                       from them on demand       (proteinbert/02_pretraining)
+//!   runs/proteinbert-<benchmark>-<start>/  three-stage fine-tuning; <start> is `scratch`,
+//!                                       `pretrained` or `step-N`, `-seed-K` for repeats
+//!                                                                      (proteinbert/03_benchmarks)
 //!   <notebook path>.ipynb               executed notebooks (scripts/run_notebooks.py)
 //! ```
 //!
@@ -172,6 +178,53 @@ impl Results {
     }
 }
 
+impl Results {
+    /// ProteinBERT's denoising + GO pretraining on the Swiss-Prot sample (`model/` inside, and
+    /// the checkpoints Fig. 3 fine-tunes from).
+    pub fn proteinbert_pretrain(&self) -> RunSpec {
+        let dir = self.runs().join("proteinbert-pretrain");
+        RunSpec {
+            command: format!(
+                "protein-lm pretrain --model proteinbert --config configs/proteinbert-pretrain-{}.json --out {} [--resume]",
+                self.scale,
+                shown(&dir)
+            ),
+            dir,
+            done_marker: "model/config.json",
+            notebook: "proteinbert/02_pretraining.ipynb",
+        }
+    }
+
+    /// ProteinBERT fine-tuned on `benchmark` from `start`: `scratch` (no pretraining),
+    /// `pretrained` (the end of [`Self::proteinbert_pretrain`]) or `step-N` (its checkpoint at
+    /// update N); `seed` > 0 names a repeat (`-seed-K`).
+    pub fn proteinbert_benchmark(&self, benchmark: &str, start: &str, seed: u64) -> RunSpec {
+        let name = match seed {
+            0 => format!("proteinbert-{benchmark}-{start}"),
+            k => format!("proteinbert-{benchmark}-{start}-seed-{k}"),
+        };
+        let dir = self.runs().join(name);
+        let pretrain = self.proteinbert_pretrain().dir;
+        let from = match start {
+            "scratch" => String::new(),
+            "pretrained" => format!(" --from {}/model", shown(&pretrain)),
+            step => format!(" --from {}/snapshots/{step}", shown(&pretrain)),
+        };
+        RunSpec {
+            command: format!(
+                "{} scripts/run_notebooks.py --scale {} notebooks/proteinbert/03_benchmarks.ipynb   (or: protein-lm finetune --model proteinbert --task {benchmark}{from} --config configs/proteinbert-finetune-{}.json --out {})",
+                self.scale_flag(),
+                self.scale,
+                self.scale,
+                shown(&dir)
+            ),
+            dir,
+            done_marker: "results.json",
+            notebook: "proteinbert/03_benchmarks.ipynb",
+        }
+    }
+}
+
 fn negative_name(n: NegativeScheme) -> &'static str {
     match n {
         NegativeScheme::Conservative => "conservative",
@@ -236,6 +289,18 @@ mod tests {
         assert_eq!(fam.tested_model().unwrap(), fam.dir.join("model"), "best/ without a model in it is not a model");
         std::fs::write(fam.dir.join("best/config.json"), "{}").unwrap();
         assert_eq!(fam.tested_model().unwrap(), fam.dir.join("best"));
+
+        let pb = r.proteinbert_pretrain();
+        assert_eq!(pb.dir, tmp.path().join("runs/proteinbert-pretrain"));
+        assert!(pb.require().unwrap_err().to_string().contains("configs/proteinbert-pretrain-demo.json"));
+        let scratch = r.proteinbert_benchmark("signalP_binary", "scratch", 0);
+        assert_eq!(scratch.dir, tmp.path().join("runs/proteinbert-signalP_binary-scratch"));
+        assert!(!scratch.command.contains("--from"), "{}", scratch.command);
+        let repeat = r.proteinbert_benchmark("stability", "pretrained", 2);
+        assert_eq!(repeat.dir, tmp.path().join("runs/proteinbert-stability-pretrained-seed-2"));
+        assert!(repeat.command.contains("proteinbert-pretrain/model"), "{}", repeat.command);
+        let step = r.proteinbert_benchmark("scop", "step-600", 0);
+        assert!(step.command.contains("proteinbert-pretrain/snapshots/step-600"), "{}", step.command);
     }
 
     #[test]

@@ -253,6 +253,114 @@ impl Task for ProteinbertPretraining {
     }
 }
 
+/// The held-out proteins of a ProteinBERT pretraining run, encoded as the run encoded them.
+#[derive(Debug, Clone)]
+pub struct ProteinbertHeldOut {
+    pub records: Vec<SwissProtRecord>,
+    /// Tokens and true GO terms in the run's vocabulary (`model/go_terms.txt`).
+    pub corpus: AnnotatedCorpus,
+    pub vocabulary: GoVocabulary,
+    /// The run's corruption settings (for [`super::objectives::denoising_eval::evaluate_denoising`]).
+    pub options: DenoisingOptions,
+}
+
+/// Rebuilds the validation proteins of the ProteinBERT pretraining in `run` (its `config.json`
+/// and the GO vocabulary in `model/go_terms.txt`) from the Swiss-Prot `table` it read, with the
+/// same seeded split and the same GO propagation (`go_graph` is needed when the run propagated).
+pub fn proteinbert_held_out(run: &Path, table: &Path, go_graph: Option<&Path>) -> Result<ProteinbertHeldOut> {
+    let config_path = run.join("config.json");
+    let config: PretrainConfig = super::run_dir::read_json(&config_path, "pretraining run configuration")?;
+    if !matches!(config.model, ModelConfig::Proteinbert(_)) {
+        return Err(Error::invalid(format!("{}: not a ProteinBERT pretraining", config_path.display())));
+    }
+    let terms_path = run.join("model").join(GO_TERMS_FILE);
+    if !terms_path.is_file() {
+        return Err(Error::invalid(format!(
+            "{}: missing; the run has not finished (resume it with `protein-lm pretrain … --resume`)",
+            terms_path.display()
+        )));
+    }
+    let vocabulary = GoVocabulary::load(&terms_path)?;
+    let (records, _) = match config.data.max_proteins {
+        Some(n) => read_swissprot_go_limit(table, n)?,
+        None => crate::data::tables::read_swissprot_go(table)?,
+    };
+    let (_, valid) = pretraining_split(records, config.data.valid_proteins, config.train.seed)?;
+    let graph = match config.data.annotations {
+        AnnotationMode::Raw => None,
+        AnnotationMode::Propagated => {
+            let path = go_graph.ok_or_else(|| {
+                Error::invalid(format!("{}: the run propagated GO terms; pass the GO graph", config_path.display()))
+            })?;
+            Some(GoGraph::read(path, None)?)
+        }
+    };
+    let ancestry = graph.as_ref().map(|g| g.default_ancestry());
+    let mut report = AnnotationReport::default();
+    let terms: Vec<Vec<String>> = valid
+        .iter()
+        .map(|r| {
+            let raw: Vec<&str> = r.go_terms().collect();
+            match &ancestry {
+                Some(a) => a.annotate(&raw, config.data.annotations, &mut report),
+                None => raw.iter().map(|t| t.to_string()).collect(),
+            }
+        })
+        .collect();
+    let corpus = annotated_corpus(&valid, &terms, &vocabulary, &mut UnknownCounts::default());
+    Ok(ProteinbertHeldOut {
+        records: valid,
+        corpus,
+        vocabulary,
+        options: config.denoising.clone().unwrap_or_else(DenoisingOptions::reference),
+    })
+}
+
+/// The updates at which a pretraining run kept a checkpoint (ascending): the snapshots a
+/// "score against the amount of pretraining" figure can fine-tune from.
+pub fn pretraining_snapshots(run: &Path) -> Result<Vec<u64>> {
+    super::checkpoint::CheckpointDir::new(run.join("checkpoints")).complete_steps()
+}
+
+/// A model directory of the checkpoint at `step` of the pretraining in `run`: the checkpoint's
+/// weights with the finished run's `model/` config and files, written once to
+/// `run/snapshots/step-N/` and reused after.
+pub fn snapshot_model(run: &Path, step: u64) -> Result<PathBuf> {
+    let out = run.join("snapshots").join(format!("step-{step}"));
+    if out.join(crate::models::directory::WEIGHTS_FILE).is_file() && out.join("config.json").is_file() {
+        return Ok(out);
+    }
+    let checkpoint = run.join("checkpoints").join(format!("step-{step:010}"));
+    let weights = checkpoint.join("model.safetensors");
+    if !weights.is_file() {
+        let kept = pretraining_snapshots(run)?;
+        return Err(Error::invalid(format!(
+            "{}: no checkpoint at update {step}; the run kept {kept:?}",
+            run.display()
+        )));
+    }
+    let model = crate::models::directory::ModelDir::open(run.join("model"))?;
+    let mut config = model.config().clone();
+    config.source = Some(format!("{} at update {step}", run.display()));
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| Error::data(crate::Location::file(&weights), format!("cannot read safetensors: {e}")))?;
+    let partial = run.join("snapshots").join(format!(".partial-step-{step}"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    }
+    let dir = crate::models::directory::ModelDir::create(&partial, &config, &tensors)?;
+    for name in [GO_TERMS_FILE, DICT_FILE] {
+        if let Some(file) = model.file(name) {
+            dir.write_file(name, &std::fs::read(&file).map_err(|e| Error::io(&file, e))?)?;
+        }
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    }
+    std::fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // PRoBERTa
 
@@ -591,4 +699,73 @@ pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOp
     trainer.model_dir_config = Some(prepared.model_dir);
     trainer.model_dir_files = prepared.model_files;
     trainer.run(prepared.task.as_mut(), &run, resume)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::objectives::denoising_eval::evaluate_denoising;
+
+    fn sample_table() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/samples/swissprot_sample300.tsv")
+    }
+
+    #[test]
+    fn held_out_proteins_and_snapshots_of_a_proteinbert_run() -> Result<()> {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = PretrainConfig::load(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/proteinbert-pretrain-tiny.json"),
+        )?;
+        config.data.annotations = AnnotationMode::Raw;
+        config.data.min_go_proteins = 3;
+        config.train.max_updates = 4;
+        config.train.checkpoint_every = 2;
+        config.train.keep_checkpoints = 5;
+        config.train.validate_every_updates = Some(4);
+        let inputs = PretrainInputs { data: sample_table(), tokenizer: None, go_graph: None };
+        let out = tmp.path().join("run");
+        let device = Device::Cpu;
+        pretrain(&config, &inputs, RunOptions { out: &out, resume: false, device: &device, progress: false })?;
+
+        // The held-out set is the run's: the same proteins, in the run's vocabulary.
+        let held = proteinbert_held_out(&out, &sample_table(), None)?;
+        let (records, _) = read_swissprot_go_limit(&sample_table(), config.data.max_proteins.unwrap())?;
+        let (_, valid) = pretraining_split(records, config.data.valid_proteins, config.train.seed)?;
+        assert_eq!(
+            held.records.iter().map(|r| &r.accession).collect::<Vec<_>>(),
+            valid.iter().map(|r| &r.accession).collect::<Vec<_>>()
+        );
+        let model_dir = crate::models::directory::ModelDir::open(out.join("model"))?;
+        let ModelConfig::Proteinbert(model_config) = &model_dir.config().model else { panic!("a ProteinBERT run") };
+        assert_eq!(held.corpus.n_terms, model_config.n_annotations);
+        assert_eq!(held.vocabulary.len(), model_config.n_annotations);
+        for (r, terms) in held.records.iter().zip(&held.corpus.annotations) {
+            let expected: std::collections::BTreeSet<usize> =
+                held.vocabulary.indices(&r.go_terms().collect::<Vec<_>>()).into_iter().collect();
+            assert_eq!(terms.iter().map(|&t| t as usize).collect::<std::collections::BTreeSet<_>>(), expected);
+        }
+        // The run's own validation scored these proteins at the middle episode: the evaluation at
+        // that length with the run's noise settings is on the same scale.
+        let model = model_dir.proteinbert(DType::F32, &device)?;
+        let episode = &held.options.episodes[held.options.episodes.len() / 2];
+        let scores = evaluate_denoising(&model, &held.corpus, episode.seq_len, 8, &held.options, 1, &device)?;
+        assert_eq!(scores.proteins, config.data.valid_proteins);
+        assert!(scores.token_loss.is_finite() && scores.annotation_loss.is_finite());
+
+        // Snapshots: checkpoints at 2 and 4; the one at 2 holds other weights than the final model.
+        assert_eq!(pretraining_snapshots(&out)?, vec![2, 4]);
+        let at2 = crate::models::directory::ModelDir::open(snapshot_model(&out, 2)?)?;
+        assert!(at2.file(GO_TERMS_FILE).is_some());
+        let (early, last) = (at2.tensors(DType::F32, &device)?, model_dir.tensors(DType::F32, &device)?);
+        assert_eq!(early.len(), last.len());
+        let name = early.keys().find(|k| k.contains("embedding")).expect("an embedding tensor");
+        let diff = (&early[name] - &last[name])?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff > 0.0, "two updates later the weights moved");
+        let at4 = crate::models::directory::ModelDir::open(snapshot_model(&out, 4)?)?.tensors(DType::F32, &device)?;
+        let same = (&at4[name] - &last[name])?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(same, 0.0, "the last checkpoint is the final model");
+        let err = snapshot_model(&out, 3).unwrap_err().to_string();
+        assert!(err.contains("no checkpoint at update 3") && err.contains("[2, 4]"), "{err}");
+        Ok(())
+    }
 }

@@ -1,0 +1,306 @@
+//! How well a pretrained ProteinBERT does what it was trained to do, on held-out proteins:
+//! the denoising losses at a chosen padded length (the paper's Fig. 2 compares 128, 512 and
+//! 1,024), and GO-term prediction from the sequence alone (annotations withheld, as for a
+//! protein nobody has annotated).
+//!
+//! The corruption is the training one ([`encode_batch`]) drawn from a fixed stream, so two models
+//! or two lengths scored with the same `seed` see the same noise. Only 5 % of the input tokens
+//! are replaced, so most positions can be copied from the input: the loss at the corrupted
+//! positions is reported beside the loss over all of them.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::ops::log_softmax;
+use serde::Serialize;
+
+use super::denoising::{crop_and_pad, encode_batch, AnnotatedCorpus, DenoisingOptions, Episode};
+use crate::analysis::metrics::roc_auc;
+use crate::error::{Error, Result};
+use crate::models::proteinbert::{Forward, ProteinBert};
+use crate::tokenize::residue::{END, PAD, START};
+use crate::Rng;
+
+/// Denoising scores over a set of proteins at one padded length.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DenoisingScores {
+    pub seq_len: usize,
+    pub proteins: usize,
+    /// Proteins longer than `seq_len − 2` residues, scored on a random window (as in training).
+    pub cropped: usize,
+    /// Scored positions: every non-PAD position of the clean (cropped) sequence.
+    pub positions: usize,
+    /// Mean token cross-entropy over those positions (nats per residue).
+    pub token_loss: f64,
+    pub token_accuracy: f64,
+    /// Positions whose input token was replaced by noise with a different token.
+    pub corrupted: usize,
+    pub corrupted_loss: f64,
+    pub corrupted_accuracy: f64,
+    /// Accuracy of always guessing the most frequent target token at corrupted positions.
+    pub corrupted_majority_accuracy: f64,
+    /// Mean binary cross-entropy per GO term over the annotated proteins (the training loss's
+    /// annotation part, with the same dropped and withheld inputs).
+    pub annotation_loss: f64,
+    pub annotated: usize,
+}
+
+/// Scores `model` on every protein of `corpus` at padded length `seq_len`, corrupted as
+/// `options` says (its episodes are ignored).
+pub fn evaluate_denoising(
+    model: &ProteinBert,
+    corpus: &AnnotatedCorpus,
+    seq_len: usize,
+    batch_size: usize,
+    options: &DenoisingOptions,
+    seed: u64,
+    device: &Device,
+) -> Result<DenoisingScores> {
+    if batch_size == 0 || seq_len < 3 {
+        return Err(Error::invalid(format!(
+            "batch_size must be positive and seq_len ≥ 3 (got {batch_size}, {seq_len})"
+        )));
+    }
+    if corpus.is_empty() {
+        return Err(Error::invalid("no proteins to score"));
+    }
+    let options = DenoisingOptions { episodes: vec![Episode { seq_len, batch_size }], ..options.clone() };
+    let mut rng = Rng::new(seed);
+    let (mut loss, mut positions, mut correct) = (0.0f64, 0usize, 0usize);
+    let (mut corrupted_loss, mut corrupted, mut corrupted_correct) = (0.0f64, 0usize, 0usize);
+    let mut corrupted_targets = [0usize; 32];
+    let (mut annotation_loss, mut annotated) = (0.0f64, 0usize);
+    let rows: Vec<usize> = (0..corpus.len()).collect();
+    for chunk in rows.chunks(batch_size) {
+        let batch = encode_batch(corpus, chunk, 0, &options, &mut rng, device)?;
+        let out = model.forward(&batch.input_tokens, &batch.input_annotations, Forward::default())?;
+        let log_probs = log_softmax(&out.token_logits.to_dtype(DType::F32)?, D::Minus1)?.to_vec3::<f32>()?;
+        let inputs = batch.input_tokens.to_vec2::<u32>()?;
+        let targets = batch.target_tokens.to_vec2::<u32>()?;
+        for ((row, input), target) in log_probs.iter().zip(&inputs).zip(&targets) {
+            for ((p, &x), &t) in row.iter().zip(input).zip(target) {
+                if t == PAD {
+                    continue;
+                }
+                let nll = -(p[t as usize] as f64);
+                let best = argmax(p);
+                positions += 1;
+                loss += nll;
+                correct += (best == t as usize) as usize;
+                if x != t {
+                    corrupted += 1;
+                    corrupted_loss += nll;
+                    corrupted_correct += (best == t as usize) as usize;
+                    corrupted_targets[(t as usize).min(31)] += 1;
+                }
+            }
+        }
+        let logits = out.annotation_logits.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let labels = batch.target_annotations.to_vec2::<f32>()?;
+        for (&i, (x, y)) in chunk.iter().zip(logits.iter().zip(&labels)) {
+            if corpus.annotations[i].is_empty() {
+                continue;
+            }
+            // log(1 + e^x) − y·x, stable for large |x|.
+            let bce: f64 = x.iter().zip(y).map(|(&x, &y)| x.max(0.0) + (-x.abs()).exp().ln_1p() - y as f64 * x).sum();
+            annotation_loss += bce / x.len() as f64;
+            annotated += 1;
+        }
+    }
+    let cropped = corpus.tokens.iter().filter(|t| t.len() + 2 > seq_len).count();
+    let ratio = |a: f64, n: usize| if n == 0 { f64::NAN } else { a / n as f64 };
+    Ok(DenoisingScores {
+        seq_len,
+        proteins: corpus.len(),
+        cropped,
+        positions,
+        token_loss: ratio(loss, positions),
+        token_accuracy: ratio(correct as f64, positions),
+        corrupted,
+        corrupted_loss: ratio(corrupted_loss, corrupted),
+        corrupted_accuracy: ratio(corrupted_correct as f64, corrupted),
+        corrupted_majority_accuracy: ratio(*corrupted_targets.iter().max().unwrap_or(&0) as f64, corrupted),
+        annotation_loss: ratio(annotation_loss, annotated),
+        annotated,
+    })
+}
+
+fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// GO-term probabilities predicted from the sequence alone: `(proteins, terms)`, row `i` for
+/// protein `i` of the corpus. Inputs are the clean tokens (proteins longer than `seq_len − 2`
+/// cropped to a window drawn from `seed`) with an all-zero annotation vector.
+pub fn predict_annotations(
+    model: &ProteinBert,
+    corpus: &AnnotatedCorpus,
+    seq_len: usize,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    if batch_size == 0 || seq_len < 3 {
+        return Err(Error::invalid(format!(
+            "batch_size must be positive and seq_len ≥ 3 (got {batch_size}, {seq_len})"
+        )));
+    }
+    let mut rng = Rng::new(seed);
+    let mut probabilities = Vec::with_capacity(corpus.len());
+    let rows: Vec<usize> = (0..corpus.len()).collect();
+    for chunk in rows.chunks(batch_size) {
+        let mut ids = Vec::with_capacity(chunk.len() * seq_len);
+        for &i in chunk {
+            let mut with_ends = Vec::with_capacity(corpus.tokens[i].len() + 2);
+            with_ends.push(START);
+            with_ends.extend_from_slice(&corpus.tokens[i]);
+            with_ends.push(END);
+            ids.extend(crop_and_pad(&with_ends, seq_len, &mut rng));
+        }
+        let tokens = Tensor::from_vec(ids, (chunk.len(), seq_len), device)?;
+        let out = model.forward_without_annotations(&tokens, false)?;
+        probabilities.extend(out.annotation_probabilities()?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+    }
+    Ok(probabilities)
+}
+
+/// ROC AUC of one GO term over a set of proteins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TermAuc {
+    /// Index into the model's GO vocabulary (`go_terms.txt`).
+    pub term: usize,
+    pub positives: usize,
+    pub auc: f64,
+}
+
+/// Per-term ROC AUC of `probabilities` (from [`predict_annotations`]) against the corpus's true
+/// terms, for every term with at least `min_positives` positive and one negative protein; and the
+/// micro AUC over all (protein, term) pairs of those terms.
+pub fn annotation_aucs(
+    probabilities: &[Vec<f32>],
+    corpus: &AnnotatedCorpus,
+    min_positives: usize,
+) -> Result<(Vec<TermAuc>, f64)> {
+    if probabilities.len() != corpus.len() {
+        return Err(Error::invalid(format!(
+            "{} rows of probabilities for {} proteins",
+            probabilities.len(),
+            corpus.len()
+        )));
+    }
+    if let Some((i, row)) = probabilities.iter().enumerate().find(|(_, r)| r.len() != corpus.n_terms) {
+        return Err(Error::invalid(format!("row {i} has {} terms, the corpus {}", row.len(), corpus.n_terms)));
+    }
+    let n = corpus.len();
+    let mut labels = vec![vec![false; n]; corpus.n_terms];
+    for (i, terms) in corpus.annotations.iter().enumerate() {
+        for &t in terms {
+            labels[t as usize][i] = true;
+        }
+    }
+    let mut per_term = Vec::new();
+    let (mut all_labels, mut all_scores) = (Vec::new(), Vec::new());
+    for (term, y) in labels.iter().enumerate() {
+        let positives = y.iter().filter(|&&b| b).count();
+        if positives < min_positives.max(1) || positives == n {
+            continue;
+        }
+        let scores: Vec<f64> = probabilities.iter().map(|r| r[term] as f64).collect();
+        per_term.push(TermAuc { term, positives, auc: roc_auc(y, &scores)? });
+        all_labels.extend_from_slice(y);
+        all_scores.extend(scores);
+    }
+    if per_term.is_empty() {
+        return Err(Error::invalid(format!("no GO term has {min_positives} positive and one negative protein")));
+    }
+    let micro = roc_auc(&all_labels, &all_scores)?;
+    Ok((per_term, micro))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::init::SeededVarMap;
+    use crate::models::proteinbert::Config;
+
+    fn corpus() -> AnnotatedCorpus {
+        let mut rng = Rng::new(3);
+        let tokens: Vec<Vec<u32>> =
+            (0..12).map(|i| (0..(10 + 9 * i)).map(|_| rng.below(20) as u32).collect()).collect();
+        let annotations = (0..12).map(|i| if i % 4 == 3 { vec![] } else { vec![(i % 3) as u32, 4] }).collect();
+        AnnotatedCorpus { tokens, annotations, n_terms: 6 }
+    }
+
+    fn model(n_annotations: usize) -> ProteinBert {
+        let vars = SeededVarMap::new(0);
+        ProteinBert::load(vars.var_builder(DType::F32, &Device::Cpu), &Config::tiny(n_annotations)).unwrap()
+    }
+
+    #[test]
+    fn denoising_scores_count_positions_and_match_the_training_loss_on_one_batch() -> Result<()> {
+        let corpus = corpus();
+        let model = model(6);
+        let options = DenoisingOptions::reference();
+        let s = evaluate_denoising(&model, &corpus, 64, 4, &options, 9, &Device::Cpu)?;
+        let expected_positions: usize = corpus.tokens.iter().map(|t| (t.len() + 2).min(64)).sum();
+        assert_eq!(s.positions, expected_positions);
+        assert_eq!(s.cropped, corpus.tokens.iter().filter(|t| t.len() + 2 > 64).count());
+        assert_eq!(s.annotated, 9);
+        assert!(s.corrupted > 0 && s.corrupted < s.positions / 10, "5 % noise: {} of {}", s.corrupted, s.positions);
+        // An untrained model is near uniform over 26 tokens.
+        assert!((s.token_loss - 26f64.ln()).abs() < 0.5, "{}", s.token_loss);
+        // Same seed, same noise: the scores are a function of (model, corpus, length, seed).
+        assert_eq!(evaluate_denoising(&model, &corpus, 64, 4, &options, 9, &Device::Cpu)?, s);
+
+        // One batch holding every protein: the per-position loss is the training loss rescaled
+        // by the share of non-PAD positions, and the annotation loss is the training one × B/annotated.
+        let all = corpus.len();
+        let one = evaluate_denoising(&model, &corpus, 64, all, &options, 9, &Device::Cpu)?;
+        let episode_options = DenoisingOptions { episodes: vec![Episode { seq_len: 64, batch_size: all }], ..options };
+        let rows: Vec<usize> = (0..all).collect();
+        let batch = encode_batch(&corpus, &rows, 0, &episode_options, &mut Rng::new(9), &Device::Cpu)?;
+        let loss = super::super::denoising::denoising_loss(&model, &batch, &episode_options)?;
+        assert!(
+            (one.token_loss - loss.token_per_residue).abs() < 1e-4,
+            "{} {}",
+            one.token_loss,
+            loss.token_per_residue
+        );
+        let annotation = loss.annotation.to_dtype(DType::F64)?.to_scalar::<f64>()? * all as f64 / 9.0;
+        assert!((one.annotation_loss - annotation).abs() < 1e-5, "{} {annotation}", one.annotation_loss);
+        Ok(())
+    }
+
+    #[test]
+    fn annotation_aucs_score_each_term_against_its_proteins() -> Result<()> {
+        let corpus = corpus();
+        // Term 4 annotates 9 of 12 proteins; a score equal to the label ranks them perfectly.
+        let probabilities: Vec<Vec<f32>> = corpus
+            .annotations
+            .iter()
+            .map(|a| (0..6).map(|t| if a.contains(&(t as u32)) { 0.9 } else { 0.1 }).collect())
+            .collect();
+        let (per_term, micro) = annotation_aucs(&probabilities, &corpus, 1)?;
+        assert_eq!(per_term.iter().map(|t| t.term).collect::<Vec<_>>(), vec![0, 1, 2, 4]);
+        assert!(per_term.iter().all(|t| t.auc == 1.0));
+        assert_eq!(per_term[3].positives, 9);
+        assert_eq!(micro, 1.0);
+        // Reversed scores: AUC 0.
+        let reversed: Vec<Vec<f32>> = probabilities.iter().map(|r| r.iter().map(|p| 1.0 - p).collect()).collect();
+        assert!(annotation_aucs(&reversed, &corpus, 1)?.0.iter().all(|t| t.auc == 0.0));
+        // min_positives filters terms; a shape mismatch is an error naming the row.
+        assert_eq!(annotation_aucs(&probabilities, &corpus, 5)?.0.len(), 1);
+        let err = annotation_aucs(&probabilities[..3], &corpus, 1).unwrap_err().to_string();
+        assert!(err.contains("3 rows"), "{err}");
+
+        let model = model(6);
+        let p = predict_annotations(&model, &corpus, 32, 5, 1, &Device::Cpu)?;
+        assert_eq!((p.len(), p[0].len()), (12, 6));
+        assert!(p.iter().flatten().all(|&x| x > 0.0 && x < 1.0));
+        Ok(())
+    }
+}
