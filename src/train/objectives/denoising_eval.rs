@@ -221,6 +221,71 @@ pub fn annotation_aucs(
     Ok((per_term, micro))
 }
 
+/// One point of a pretraining curve: the mean of the logged updates of one episode segment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// The last update of the segment.
+    pub step: u64,
+    /// Proteins processed by the whole run up to that update (all episodes).
+    pub proteins: u64,
+    pub token_loss_per_residue: f64,
+    pub annotation_loss: f64,
+}
+
+/// The training losses of a ProteinBERT pretraining log, one curve per episode length (the
+/// paper's Fig. 2), against the proteins processed so far. `train_log` holds the log's `train`
+/// records in order; consecutive records of one episode are averaged into one point. Processed
+/// proteins count every update, logged or not: the updates since the previous record are
+/// attributed to the record's episode (exact when the episode switch is a multiple of the
+/// logging interval, as in the shipped configs).
+pub fn pretraining_curves(
+    train_log: &[serde_json::Value],
+    episodes: &[Episode],
+) -> Result<Vec<(usize, Vec<CurvePoint>)>> {
+    let field = |r: &serde_json::Value, k: &str| -> Result<f64> {
+        r[k].as_f64().ok_or_else(|| Error::invalid(format!("train record at step {} has no numeric `{k}`", r["step"])))
+    };
+    let mut curves: Vec<(usize, Vec<CurvePoint>)> = episodes.iter().map(|e| (e.seq_len, Vec::new())).collect();
+    let (mut proteins, mut previous_step) = (0u64, 0u64);
+    // The open segment: its episode and the sums of its records.
+    let mut open: Option<(usize, f64, f64, usize, u64)> = None;
+    let close = |open: &mut Option<(usize, f64, f64, usize, u64)>,
+                 proteins: u64,
+                 curves: &mut Vec<(usize, Vec<CurvePoint>)>| {
+        if let Some((e, token, annotation, n, step)) = open.take() {
+            curves[e].1.push(CurvePoint {
+                step,
+                proteins,
+                token_loss_per_residue: token / n as f64,
+                annotation_loss: annotation / n as f64,
+            });
+        }
+    };
+    for r in train_log {
+        let step = field(r, "step")? as u64;
+        let seq_len = field(r, "seq_len")? as usize;
+        let e = episodes.iter().position(|e| e.seq_len == seq_len).ok_or_else(|| {
+            Error::invalid(format!("train record at step {step}: seq_len {seq_len} is not an episode of the config"))
+        })?;
+        if step <= previous_step {
+            return Err(Error::invalid(format!("train records out of order: step {step} after {previous_step}")));
+        }
+        if open.as_ref().is_some_and(|o| o.0 != e) {
+            close(&mut open, proteins, &mut curves);
+        }
+        proteins += (step - previous_step) * episodes[e].batch_size as u64;
+        previous_step = step;
+        let (token, annotation) = (field(r, "token_loss_per_residue")?, field(r, "annotation_loss")?);
+        let o = open.get_or_insert((e, 0.0, 0.0, 0, step));
+        o.1 += token;
+        o.2 += annotation;
+        o.3 += 1;
+        o.4 = step;
+    }
+    close(&mut open, proteins, &mut curves);
+    Ok(curves)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +337,38 @@ mod tests {
         );
         let annotation = loss.annotation.to_dtype(DType::F64)?.to_scalar::<f64>()? * all as f64 / 9.0;
         assert!((one.annotation_loss - annotation).abs() < 1e-5, "{} {annotation}", one.annotation_loss);
+        Ok(())
+    }
+
+    #[test]
+    fn pretraining_curves_average_segments_and_count_every_update() -> Result<()> {
+        let episodes = [Episode { seq_len: 128, batch_size: 32 }, Episode { seq_len: 512, batch_size: 8 }];
+        let rec = |step: u64, seq_len: usize, loss: f64| {
+            serde_json::json!({"kind": "train", "step": step, "seq_len": seq_len as f64,
+                "token_loss_per_residue": loss, "annotation_loss": loss / 10.0})
+        };
+        // Segments of 10 updates logged every 5: 128 (1, 5, 10), 512 (15, 20), 128 (25, 30).
+        let log = vec![
+            rec(1, 128, 3.0),
+            rec(5, 128, 2.0),
+            rec(10, 128, 1.0),
+            rec(15, 512, 4.0),
+            rec(20, 512, 2.0),
+            rec(25, 128, 0.5),
+            rec(30, 128, 1.5),
+        ];
+        let curves = pretraining_curves(&log, &episodes)?;
+        assert_eq!(curves.len(), 2);
+        let (short, long) = (&curves[0].1, &curves[1].1);
+        assert_eq!(short.len(), 2);
+        assert_eq!((short[0].step, short[0].proteins, short[0].token_loss_per_residue), (10, 320, 2.0));
+        assert!((short[0].annotation_loss - 0.2).abs() < 1e-12);
+        assert_eq!((long[0].step, long[0].proteins, long[0].token_loss_per_residue), (20, 320 + 80, 3.0));
+        assert_eq!((short[1].step, short[1].proteins, short[1].token_loss_per_residue), (30, 400 + 320, 1.0));
+        let err = pretraining_curves(&[rec(5, 1024, 1.0)], &episodes).unwrap_err().to_string();
+        assert!(err.contains("seq_len 1024") && err.contains("step 5"), "{err}");
+        let err = pretraining_curves(&[rec(5, 128, 1.0), rec(5, 128, 1.0)], &episodes).unwrap_err().to_string();
+        assert!(err.contains("out of order"), "{err}");
         Ok(())
     }
 
