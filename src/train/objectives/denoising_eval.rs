@@ -286,6 +286,31 @@ pub fn pretraining_curves(
     Ok(curves)
 }
 
+/// Proteins a ProteinBERT pretraining had processed by update `step`, from its log's `train`
+/// records (the updates between two records are attributed to the later record's episode, as in
+/// [`pretraining_curves`]).
+pub fn proteins_processed(train_log: &[serde_json::Value], episodes: &[Episode], step: u64) -> Result<u64> {
+    let (mut proteins, mut previous) = (0u64, 0u64);
+    for r in train_log {
+        if previous >= step {
+            break;
+        }
+        let at = r["step"].as_u64().ok_or_else(|| Error::invalid("a train record has no `step`"))?;
+        let seq_len = r["seq_len"]
+            .as_f64()
+            .ok_or_else(|| Error::invalid(format!("train record at step {at} has no `seq_len`")))?;
+        let e = episodes.iter().find(|e| e.seq_len as f64 == seq_len).ok_or_else(|| {
+            Error::invalid(format!("train record at step {at}: seq_len {seq_len} is not an episode of the config"))
+        })?;
+        proteins += (at.min(step).saturating_sub(previous)) * e.batch_size as u64;
+        previous = at;
+    }
+    if previous < step {
+        return Err(Error::invalid(format!("the log ends at update {previous}, before {step}")));
+    }
+    Ok(proteins)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +390,10 @@ mod tests {
         assert!((short[0].annotation_loss - 0.2).abs() < 1e-12);
         assert_eq!((long[0].step, long[0].proteins, long[0].token_loss_per_residue), (20, 320 + 80, 3.0));
         assert_eq!((short[1].step, short[1].proteins, short[1].token_loss_per_residue), (30, 400 + 320, 1.0));
+        assert_eq!(proteins_processed(&log, &episodes, 30)?, 720);
+        assert_eq!(proteins_processed(&log, &episodes, 12)?, 320 + 2 * 8);
+        assert_eq!(proteins_processed(&log, &episodes, 1)?, 32);
+        assert!(proteins_processed(&log, &episodes, 31).unwrap_err().to_string().contains("ends at update 30"));
         let err = pretraining_curves(&[rec(5, 1024, 1.0)], &episodes).unwrap_err().to_string();
         assert!(err.contains("seq_len 1024") && err.contains("step 5"), "{err}");
         let err = pretraining_curves(&[rec(5, 128, 1.0), rec(5, 128, 1.0)], &episodes).unwrap_err().to_string();
