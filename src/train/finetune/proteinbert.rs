@@ -140,6 +140,48 @@ impl FinetuneConfig {
     }
 }
 
+impl FinetuneConfig {
+    /// This config with its lengths fitted to a benchmark's training proteins, for scales below
+    /// the paper's: the stages at the config's first length move to the smallest power of two
+    /// (≥ 64) that holds `coverage` of the proteins with START and END; the longer stages (the
+    /// reference's last, at twice the length) to twice that, or less when every protein fits
+    /// sooner. Batch sizes keep their tokens per batch; the test buckets start at the fitted
+    /// length. With `tokens_per_epoch`, at most that many padded training tokens per epoch at
+    /// the fitted length (a seeded sample of the proteins, [`DataLimits::max_train`]).
+    ///
+    /// The reference pads everything to 512 and 1,024: right for its GPU, wasteful for signal
+    /// peptides of 70 residues on a CPU, and too short for none of the eight benchmarks at 1,024.
+    pub fn fitted_to(&self, train_lengths: &[usize], coverage: f64, tokens_per_epoch: Option<usize>) -> Result<Self> {
+        if train_lengths.is_empty() {
+            return Err(Error::invalid("no training proteins to fit the lengths to"));
+        }
+        if !(coverage > 0.0 && coverage <= 1.0) {
+            return Err(Error::invalid(format!("coverage must be in (0, 1], got {coverage}")));
+        }
+        let mut with_ends: Vec<usize> = train_lengths.iter().map(|l| l + 2).collect();
+        with_ends.sort_unstable();
+        let covered = with_ends[((coverage * with_ends.len() as f64).ceil() as usize).clamp(1, with_ends.len()) - 1];
+        let base = covered.next_power_of_two().max(64);
+        let longest = with_ends[with_ends.len() - 1].next_power_of_two().max(64);
+        let long = longest.clamp(base, 2 * base);
+        let first = self.stages.first().map(|s| s.seq_len).unwrap_or(base);
+        let mut fitted = self.clone();
+        let rescale = |batch: usize, from: usize, to: usize| (batch * from / to).max(1);
+        for stage in &mut fitted.stages {
+            let to = if stage.seq_len <= first { base } else { long };
+            stage.batch_size = rescale(stage.batch_size, stage.seq_len, to);
+            stage.seq_len = to;
+        }
+        fitted.test_batch_size = rescale(self.test_batch_size, self.test_min_seq_len, base);
+        fitted.test_min_seq_len = base;
+        if let Some(tokens) = tokens_per_epoch {
+            let budget = (tokens / base).max(1);
+            fitted.data.max_train = Some(self.data.max_train.map_or(budget, |m| m.min(budget)));
+        }
+        Ok(fitted)
+    }
+}
+
 /// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
 /// `<OTHER>` are counted once for the whole data set, in the run's report.
 fn encode(
@@ -470,4 +512,36 @@ pub fn finetune_proteinbert(
     };
     write_json(&out.join("results.json"), &report)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitted_lengths_follow_the_proteins_and_keep_tokens_per_batch() -> Result<()> {
+        let reference = FinetuneConfig::reference("signalP_binary");
+        // Signal peptides: 70 residues each fit 128; every stage moves there, batches grow 4×/8×.
+        let short = reference.fitted_to(&[70; 100], 0.9, None)?;
+        assert_eq!(short.stages.iter().map(|s| s.seq_len).collect::<Vec<_>>(), vec![128, 128, 128]);
+        assert_eq!(short.stages.iter().map(|s| s.batch_size).collect::<Vec<_>>(), vec![128, 128, 128]);
+        assert_eq!((short.test_min_seq_len, short.test_batch_size), (128, 128));
+        assert_eq!(short.data.max_train, None);
+        // 90 % of the proteins within 200 residues, the longest 1,500: 256 for the first stages,
+        // 512 (twice, not 2,048) for the last.
+        let mut lengths = vec![200; 90];
+        lengths.extend([300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1500]);
+        let long = reference.fitted_to(&lengths, 0.9, Some(100_000))?;
+        assert_eq!(long.stages.iter().map(|s| s.seq_len).collect::<Vec<_>>(), vec![256, 256, 512]);
+        assert_eq!(long.stages.iter().map(|s| s.batch_size).collect::<Vec<_>>(), vec![64, 64, 32]);
+        assert_eq!(long.data.max_train, Some(100_000 / 256));
+        // A smaller configured cap stays; tiny proteins still get 64; bad input is an error.
+        let mut capped = reference.clone();
+        capped.data.max_train = Some(10);
+        assert_eq!(capped.fitted_to(&lengths, 0.9, Some(100_000))?.data.max_train, Some(10));
+        assert_eq!(reference.fitted_to(&[10, 20], 1.0, None)?.stages[0].seq_len, 64);
+        assert!(reference.fitted_to(&[], 0.9, None).is_err());
+        assert!(reference.fitted_to(&[10], 0.0, None).unwrap_err().to_string().contains("coverage"));
+        Ok(())
+    }
 }
