@@ -319,6 +319,35 @@ pub fn family_data(
     })
 }
 
+/// The test score of the best predictor that ignores the sequence, in the benchmark's metric:
+/// a constant score for binary targets (ROC AUC 0.5) and numbers (Spearman 0: a constant ranks
+/// nothing), the training set's most frequent class for classes (accuracy; per residue for
+/// per-residue targets). The line a fine-tuned model must clear.
+pub fn trivial_baseline(data: &SupervisedData) -> Result<(&'static str, f64)> {
+    match data.target {
+        Target::Binary => Ok(("roc_auc", 0.5)),
+        Target::Numeric => Ok(("spearman", 0.0)),
+        Target::Categorical { .. } => {
+            let classes = |examples: &[Example]| -> Vec<u32> {
+                examples
+                    .iter()
+                    .flat_map(|e| match &e.target {
+                        TargetValue::Class(c) => vec![*c],
+                        TargetValue::PerResidue(v) => v.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect()
+            };
+            let (train, test) = (classes(&data.train), classes(&data.test));
+            if train.is_empty() || test.is_empty() {
+                return Err(Error::invalid("no class labels in the training or test examples"));
+            }
+            let (_, accuracy) = crate::analysis::metrics::majority_class_accuracy(&train, &test)?;
+            Ok(("accuracy", accuracy))
+        }
+    }
+}
+
 /// The class index of each example of a categorical task (families), in order; an example with
 /// another kind of target is an error naming it.
 pub fn class_labels(examples: &[Example]) -> Result<Vec<usize>> {
@@ -377,4 +406,51 @@ pub(crate) fn restore_best(
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value).expect("report serialises"))
         .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(target: TargetValue) -> Example {
+        Example { id: String::new(), sequence: "ACD".into(), target }
+    }
+
+    fn data(target: Target, train: Vec<TargetValue>, test: Vec<TargetValue>) -> SupervisedData {
+        SupervisedData {
+            level: Level::Protein,
+            target,
+            labels: vec![],
+            train: train.into_iter().map(example).collect(),
+            valid: vec![],
+            test: test.into_iter().map(example).collect(),
+            report: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn trivial_baselines_are_the_sequence_blind_scores() -> Result<()> {
+        use TargetValue::*;
+        // Class 2 is the training majority; it is right on 1 of 4 test proteins.
+        let classes = data(
+            Target::Categorical { classes: 3 },
+            vec![Class(2), Class(2), Class(0)],
+            vec![Class(2), Class(0), Class(1), Class(1)],
+        );
+        assert_eq!(trivial_baseline(&classes)?, ("accuracy", 0.25));
+        // Per residue: the majority residue class of train (1), counted over test residues.
+        let residues = data(
+            Target::Categorical { classes: 3 },
+            vec![PerResidue(vec![1, 1, 0])],
+            vec![PerResidue(vec![1, 2]), PerResidue(vec![1, 1, 1])],
+        );
+        assert_eq!(trivial_baseline(&residues)?, ("accuracy", 0.8));
+        assert_eq!(trivial_baseline(&data(Target::Binary, vec![Binary(true)], vec![Binary(false)]))?, ("roc_auc", 0.5));
+        assert_eq!(
+            trivial_baseline(&data(Target::Numeric, vec![Numeric(1.0)], vec![Numeric(2.0)]))?,
+            ("spearman", 0.0)
+        );
+        assert!(trivial_baseline(&data(Target::Categorical { classes: 2 }, vec![], vec![Class(1)])).is_err());
+        Ok(())
+    }
 }
