@@ -195,7 +195,7 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     config.benchmark = a.task.clone();
     let benchmark = load_benchmark(&a.task)?;
     let data = SupervisedData::from_benchmark(&benchmark, &config.data, config.seed)?;
-    let data_files = benchmark_files(&DataResolver::from_env(), &a.task);
+    let data_files = protein_lm::data::tables::benchmark_files(&DataResolver::from_env(), &a.task);
     let out = &a.run.out;
     let device = a.run.device()?;
     let report = finetune_proteinbert(&config, &data, a.from.as_deref(), &data_files, a.run.options(&device))
@@ -223,13 +223,6 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
 }
 
 /// The CSV files of a benchmark, for provenance.
-fn benchmark_files(resolver: &DataResolver, benchmark: &str) -> Vec<PathBuf> {
-    ["train", "valid", "test"]
-        .iter()
-        .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{benchmark}.{s}.csv")).ok())
-        .collect()
-}
-
 /// Adds what a reader left out, reason by reason, to a data report.
 fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &FilterReport) {
     for (reason, n) in &read.dropped {
@@ -304,7 +297,7 @@ fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
                 bail!("--data, --sequences and --proteome are for --task family and ppi; benchmarks are read by name");
             }
             let data = SupervisedData::from_benchmark(&load_benchmark(benchmark)?, &config.data, config.seed)?;
-            (ProbertaTaskData::Proteins(data), benchmark_files(&resolver, benchmark))
+            (ProbertaTaskData::Proteins(data), protein_lm::data::tables::benchmark_files(&resolver, benchmark))
         }
     };
     let tokenizer = match (&a.from, &a.tokenizer) {

@@ -538,6 +538,14 @@ pub struct BenchmarkData {
     pub uppercased: usize,
 }
 
+/// The CSV files of a benchmark that `resolver` finds (train, valid, test), for provenance.
+pub fn benchmark_files(resolver: &crate::data::resolver::DataResolver, benchmark: &str) -> Vec<std::path::PathBuf> {
+    ["train", "valid", "test"]
+        .iter()
+        .filter_map(|s| resolver.resolve(&format!("proteinbert-benchmarks/{benchmark}.{s}.csv")).ok())
+        .collect()
+}
+
 /// Load a benchmark through the data resolver.
 pub fn load_benchmark(name: &str) -> Result<BenchmarkData> {
     let spec = benchmark(name)?;
