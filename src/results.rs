@@ -212,10 +212,10 @@ impl Results {
         };
         RunSpec {
             command: format!(
-                "{} scripts/run_notebooks.py --scale {} notebooks/proteinbert/03_benchmarks.ipynb   (or: protein-lm finetune --model proteinbert --task {benchmark}{from} --config configs/proteinbert-finetune-{}.json --out {})",
+                "{} scripts/run_notebooks.py --scale {} notebooks/proteinbert/03_benchmarks.ipynb   (or, with the config the notebook fitted to the task: protein-lm finetune --model proteinbert --task {benchmark}{from} --config {}/finetune-config.json --out {} --resume)",
                 self.scale_flag(),
                 self.scale,
-                self.scale,
+                shown(&dir),
                 shown(&dir)
             ),
             dir,
