@@ -27,6 +27,9 @@ pub mod files {
     pub const HIPPIE_HQ_PAIRS: &str = "ppi/hippie-hq/hippie_hq_pairs.tsv";
     pub const HIPPIE_HQ_DICT: &str = "ppi/hippie-hq/hippie_hq_dict.tsv";
     pub const PAN2010_PAIRS: &str = "ppi/pan2010/pan2010_pan_pairs.tsv";
+    /// One file of ProteinBERT's benchmarks (`data::tables::load_benchmark` reads them all by
+    /// name): resolving it checks the data set is there, and names it for scripts/notebook_data.py.
+    pub const PROTEINBERT_BENCHMARKS: &str = "proteinbert-benchmarks/signalP_binary.train.csv";
     pub const PAN2010_FASTA: [&str; 2] =
         ["ppi/pan2010/pan2010_pan_sub.fasta", "ppi/pan2010/pan2010_fill_from_swissprot2014.fasta"];
 }
