@@ -12,6 +12,7 @@
 //!
 //! Linux only (both read what the Linux kernel reports); elsewhere they return an error.
 
+use std::ffi::OsStr;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -94,7 +95,11 @@ pub const GNU_TIME: &str = "/usr/bin/time";
 /// high-water mark into the child's `ru_maxrss` (the child starts as a copy of, or shares, the
 /// parent's memory), so a child of a notebook kernel holding 300 MB would report at least 300 MB.
 /// GNU time is a ~2 MB process that forks the command, so the figure is the command's own.
-pub fn run_with_peak_resident(program: impl AsRef<std::ffi::OsStr>, args: &[&std::ffi::OsStr]) -> Result<ChildRun> {
+pub fn run_with_peak_resident<I, S>(program: impl AsRef<OsStr>, args: I) -> Result<ChildRun>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     if !cfg!(target_os = "linux") {
         return Err(Error::invalid("run_with_peak_resident reads GNU time's %M as Linux reports it: Linux only"));
     }
@@ -174,11 +179,11 @@ mod tests {
         // figures must not inherit that.
         let _ballast = std::hint::black_box(vec![1u8; 150 * MB as usize]);
         let script = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}";
-        let big = run_with_peak_resident("sh", &["-c".as_ref(), script.as_ref()]).unwrap();
+        let big = run_with_peak_resident("sh", ["-c", script]).unwrap();
         assert!(big.success(), "{big:?}");
         assert_eq!(big.stdout.trim(), "67108864");
         assert!(big.peak_resident_bytes >= 60 * MB, "{}", big.peak_resident_bytes);
-        let small = run_with_peak_resident("sh", &["-c".as_ref(), "echo hi >&2; exit 3".as_ref()]).unwrap();
+        let small = run_with_peak_resident("sh", ["-c", "echo hi >&2; exit 3"]).unwrap();
         assert_eq!(small.code, Some(3));
         assert_eq!(small.stderr.trim(), "hi");
         assert!(small.peak_resident_bytes < 32 * MB, "{}", small.peak_resident_bytes);
@@ -186,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_named() {
-        let err = run_with_peak_resident("no-such-program-here", &[]).unwrap_err().to_string();
+        let err = run_with_peak_resident("no-such-program-here", ["--version"]).unwrap_err().to_string();
         assert!(err.contains("cannot run no-such-program-here"), "{err}");
     }
 }
