@@ -222,7 +222,6 @@ fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CSV files of a benchmark, for provenance.
 /// Adds what a reader left out, reason by reason, to a data report.
 fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &FilterReport) {
     for (reason, n) in &read.dropped {
