@@ -18,7 +18,7 @@ use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
 use super::run_dir::{Provenance, RunDir, RunOptions};
 use super::trainer::{EpochOrder, Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
 use crate::batch::{Batch, Overflow, Padding};
-use crate::data::go::{AnnotationMode, AnnotationReport, GoGraph, GoVocabulary};
+use crate::data::go::{AnnotationMode, AnnotationReport, GoAncestry, GoGraph, GoVocabulary};
 use crate::data::tables::{read_swissprot_go_limit, SwissProtRecord};
 use crate::models::directory::{DirectoryConfig, ModelConfig, DICT_FILE, GO_TERMS_FILE};
 use crate::models::init::SeededVarMap;
@@ -164,6 +164,26 @@ pub fn pretraining_split(
 // ---------------------------------------------------------------------------------------------
 // ProteinBERT
 
+/// Each protein's GO terms as pretraining uses them: with their ancestors when `ancestry` is given
+/// (propagated mode), else as annotated.
+fn go_terms_of(
+    records: &[SwissProtRecord],
+    ancestry: Option<&GoAncestry>,
+    mode: AnnotationMode,
+    report: &mut AnnotationReport,
+) -> Vec<Vec<String>> {
+    records
+        .iter()
+        .map(|r| {
+            let raw: Vec<&str> = r.go_terms().collect();
+            match ancestry {
+                Some(a) => a.annotate(&raw, mode, report),
+                None => raw.iter().map(|t| t.to_string()).collect(),
+            }
+        })
+        .collect()
+}
+
 /// ProteinBERT's pretraining as a [`Task`].
 pub struct ProteinbertPretraining {
     pub model: ProteinBert,
@@ -296,17 +316,7 @@ pub fn proteinbert_held_out(run: &Path, table: &Path, go_graph: Option<&Path>) -
         }
     };
     let ancestry = graph.as_ref().map(|g| g.default_ancestry());
-    let mut report = AnnotationReport::default();
-    let terms: Vec<Vec<String>> = valid
-        .iter()
-        .map(|r| {
-            let raw: Vec<&str> = r.go_terms().collect();
-            match &ancestry {
-                Some(a) => a.annotate(&raw, config.data.annotations, &mut report),
-                None => raw.iter().map(|t| t.to_string()).collect(),
-            }
-        })
-        .collect();
+    let terms = go_terms_of(&valid, ancestry.as_ref(), config.data.annotations, &mut AnnotationReport::default());
     let corpus = annotated_corpus(&valid, &terms, &vocabulary, &mut UnknownCounts::default());
     Ok(ProteinbertHeldOut {
         records: valid,
@@ -531,17 +541,8 @@ fn prepare_proteinbert(
     };
     let ancestry = graph.as_ref().map(|g| g.default_ancestry());
     let mut annotation_report = AnnotationReport::default();
-    let mut terms_of = |records: &[SwissProtRecord]| -> Vec<Vec<String>> {
-        records
-            .iter()
-            .map(|r| {
-                let raw: Vec<&str> = r.go_terms().collect();
-                match &ancestry {
-                    Some(a) => a.annotate(&raw, config.data.annotations, &mut annotation_report),
-                    None => raw.iter().map(|t| t.to_string()).collect(),
-                }
-            })
-            .collect()
+    let mut terms_of = |records: &[SwissProtRecord]| {
+        go_terms_of(records, ancestry.as_ref(), config.data.annotations, &mut annotation_report)
     };
     let (train_terms, valid_terms) = (terms_of(train), terms_of(valid));
     let (vocabulary, vocabulary_report) = GoVocabulary::build(train_terms.iter(), config.data.min_go_proteins);
