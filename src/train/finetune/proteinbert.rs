@@ -272,8 +272,16 @@ pub struct BucketScore {
     /// Counted items (proteins, or residues for per-residue tasks).
     pub items: usize,
     pub metric: String,
+    /// NaN when undefined (ROC AUC of a bucket with one class); written as JSON `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What a fine-tuning run reports.
@@ -290,6 +298,13 @@ pub struct FinetuneReport {
     pub test_scores: Vec<BucketScore>,
     pub paper_no_pretraining: f64,
     pub paper_pretrained: f64,
+}
+
+impl FinetuneReport {
+    /// Reads a finished run's `results.json` (`dir` is the run directory), naming the file in errors.
+    pub fn read(dir: &Path) -> Result<Self> {
+        crate::train::run_dir::read_json(&dir.join("results.json"), "fine-tuning results")
+    }
 }
 
 /// Test scores in the reference's length buckets, and pooled.
@@ -517,6 +532,39 @@ pub fn finetune_proteinbert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_with_an_undefined_bucket_reads_back() -> Result<()> {
+        let bucket = |name: &str, value: f64| BucketScore {
+            bucket: name.into(),
+            proteins: 1,
+            items: 1,
+            metric: "roc_auc".into(),
+            value,
+            loss: 0.5,
+        };
+        let report = FinetuneReport {
+            benchmark: "ProFET_NP_SP_Cleaved".into(),
+            start: "scratch".into(),
+            train: 1,
+            valid: 1,
+            test: 2,
+            data_report: BTreeMap::new(),
+            stages: vec![],
+            test_scores: vec![bucket("512", 0.75), bucket("8192", f64::NAN)],
+            paper_no_pretraining: 0.94,
+            paper_pretrained: 0.978,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        super::super::write_json(&tmp.path().join("results.json"), &report)?;
+        assert!(std::fs::read_to_string(tmp.path().join("results.json")).unwrap().contains("null"));
+        let back = FinetuneReport::read(tmp.path())?;
+        assert_eq!(back.test_scores[0], report.test_scores[0]);
+        assert!(back.test_scores[1].value.is_nan());
+        let err = FinetuneReport::read(&tmp.path().join("missing")).unwrap_err().to_string();
+        assert!(err.contains("results.json"), "{err}");
+        Ok(())
+    }
 
     #[test]
     fn fitted_lengths_follow_the_proteins_and_keep_tokens_per_batch() -> Result<()> {
