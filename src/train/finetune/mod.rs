@@ -7,6 +7,7 @@
 //! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
 //! with model-independent targets; each model then encodes them with its own tokenizer.
 
+pub mod ppi;
 pub mod proberta;
 pub mod proteinbert;
 
