@@ -21,6 +21,7 @@ use crate::data::ppi::{self, NegativeScheme, Pair, PpiDataset};
 use crate::data::splits;
 use crate::data::Protein;
 use crate::error::Location;
+use crate::train::trainer::Metrics;
 use crate::{Error, Result, Rng};
 
 /// Protein–protein interaction data.
@@ -126,6 +127,12 @@ pub fn overlap_scores(train: &[Pair], test: &[Pair], scores: &[f64]) -> Result<V
         .into_iter()
         .map(|(class, scores)| OverlapScore { class: class.to_string(), scores })
         .collect())
+}
+
+/// Test metrics (`Metrics`) from JSON, where serde_json wrote an undefined (NaN) one as `null`.
+pub(crate) fn nan_metrics<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Metrics, D::Error> {
+    let map = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
 }
 
 /// Writes `test_predictions.tsv` of a pair task: `protein_a, protein_b, label, predicted, score`,
