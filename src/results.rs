@@ -235,12 +235,13 @@ impl Results {
         let notebook = "proteinbert/04_attention_and_pairs.ipynb";
         RunSpec {
             command: format!(
-                "{} scripts/run_notebooks.py --scale {} notebooks/{notebook}   (or, with the config the notebook wrote: protein-lm finetune --model proteinbert --task ppi{data} --from {}/model --config {}/finetune-config.json --out {} --resume)",
+                "{} scripts/run_notebooks.py --scale {} notebooks/{notebook}   (or, with the config the notebook wrote: protein-lm finetune --model proteinbert --task ppi{data} --from {}/model --config {}/finetune-config.json --out {} --resume){}",
                 self.scale_flag(),
                 self.scale,
                 shown(&self.proteinbert_pretrain().dir),
                 shown(&dir),
-                shown(&dir)
+                shown(&dir),
+                if data.is_empty() { "" } else { "; DATA: the data folder `protein-lm data stats` names" }
             ),
             dir,
             done_marker: "results.json",
@@ -259,7 +260,7 @@ impl Results {
     pub fn proteinbert_ppi_yeast(&self) -> RunSpec {
         self.proteinbert_finetune_ppi(
             "ppi-yeast",
-            " --data DATA/ppi/pipr-yeast/protein.actions.tsv --sequences DATA/ppi/pipr-yeast/protein.dictionary.tsv (DATA: the data folder `protein-lm data stats` names)",
+            " --data DATA/ppi/pipr-yeast/protein.actions.tsv --sequences DATA/ppi/pipr-yeast/protein.dictionary.tsv",
         )
     }
 }
