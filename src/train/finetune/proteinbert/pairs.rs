@@ -389,3 +389,58 @@ pub fn evaluate_pairs(
     let (predictions, _) = predict_by_length(&trunk, &head, pairs, sequences, min_len, batch, device)?;
     Ok(predictions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pair: PairCombination) -> PpiFinetuneConfig {
+        let mut c: PpiFinetuneConfig =
+            serde_json::from_str(include_str!("../../../../configs/proteinbert-finetune-ppi-tiny.json")).unwrap();
+        c.pair = pair;
+        c
+    }
+
+    /// Logits of (a, b) pairs under a random model with the given combination, in evaluation mode.
+    fn logits(pair: PairCombination, pairs: &[Pair], sequences: &BTreeMap<String, String>) -> Result<Vec<f32>> {
+        let config = config(pair);
+        let model = FinetuneModel::new(&config.finetune, None, config.head(), Vec::new(), &Device::Cpu)?;
+        let refs: Vec<&Pair> = pairs.iter().collect();
+        let (ids, _, _) = encode(&refs, sequences, 64, &Device::Cpu)?;
+        let (trunk, head) = (model.trunk(true, &Device::Cpu)?, model.head(&Device::Cpu)?);
+        Ok(pair_logits(&trunk, &head, &ids, None)?.flatten_all()?.to_vec1()?)
+    }
+
+    #[test]
+    fn the_head_reads_both_proteins_and_the_symmetric_one_ignores_their_order() -> Result<()> {
+        let sequences: BTreeMap<String, String> =
+            [("A", "MKTAYIAKQRQISFVKSHFSRQ"), ("B", "GGSWWLLPPHHDDE"), ("C", "MCCCYYYRRRNNNE")]
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.to_string()))
+                .collect();
+        let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1 };
+        let pairs = [pair("A", "B"), pair("B", "A"), pair("A", "C")];
+        let symmetric = logits(PairCombination::Symmetric, &pairs, &sequences)?;
+        assert!((symmetric[0] - symmetric[1]).abs() < 1e-5, "{symmetric:?}");
+        // The second protein matters: another partner, another score.
+        assert!((symmetric[0] - symmetric[2]).abs() > 1e-3, "{symmetric:?}");
+        let concat = logits(PairCombination::Concat, &pairs, &sequences)?;
+        assert!((concat[0] - concat[1]).abs() > 1e-3, "concatenation is order-dependent: {concat:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn shipped_configs_read_and_check() -> Result<()> {
+        for scale in ["tiny", "demo", "paper"] {
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/proteinbert-finetune-ppi-{scale}.json"));
+            let c = PpiFinetuneConfig::load(&path)?;
+            assert_eq!((c.pair, c.ppi.fractions.len(), c.finetune.stages.len()), (PairCombination::Symmetric, 3, 3));
+        }
+        // A benchmark config has no `ppi` section: the error names it and the file.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/proteinbert-finetune-tiny.json");
+        let err = PpiFinetuneConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("proteinbert-finetune-tiny.json") && err.contains("ppi"), "{err}");
+        Ok(())
+    }
+}
