@@ -283,3 +283,37 @@ fn cli_fine_tunes_on_a_split_directory_resumes_and_names_bad_input() {
     ]);
     assert!(e.contains("--tokenizer"), "{e}");
 }
+
+/// The shipped configs of each scale split like PRoBERTa's: the same `ppi` section, seed and test
+/// cap, so both models are tested on the same pairs (their training caps may differ).
+#[test]
+fn both_models_shipped_configs_test_on_the_same_pairs() {
+    use protein_lm::train::finetune::ppi::ppi_split_dir;
+    use protein_lm::train::finetune::proberta::ProbertaFinetuneConfig;
+    for scale in ["tiny", "demo", "paper"] {
+        let pb = PpiFinetuneConfig::load(repo(&format!("configs/proteinbert-finetune-ppi-{scale}.json"))).unwrap();
+        let pr = ProbertaFinetuneConfig::load(repo(&format!("configs/proberta-finetune-{scale}.json"))).unwrap();
+        assert_eq!(pb.ppi, pr.ppi, "{scale}");
+        assert_eq!((pb.finetune.seed, pb.finetune.data.max_test), (pr.seed, pr.data.max_test), "{scale}");
+    }
+    let mut pb = yeast_config();
+    let mut pr = ProbertaFinetuneConfig::load(repo("configs/proberta-finetune-tiny.json")).unwrap();
+    pr.ppi = pb.ppi.clone();
+    let (pairs, dict) = (repo(PAIRS), repo(DICT));
+    let dataset = || PpiDataset::load_with_sequences(&pairs, &[&dict], MissingSequence::Error).unwrap().0;
+    // A test cap below the test split's 30 pairs, so the sample matters.
+    pb.finetune.data.max_test = Some(20);
+    pr.data.max_test = Some(20);
+    let a = ppi_data(dataset(), &pb.ppi, &[], &pb.finetune.data, pb.finetune.seed).unwrap();
+    let b = ppi_data(dataset(), &pr.ppi, &[], &pr.data, pr.seed).unwrap();
+    assert_ne!(a.train.len(), b.train.len(), "the training caps differ");
+    assert_eq!((a.test.len(), &a.test), (20, &b.test));
+    // The same from a split directory.
+    let t = tempfile::tempdir().unwrap();
+    let split = t.path().join("split");
+    ok(&["data", "split", "--pairs", s(&pairs), "--sequences", s(&dict), "--out", s(&split)]);
+    let a = ppi_split_dir(&split, &pb.finetune.data, pb.finetune.seed).unwrap();
+    let b = ppi_split_dir(&split, &pr.data, pr.seed).unwrap();
+    assert_ne!(a.train.len(), b.train.len());
+    assert_eq!((a.test.len(), &a.test), (20, &b.test));
+}

@@ -209,26 +209,29 @@ pub fn ppi_data(
 }
 
 /// Reads a `protein-lm data split --pairs …` directory: `train.tsv`, `valid.tsv`, `test.tsv` and
-/// `sequences.fasta`.
+/// `sequences.fasta`. A capped test set has a sample stream of its own, as in [`ppi_data`], so runs
+/// that differ only in their train/valid caps (two models' configs) are tested on the same pairs.
 pub fn ppi_split_dir(dir: &Path, limits: &DataLimits, seed: u64) -> Result<PairData> {
     let mut dictionary = ppi::SequenceDictionary::new();
     dictionary.add_fasta(dir.join("sequences.fasta"))?;
     let mut rng = Rng::new(seed).fork(crate::train::streams::SPLIT + 1);
+    let mut test_rng = Rng::new(seed).fork(crate::train::streams::SPLIT + 2);
     let mut sequences = BTreeMap::new();
-    let mut read = |name: &str, max: Option<usize>| -> Result<Vec<Pair>> {
+    let mut read = |name: &str, max: Option<usize>, rng: &mut Rng| -> Result<Vec<Pair>> {
         let path = dir.join(name);
         let (data, _) = PpiDataset::load(&path, &dictionary, ppi::MissingSequence::Error)?;
         sequences.extend(data.sequences);
-        Ok(sample_items(data.pairs, max, &mut rng))
+        Ok(sample_items(data.pairs, max, rng))
     };
-    let train = read("train.tsv", limits.max_train)?;
-    let valid = read("valid.tsv", limits.max_valid)?;
-    let test = read("test.tsv", limits.max_test)?;
+    let train = read("train.tsv", limits.max_train, &mut rng)?;
+    let valid = read("valid.tsv", limits.max_valid, &mut rng)?;
+    let test = read("test.tsv", limits.max_test, &mut test_rng)?;
     Ok(PairData { train, valid, test, sequences, report: BTreeMap::new() })
 }
 
 /// The pairs of a PPI run's `test_predictions.tsv` with their labels and P(positive), in file order
-/// (PRoBERTa's: the order its `predict` visited them, by length; ProteinBERT's: the split's). Errors name the file and line.
+/// (PRoBERTa's: the order its `predict` visited them, by length; ProteinBERT's: the split's).
+/// Errors name the file and line.
 pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
     let (is_pair, rows) = super::proberta::read_test_predictions(path)?;
     if !is_pair {
