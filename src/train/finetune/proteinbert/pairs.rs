@@ -260,7 +260,8 @@ pub struct PpiFinetuneReport {
     pub test_scores: Metrics,
     /// Accuracy, precision, recall, ROC AUC of all test pairs and of each protein-overlap class.
     pub test_by_overlap: Vec<OverlapScore>,
-    /// ROC AUC per length bucket of the longer protein, and pooled.
+    /// ROC AUC per length bucket of the longer protein, and pooled (`items` counts pairs,
+    /// `proteins` both proteins of each).
     pub test_by_length: Vec<BucketScore>,
 }
 
