@@ -12,6 +12,7 @@ pub mod device;
 pub mod embed;
 pub mod error;
 pub mod failpoint;
+pub mod memory;
 pub mod models;
 pub mod notebook;
 pub mod output;

@@ -19,6 +19,7 @@
 //! linfa is therefore not a dependency: every piece above had a reason to be written here, and each
 //! is tested against the Python reference (`tests/analysis_*.rs`).
 
+pub mod attention;
 pub mod baselines;
 pub mod cluster;
 pub mod information;

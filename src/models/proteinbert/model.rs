@@ -104,26 +104,27 @@ impl GlobalAttention {
 /// One ProteinBERT block (local then global update).
 #[derive(Debug, Clone)]
 pub struct Block {
-    global_to_local: Linear,
-    narrow_conv: Conv1d,
-    wide_conv: Conv1d,
-    local_norm1: LayerNorm,
-    local_dense: Linear,
-    local_norm2: LayerNorm,
-    global_dense1: Linear,
-    attention: GlobalAttention,
-    global_norm1: LayerNorm,
-    global_dense2: Linear,
-    global_norm2: LayerNorm,
+    // pub(super): `anatomy::track_shapes` walks a block layer by layer.
+    pub(super) global_to_local: Linear,
+    pub(super) narrow_conv: Conv1d,
+    pub(super) wide_conv: Conv1d,
+    pub(super) local_norm1: LayerNorm,
+    pub(super) local_dense: Linear,
+    pub(super) local_norm2: LayerNorm,
+    pub(super) global_dense1: Linear,
+    pub(super) attention: GlobalAttention,
+    pub(super) global_norm1: LayerNorm,
+    pub(super) global_dense2: Linear,
+    pub(super) global_norm2: LayerNorm,
 }
 
 /// What one block returns: the two local and two global LayerNorm outputs and the attention.
-struct BlockOutput {
-    local1: Tensor,
-    local2: Tensor,
-    global1: Tensor,
-    global2: Tensor,
-    attention: Tensor,
+pub(super) struct BlockOutput {
+    pub(super) local1: Tensor,
+    pub(super) local2: Tensor,
+    pub(super) global1: Tensor,
+    pub(super) global2: Tensor,
+    pub(super) attention: Tensor,
 }
 
 impl Block {
@@ -150,7 +151,7 @@ impl Block {
         })
     }
 
-    fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
+    pub(super) fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
         // Local track: four summands, then a dense residual.
         let conv_input = match mask {
             Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
@@ -228,9 +229,9 @@ impl ProteinBertOutput {
 #[derive(Debug, Clone)]
 pub struct ProteinBert {
     config: Config,
-    embedding: Embedding,
-    global_input: Linear,
-    blocks: Vec<Block>,
+    pub(super) embedding: Embedding,
+    pub(super) global_input: Linear,
+    pub(super) blocks: Vec<Block>,
     token_head: Linear,
     annotation_head: Linear,
     padding_mask: bool,

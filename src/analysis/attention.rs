@@ -1,0 +1,79 @@
+//! How far two sets of attention distributions lie apart, block by block and head by head:
+//! ProteinBERT's Fig. 5 asks which blocks fine-tuning changed most (the paper: mostly the last).
+//!
+//! Maps are indexed `[protein][block][head][position]`, each a distribution over the protein's
+//! positions (the global attention of one head). The distance of two distributions is their
+//! total variation (half the L1 distance): 0 for equal maps, 1 for maps on disjoint positions,
+//! and independent of the protein's length, so proteins of every length weigh the same.
+
+use crate::error::{Error, Result};
+
+/// Total-variation distance of two distributions over the same positions, in [0, 1].
+pub fn total_variation(p: &[f32], q: &[f32]) -> Result<f64> {
+    if p.len() != q.len() {
+        return Err(Error::invalid(format!("distributions over {} and {} positions", p.len(), q.len())));
+    }
+    Ok(0.5 * p.iter().zip(q).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>())
+}
+
+/// Mean total-variation distance between `before` and `after` per block and head
+/// (`[block][head]`, averaged over proteins).
+pub fn attention_shift(before: &[Vec<Vec<Vec<f32>>>], after: &[Vec<Vec<Vec<f32>>>]) -> Result<Vec<Vec<f64>>> {
+    if before.len() != after.len() || before.is_empty() {
+        return Err(Error::invalid(format!(
+            "attention of {} proteins before and {} after: need the same, non-empty set",
+            before.len(),
+            after.len()
+        )));
+    }
+    let blocks = before[0].len();
+    let heads = before[0].first().map_or(0, Vec::len);
+    let mut sums = vec![vec![0.0; heads]; blocks];
+    for (i, (b, a)) in before.iter().zip(after).enumerate() {
+        if b.len() != blocks || a.len() != blocks {
+            return Err(Error::invalid(format!("protein {i}: {} and {} blocks, expected {blocks}", b.len(), a.len())));
+        }
+        for (k, (bb, ab)) in b.iter().zip(a).enumerate() {
+            if bb.len() != heads || ab.len() != heads {
+                return Err(Error::invalid(format!("protein {i}, block {k}: expected {heads} heads")));
+            }
+            for (h, (p, q)) in bb.iter().zip(ab).enumerate() {
+                sums[k][h] += total_variation(p, q)
+                    .map_err(|e| Error::invalid(format!("protein {i}, block {k}, head {h}: {e}")))?;
+            }
+        }
+    }
+    let n = before.len() as f64;
+    Ok(sums.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_variation_is_half_the_l1_distance() -> Result<()> {
+        assert_eq!(total_variation(&[0.5, 0.5], &[0.5, 0.5])?, 0.0);
+        assert_eq!(total_variation(&[1.0, 0.0], &[0.0, 1.0])?, 1.0);
+        assert!((total_variation(&[0.7, 0.2, 0.1], &[0.5, 0.3, 0.2])? - 0.2).abs() < 1e-7);
+        assert!(total_variation(&[1.0], &[0.5, 0.5]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn shift_averages_over_proteins_per_block_and_head() -> Result<()> {
+        let uniform = vec![0.25f32; 4];
+        let peaked = vec![1.0f32, 0.0, 0.0, 0.0];
+        // Two proteins, two blocks of two heads; only block 1, head 0 changes, in one protein.
+        let before = vec![vec![vec![uniform.clone(); 2]; 2]; 2];
+        let mut after = before.clone();
+        after[1][1][0] = peaked;
+        let shift = attention_shift(&before, &after)?;
+        assert_eq!(shift, vec![vec![0.0, 0.0], vec![0.375, 0.0]]);
+        assert!(attention_shift(&before, &after[..1]).unwrap_err().to_string().contains("1 after"));
+        let mut ragged = after.clone();
+        ragged[0][0][1] = vec![1.0];
+        assert!(attention_shift(&before, &ragged).unwrap_err().to_string().contains("protein 0, block 0, head 1"));
+        Ok(())
+    }
+}
