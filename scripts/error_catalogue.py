@@ -73,6 +73,10 @@ def setup(d: Path):
     config("proberta-finetune-tiny.json", "ft_ratio.json", lambda v: v["ppi"].update(negative_ratio=0))
     config("proteinbert-finetune-tiny.json", "ft_stage.json", lambda v: v["stages"][1]["train"].update(validate_every_epoch=1))
     config("proteinbert-finetune-tiny.json", "ft_batch.json", lambda v: v["stages"][1].update(batch_size=0))
+    config("proteinbert-finetune-ppi-tiny.json", "ppi_own.json", lambda v: v["ppi"].update(negatives=None))
+    config("proteinbert-finetune-ppi-tiny.json", "ppi_typo.json", lambda v: rename(v["ppi"], "train_fraction", "train_fracton"))
+    config("proteinbert-finetune-ppi-tiny.json", "ppi_pair.json", lambda v: v.update(pair="concatenate"))
+    config("proteinbert-finetune-ppi-tiny.json", "ppi_fraction.json", lambda v: v["ppi"].update(train_fraction=0))
 
     bench = d / "data/proteinbert-benchmarks"
     bench.mkdir(parents=True)
@@ -90,6 +94,8 @@ def setup(d: Path):
 S = "repo/datasets/samples"
 PB_FT = "repo/configs/proteinbert-finetune-tiny.json"
 PR_FT = "repo/configs/proberta-finetune-tiny.json"
+PB_PPI = "repo/configs/proteinbert-finetune-ppi-tiny.json"
+YEAST = "--data repo/datasets/samples/pipr_yeast_sample/protein.actions.tsv --sequences repo/datasets/samples/pipr_yeast_sample/protein.dictionary.tsv"
 PR_PT = "repo/configs/proberta-pretrain-tiny.json"
 FULL = "full"  # run under `ulimit -f 1` with SIGXFSZ ignored: a write past 512 bytes fails like a full disk
 
@@ -171,6 +177,14 @@ RUNS = [
     ("finetune", 6, f"finetune --model proberta --task family --data header_only.tsv --from pr --config {PR_FT} --out run", {}),
     ("finetune", 6, f"finetune --model proteinbert --task stability --config {PB_FT} --out run", {}),
     ("finetune", 8, f"finetune --model proteinbert --task signalP_binary --config {PB_FT} --out afile", {}),
+    ("finetune", 1, "finetune --model proteinbert --task ppi --data missing.tsv --sequences repo/datasets/samples/pipr_yeast_sample/protein.dictionary.tsv --config ppi_own.json --out run", {}),
+    ("finetune", 2, f"finetune --model proteinbert --task ppi {YEAST} --from pr --config ppi_own.json --out run --quiet", {}),
+    ("finetune", 3, f"finetune --model proteinbert --task ppi {YEAST} --config {PB_FT} --out run", {}),
+    ("finetune", 3, f"finetune --model proteinbert --task ppi {YEAST} --config ppi_typo.json --out run", {}),
+    ("finetune", 3, f"finetune --model proteinbert --task ppi {YEAST} --config ppi_pair.json --out run", {}),
+    ("finetune", 4, f"finetune --model proteinbert --task ppi {YEAST} --config ppi_fraction.json --out run", {}),
+    ("finetune", 4, f"finetune --model proteinbert --task ppi {YEAST} --config {PB_PPI} --out run", {}),
+    ("finetune", 5, "finetune --model proteinbert --task ppi --data nan_pairs.tsv --sequences repo/datasets/samples/pipr_yeast_sample/protein.dictionary.tsv --config ppi_own.json --out run", {}),
 ]
 
 

@@ -465,7 +465,7 @@ mod tests {
     #[test]
     fn every_shipped_config_loads() {
         use crate::train::finetune::proberta::ProbertaFinetuneConfig;
-        use crate::train::finetune::FinetuneConfig;
+        use crate::train::finetune::{FinetuneConfig, PpiFinetuneConfig};
         use crate::train::pretrain::PretrainConfig;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let mut n = 0;
@@ -476,6 +476,8 @@ mod tests {
                 PretrainConfig::load(&path).map(drop)
             } else if name.starts_with("proberta-finetune-") {
                 ProbertaFinetuneConfig::load(&path).map(drop)
+            } else if name.starts_with("proteinbert-finetune-ppi-") {
+                PpiFinetuneConfig::load(&path).map(drop)
             } else if name.starts_with("proteinbert-finetune-") {
                 FinetuneConfig::load(&path).map(drop)
             } else {
@@ -484,7 +486,7 @@ mod tests {
             loaded.unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }
-        assert_eq!(n, 12);
+        assert_eq!(n, 15);
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!   runs/proteinbert-<benchmark>-<start>/  three-stage fine-tuning; <start> is `scratch`,
 //!                                       `pretrained` or `step-N`, `-seed-K` for repeats
 //!                                                                      (proteinbert/03_benchmarks)
+//!   runs/proteinbert-ppi-<neg>-<pct>/  PPI fine-tuning from the pretrained model, beside
+//!                                       runs/proberta-ppi-<neg>-<pct>/ on the same split
+//!                                                          (proteinbert/04_attention_and_pairs)
+//!   runs/proteinbert-ppi-yeast/         the PIPR yeast set (proteinbert/04_attention_and_pairs)
 //!   <notebook path>.ipynb               executed notebooks (scripts/run_notebooks.py)
 //! ```
 //!
@@ -225,6 +229,42 @@ impl Results {
     }
 }
 
+impl Results {
+    fn proteinbert_finetune_ppi(&self, name: &str, data: &str) -> RunSpec {
+        let dir = self.runs().join(format!("proteinbert-{name}"));
+        let notebook = "proteinbert/04_attention_and_pairs.ipynb";
+        RunSpec {
+            command: format!(
+                "{} scripts/run_notebooks.py --scale {} notebooks/{notebook}   (or, with the config the notebook wrote: protein-lm finetune --model proteinbert --task ppi{data} --from {}/model --config {}/finetune-config.json --out {} --resume){}",
+                self.scale_flag(),
+                self.scale,
+                shown(&self.proteinbert_pretrain().dir),
+                shown(&dir),
+                shown(&dir),
+                if data.is_empty() { "" } else { "; DATA: the data folder `protein-lm data stats` names" }
+            ),
+            dir,
+            done_marker: "results.json",
+            notebook,
+        }
+    }
+
+    /// ProteinBERT fine-tuned on HIPPIE pairs with `negatives` on `train_fraction` of the training
+    /// pairs, the split of [`Self::proberta_ppi`] with the same arguments.
+    pub fn proteinbert_ppi(&self, negatives: NegativeScheme, train_fraction: f64) -> RunSpec {
+        let name = format!("ppi-{}-{}", negative_name(negatives), (train_fraction * 100.0).round() as u32);
+        self.proteinbert_finetune_ppi(&name, "")
+    }
+
+    /// ProteinBERT fine-tuned on the PIPR yeast pairs (their own negatives: `ppi.negatives` null).
+    pub fn proteinbert_ppi_yeast(&self) -> RunSpec {
+        self.proteinbert_finetune_ppi(
+            "ppi-yeast",
+            " --data DATA/ppi/pipr-yeast/protein.actions.tsv --sequences DATA/ppi/pipr-yeast/protein.dictionary.tsv",
+        )
+    }
+}
+
 fn negative_name(n: NegativeScheme) -> &'static str {
     match n {
         NegativeScheme::Conservative => "conservative",
@@ -301,6 +341,24 @@ mod tests {
         assert!(repeat.command.contains("proteinbert-pretrain/model"), "{}", repeat.command);
         let step = r.proteinbert_benchmark("scop", "step-600", 0);
         assert!(step.command.contains("proteinbert-pretrain/snapshots/step-600"), "{}", step.command);
+
+        // ProteinBERT's PPI runs sit beside PRoBERTa's, named alike.
+        let pb_ppi = r.proteinbert_ppi(NegativeScheme::Conservative, 1.0);
+        assert_eq!(pb_ppi.dir, tmp.path().join("runs/proteinbert-ppi-conservative-100"));
+        assert_eq!(
+            r.proteinbert_ppi(NegativeScheme::Aggressive, 0.2).dir,
+            tmp.path().join("runs/proteinbert-ppi-aggressive-20")
+        );
+        let err = pb_ppi.require().unwrap_err().to_string();
+        assert!(err.contains("proteinbert/04_attention_and_pairs.ipynb") && err.contains("--task ppi"), "{err}");
+        assert!(pb_ppi.command.contains("proteinbert-pretrain/model") && !pb_ppi.command.contains("--data"));
+        let yeast = r.proteinbert_ppi_yeast();
+        assert_eq!(yeast.dir, tmp.path().join("runs/proteinbert-ppi-yeast"));
+        assert!(yeast.command.contains("--data DATA/ppi/pipr-yeast/protein.actions.tsv"), "{}", yeast.command);
+        std::fs::create_dir_all(&yeast.dir).unwrap();
+        std::fs::write(yeast.dir.join("results.json"), "{}").unwrap();
+        assert!(yeast.is_done());
+        assert_eq!(yeast.tested_model().unwrap(), yeast.dir.join("model"));
     }
 
     #[test]

@@ -601,6 +601,65 @@ fn finetune_other_models_directory_missing_and_empty_data() {
     fails_with(family(&t.p("header_only.tsv"), &pr), &["header_only.tsv", "no records after the header"]);
 }
 
+/// ProteinBERT on pairs: the pair file, the model, the config (its `ppi` section, the pair
+/// combination) and the labels, each named.
+#[test]
+fn finetune_proteinbert_ppi_bad_input_is_named() {
+    let t = Scratch::new();
+    let (_, pr) = t.models();
+    let pairs = s(&repo("datasets/samples/pipr_yeast_sample/protein.actions.tsv")).to_string();
+    let dict = s(&repo("datasets/samples/pipr_yeast_sample/protein.dictionary.tsv")).to_string();
+    let own =
+        t.config("proteinbert-finetune-ppi-tiny.json", "own.json", |v| v["ppi"]["negatives"] = serde_json::Value::Null);
+    let ppi = |data: &str, config: &str, extra: &[&str]| {
+        let mut c = cmd(&[
+            "finetune",
+            "--model",
+            "proteinbert",
+            "--task",
+            "ppi",
+            "--data",
+            data,
+            "--sequences",
+            &dict,
+            "--config",
+            config,
+            "--out",
+            &t.p("run"),
+            "--quiet",
+        ]);
+        c.args(extra);
+        c
+    };
+    fails_with(ppi(&t.p("missing.tsv"), &own, &[]), &["missing.tsv", "No such file"]);
+    fails_with(ppi(&pairs, &own, &["--from", &pr]), &["pr is not a ProteinBERT model directory"]);
+    let benchmark_config = s(&repo("configs/proteinbert-finetune-tiny.json")).to_string();
+    fails_with(
+        ppi(&pairs, &benchmark_config, &[]),
+        &["proteinbert-finetune-tiny.json:", "required key `ppi` is missing"],
+    );
+    let c = t.config("proteinbert-finetune-ppi-tiny.json", "typo.json", |v| {
+        let r = v["ppi"].as_object_mut().unwrap().remove("train_fraction").unwrap();
+        v["ppi"]["train_fracton"] = r;
+    });
+    fails_with(
+        ppi(&pairs, &c, &[]),
+        &["typo.json:", "required key `train_fraction` is missing", "did you mean `train_fraction`?"],
+    );
+    let c = t.config("proteinbert-finetune-ppi-tiny.json", "pair.json", |v| v["pair"] = "concatenate".into());
+    fails_with(
+        ppi(&pairs, &c, &[]),
+        &["pair.json:", "unknown variant `concatenate`, expected `concat` or `symmetric`"],
+    );
+    let c = t.config("proteinbert-finetune-ppi-tiny.json", "zero.json", |v| v["ppi"]["train_fraction"] = 0.into());
+    fails_with(ppi(&pairs, &c, &[]), &["zero.json", "`ppi.train_fraction` must be in (0, 1], not 0"]);
+    // The shipped config samples negatives; the yeast file has its own.
+    let shipped = s(&repo("configs/proteinbert-finetune-ppi-tiny.json")).to_string();
+    fails_with(ppi(&pairs, &shipped, &[]), &["protein.actions.tsv", "already has 150 negative pairs", "ppi.negatives"]);
+    std::fs::write(t.path("nan_pairs.tsv"), "P32450\tP00044\t1\nP43563\tP29340\tnan\n").unwrap();
+    fails_with(ppi(&t.p("nan_pairs.tsv"), &own, &[]), &["nan_pairs.tsv:2", "label `nan` is not 0 or 1"]);
+}
+
 #[test]
 fn finetune_non_finite_and_empty_benchmark_labels_are_located() {
     let t = Scratch::new();

@@ -148,6 +148,11 @@ fn a_fine_tuned_ppi_model_evaluates_other_pairs_as_its_run_tested_them() {
     assert!((summary["accuracy"] - report.test_scores["accuracy"]).abs() < 1e-12);
     let ours = binary_summary(&p.labels_bool, &p.scores).unwrap();
     assert!((ours.roc_auc - report.test_scores["roc_auc"]).abs() < 1e-9);
+    // The same scores per protein-overlap class of the test pairs, `all` first.
+    let all = &report.test_by_overlap[0];
+    assert_eq!((all.class.as_str(), report.test_by_overlap.len()), ("all", 4));
+    assert_eq!(all.scores, ours);
+    assert_eq!(report.test_by_overlap[1..].iter().map(|c| c.scores.n).sum::<usize>(), 20);
     // Any other labelled pairs work too (here the training pairs); a file that is not a pair
     // task's predictions is refused.
     assert_eq!(evaluate_pairs(&model_dir, &data.train, &sequences, &config, &device).unwrap().scores.len(), 80);

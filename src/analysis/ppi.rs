@@ -6,22 +6,44 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::analysis::metrics::{binary_scores, roc_auc, ZeroDivision};
 use crate::data::ppi::{test_overlap, Pair};
 use crate::{Error, Result};
 
 /// The paper's PPI metrics on one set of pairs (decision: score ≥ 0.5). NaN where undefined:
-/// precision without positive predictions, recall without positives, ROC AUC with one class.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// precision without positive predictions, recall without positives, ROC AUC with one class
+/// (JSON has no NaN: written as `null`, read back as NaN). Two summaries are equal when every
+/// metric is, or is undefined in both.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct BinarySummary {
     pub n: usize,
     pub positives: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub accuracy: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub precision: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub recall: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub roc_auc: f64,
+}
+
+impl PartialEq for BinarySummary {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        (self.n, self.positives) == (other.n, other.positives)
+            && same(self.accuracy, other.accuracy)
+            && same(self.precision, other.precision)
+            && same(self.recall, other.recall)
+            && same(self.roc_auc, other.roc_auc)
+    }
+}
+
+/// A number serde_json wrote as `null` (it writes NaN so) read back as NaN.
+pub fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl BinarySummary {

@@ -14,10 +14,12 @@ use protein_lm::data::FilterReport;
 use protein_lm::device::{select_device, DeviceChoice};
 use protein_lm::models::directory::ModelConfig;
 use protein_lm::output::prepare_output_dir;
-use protein_lm::train::finetune::proberta::{
-    finetune_proberta, ppi_data, ppi_split_dir, ProbertaFinetuneConfig, ProbertaTaskData,
+use protein_lm::train::finetune::ppi::{ppi_data, ppi_split_dir, PairData, PpiOptions};
+use protein_lm::train::finetune::proberta::{finetune_proberta, ProbertaFinetuneConfig, ProbertaTaskData};
+use protein_lm::train::finetune::{
+    family_data, finetune_proteinbert, finetune_proteinbert_ppi, DataLimits, FinetuneConfig, PpiFinetuneConfig,
+    SupervisedData,
 };
-use protein_lm::train::finetune::{family_data, finetune_proteinbert, FinetuneConfig, SupervisedData};
 use protein_lm::train::objectives::supervised::Predictions;
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
@@ -60,7 +62,7 @@ pub struct PretrainArgs {
 pub struct RunArgs {
     /// The output directory. pretrain: config.json, provenance.json, data.json, log.jsonl,
     /// checkpoints/, model/. finetune: ProteinBERT stage-N run directories, model/ (trunk + head),
-    /// results.json; PRoBERTa one run directory with best/, model/, results.json, test_predictions.tsv.
+    /// results.json, for ppi also test_predictions.tsv; PRoBERTa one run directory with best/, model/, results.json, test_predictions.tsv.
     #[arg(long)]
     out: PathBuf,
     /// Continue from the last complete checkpoint (the config must be unchanged); finetune also
@@ -136,18 +138,19 @@ fn kind_name(k: Kind) -> &'static str {
 
 #[derive(Args)]
 pub struct FinetuneArgs {
-    /// Which network. ProteinBERT: the reference's three stages on a benchmark. PRoBERTa: one
-    /// fairseq-style stage on families, PPI or a per-protein benchmark.
+    /// Which network. ProteinBERT: the reference's three stages on a benchmark or on PPI pairs.
+    /// PRoBERTa: one fairseq-style stage on families, PPI or a per-protein benchmark.
     #[arg(long)]
     model: Kind,
-    /// `family` (PRoBERTa: multi-class Pfam family), `ppi` (PRoBERTa: interaction of a pair), or a
+    /// `family` (PRoBERTa: multi-class Pfam family), `ppi` (interaction of a pair), or a
     /// ProteinBERT benchmark: signalP_binary, fluorescence, remote_homology, stability, scop,
     /// secondary_structure, disorder_secondary_structure, ProFET_NP_SP_Cleaved (PRoBERTa: the
     /// per-protein ones).
     #[arg(long)]
     task: String,
-    /// A fine-tuning config (JSON). Shipped: configs/proteinbert-finetune-{tiny,demo,paper}.json
-    /// and configs/proberta-finetune-{tiny,demo,paper}.json.
+    /// A fine-tuning config (JSON). Shipped: configs/proteinbert-finetune-{tiny,demo,paper}.json,
+    /// configs/proteinbert-finetune-ppi-{tiny,demo,paper}.json (ProteinBERT --task ppi) and
+    /// configs/proberta-finetune-{tiny,demo,paper}.json.
     #[arg(long)]
     config: PathBuf,
     /// The pretrained model directory (`pretrain`'s OUT/model or `import`); without it the trunk
@@ -158,17 +161,17 @@ pub struct FinetuneArgs {
     /// Default: the original PRoBERTa dict.txt.
     #[arg(long, conflicts_with = "from")]
     tokenizer: Option<PathBuf>,
-    /// PRoBERTa. family: an `accession, pfam_id, sequence` table (default: the human single-Pfam
-    /// table). ppi: a pair file `idA<TAB>idB<TAB>label` (default: HIPPIE high-quality positives,
+    /// family (PRoBERTa): an `accession, pfam_id, sequence` table (default: the human single-Pfam
+    /// table). ppi (both models): a pair file `idA<TAB>idB<TAB>label` (default: HIPPIE high-quality positives,
     /// with negatives sampled as the config's `ppi` says), or a directory written by
     /// `protein-lm data split --pairs` (train.tsv, valid.tsv, test.tsv, sequences.fasta), used as is.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// PRoBERTa ppi with a pair file: its sequences (`id<TAB>sequence` or FASTA), repeatable.
+    /// ppi with a pair file: its sequences (`id<TAB>sequence` or FASTA), repeatable.
     /// Default: the HIPPIE dictionary.
     #[arg(long)]
     sequences: Vec<PathBuf>,
-    /// PRoBERTa ppi, conservative negatives: the proteome to pair at random (any protein file).
+    /// ppi, conservative negatives: the proteome to pair at random (any protein file).
     /// Default: the human Swiss-Prot proteins.
     #[arg(long)]
     proteome: Option<PathBuf>,
@@ -184,11 +187,17 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
 }
 
 fn finetune_proteinbert_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
-    if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() || a.tokenizer.is_some() {
-        bail!("--data, --sequences, --proteome and --tokenizer are PRoBERTa options; ProteinBERT reads benchmarks by name");
+    if a.tokenizer.is_some() {
+        bail!("--tokenizer is a PRoBERTa option; ProteinBERT reads residues");
     }
-    if a.task == "family" || a.task == "ppi" {
-        bail!("--task {} is a PRoBERTa task; ProteinBERT fine-tunes on the benchmarks", a.task);
+    if a.task == "family" {
+        bail!("--task family is a PRoBERTa task; ProteinBERT fine-tunes on the benchmarks and on ppi");
+    }
+    if a.task == "ppi" {
+        return finetune_proteinbert_ppi_cmd(a);
+    }
+    if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() {
+        bail!("--data, --sequences and --proteome are for --task ppi; ProteinBERT reads benchmarks by name");
     }
     let mut config = FinetuneConfig::load(&a.config)?;
     prepare_output_dir(&a.run.out)?;
@@ -235,16 +244,18 @@ fn add_read_report(report: &mut BTreeMap<String, usize>, file: &Path, read: &Fil
     }
 }
 
-/// Reads the pair file or split directory a PRoBERTa `ppi` run trains on.
+/// Reads the pair file or split directory a `ppi` run trains on (either model), and the files read.
 fn ppi_task_data(
     a: &FinetuneArgs,
-    config: &ProbertaFinetuneConfig,
+    options: &PpiOptions,
+    limits: &DataLimits,
+    seed: u64,
     resolver: &DataResolver,
-) -> anyhow::Result<(ProbertaTaskData, Vec<PathBuf>)> {
+) -> anyhow::Result<(PairData, Vec<PathBuf>)> {
     if let Some(dir) = a.data.as_ref().filter(|d| d.is_dir()) {
-        let data = ppi_split_dir(dir, &config.data, config.seed)?;
+        let data = ppi_split_dir(dir, limits, seed)?;
         let files = ["train.tsv", "valid.tsv", "test.tsv", "sequences.fasta"].iter().map(|f| dir.join(f)).collect();
-        return Ok((ProbertaTaskData::Pairs(data), files));
+        return Ok((data, files));
     }
     let pairs = match &a.data {
         Some(p) => p.clone(),
@@ -255,7 +266,7 @@ fn ppi_task_data(
     let (dataset, read_report) = load_ppi(&pairs, &sequences, false)?;
     let mut used = vec![pairs.clone()];
     used.extend(sequences);
-    let proteome = match config.ppi.negatives {
+    let proteome = match options.negatives {
         Some(NegativeScheme::Conservative) => {
             let path = match &a.proteome {
                 Some(p) => p.clone(),
@@ -266,10 +277,47 @@ fn ppi_task_data(
         }
         _ => Vec::new(),
     };
-    let mut data = ppi_data(dataset, &config.ppi, &proteome, &config.data, config.seed)
-        .with_context(|| pairs.display().to_string())?;
+    let mut data = ppi_data(dataset, options, &proteome, limits, seed).with_context(|| pairs.display().to_string())?;
     add_read_report(&mut data.report, &pairs, &read_report);
-    Ok((ProbertaTaskData::Pairs(data), used))
+    Ok((data, used))
+}
+
+fn finetune_proteinbert_ppi_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
+    let mut config = PpiFinetuneConfig::load(&a.config)?;
+    prepare_output_dir(&a.run.out)?;
+    config.finetune.benchmark = "ppi".into();
+    let resolver = DataResolver::from_env();
+    let (data, data_files) = ppi_task_data(&a, &config.ppi, &config.finetune.data, config.finetune.seed, &resolver)?;
+    let out = &a.run.out;
+    let device = a.run.device()?;
+    let report = finetune_proteinbert_ppi(&config, &data, a.from.as_deref(), &data_files, a.run.options(&device))
+        .with_context(|| format!("fine-tuning into {}", out.display()))?;
+    println!(
+        "ppi ({} train / {} valid / {} test pairs), from {}; {} updates",
+        report.train,
+        report.valid,
+        report.test,
+        report.start,
+        report.stages.iter().filter_map(|s| s["updates"].as_u64()).sum::<u64>()
+    );
+    for s in &report.test_by_overlap {
+        let t = &s.scores;
+        println!(
+            "  test, {} ({} pairs): accuracy {:.4}, precision {:.4}, recall {:.4}, ROC AUC {:.4}",
+            s.class, t.n, t.accuracy, t.precision, t.recall, t.roc_auc
+        );
+    }
+    for (metric, _) in report.test_scores.iter().filter(|(_, v)| v.is_nan()) {
+        if let Some(why) = Predictions::why_undefined(metric) {
+            println!("  {metric} is undefined (NaN) on the test set: {why}");
+        }
+    }
+    println!(
+        "  results in {}, predictions in {}",
+        out.join("results.json").display(),
+        out.join("test_predictions.tsv").display()
+    );
+    Ok(())
 }
 
 fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
@@ -290,7 +338,10 @@ fn finetune_proberta_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
             add_read_report(&mut data.report, &path, &read_report);
             (ProbertaTaskData::Proteins(data), vec![path])
         }
-        "ppi" => ppi_task_data(&a, &config, &resolver)?,
+        "ppi" => {
+            let (data, files) = ppi_task_data(&a, &config.ppi, &config.data, config.seed, &resolver)?;
+            (ProbertaTaskData::Pairs(data), files)
+        }
         benchmark => {
             if a.data.is_some() || !a.sequences.is_empty() || a.proteome.is_some() {
                 bail!("--data, --sequences and --proteome are for --task family and ppi; benchmarks are read by name");

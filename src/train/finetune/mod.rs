@@ -1,12 +1,14 @@
 //! Fine-tuning: the supervised data both models train on, and each model's procedure.
 //!
-//! * [`proteinbert`]: the reference's three stages on a ProteinBERT benchmark.
+//! * [`proteinbert`]: the reference's three stages on a ProteinBERT benchmark, and on protein pairs.
+//! * [`ppi`]: the pair data, reports and prediction files both models' PPI fine-tunings share.
 //! * [`proberta`]: PRoBERTa's one-stage fine-tuning (fairseq `sentence_prediction`) on protein
 //!   families, protein–protein interactions or a ProteinBERT benchmark.
 //!
 //! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
 //! with model-independent targets; each model then encodes them with its own tokenizer.
 
+pub mod ppi;
 pub mod proberta;
 pub mod proteinbert;
 
@@ -17,7 +19,8 @@ use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
 pub use proteinbert::{
-    evaluate_by_length, finetune_proteinbert, BucketScore, FinetuneConfig, FinetuneReport, FinetuneStage, StageConfig,
+    evaluate_by_length, finetune_proteinbert, finetune_proteinbert_ppi, BucketScore, FinetuneConfig, FinetuneReport,
+    FinetuneStage, PpiFinetuneConfig, PpiFinetuneReport, StageConfig,
 };
 
 use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind, PfamRecord};

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{load_trunk_weights, restore_best, sample_items, write_json, DataLimits, SupervisedData};
-use crate::data::ppi::{self, NegativeScheme, Pair, PpiDataset};
-use crate::data::splits;
-use crate::data::Protein;
+use super::ppi::{overlap_scores, pair_data_report};
+pub use super::ppi::{ppi_data, ppi_split_dir, read_pair_predictions, OverlapScore, PairData, PpiOptions};
+use super::{load_trunk_weights, restore_best, write_json, DataLimits, SupervisedData};
+use crate::data::ppi::{NegativeScheme, Pair};
 use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead, DICT_FILE};
 use crate::models::heads::{ClassificationHead, Head, HeadConfig, HeadInput, Level, Pooling, Target};
 use crate::models::init::SeededVarMap;
@@ -49,23 +49,6 @@ pub struct FamilyOptions {
     pub min_members: usize,
     /// Share of each family held out for test (the paper: 0.1); `valid_fraction` for validation.
     pub test_fraction: f64,
-}
-
-/// Protein–protein interaction data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PpiOptions {
-    /// Negatives to sample for a positive-only pair file (HIPPIE); `null` when the file has its own.
-    pub negatives: Option<NegativeScheme>,
-    /// Negatives per positive (the paper: conservative 411,428 / 189,135 ≈ 2.175, aggressive
-    /// 275,402 / 261,143 ≈ 1.055).
-    pub negative_ratio: f64,
-    /// train / valid / test fractions of the pairs (the paper: 0.8 / 0.1 / 0.1).
-    pub fractions: Vec<f64>,
-    /// Share of the train and valid splits actually used (the paper's Table 3: 0.2 and 1.0).
-    pub train_fraction: f64,
-    /// Split proteins instead of pairs, so no test protein occurs in training (not the paper's).
-    #[serde(default)]
-    pub protein_disjoint: bool,
 }
 
 /// A PRoBERTa fine-tuning run.
@@ -118,33 +101,12 @@ impl ProbertaFinetuneConfig {
         self.data.check(c);
         c.at_least("family.min_members", self.family.min_members, 1);
         c.within("family.test_fraction", self.family.test_fraction, 0.0, 1.0, true, true);
-        c.positive("ppi.negative_ratio", self.ppi.negative_ratio);
-        for (i, f) in self.ppi.fractions.iter().enumerate() {
-            c.within(&format!("ppi.fractions[{i}]"), *f, 0.0, 1.0, false, false);
-        }
-        let sum: f64 = self.ppi.fractions.iter().sum();
-        if self.ppi.fractions.len() != 3 || (sum - 1.0).abs() > 1e-6 {
-            c.fail(
-                "ppi.fractions",
-                format_args!("must be three fractions (train, valid, test) summing to 1, not {:?}", self.ppi.fractions),
-            );
-        }
-        c.within("ppi.train_fraction", self.ppi.train_fraction, 0.0, 1.0, true, false);
+        self.ppi.add_checks(c);
         c.at_least("max_len", self.max_len, 3);
         c.at_least("batch_size", self.batch_size, 1);
         c.at_least("eval_batch_size", self.eval_batch_size, 1);
         crate::config::check_train(c, "train", &self.train);
     }
-}
-
-/// Labelled pairs split for training, with the sequences of their proteins.
-#[derive(Debug, Clone)]
-pub struct PairData {
-    pub train: Vec<Pair>,
-    pub valid: Vec<Pair>,
-    pub test: Vec<Pair>,
-    pub sequences: BTreeMap<String, String>,
-    pub report: BTreeMap<String, usize>,
 }
 
 /// What a PRoBERTa fine-tuning trains on.
@@ -163,82 +125,6 @@ impl ProbertaTaskData {
             Self::Pairs(d) => (d.train.len(), d.valid.len(), d.test.len()),
         }
     }
-}
-
-/// PPI data as the paper built it: `data`'s pairs plus sampled negatives (conservative ones from
-/// `proteome`), split by `fractions`, then `train_fraction` of train and valid kept. With the same
-/// seed, ratio and fractions the split equals `protein-lm data split --negatives …`'s.
-pub fn ppi_data(
-    mut data: PpiDataset,
-    options: &PpiOptions,
-    proteome: &[Protein],
-    limits: &DataLimits,
-    seed: u64,
-) -> Result<PairData> {
-    let mut report = BTreeMap::from([("pairs read".to_string(), data.pairs.len())]);
-    let mut rng = Rng::new(seed);
-    if options.negatives.is_some() && data.n_negative() > 0 {
-        return Err(Error::invalid(format!(
-            "the pair file already has {} negative pairs: set ppi.negatives to null to use them, or give a \
-             positive-only file to sample negatives for",
-            data.n_negative()
-        )));
-    }
-    if let Some(scheme) = options.negatives {
-        let added = ppi::add_negatives(&mut data, scheme, options.negative_ratio, proteome, &mut rng.fork(7))?;
-        report.insert("negatives sampled".to_string(), added);
-    }
-    let parts = if options.protein_disjoint {
-        let (parts, dropped) = ppi::protein_disjoint_split(&data.pairs, &options.fractions, &mut rng)?;
-        report.insert("pairs across protein-disjoint splits left out".to_string(), dropped.total_dropped());
-        parts
-    } else {
-        splits::random_split(data.pairs.len(), &options.fractions, &mut rng)?
-    };
-    if parts.len() != 3 {
-        return Err(Error::invalid(format!(
-            "ppi.fractions must have 3 values (train, valid, test), got {}",
-            parts.len()
-        )));
-    }
-    let pick = |idx: &[usize]| -> Vec<Pair> { idx.iter().map(|&i| data.pairs[i].clone()).collect() };
-    let mut fraction_rng = rng.fork(crate::train::streams::SPLIT);
-    let mut share = |pairs: Vec<Pair>| -> Vec<Pair> {
-        let keep = (pairs.len() as f64 * options.train_fraction).round() as usize;
-        sample_items(pairs, Some(keep), &mut fraction_rng)
-    };
-    report.insert("train pairs before train_fraction".to_string(), parts[0].len());
-    let (train, valid) = (share(pick(&parts[0])), share(pick(&parts[1])));
-    let test = pick(&parts[2]);
-    let mut sample_rng = rng.fork(crate::train::streams::SPLIT + 1);
-    // The test sample has a stream of its own, so runs that differ only in `train_fraction` or
-    // the train/valid caps (Table 3's 20 % and 100 %) are tested on the same pairs.
-    let mut test_rng = rng.fork(crate::train::streams::SPLIT + 2);
-    let (train, valid, test) = (
-        sample_items(train, limits.max_train, &mut sample_rng),
-        sample_items(valid, limits.max_valid, &mut sample_rng),
-        sample_items(test, limits.max_test, &mut test_rng),
-    );
-    Ok(PairData { train, valid, test, sequences: data.sequences, report })
-}
-
-/// Reads a `protein-lm data split --pairs …` directory: `train.tsv`, `valid.tsv`, `test.tsv` and
-/// `sequences.fasta`.
-pub fn ppi_split_dir(dir: &Path, limits: &DataLimits, seed: u64) -> Result<PairData> {
-    let mut dictionary = ppi::SequenceDictionary::new();
-    dictionary.add_fasta(dir.join("sequences.fasta"))?;
-    let mut rng = Rng::new(seed).fork(crate::train::streams::SPLIT + 1);
-    let mut sequences = BTreeMap::new();
-    let mut read = |name: &str, max: Option<usize>| -> Result<Vec<Pair>> {
-        let path = dir.join(name);
-        let (data, _) = PpiDataset::load(&path, &dictionary, ppi::MissingSequence::Error)?;
-        sequences.extend(data.sequences);
-        Ok(sample_items(data.pairs, max, &mut rng))
-    };
-    let train = read("train.tsv", limits.max_train)?;
-    let valid = read("valid.tsv", limits.max_valid)?;
-    let test = read("test.tsv", limits.max_test)?;
-    Ok(PairData { train, valid, test, sequences, report: BTreeMap::new() })
 }
 
 /// An example as token ids.
@@ -329,16 +215,9 @@ fn encode_data(
                     .collect()
             };
             let (train, valid, test) = (encode(&d.train)?, encode(&d.valid)?, encode(&d.test)?);
-            let mut report = serde_json::to_value(&d.report).expect("report serialises");
+            let mut report = pair_data_report(d);
             report["pairs cut to max_len after pair truncation"] = cut.into();
             report["letters mapped to <unk>"] = serde_json::to_value(&unknown).expect("counts serialise");
-            for (name, set) in [("train", &d.train), ("valid", &d.valid), ("test", &d.test)] {
-                report[format!("{name} positive")] = set.iter().filter(|p| p.label == 1).count().into();
-            }
-            let overlap = ppi::test_overlap(&d.train, &d.test);
-            report["test pairs by proteins seen in training (both, one, none)"] =
-                serde_json::to_value(overlap.counts()).expect("counts serialise");
-            report["test pairs also in training (either orientation)"] = overlap.pair_in_train.len().into();
             // The reference's label dictionary: negative → 0, positive → 1, softmax over both.
             Ok(EncodedData {
                 train,
@@ -513,6 +392,9 @@ pub struct ProbertaFinetuneReport {
     pub tested: String,
     pub seconds: f64,
     pub test_scores: Metrics,
+    /// Pair tasks: the test scores of all test pairs and of each protein-overlap class.
+    #[serde(default)]
+    pub test_by_overlap: Vec<OverlapScore>,
     pub paper: Vec<PaperScore>,
 }
 
@@ -667,6 +549,17 @@ pub fn finetune_proberta(
     };
     let (predictions, order) = task.model.predict(encoded.target, &encoded.test, config.eval_batch_size, device)?;
     write_predictions(&out.join("test_predictions.tsv"), &encoded, &predictions, &order)?;
+    let test_by_overlap = match data {
+        ProbertaTaskData::Pairs(d) => {
+            // `predict` visited the pairs by length: their scores back in test order.
+            let mut scores = vec![0.0; order.len()];
+            for (k, &i) in order.iter().enumerate() {
+                scores[i] = predictions.scores[k];
+            }
+            overlap_scores(&d.train, &d.test, &scores)?
+        }
+        ProbertaTaskData::Proteins(_) => Vec::new(),
+    };
     let (train, valid, test) = data.sizes();
     let report = ProbertaFinetuneReport {
         task: config.task.clone(),
@@ -687,6 +580,7 @@ pub fn finetune_proberta(
         tested,
         seconds: summary.seconds,
         test_scores: predictions.summary(encoded.target),
+        test_by_overlap,
         paper: paper_scores(config),
     };
     write_json(&out.join("results.json"), &report)?;
@@ -796,35 +690,9 @@ pub fn evaluate_pairs(
     Ok(out)
 }
 
-/// The pairs of a PPI run's `test_predictions.tsv` with their labels and P(positive), in file order
-/// (the order `predict` visited them: by length). Errors name the file and line.
-pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
-    use crate::error::Location;
-    let (is_pair, rows) = read_test_predictions(path)?;
-    if !is_pair {
-        return Err(Error::data(
-            Location::line(path, 1),
-            "not the predictions of a pair task (header protein_a, protein_b, label, predicted, score)",
-        ));
-    }
-    rows.into_iter()
-        .map(|(line, row)| {
-            let bad = |what: String| Error::data(Location::line(path, line), what);
-            let label = match row.label.as_str() {
-                "positive" | "1" => 1,
-                "negative" | "0" => 0,
-                other => return Err(bad(format!("label `{other}` is neither positive nor negative"))),
-            };
-            let score = row.score.ok_or_else(|| bad("no score".to_string()))?;
-            let (a, b) = row.name.split_once('\t').expect("pair rows are named `a<TAB>b`");
-            Ok((Pair { a: a.to_string(), b: b.to_string(), label }, score))
-        })
-        .collect()
-}
-
 /// Every row of a `test_predictions.tsv` with its line number, and whether it holds pairs
 /// (`protein_a, protein_b, …`, named `a<TAB>b`) or single proteins (`name, …`).
-fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, TestPrediction)>)> {
+pub(crate) fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, TestPrediction)>)> {
     use crate::error::Location;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text.lines();
@@ -951,50 +819,6 @@ mod tests {
         });
         let err = encode_data(&data, &letter_tokenizer(), &config(PairTruncation::default(), 64)).unwrap_err();
         assert!(err.to_string().contains("per-residue"), "{err}");
-    }
-
-    #[test]
-    fn ppi_data_samples_negatives_splits_and_keeps_a_share_of_training() -> Result<()> {
-        // A ring of 40 proteins: 40 positives; conservative negatives from a 60-protein proteome.
-        let ids: Vec<String> = (0..60).map(|i| format!("P{i:02}")).collect();
-        let positives: Vec<Pair> =
-            (0..40).map(|i| Pair { a: ids[i].clone(), b: ids[(i + 1) % 40].clone(), label: 1 }).collect();
-        let proteome: Vec<Protein> = ids.iter().map(|id| Protein { id: id.clone(), sequence: "ACDE".into() }).collect();
-        let data = || PpiDataset {
-            pairs: positives.clone(),
-            sequences: ids[..40].iter().map(|id| (id.clone(), "ACDE".to_string())).collect(),
-        };
-        let options = PpiOptions {
-            negatives: Some(NegativeScheme::Conservative),
-            negative_ratio: 2.0,
-            fractions: vec![0.8, 0.1, 0.1],
-            train_fraction: 0.5,
-            protein_disjoint: false,
-        };
-        let limits = DataLimits { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.1 };
-        let d = ppi_data(data(), &options, &proteome, &limits, 3)?;
-        assert_eq!(d.report["negatives sampled"], 80);
-        assert_eq!(d.report["train pairs before train_fraction"], 96);
-        assert_eq!((d.train.len(), d.valid.len(), d.test.len()), (48, 6, 12));
-        let known: std::collections::HashSet<(&str, &str)> = positives.iter().map(Pair::unordered).collect();
-        for p in d.train.iter().chain(&d.valid).chain(&d.test) {
-            assert!(d.sequences.contains_key(&p.a) && d.sequences.contains_key(&p.b), "no sequence for {p:?}");
-            assert_eq!(p.label == 1, known.contains(&p.unordered()), "{p:?}");
-        }
-        // Seeded: the same split again, another seed another one.
-        let again = ppi_data(data(), &options, &proteome, &limits, 3)?;
-        assert_eq!(again.train, d.train);
-        let other = ppi_data(data(), &options, &proteome, &limits, 4)?;
-        assert_ne!(other.train, d.train);
-        // Capped test sets do not depend on the training share or the train/valid caps.
-        let capped = DataLimits { max_train: Some(30), max_valid: Some(3), max_test: Some(8), valid_fraction: 0.1 };
-        let a = ppi_data(data(), &options, &proteome, &capped, 3)?;
-        let b = ppi_data(data(), &PpiOptions { train_fraction: 1.0, ..options.clone() }, &proteome, &capped, 3)?;
-        let c = ppi_data(data(), &options, &proteome, &DataLimits { max_train: Some(10), ..capped.clone() }, 3)?;
-        assert_eq!(a.test.len(), 8);
-        assert_eq!(a.test, b.test);
-        assert_eq!(a.test, c.test);
-        Ok(())
     }
 
     #[test]

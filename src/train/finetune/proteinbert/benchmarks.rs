@@ -1,0 +1,304 @@
+//! ProteinBERT on one of its benchmarks: one protein per example, the test set in length buckets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{FinetuneConfig, FinetuneModel};
+use crate::analysis::ppi::nan_if_null;
+use crate::models::heads::{Head, HeadConfig, HeadInput, LinearHead, Target};
+use crate::models::proteinbert::ProteinBert;
+use crate::models::Trunk;
+use crate::tokenize::residue::{ResidueTokenizer, PAD};
+use crate::tokenize::UnknownCounts;
+use crate::train::finetune::{write_json, Example, SupervisedData};
+use crate::train::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
+use crate::train::run_dir::RunOptions;
+use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss};
+use crate::{Error, Result, Rng};
+
+/// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
+/// `<OTHER>` are counted once for the whole data set, in the run's report.
+fn encode(
+    batch: &[&Example],
+    seq_len: usize,
+    target: Target,
+    device: &Device,
+) -> Result<(Tensor, crate::train::objectives::supervised::BatchTargets, usize)> {
+    let mut ids = Vec::with_capacity(batch.len() * seq_len);
+    let mut tokens = 0;
+    for e in batch {
+        let encoded = ResidueTokenizer.encode_padded(&e.sequence, seq_len, &mut UnknownCounts::default())?;
+        tokens += encoded.iter().filter(|&&t| t != PAD).count();
+        ids.extend(encoded);
+    }
+    let labels: Vec<&TargetValue> = batch.iter().map(|e| &e.target).collect();
+    let targets = batch_targets(&labels, target, seq_len, 1, device)?;
+    Ok((Tensor::from_vec(ids, (batch.len(), seq_len), device)?, targets, tokens))
+}
+
+/// One fine-tuning stage as a [`Task`] for the loop.
+pub struct FinetuneStage<'a> {
+    pub trunk: ProteinBert,
+    pub head: LinearHead,
+    pub target: Target,
+    pub train: Vec<&'a Example>,
+    pub valid: Vec<&'a Example>,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub order: EpochOrder,
+    pub device: Device,
+}
+
+/// Evaluates `head` on `examples` at one padded length.
+fn predict(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    target: Target,
+    examples: &[&Example],
+    seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Predictions> {
+    let mut predictions = Predictions::default();
+    for batch in examples.chunks(batch_size.max(1)) {
+        let (ids, targets, _) = encode(batch, seq_len, target, device)?;
+        let features = trunk.features(&ids, None)?;
+        let logits = head.forward(HeadInput::One(&features), None)?;
+        let loss = head_loss(target, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        predictions.add(target, &logits, &targets, loss)?;
+    }
+    Ok(predictions)
+}
+
+impl Task for FinetuneStage<'_> {
+    fn batches_per_epoch(&self) -> u64 {
+        self.order.batches(self.batch_size)
+    }
+
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
+        // Keras shuffles every epoch; here the order is a function of (seed, epoch).
+        let batch: Vec<&Example> =
+            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
+        let (ids, targets, tokens) = encode(&batch, self.seq_len, self.target, &self.device)?;
+        let features = self.trunk.features(&ids, None)?;
+        let logits = self.head.forward(HeadInput::One(&features), Some(rng))?;
+        let loss = head_loss(self.target, &logits, &targets)?;
+        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        if self.valid.is_empty() {
+            return Ok(Metrics::new());
+        }
+        let p =
+            predict(&self.trunk, &self.head, self.target, &self.valid, self.seq_len, self.batch_size, &self.device)?;
+        let (name, value) = p.metric(self.target);
+        Ok(Metrics::from([("loss".to_string(), p.loss()), (name.to_string(), value)]))
+    }
+}
+
+/// Scores of one test bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketScore {
+    /// `"512"`, `"1024"`, … or `"all"`.
+    pub bucket: String,
+    pub proteins: usize,
+    /// Counted items (proteins, or residues for per-residue tasks).
+    pub items: usize,
+    pub metric: String,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub value: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub loss: f64,
+}
+
+/// What a fine-tuning run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneReport {
+    pub benchmark: String,
+    pub start: String,
+    pub train: usize,
+    pub valid: usize,
+    pub test: usize,
+    pub data_report: BTreeMap<String, usize>,
+    /// Per stage: proteins left out for length, updates, epochs, best validation loss, seconds.
+    pub stages: Vec<serde_json::Value>,
+    pub test_scores: Vec<BucketScore>,
+    pub paper_no_pretraining: f64,
+    pub paper_pretrained: f64,
+}
+
+impl FinetuneReport {
+    /// Reads a finished run's `results.json` (`dir` is the run directory), naming the file in errors.
+    pub fn read(dir: &Path) -> Result<Self> {
+        crate::train::run_dir::read_json(&dir.join("results.json"), "fine-tuning results")
+    }
+}
+
+/// Test scores in the reference's length buckets, and pooled.
+pub fn evaluate_by_length(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    target: Target,
+    test: &[Example],
+    min_seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<BucketScore>> {
+    let mut buckets: BTreeMap<usize, Vec<&Example>> = BTreeMap::new();
+    for e in test {
+        let mut len = min_seq_len;
+        while len < e.sequence.chars().count() + 2 {
+            len *= 2;
+        }
+        buckets.entry(len).or_default().push(e);
+    }
+    let mut all = Predictions::default();
+    let mut scores = Vec::new();
+    for (len, examples) in &buckets {
+        let batch = (batch_size * min_seq_len / len).max(1);
+        let p = predict(trunk, head, target, examples, *len, batch, device)?;
+        let (metric, value) = p.metric(target);
+        scores.push(BucketScore {
+            bucket: len.to_string(),
+            proteins: examples.len(),
+            items: p.len(),
+            metric: metric.into(),
+            value,
+            loss: p.loss(),
+        });
+        all.extend(&p);
+    }
+    let (metric, value) = all.metric(target);
+    scores.push(BucketScore {
+        bucket: "all".into(),
+        proteins: test.len(),
+        items: all.len(),
+        metric: metric.into(),
+        value,
+        loss: all.loss(),
+    });
+    Ok(scores)
+}
+
+/// Runs every stage (resuming finished and interrupted ones with `resume`), then evaluates the
+/// test set. `from`: a pretrained model directory, or `None` to start from `scratch_model`.
+pub fn finetune_proteinbert(
+    config: &FinetuneConfig,
+    data: &SupervisedData,
+    from: Option<&Path>,
+    data_files: &[PathBuf],
+    options: RunOptions,
+) -> Result<FinetuneReport> {
+    let out = options.out;
+    let device = options.device;
+    let model = FinetuneModel::new(
+        config,
+        from,
+        HeadConfig::proteinbert(data.level, data.target),
+        data.labels.clone(),
+        device,
+    )?;
+    let stages = model.run_stages(config, &serde_json::to_value(config).expect("config serialises"), data_files, options, |k, stage, trunk, head| {
+        let fits = |e: &&Example| e.sequence.chars().count() + 2 <= stage.seq_len;
+        let train: Vec<&Example> = data.train.iter().filter(fits).collect();
+        let valid: Vec<&Example> = data.valid.iter().filter(fits).collect();
+        if train.is_empty() {
+            return Err(Error::invalid(format!("stage {}: no training protein fits seq_len {}", k + 1, stage.seq_len)));
+        }
+        let report = serde_json::json!({
+            "train": train.len(), "valid": valid.len(),
+            "left_out_for_length": {"train": data.train.len() - train.len(), "valid": data.valid.len() - valid.len()},
+        });
+        let task = FinetuneStage {
+            trunk,
+            head,
+            target: data.target,
+            order: EpochOrder::new(config.seed.wrapping_add(k as u64), train.len()),
+            train,
+            valid,
+            seq_len: stage.seq_len,
+            batch_size: stage.batch_size,
+            device: device.clone(),
+        };
+        Ok((Box::new(task) as Box<dyn Task>, report))
+    })?;
+
+    // ---- test, in length buckets ----
+    let (trunk, head) = (model.trunk(true, device)?, model.head(device)?);
+    let test_scores = evaluate_by_length(
+        &trunk,
+        &head,
+        data.target,
+        &data.test,
+        config.test_min_seq_len,
+        config.test_batch_size,
+        device,
+    )?;
+    let spec = crate::data::tables::benchmark(&config.benchmark)?;
+    // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
+    let mut data_report = data.report.clone();
+    let mut unknown = UnknownCounts::default();
+    for e in data.train.iter().chain(&data.valid).chain(&data.test) {
+        ResidueTokenizer.encode(&e.sequence, &mut unknown);
+    }
+    for (letter, n) in unknown.by_char {
+        data_report.insert(format!("residues `{letter}` mapped to <OTHER>"), n);
+    }
+    model.save(&out.join("model"), format!("fine-tuned on {} from {}", config.benchmark, model.start))?;
+    let report = FinetuneReport {
+        benchmark: config.benchmark.clone(),
+        start: model.start.clone(),
+        train: data.train.len(),
+        valid: data.valid.len(),
+        test: data.test.len(),
+        data_report,
+        stages,
+        test_scores,
+        paper_no_pretraining: spec.paper_scores.0,
+        paper_pretrained: spec.paper_scores.1,
+    };
+    write_json(&out.join("results.json"), &report)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_with_an_undefined_bucket_reads_back() -> Result<()> {
+        let bucket = |name: &str, value: f64| BucketScore {
+            bucket: name.into(),
+            proteins: 1,
+            items: 1,
+            metric: "roc_auc".into(),
+            value,
+            loss: 0.5,
+        };
+        let report = FinetuneReport {
+            benchmark: "ProFET_NP_SP_Cleaved".into(),
+            start: "scratch".into(),
+            train: 1,
+            valid: 1,
+            test: 2,
+            data_report: BTreeMap::new(),
+            stages: vec![],
+            test_scores: vec![bucket("512", 0.75), bucket("8192", f64::NAN)],
+            paper_no_pretraining: 0.94,
+            paper_pretrained: 0.978,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        crate::train::finetune::write_json(&tmp.path().join("results.json"), &report)?;
+        assert!(std::fs::read_to_string(tmp.path().join("results.json")).unwrap().contains("null"));
+        let back = FinetuneReport::read(tmp.path())?;
+        assert_eq!(back.test_scores[0], report.test_scores[0]);
+        assert!(back.test_scores[1].value.is_nan());
+        let err = FinetuneReport::read(&tmp.path().join("missing")).unwrap_err().to_string();
+        assert!(err.contains("results.json"), "{err}");
+        Ok(())
+    }
+}

@@ -1,0 +1,447 @@
+//! ProteinBERT on protein–protein interactions. The reference has no pair head (its users asked
+//! for one, nadavbra/protein_bert#34); this is the benchmark fine-tuning with two proteins per
+//! example, so that it can be set beside PRoBERTa's PPI fine-tuning on the same split.
+//!
+//! * Each pair's two proteins go through the one shared trunk separately (one batch of `2B` rows:
+//!   the first proteins, then the second ones). The head combines their 15,599-wide global vectors,
+//!   by default as `[a + b, |a − b|, a ⊙ b]` (`HeadConfig::proteinbert(Level::Pair,
+//!   Target::Binary)`): symmetric, so a pair scores the same in either order, as an interaction
+//!   has none. Then the reference head: dropout 0.5, one dense layer, a sigmoid, binary
+//!   cross-entropy. `"pair": "concat"` in the config gives `[a, b]` instead (order-dependent).
+//! * The same stages, loop, callbacks and best-weight restore as on the benchmarks. A training or
+//!   validation pair whose longer protein does not fit a stage's length is left out of that stage
+//!   (counted); test pairs never are: each is scored at the smallest length of the benchmarks'
+//!   buckets (`test_min_seq_len · 2^k`) that holds both its proteins.
+//! * Data: [`PairData`] from [`ppi_data`](crate::train::finetune::ppi::ppi_data) or
+//!   [`ppi_split_dir`](crate::train::finetune::ppi::ppi_split_dir), the calls PRoBERTa's run uses:
+//!   with the same `ppi` section, data limits and seed the two models see the same pairs.
+//! * Output: `results.json` ([`PpiFinetuneReport`]: the test scores of all test pairs and per
+//!   protein-overlap class, as PRoBERTa's) and `test_predictions.tsv` in PRoBERTa's format, in the
+//!   order of the test pairs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::benchmarks::BucketScore;
+use super::{FinetuneConfig, FinetuneModel, HEAD_PREFIX};
+use crate::data::ppi::Pair;
+use crate::models::directory::{ModelConfig, ModelDir};
+use crate::models::heads::{Features, Head, HeadConfig, HeadInput, Level, LinearHead, PairCombination, Target};
+use crate::models::proteinbert::ProteinBert;
+use crate::models::Trunk;
+use crate::tokenize::residue::{ResidueTokenizer, PAD};
+use crate::tokenize::UnknownCounts;
+use crate::train::finetune::ppi::{
+    nan_metrics, overlap_scores, pair_data_report, write_pair_predictions, OverlapScore, PairData, PpiOptions,
+};
+use crate::train::finetune::write_json;
+use crate::train::objectives::supervised::{batch_targets, head_loss, BatchTargets, Predictions, TargetValue};
+use crate::train::run_dir::RunOptions;
+use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss};
+use crate::{Error, Location, Result, Rng};
+
+/// A ProteinBERT PPI fine-tuning: a benchmark config's keys plus PRoBERTa's `ppi` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PpiFinetuneConfig {
+    /// Stages, data limits, scratch model and test buckets, as on a benchmark.
+    #[serde(flatten)]
+    pub finetune: FinetuneConfig,
+    /// How the pairs are made (negatives, fractions, training share): PRoBERTa's section.
+    pub ppi: PpiOptions,
+    /// How the head combines the two proteins: `symmetric` (default) or `concat`.
+    #[serde(default)]
+    pub pair: PairCombination,
+}
+
+impl PpiFinetuneConfig {
+    /// Reads a JSON config, naming the file and line in errors.
+    /// Unknown keys and out-of-range values are errors naming the key.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        crate::config::load_config(path.as_ref(), "ProteinBERT PPI fine-tuning config", Self::add_checks)
+    }
+
+    /// Range checks of every size and fraction, naming the offending key.
+    pub fn check(&self) -> Result<()> {
+        let mut c = crate::config::Checks::new("ProteinBERT PPI fine-tuning config");
+        self.add_checks(&mut c);
+        c.finish()
+    }
+
+    fn add_checks(&self, c: &mut crate::config::Checks) {
+        self.finetune.add_checks(c);
+        self.ppi.add_checks(c);
+    }
+
+    /// The head this config trains.
+    pub fn head(&self) -> HeadConfig {
+        HeadConfig { pair: self.pair, ..HeadConfig::proteinbert(Level::Pair, Target::Binary) }
+    }
+}
+
+/// Token ids `(2B, seq_len)` of a batch of pairs (first proteins, then second ones), their
+/// targets and the real-token count.
+fn encode(
+    pairs: &[&Pair],
+    sequences: &BTreeMap<String, String>,
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, BatchTargets, usize)> {
+    let mut ids = Vec::with_capacity(2 * pairs.len() * seq_len);
+    let mut tokens = 0;
+    for id in pairs.iter().map(|p| &p.a).chain(pairs.iter().map(|p| &p.b)) {
+        let sequence = sequences.get(id).ok_or_else(|| Error::invalid(format!("no sequence for protein `{id}`")))?;
+        let encoded = ResidueTokenizer.encode_padded(sequence, seq_len, &mut UnknownCounts::default())?;
+        tokens += encoded.iter().filter(|&&t| t != PAD).count();
+        ids.extend(encoded);
+    }
+    let labels: Vec<TargetValue> = pairs.iter().map(|p| TargetValue::Binary(p.label == 1)).collect();
+    let targets = batch_targets(&labels.iter().collect::<Vec<_>>(), Target::Binary, seq_len, 1, device)?;
+    Ok((Tensor::from_vec(ids, (2 * pairs.len(), seq_len), device)?, targets, tokens))
+}
+
+/// Logits `(B, 1)` of a batch encoded by [`encode`]; `rng` = `Some` trains (dropout on).
+fn pair_logits(trunk: &ProteinBert, head: &LinearHead, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
+    let n = ids.dim(0)? / 2;
+    let f = trunk.features(ids, None)?;
+    let half = |start: usize| -> Result<Features> {
+        Ok(Features {
+            residues: f.residues.narrow(0, start, n)?,
+            mask: f.mask.narrow(0, start, n)?,
+            protein: f.protein.narrow(0, start, n)?,
+        })
+    };
+    head.forward(HeadInput::Two(&half(0)?, &half(n)?), rng)
+}
+
+/// Predictions over `pairs` at one padded length, in their order.
+fn predict(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    pairs: &[&Pair],
+    sequences: &BTreeMap<String, String>,
+    seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Predictions> {
+    let mut predictions = Predictions::default();
+    for batch in pairs.chunks(batch_size.max(1)) {
+        let (ids, targets, _) = encode(batch, sequences, seq_len, device)?;
+        let logits = pair_logits(trunk, head, &ids, None)?;
+        let loss = head_loss(Target::Binary, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        predictions.add(Target::Binary, &logits, &targets, loss)?;
+    }
+    Ok(predictions)
+}
+
+/// Residues of each protein of `sequences`.
+fn lengths(sequences: &BTreeMap<String, String>) -> HashMap<&str, usize> {
+    sequences.iter().map(|(id, s)| (id.as_str(), s.chars().count())).collect()
+}
+
+/// Residues of the longer protein of a pair (0 for an unknown protein: [`encode`] names it).
+fn longer(pair: &Pair, lengths: &HashMap<&str, usize>) -> usize {
+    let len = |id: &str| lengths.get(id).copied().unwrap_or(0);
+    len(&pair.a).max(len(&pair.b))
+}
+
+/// Predictions over every pair in its order, each scored at the smallest `min_seq_len · 2^k` that
+/// holds both its proteins (batch `batch_size · min_seq_len / length`); and the scores per length
+/// bucket and pooled (`all`), as the benchmarks report them.
+fn predict_by_length(
+    trunk: &ProteinBert,
+    head: &LinearHead,
+    pairs: &[Pair],
+    sequences: &BTreeMap<String, String>,
+    min_seq_len: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(Predictions, Vec<BucketScore>)> {
+    let lengths = lengths(sequences);
+    let mut buckets: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        let mut len = min_seq_len;
+        while len < longer(p, &lengths) + 2 {
+            len *= 2;
+        }
+        buckets.entry(len).or_default().push(i);
+    }
+    let n = pairs.len();
+    let mut all = Predictions { scores: vec![0.0; n], labels_bool: vec![false; n], ..Default::default() };
+    let mut scores = Vec::new();
+    for (len, members) in &buckets {
+        let batch: Vec<&Pair> = members.iter().map(|&i| &pairs[i]).collect();
+        let p = predict(trunk, head, &batch, sequences, *len, (batch_size * min_seq_len / len).max(1), device)?;
+        for (k, &i) in members.iter().enumerate() {
+            all.scores[i] = p.scores[k];
+            all.labels_bool[i] = p.labels_bool[k];
+        }
+        all.loss_sum += p.loss_sum;
+        all.loss_count += p.loss_count;
+        let (metric, value) = p.metric(Target::Binary);
+        let items = p.len();
+        scores.push(BucketScore {
+            bucket: len.to_string(),
+            proteins: 2 * items,
+            items,
+            metric: metric.into(),
+            value,
+            loss: p.loss(),
+        });
+    }
+    let (metric, value) = all.metric(Target::Binary);
+    scores.push(BucketScore {
+        bucket: "all".into(),
+        proteins: 2 * n,
+        items: n,
+        metric: metric.into(),
+        value,
+        loss: all.loss(),
+    });
+    Ok((all, scores))
+}
+
+/// One stage of pair fine-tuning as a [`Task`] for the loop.
+pub struct PairStage<'a> {
+    pub trunk: ProteinBert,
+    pub head: LinearHead,
+    pub train: Vec<&'a Pair>,
+    pub valid: Vec<&'a Pair>,
+    pub sequences: &'a BTreeMap<String, String>,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub order: EpochOrder,
+    pub device: Device,
+}
+
+impl Task for PairStage<'_> {
+    fn batches_per_epoch(&self) -> u64 {
+        self.order.batches(self.batch_size)
+    }
+
+    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
+        let batch: Vec<&Pair> =
+            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
+        let (ids, targets, tokens) = encode(&batch, self.sequences, self.seq_len, &self.device)?;
+        let logits = pair_logits(&self.trunk, &self.head, &ids, Some(rng))?;
+        let loss = head_loss(Target::Binary, &logits, &targets)?;
+        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
+    }
+
+    fn validate(&mut self) -> Result<Metrics> {
+        if self.valid.is_empty() {
+            return Ok(Metrics::new());
+        }
+        let p =
+            predict(&self.trunk, &self.head, &self.valid, self.sequences, self.seq_len, self.batch_size, &self.device)?;
+        Ok(p.summary(Target::Binary))
+    }
+}
+
+/// What a ProteinBERT PPI fine-tuning reports (`OUT/results.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PpiFinetuneReport {
+    /// `ppi`.
+    pub task: String,
+    pub start: String,
+    /// Pairs per split.
+    pub train: usize,
+    pub valid: usize,
+    pub test: usize,
+    /// How the split was made, positives per split, test pairs by proteins seen in training,
+    /// residues mapped to `<OTHER>`.
+    pub data_report: serde_json::Value,
+    /// Per stage: pairs left out for length, updates, epochs, best validation loss, seconds.
+    pub stages: Vec<serde_json::Value>,
+    /// All test pairs, the keys of PRoBERTa's report: loss, accuracy, precision, recall, f1, roc_auc.
+    #[serde(deserialize_with = "nan_metrics")]
+    pub test_scores: Metrics,
+    /// Accuracy, precision, recall, ROC AUC of all test pairs and of each protein-overlap class.
+    pub test_by_overlap: Vec<OverlapScore>,
+    /// ROC AUC per length bucket of the longer protein, and pooled (`items` counts pairs,
+    /// `proteins` both proteins of each).
+    pub test_by_length: Vec<BucketScore>,
+}
+
+impl PpiFinetuneReport {
+    /// Reads a finished run's `results.json` (`dir`: the run directory); an undefined metric,
+    /// written as `null`, reads back as NaN.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::data(Location::line(&path, e.line()), e.to_string()))
+    }
+}
+
+/// Fine-tunes ProteinBERT on `data`'s pairs through the config's stages (resuming finished and
+/// interrupted ones with `options.resume`), tests the final weights (each stage restored its best
+/// validation epoch) and writes `OUT/results.json`, `OUT/test_predictions.tsv` and `OUT/model/`.
+/// `from`: a pretrained model directory, or `None` to start from `scratch_model`.
+pub fn finetune_proteinbert_ppi(
+    config: &PpiFinetuneConfig,
+    data: &PairData,
+    from: Option<&Path>,
+    data_files: &[PathBuf],
+    options: RunOptions,
+) -> Result<PpiFinetuneReport> {
+    data.check_sequences()?;
+    if data.train.is_empty() {
+        return Err(Error::invalid("no training pairs"));
+    }
+    let (out, device) = (options.out, options.device);
+    let model = FinetuneModel::new(&config.finetune, from, config.head(), Vec::new(), device)?;
+    let run_config = serde_json::to_value(config).expect("config serialises");
+    let lengths = lengths(&data.sequences);
+    let stages = model.run_stages(&config.finetune, &run_config, data_files, options, |k, stage, trunk, head| {
+        let fits = |p: &&Pair| longer(p, &lengths) + 2 <= stage.seq_len;
+        let train: Vec<&Pair> = data.train.iter().filter(fits).collect();
+        let valid: Vec<&Pair> = data.valid.iter().filter(fits).collect();
+        if train.is_empty() {
+            return Err(Error::invalid(format!(
+                "stage {}: no training pair has both proteins within seq_len {} (START and END included)",
+                k + 1,
+                stage.seq_len
+            )));
+        }
+        let report = serde_json::json!({
+            "train": train.len(), "valid": valid.len(),
+            "left_out_for_length": {"train": data.train.len() - train.len(), "valid": data.valid.len() - valid.len()},
+        });
+        let task = PairStage {
+            trunk,
+            head,
+            order: EpochOrder::new(config.finetune.seed.wrapping_add(k as u64), train.len()),
+            train,
+            valid,
+            sequences: &data.sequences,
+            seq_len: stage.seq_len,
+            batch_size: stage.batch_size,
+            device: device.clone(),
+        };
+        Ok((Box::new(task) as Box<dyn Task>, report))
+    })?;
+
+    // ---- test, every pair at a length that holds it ----
+    let (trunk, head) = (model.trunk(true, device)?, model.head(device)?);
+    let (min_len, batch) = (config.finetune.test_min_seq_len, config.finetune.test_batch_size);
+    let (predictions, test_by_length) =
+        predict_by_length(&trunk, &head, &data.test, &data.sequences, min_len, batch, device)?;
+    write_pair_predictions(&out.join("test_predictions.tsv"), &data.test, &predictions.scores)?;
+    let test_by_overlap = overlap_scores(&data.train, &data.test, &predictions.scores)?;
+    let mut data_report = pair_data_report(data);
+    // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
+    let mut unknown = UnknownCounts::default();
+    for sequence in data.sequences.values() {
+        ResidueTokenizer.encode(sequence, &mut unknown);
+    }
+    for (letter, n) in unknown.by_char {
+        data_report[format!("residues `{letter}` mapped to <OTHER>")] = n.into();
+    }
+    model.save(&out.join("model"), format!("fine-tuned on protein pairs from {}", model.start))?;
+    let report = PpiFinetuneReport {
+        task: "ppi".into(),
+        start: model.start.clone(),
+        train: data.train.len(),
+        valid: data.valid.len(),
+        test: data.test.len(),
+        data_report,
+        stages,
+        test_scores: predictions.summary(Target::Binary),
+        test_by_overlap,
+        test_by_length,
+    };
+    write_json(&out.join("results.json"), &report)?;
+    Ok(report)
+}
+
+/// P(interaction) of any labelled `pairs` under a fine-tuned ProteinBERT pair model (`model_dir`:
+/// a run's `model/`), in the order of `pairs`, scored as the run scored its test pairs
+/// (`config`'s test buckets and padding mask): e.g. the training pairs, to measure over-fitting.
+/// `summary(Target::Binary)` of the result gives accuracy, precision, recall, ROC AUC.
+pub fn evaluate_pairs(
+    model_dir: &Path,
+    pairs: &[Pair],
+    sequences: &BTreeMap<String, String>,
+    config: &PpiFinetuneConfig,
+    device: &Device,
+) -> Result<Predictions> {
+    let dir = ModelDir::open(model_dir)?;
+    let ModelConfig::Proteinbert(c) = dir.config().model.clone() else {
+        return Err(Error::invalid(format!("{} is not a ProteinBERT model directory", dir.path().display())));
+    };
+    let stored = dir
+        .config()
+        .heads
+        .iter()
+        .find(|h| h.prefix == HEAD_PREFIX && h.config.level == Level::Pair)
+        .cloned()
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{} has no pair head `{HEAD_PREFIX}` (not a PPI fine-tuning?)",
+                dir.path().display()
+            ))
+        })?;
+    let vb = dir.var_builder(DType::F32, device)?;
+    let trunk = ProteinBert::load(vb.clone(), &c)?.with_padding_mask(config.finetune.padding_mask);
+    let head = LinearHead::load(vb.pp(HEAD_PREFIX), stored.config, c.local_hidden_size(), c.global_hidden_size())?;
+    let (min_len, batch) = (config.finetune.test_min_seq_len, config.finetune.test_batch_size);
+    let (predictions, _) = predict_by_length(&trunk, &head, pairs, sequences, min_len, batch, device)?;
+    Ok(predictions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pair: PairCombination) -> PpiFinetuneConfig {
+        let mut c: PpiFinetuneConfig =
+            serde_json::from_str(include_str!("../../../../configs/proteinbert-finetune-ppi-tiny.json")).unwrap();
+        c.pair = pair;
+        c
+    }
+
+    /// Logits of (a, b) pairs under a random model with the given combination, in evaluation mode.
+    fn logits(pair: PairCombination, pairs: &[Pair], sequences: &BTreeMap<String, String>) -> Result<Vec<f32>> {
+        let config = config(pair);
+        let model = FinetuneModel::new(&config.finetune, None, config.head(), Vec::new(), &Device::Cpu)?;
+        let refs: Vec<&Pair> = pairs.iter().collect();
+        let (ids, _, _) = encode(&refs, sequences, 64, &Device::Cpu)?;
+        let (trunk, head) = (model.trunk(true, &Device::Cpu)?, model.head(&Device::Cpu)?);
+        Ok(pair_logits(&trunk, &head, &ids, None)?.flatten_all()?.to_vec1()?)
+    }
+
+    #[test]
+    fn the_head_reads_both_proteins_and_the_symmetric_one_ignores_their_order() -> Result<()> {
+        let sequences: BTreeMap<String, String> =
+            [("A", "MKTAYIAKQRQISFVKSHFSRQ"), ("B", "GGSWWLLPPHHDDE"), ("C", "MCCCYYYRRRNNNE")]
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.to_string()))
+                .collect();
+        let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1 };
+        let pairs = [pair("A", "B"), pair("B", "A"), pair("A", "C")];
+        let symmetric = logits(PairCombination::Symmetric, &pairs, &sequences)?;
+        assert!((symmetric[0] - symmetric[1]).abs() < 1e-5, "{symmetric:?}");
+        // The second protein matters: another partner, another score.
+        assert!((symmetric[0] - symmetric[2]).abs() > 1e-3, "{symmetric:?}");
+        let concat = logits(PairCombination::Concat, &pairs, &sequences)?;
+        assert!((concat[0] - concat[1]).abs() > 1e-3, "concatenation is order-dependent: {concat:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn shipped_configs_read_and_check() -> Result<()> {
+        for scale in ["tiny", "demo", "paper"] {
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/proteinbert-finetune-ppi-{scale}.json"));
+            let c = PpiFinetuneConfig::load(&path)?;
+            assert_eq!((c.pair, c.ppi.fractions.len(), c.finetune.stages.len()), (PairCombination::Symmetric, 3, 3));
+        }
+        // A benchmark config has no `ppi` section: the error names it and the file.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/proteinbert-finetune-tiny.json");
+        let err = PpiFinetuneConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("proteinbert-finetune-tiny.json") && err.contains("ppi"), "{err}");
+        Ok(())
+    }
+}
