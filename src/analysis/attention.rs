@@ -6,7 +6,34 @@
 //! total variation (half the L1 distance): 0 for equal maps, 1 for maps on disjoint positions,
 //! and independent of the protein's length, so proteins of every length weigh the same.
 
+use candle_core::Tensor;
+
 use crate::error::{Error, Result};
+use crate::models::proteinbert::ProteinBert;
+use crate::tokenize::residue::ResidueTokenizer;
+use crate::tokenize::UnknownCounts;
+
+/// ProteinBERT's global attention on each of `sequences`, `[protein][block][head][position]`,
+/// read as the reference's `calculate_attentions` reads it for Fig. 5: one protein at a time at
+/// its exact length (`<START>`, residues, `<END>`; no padding), so every position is real and no
+/// map depends on the other proteins or on a padded length.
+pub fn global_attention_maps(model: &ProteinBert, sequences: &[&str]) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+    let device = model.device();
+    sequences
+        .iter()
+        .enumerate()
+        .map(|(i, sequence)| {
+            if sequence.is_empty() {
+                return Err(Error::invalid(format!("protein {i} has no residues")));
+            }
+            let ids = ResidueTokenizer.encode(sequence, &mut UnknownCounts::default());
+            let tokens = Tensor::from_vec(ids.clone(), (1, ids.len()), device)?;
+            let out = model.forward_without_annotations(&tokens, true)?;
+            let maps = out.attention.ok_or_else(|| Error::invalid("the forward pass kept no attention"))?;
+            maps.iter().map(|m| Ok(m.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)).collect()
+        })
+        .collect()
+}
 
 /// Total-variation distance of two distributions over the same positions, in [0, 1].
 pub fn total_variation(p: &[f32], q: &[f32]) -> Result<f64> {
@@ -50,6 +77,33 @@ pub fn attention_shift(before: &[Vec<Vec<Vec<f32>>>], after: &[Vec<Vec<Vec<f32>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::init::SeededVarMap;
+    use crate::models::proteinbert::Config;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn maps_are_one_distribution_per_block_and_head_over_the_exact_length() -> Result<()> {
+        let config = Config::tiny(5);
+        let map = SeededVarMap::new(1);
+        let model = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config)?;
+        let maps = global_attention_maps(&model, &["MKV", "ACDEFGHIK"])?;
+        assert_eq!(maps.len(), 2);
+        for (protein, residues) in maps.iter().zip([3, 9]) {
+            assert_eq!(protein.len(), config.n_blocks);
+            for block in protein {
+                assert_eq!(block.len(), config.n_heads);
+                for head in block {
+                    assert_eq!(head.len(), residues + 2, "START and END besides the residues, no padding");
+                    assert!((head.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+                }
+            }
+        }
+        // One protein at a time: a map does not depend on the proteins beside it.
+        assert_eq!(global_attention_maps(&model, &["ACDEFGHIK"])?[0], maps[1]);
+        let err = global_attention_maps(&model, &["MKV", ""]).unwrap_err().to_string();
+        assert!(err.contains("protein 1"), "{err}");
+        Ok(())
+    }
 
     #[test]
     fn total_variation_is_half_the_l1_distance() -> Result<()> {

@@ -33,7 +33,7 @@
 //! the graph that keeps every activation alive — load plain tensors (a model directory does) for
 //! inference.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::config::Config;
@@ -329,5 +329,10 @@ impl ProteinBert {
     /// The model's float dtype.
     pub fn dtype(&self) -> DType {
         self.embedding.embeddings().dtype()
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embedding.embeddings().device()
     }
 }
