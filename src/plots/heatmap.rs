@@ -29,6 +29,18 @@ pub fn viridis(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Maximal runs `[start, end)` of equal colours.
+fn colour_runs(colours: impl Iterator<Item = RGBColor>) -> Vec<(usize, usize, RGBColor)> {
+    let mut runs: Vec<(usize, usize, RGBColor)> = Vec::new();
+    for (j, c) in colours.enumerate() {
+        match runs.last_mut() {
+            Some(last) if last.2 == c => last.1 = j + 1,
+            _ => runs.push((j, j + 1, c)),
+        }
+    }
+    runs
+}
+
 /// `values[row][column]` as coloured cells (viridis, low to high), row 0 at the top, with a colour
 /// bar on the right. Rows and columns are named by `row_labels` and `col_labels`; when there are
 /// more columns than fit, only every few get a label.
@@ -82,16 +94,18 @@ pub fn heatmap(fig: &Figure, values: &[Vec<f64>], row_labels: &[String], col_lab
             })
             .draw()
             .map_err(plot_err)?;
+        // Neighbouring cells of one colour are drawn as one rectangle: near-uniform rows (an
+        // attention head spread evenly) then cost a few shapes instead of one per cell.
         chart
             .draw_series(values.iter().enumerate().flat_map(|(i, row)| {
                 let k = rows - 1 - i;
-                row.iter().enumerate().map(move |(j, &v)| {
+                colour_runs(row.iter().map(|&v| viridis(norm(v)))).into_iter().map(move |(start, end, colour)| {
                     Rectangle::new(
                         [
-                            (SegmentValue::Exact(j), SegmentValue::Exact(k)),
-                            (SegmentValue::Exact(j + 1), SegmentValue::Exact(k + 1)),
+                            (SegmentValue::Exact(start), SegmentValue::Exact(k)),
+                            (SegmentValue::Exact(end), SegmentValue::Exact(k + 1)),
                         ],
-                        viridis(norm(v)).filled(),
+                        colour.filled(),
                     )
                 })
             }))
@@ -145,6 +159,33 @@ mod tests {
         assert_eq!(svg, heatmap(&fig, &v, &r, &c).unwrap());
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
         assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+    }
+
+    #[test]
+    fn runs_of_one_colour_are_one_rectangle() {
+        let (a, b) = (viridis(0.0), viridis(1.0));
+        assert_eq!(colour_runs([a, a, b, a].into_iter()), vec![(0, 2, a), (2, 3, b), (3, 4, a)]);
+        assert!(colour_runs(std::iter::empty()).is_empty());
+        let labels = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        let shapes = |v: &[Vec<f64>]| {
+            heatmap(&Figure::new("t", "x", "y"), v, &labels(2), &labels(200)).unwrap().0.matches("<rect").count()
+        };
+        let uniform = vec![vec![0.0; 200], vec![1.0; 200]];
+        let alternating: Vec<Vec<f64>> = (0..2).map(|i| (0..200).map(|j| ((i + j) % 2) as f64).collect()).collect();
+        assert_eq!(shapes(&alternating) - shapes(&uniform), 400 - 2, "a uniform row is one rectangle");
+    }
+
+    #[test]
+    fn cells_carry_no_default_attributes() {
+        let (v, r, c) = data(16, 80);
+        let svg = heatmap(&Figure::new("t", "x", "y"), &v, &r, &c).unwrap().0;
+        // `data` repeats no value in neighbouring cells, so every cell is a rectangle.
+        let cells = svg.matches("<rect").count();
+        assert!(cells >= 16 * 80, "one rectangle per cell: {cells}");
+        assert!(!svg.contains(" opacity=\"1\"") && !svg.contains(" stroke=\"none\""));
+        // The fill is what is left of a cell besides its geometry.
+        assert!(svg.contains(&format!("fill=\"#{:02X}{:02X}{:02X}\"", 68, 1, 84)), "viridis(0) drawn");
+        assert!(svg.len() < 70 * cells + 20_000, "{} bytes for {cells} cells", svg.len());
     }
 
     #[test]
