@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
 use clap::{Args, ValueEnum};
 use protein_lm::config::Checks;
 use protein_lm::data::ppi::{self, MissingSequence, Pair, PpiDataset};
@@ -144,17 +143,12 @@ fn split_proteins(a: &SplitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read pairs and their sequences, with the report of dropped pairs.
-pub(crate) fn load_ppi(
-    pairs: &Path,
-    sequences: &[PathBuf],
-    drop_missing: bool,
-) -> anyhow::Result<(PpiDataset, protein_lm::data::FilterReport)> {
-    if sequences.is_empty() {
-        bail!("--pairs needs at least one --sequences file");
+fn missing_sequence(drop_pairs_without_sequence: bool) -> MissingSequence {
+    if drop_pairs_without_sequence {
+        MissingSequence::DropPair
+    } else {
+        MissingSequence::Error
     }
-    let missing = if drop_missing { MissingSequence::DropPair } else { MissingSequence::Error };
-    Ok(PpiDataset::load_with_sequences(pairs, sequences, missing)?)
 }
 
 fn write_pairs(path: &Path, pairs: &[Pair]) -> anyhow::Result<()> {
@@ -180,7 +174,8 @@ fn sequence_overlap(train: &[Pair], test: &[Pair], seqs: &std::collections::BTre
 
 fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
     let pairs_path = a.pairs.as_ref().expect("checked");
-    let (mut data, read_report) = load_ppi(pairs_path, &a.sequences, a.drop_pairs_without_sequence)?;
+    let (mut data, read_report) =
+        PpiDataset::load_with_sequences(pairs_path, &a.sequences, missing_sequence(a.drop_pairs_without_sequence))?;
     println!(
         "{}: {} pairs ({} positive, {} negative), {} proteins; {read_report}",
         pairs_path.display(),
@@ -190,7 +185,8 @@ fn split_pairs(a: &SplitArgs) -> anyhow::Result<()> {
         data.sequences.len()
     );
     if let Some(test_path) = &a.test_pairs {
-        let (test, test_report) = load_ppi(test_path, &a.sequences, a.drop_pairs_without_sequence)?;
+        let (test, test_report) =
+            PpiDataset::load_with_sequences(test_path, &a.sequences, missing_sequence(a.drop_pairs_without_sequence))?;
         println!("{}: {} pairs; {test_report}", test_path.display(), test.pairs.len());
         let mut sequences = data.sequences.clone();
         sequences.extend(test.sequences.clone());
@@ -271,7 +267,7 @@ pub fn ppi_stats(resolver: &DataResolver) -> anyhow::Result<()> {
             println!("ppi {name}: not found (protein-lm data fetch ppi/{name})");
             continue;
         };
-        let (data, report) = load_ppi(&pairs, &dicts, true)?;
+        let (data, report) = PpiDataset::load_with_sequences(&pairs, &dicts, MissingSequence::DropPair)?;
         let self_pairs = data.pairs.iter().filter(|p| p.a == p.b).count();
         println!(
             "ppi {name:<11} pairs {} (positive {}, negative {}, self-pairs {self_pairs}), proteins {}; {report}",

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use protein_lm::data::ppi::NegativeScheme;
+use protein_lm::data::ppi::{MissingSequence, NegativeScheme, PpiDataset};
 use protein_lm::data::read_proteins;
 use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::tables::load_benchmark;
@@ -23,8 +23,6 @@ use protein_lm::train::finetune::{
 use protein_lm::train::objectives::supervised::Predictions;
 use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
-
-use super::data_split::load_ppi;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -263,7 +261,7 @@ fn ppi_task_data(
     };
     let sequences =
         if a.sequences.is_empty() { vec![resolver.resolve(files::HIPPIE_HQ_DICT)?] } else { a.sequences.clone() };
-    let (dataset, read_report) = load_ppi(&pairs, &sequences, false)?;
+    let (dataset, read_report) = PpiDataset::load_with_sequences(&pairs, &sequences, MissingSequence::Error)?;
     let mut used = vec![pairs.clone()];
     used.extend(sequences);
     let proteome = match options.negatives {

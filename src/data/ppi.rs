@@ -231,13 +231,21 @@ impl PpiDataset {
     }
 
     /// Read a pair file and attach sequences from `sequence_files` (FASTA or `id<TAB>sequence`,
-    /// told apart by their first line), with the report of pairs left out and of sequences
-    /// upper-cased.
+    /// told apart by their first line; at least one), with the report of pairs left out and of
+    /// sequences upper-cased.
     pub fn load_with_sequences(
         pairs_path: impl AsRef<Path>,
         sequence_files: &[impl AsRef<Path>],
         missing: MissingSequence,
     ) -> Result<(Self, FilterReport)> {
+        let pairs_path = pairs_path.as_ref();
+        if sequence_files.is_empty() {
+            return Err(Error::invalid(format!(
+                "{}: no sequence file given (a pair file names proteins; their sequences come from an \
+                 `id<TAB>sequence` or FASTA file)",
+                pairs_path.display()
+            )));
+        }
         let mut dictionary = SequenceDictionary::new();
         for file in sequence_files {
             let file = file.as_ref();
@@ -630,6 +638,14 @@ mod tests {
 
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn pairs_without_a_sequence_file_are_an_error_naming_the_pair_file() {
+        let err = PpiDataset::load_with_sequences("pairs.tsv", &[] as &[PathBuf], MissingSequence::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pairs.tsv") && err.contains("no sequence file"), "{err}");
+    }
 
     #[test]
     fn repeated_pairs_are_left_out_and_counted() {
