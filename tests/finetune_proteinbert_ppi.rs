@@ -11,7 +11,9 @@ use candle_core::Device;
 use protein_lm::data::ppi::{MissingSequence, Pair, PpiDataset};
 use protein_lm::models::heads::Target;
 use protein_lm::train::finetune::ppi::{ppi_data, read_pair_predictions, PairData};
-use protein_lm::train::finetune::proteinbert::{evaluate_pairs, finetune_proteinbert_ppi, PpiFinetuneConfig};
+use protein_lm::train::finetune::proteinbert::{
+    evaluate_pairs, finetune_proteinbert_ppi, LongProteins, PpiFinetuneConfig,
+};
 use protein_lm::train::finetune::PpiFinetuneReport;
 use protein_lm::train::run_dir::RunOptions;
 
@@ -32,6 +34,7 @@ fn yeast_config() -> PpiFinetuneConfig {
     let mut c = PpiFinetuneConfig::load(repo(CONFIG)).unwrap();
     c.ppi.negatives = None;
     c.ppi.train_fraction = 1.0;
+    c.long_proteins = LongProteins::LeaveOut;
     c
 }
 
@@ -134,6 +137,38 @@ fn a_tiny_yeast_run_reports_every_score_writes_prorbertas_file_and_resumes_witho
     }
     assert_eq!(resumed.test_scores["accuracy"], scores["accuracy"]);
     assert_eq!(read_pair_predictions(&out.join("test_predictions.tsv")).unwrap(), rows);
+}
+
+#[test]
+fn cropping_trains_every_pair_at_every_stage_and_counts_the_cut_ones() {
+    let mut config = yeast_config();
+    config.long_proteins = LongProteins::Crop;
+    for stage in &mut config.finetune.stages {
+        stage.train.max_epochs = Some(1);
+    }
+    let data = yeast_data(&config);
+    let lengths: std::collections::HashMap<&str, usize> =
+        data.sequences.iter().map(|(id, s)| (id.as_str(), s.len())).collect();
+    let too_long = |pairs: &[Pair], seq_len: usize| {
+        pairs.iter().filter(|p| lengths[p.a.as_str()].max(lengths[p.b.as_str()]) + 2 > seq_len).count() as u64
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let files = [repo(PAIRS), repo(DICT)];
+    let options = RunOptions { out: tmp.path(), resume: false, device: &Device::Cpu, progress: false };
+    let report = finetune_proteinbert_ppi(&config, &data, None, &files, options).unwrap();
+    for (stage, c) in report.stages.iter().zip(&config.finetune.stages) {
+        assert_eq!(stage["train"], 200, "every training pair trains: {stage}");
+        assert_eq!(stage["left_out_for_length"]["train"], 0);
+        assert_eq!(stage["cropped_to_fit"]["train"], too_long(&data.train, c.seq_len));
+        assert_eq!(stage["cropped_to_fit"]["valid"], too_long(&data.valid, c.seq_len));
+    }
+    assert!(
+        report.stages[0]["cropped_to_fit"]["train"].as_u64().unwrap() > 0,
+        "the sample has proteins over 254 residues"
+    );
+    // Test pairs are never cut: each is scored whole, at a bucket that holds it.
+    assert_eq!(report.test_by_length.last().unwrap().items, 30);
+    assert!(report.test_by_length.iter().any(|b| b.bucket != "all" && b.bucket.parse::<usize>().unwrap() > 256));
 }
 
 #[test]

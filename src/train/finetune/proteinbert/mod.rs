@@ -24,7 +24,9 @@ mod benchmarks;
 mod pairs;
 
 pub use benchmarks::{evaluate_by_length, finetune_proteinbert, BucketScore, FinetuneReport, FinetuneStage};
-pub use pairs::{evaluate_pairs, finetune_proteinbert_ppi, PairStage, PpiFinetuneConfig, PpiFinetuneReport};
+pub use pairs::{
+    evaluate_pairs, finetune_proteinbert_ppi, LongProteins, PairStage, PpiFinetuneConfig, PpiFinetuneReport,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,11 @@
 //!   cross-entropy. `"pair": "concat"` in the config gives `[a, b]` instead (order-dependent).
 //! * The same stages, loop, callbacks and best-weight restore as on the benchmarks. A training or
 //!   validation pair whose longer protein does not fit a stage's length is left out of that stage
-//!   (counted); test pairs never are: each is scored at the smallest length of the benchmarks'
-//!   buckets (`test_min_seq_len · 2^k`) that holds both its proteins.
+//!   (counted), as the reference does on the benchmarks; or, with `"long_proteins": "crop"`, its
+//!   long proteins are cut to their first `seq_len − 2` residues (counted), as PRoBERTa truncates
+//!   each protein of a pair: most human interaction pairs hold a protein over 510 residues. Test
+//!   pairs are never cut: each is scored at the smallest length of the benchmarks' buckets
+//!   (`test_min_seq_len · 2^k`) that holds both its proteins.
 //! * Data: [`PairData`] from [`ppi_data`](crate::train::finetune::ppi::ppi_data) or
 //!   [`ppi_split_dir`](crate::train::finetune::ppi::ppi_split_dir), the calls PRoBERTa's run uses:
 //!   with the same `ppi` section, data limits and seed the two models see the same pairs.
@@ -54,6 +57,22 @@ pub struct PpiFinetuneConfig {
     /// How the head combines the two proteins: `symmetric` (default) or `concat`.
     #[serde(default)]
     pub pair: PairCombination,
+    /// Training and validation pairs with a protein longer than a stage's length: `leave_out`
+    /// (default, the reference's rule for the benchmarks) or `crop`.
+    #[serde(default)]
+    pub long_proteins: LongProteins,
+}
+
+/// What a stage does with a training or validation pair that holds a protein longer than its
+/// length (START and END included); test pairs are never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongProteins {
+    /// The pair sits out the stage.
+    #[default]
+    LeaveOut,
+    /// The long protein is cut to its first `seq_len − 2` residues.
+    Crop,
 }
 
 impl PpiFinetuneConfig {
@@ -82,17 +101,23 @@ impl PpiFinetuneConfig {
 }
 
 /// Token ids `(2B, seq_len)` of a batch of pairs (first proteins, then second ones), their
-/// targets and the real-token count.
+/// targets and the real-token count. `crop`: a protein too long for `seq_len` keeps its first
+/// `seq_len − 2` residues (otherwise it is an error).
 fn encode(
     pairs: &[&Pair],
     sequences: &BTreeMap<String, String>,
     seq_len: usize,
+    crop: bool,
     device: &Device,
 ) -> Result<(Tensor, BatchTargets, usize)> {
     let mut ids = Vec::with_capacity(2 * pairs.len() * seq_len);
     let mut tokens = 0;
     for id in pairs.iter().map(|p| &p.a).chain(pairs.iter().map(|p| &p.b)) {
         let sequence = sequences.get(id).ok_or_else(|| Error::invalid(format!("no sequence for protein `{id}`")))?;
+        let sequence = match sequence.char_indices().nth(seq_len.saturating_sub(2)) {
+            Some((end, _)) if crop => &sequence[..end],
+            _ => sequence.as_str(),
+        };
         let encoded = ResidueTokenizer.encode_padded(sequence, seq_len, &mut UnknownCounts::default())?;
         tokens += encoded.iter().filter(|&&t| t != PAD).count();
         ids.extend(encoded);
@@ -122,13 +147,13 @@ fn predict(
     head: &LinearHead,
     pairs: &[&Pair],
     sequences: &BTreeMap<String, String>,
-    seq_len: usize,
+    (seq_len, crop): (usize, bool),
     batch_size: usize,
     device: &Device,
 ) -> Result<Predictions> {
     let mut predictions = Predictions::default();
     for batch in pairs.chunks(batch_size.max(1)) {
-        let (ids, targets, _) = encode(batch, sequences, seq_len, device)?;
+        let (ids, targets, _) = encode(batch, sequences, seq_len, crop, device)?;
         let logits = pair_logits(trunk, head, &ids, None)?;
         let loss = head_loss(Target::Binary, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         predictions.add(Target::Binary, &logits, &targets, loss)?;
@@ -173,7 +198,8 @@ fn predict_by_length(
     let mut scores = Vec::new();
     for (len, members) in &buckets {
         let batch: Vec<&Pair> = members.iter().map(|&i| &pairs[i]).collect();
-        let p = predict(trunk, head, &batch, sequences, *len, (batch_size * min_seq_len / len).max(1), device)?;
+        let p =
+            predict(trunk, head, &batch, sequences, (*len, false), (batch_size * min_seq_len / len).max(1), device)?;
         for (k, &i) in members.iter().enumerate() {
             all.scores[i] = p.scores[k];
             all.labels_bool[i] = p.labels_bool[k];
@@ -211,6 +237,8 @@ pub struct PairStage<'a> {
     pub valid: Vec<&'a Pair>,
     pub sequences: &'a BTreeMap<String, String>,
     pub seq_len: usize,
+    /// Cut proteins longer than `seq_len` (else every pair must fit).
+    pub crop: bool,
     pub batch_size: usize,
     pub order: EpochOrder,
     pub device: Device,
@@ -224,7 +252,7 @@ impl Task for PairStage<'_> {
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         let batch: Vec<&Pair> =
             self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
-        let (ids, targets, tokens) = encode(&batch, self.sequences, self.seq_len, &self.device)?;
+        let (ids, targets, tokens) = encode(&batch, self.sequences, self.seq_len, self.crop, &self.device)?;
         let logits = pair_logits(&self.trunk, &self.head, &ids, Some(rng))?;
         let loss = head_loss(Target::Binary, &logits, &targets)?;
         Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
@@ -234,8 +262,15 @@ impl Task for PairStage<'_> {
         if self.valid.is_empty() {
             return Ok(Metrics::new());
         }
-        let p =
-            predict(&self.trunk, &self.head, &self.valid, self.sequences, self.seq_len, self.batch_size, &self.device)?;
+        let p = predict(
+            &self.trunk,
+            &self.head,
+            &self.valid,
+            self.sequences,
+            (self.seq_len, self.crop),
+            self.batch_size,
+            &self.device,
+        )?;
         Ok(p.summary(Target::Binary))
     }
 }
@@ -295,9 +330,11 @@ pub fn finetune_proteinbert_ppi(
     let run_config = serde_json::to_value(config).expect("config serialises");
     let lengths = lengths(&data.sequences);
     let stages = model.run_stages(&config.finetune, &run_config, data_files, options, |k, stage, trunk, head| {
+        let crop = config.long_proteins == LongProteins::Crop;
         let fits = |p: &&Pair| longer(p, &lengths) + 2 <= stage.seq_len;
-        let train: Vec<&Pair> = data.train.iter().filter(fits).collect();
-        let valid: Vec<&Pair> = data.valid.iter().filter(fits).collect();
+        let train: Vec<&Pair> = data.train.iter().filter(|p| crop || fits(p)).collect();
+        let valid: Vec<&Pair> = data.valid.iter().filter(|p| crop || fits(p)).collect();
+        let cropped = |pairs: &[Pair]| if crop { pairs.iter().filter(|p| !fits(p)).count() } else { 0 };
         if train.is_empty() {
             return Err(Error::invalid(format!(
                 "stage {}: no training pair has both proteins within seq_len {} (START and END included)",
@@ -308,6 +345,7 @@ pub fn finetune_proteinbert_ppi(
         let report = serde_json::json!({
             "train": train.len(), "valid": valid.len(),
             "left_out_for_length": {"train": data.train.len() - train.len(), "valid": data.valid.len() - valid.len()},
+            "cropped_to_fit": {"train": cropped(&data.train), "valid": cropped(&data.valid)},
         });
         let task = PairStage {
             trunk,
@@ -317,6 +355,7 @@ pub fn finetune_proteinbert_ppi(
             valid,
             sequences: &data.sequences,
             seq_len: stage.seq_len,
+            crop,
             batch_size: stage.batch_size,
             device: device.clone(),
         };
@@ -407,9 +446,25 @@ mod tests {
         let config = config(pair);
         let model = FinetuneModel::new(&config.finetune, None, config.head(), Vec::new(), &Device::Cpu)?;
         let refs: Vec<&Pair> = pairs.iter().collect();
-        let (ids, _, _) = encode(&refs, sequences, 64, &Device::Cpu)?;
+        let (ids, _, _) = encode(&refs, sequences, 64, false, &Device::Cpu)?;
         let (trunk, head) = (model.trunk(true, &Device::Cpu)?, model.head(&Device::Cpu)?);
         Ok(pair_logits(&trunk, &head, &ids, None)?.flatten_all()?.to_vec1()?)
+    }
+
+    #[test]
+    fn long_proteins_are_cut_to_their_first_residues_only_when_cropping() -> Result<()> {
+        let long: String = "ACDEFGHIKLMNPQRSTVWY".repeat(5);
+        let sequences = BTreeMap::from([("long".to_string(), long.clone()), ("short".to_string(), "MKV".to_string())]);
+        let pair = Pair { a: "long".into(), b: "short".into(), label: 1 };
+        let (ids, _, tokens) = encode(&[&pair], &sequences, 64, true, &Device::Cpu)?;
+        let rows = ids.to_vec2::<u32>()?;
+        let expected = ResidueTokenizer.encode(&long[..62], &mut UnknownCounts::default());
+        assert_eq!(rows[0], expected, "START, the first 62 residues, END");
+        assert_eq!(rows[1][..5], ResidueTokenizer.encode("MKV", &mut UnknownCounts::default())[..]);
+        assert_eq!(tokens, 64 + 5);
+        let err = encode(&[&pair], &sequences, 64, false, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("100 residues"), "{err}");
+        Ok(())
     }
 
     #[test]
@@ -437,6 +492,11 @@ mod tests {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/proteinbert-finetune-ppi-{scale}.json"));
             let c = PpiFinetuneConfig::load(&path)?;
             assert_eq!((c.pair, c.ppi.fractions.len(), c.finetune.stages.len()), (PairCombination::Symmetric, 3, 3));
+            assert_eq!(
+                c.long_proteins,
+                LongProteins::Crop,
+                "{scale}: human pairs mostly hold a protein over 510 residues"
+            );
         }
         // A benchmark config has no `ppi` section: the error names it and the file.
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/proteinbert-finetune-tiny.json");
