@@ -351,6 +351,7 @@ fn training_state() -> impl Strategy<Value = TrainingState> {
             rng: if rng == [0; 4] { [1, 0, 0, 0] } else { rng },
             extra,
             config,
+            seconds: (step % 1_000) as f64 / 8.0,
         },
     )
 }
@@ -401,6 +402,7 @@ fn run_files() -> &'static Vec<(String, Vec<u8>)> {
                 rng: protein_lm::Rng::new(step).state(),
                 extra: serde_json::json!({"lr_scale": 1.0}),
                 config: config.clone(),
+                seconds: step as f64,
             };
             run.checkpoints().save(&state, &w(step as f32), &w(-1.0), 3, &[]).unwrap();
             run.log(&serde_json::json!({"kind": "train", "step": step, "loss": 1.5})).unwrap();

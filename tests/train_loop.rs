@@ -286,9 +286,13 @@ fn a_run_resumed_mid_way_ends_equal_to_an_uninterrupted_one() {
     let (result, _) = train(broken.path(), Some(8), false);
     assert!(result.unwrap_err().to_string().contains("crash injected"));
     assert_eq!(CheckpointDir::new(broken.path().join("checkpoints")).complete_steps().unwrap().last(), Some(&5));
+    let first_segment =
+        CheckpointDir::new(broken.path().join("checkpoints")).latest(&Device::Cpu).unwrap().unwrap().state.seconds;
+    assert!(first_segment > 0.0, "the checkpoint keeps the time trained so far");
     let (result, resumed) = train(broken.path(), None, true);
     let summary = result.unwrap();
     assert_eq!(summary.resumed_from, Some(5));
+    assert!(summary.seconds > first_segment, "a resumed run's time counts its first segment: {}", summary.seconds);
     assert_eq!(resumed.restored, Some(serde_json::json!({"calls": 5})));
     assert_eq!(resumed.calls, 7, "updates 6..=12 run again, 1..=5 do not");
 

@@ -44,6 +44,10 @@ pub struct TrainingState {
     pub extra: serde_json::Value,
     /// The run's configuration, for checking a resume is the same run.
     pub config: serde_json::Value,
+    /// Wall-clock seconds of training up to this checkpoint, summed over the segments of a resumed
+    /// run (0 in checkpoints written before it was kept).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl TrainingState {
@@ -258,6 +262,7 @@ mod tests {
             rng: Rng::new(step).state(),
             extra: serde_json::json!({"lr": 0.001}),
             config: serde_json::json!({"model": "tiny"}),
+            seconds: 1.5 * step as f64,
         }
     }
 

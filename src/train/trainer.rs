@@ -307,6 +307,7 @@ pub struct RunSummary {
     /// Best validation value of the early-stopping metric and its update.
     pub best: Option<(f64, u64)>,
     pub last_validation: Option<Metrics>,
+    /// Wall-clock seconds of training, over every segment of a resumed run.
     pub seconds: f64,
     pub resumed_from: Option<u64>,
 }
@@ -466,6 +467,7 @@ impl Trainer {
             rng: Rng::new(config.seed).fork(super::streams::TRAIN).state(),
             extra: serde_json::Value::Null,
             config: config_json.clone(),
+            seconds: 0.0,
         };
         let mut loop_state = LoopState {
             lr_scale: 1.0,
@@ -509,6 +511,8 @@ impl Trainer {
         }
         let mut rng = state.rng()?;
         let mut last_validation = None;
+        // A resumed run's time is its earlier segments' (up to the checkpoint) plus this one's.
+        let seconds_before = state.seconds;
 
         let bar = if self.progress {
             // Fine-tuning is bounded by epochs with a huge max_updates: show the nearer bound.
@@ -535,6 +539,7 @@ impl Trainer {
             state.rng = rng.state();
             state.optimizer_steps = trainer.optimizer.steps();
             state.extra = serde_json::to_value(loop_state).expect("loop state serialises");
+            state.seconds = seconds_before + started.elapsed().as_secs_f64();
             let (_, optimizer) = trainer.optimizer.state();
             let keep: Vec<u64> =
                 loop_state.early_stopping.as_ref().and_then(|e| e.best()).map(|(_, s)| s).into_iter().collect();
@@ -692,7 +697,7 @@ impl Trainer {
             stopped_early: loop_state.stopped_early,
             best: loop_state.early_stopping.as_ref().and_then(|e| e.best()),
             last_validation,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: seconds_before + started.elapsed().as_secs_f64(),
             resumed_from,
         };
         run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "finished",
