@@ -33,7 +33,14 @@ pub fn line_series(fig: &Figure, series: &[(&str, &[(f64, f64)])], log_x: bool) 
         let (plot, side) = with_legend_panel(area, &names);
         if log_x {
             let (x0, x1) = if x1 / x0 < 1.0 + 1e-9 { (x0 / 2.0, x1 * 2.0) } else { (x0 / 1.15, x1 * 1.15) };
-            draw(&plot, fig, series, (x0..x1).log_scale(), y0..y1, &log_label)?;
+            match few_distinct(all().map(|p| p.0)) {
+                // A handful of x values (length buckets 512, 1,024, …): a tick on each of them,
+                // where plotters' own log ticks would label at most one.
+                Some(ticks) => {
+                    draw(&plot, fig, series, (x0..x1).log_scale().with_key_points(ticks), y0..y1, &axis_label)?
+                }
+                None => draw(&plot, fig, series, (x0..x1).log_scale(), y0..y1, &log_label)?,
+            }
         } else {
             let (x0, x1) = padded(x0, x1, 0.03);
             draw(&plot, fig, series, x0..x1, y0..y1, &axis_label)?;
@@ -79,6 +86,15 @@ where
     Ok(())
 }
 
+/// The distinct values, ascending, when there are at most 12 of them, each at least 1.5 times the
+/// one before (so that their labels do not crowd on a log axis).
+fn few_distinct(values: impl Iterator<Item = f64>) -> Option<Vec<f64>> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    (v.len() <= 12 && v.windows(2).all(|w| w[1] >= 1.5 * w[0])).then_some(v)
+}
+
 /// Tick labels for x: large values in engineering style (6.8e8), the rest as [`tick_label`].
 fn axis_label(v: &f64) -> String {
     if v.abs() >= 1e5 {
@@ -117,6 +133,15 @@ mod tests {
             assert_eq!(svg, line_series(&fig, &[("length 128", &a), ("length 512", &b)], log_x).unwrap());
         }
         assert_eq!(axis_label(&68e7), "6.8e8");
+        // Length buckets on a log axis: every bucket is labelled.
+        let buckets: Vec<(f64, f64)> = [512.0, 1024.0, 2048.0, 4096.0].iter().map(|&x| (x, 0.7)).collect();
+        let svg = line_series(&fig, &[("", &buckets)], true).unwrap().0;
+        for label in ["\n512\n", "\n1024\n", "\n2048\n", "\n4096\n"] {
+            assert!(svg.contains(label), "{label}");
+        }
+        assert_eq!(few_distinct([3.0, 1.0, 3.0].into_iter()), Some(vec![1.0, 3.0]));
+        assert_eq!(few_distinct((0..13).map(|k| 2f64.powi(k))), None, "too many");
+        assert_eq!(few_distinct([1e7, 2e7, 2.5e7].into_iter()), None, "too close on a log axis");
         assert_eq!(log_label(&2e8), "2e8");
         assert_eq!(log_label(&3e8), "");
     }

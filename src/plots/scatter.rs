@@ -46,7 +46,13 @@ pub fn scatter_by_label(fig: &Figure, points: &[(f64, f64)], labels: &[String]) 
     let (y0, y1) = padded(y0, y1, 0.05);
     let show_legend = n > 1 || !classes[0].0.is_empty();
     let entries: Vec<(String, RGBColor)> = if show_legend {
-        classes.iter().enumerate().map(|(i, (l, c))| (format!("{l} ({c})"), class_color(i, n))).collect()
+        // Counts say how large each class is; with one point per label (one per task) they say nothing.
+        let counted = classes.iter().any(|(_, c)| *c > 1);
+        classes
+            .iter()
+            .enumerate()
+            .map(|(i, (l, c))| (if counted { format!("{l} ({c})") } else { l.clone() }, class_color(i, n)))
+            .collect()
     } else {
         Vec::new()
     };
@@ -103,6 +109,13 @@ mod tests {
             assert!(svg.0.contains(s), "{s}");
         }
         assert_eq!(svg, scatter_by_label(&fig, &pts, &labels).unwrap());
+    }
+
+    #[test]
+    fn one_point_per_label_is_named_without_a_count() {
+        let (pts, labels) = data(4, 1);
+        let svg = scatter_by_label(&Figure::new("t", "x", "y"), &pts, &labels).unwrap().0;
+        assert!(svg.contains("family 3") && !svg.contains("family 3 (1)"), "no count of one");
     }
 
     #[test]
