@@ -74,6 +74,31 @@ pub fn attention_shift(before: &[Vec<Vec<Vec<f32>>>], after: &[Vec<Vec<Vec<f32>>
     Ok(sums.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
 }
 
+/// Mean attention mass on `positions` per block and head (`[block][head]`, averaged over
+/// proteins): e.g. on a signal peptide's residues 1–30 (positions 1..=30 after `<START>`). A range
+/// past a protein's end counts what lies within it.
+pub fn attention_share(maps: &[Vec<Vec<Vec<f32>>>], positions: std::ops::Range<usize>) -> Result<Vec<Vec<f64>>> {
+    if maps.is_empty() {
+        return Err(Error::invalid("attention share of no proteins"));
+    }
+    let (blocks, heads) = (maps[0].len(), maps[0].first().map_or(0, Vec::len));
+    let mut sums = vec![vec![0.0; heads]; blocks];
+    for (i, protein) in maps.iter().enumerate() {
+        if protein.len() != blocks || protein.iter().any(|b| b.len() != heads) {
+            return Err(Error::invalid(format!("protein {i}: expected {blocks} blocks of {heads} heads")));
+        }
+        for (k, block) in protein.iter().enumerate() {
+            for (h, head) in block.iter().enumerate() {
+                let end = positions.end.min(head.len());
+                let start = positions.start.min(end);
+                sums[k][h] += head[start..end].iter().map(|&v| v as f64).sum::<f64>();
+            }
+        }
+    }
+    let n = maps.len() as f64;
+    Ok(sums.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +136,18 @@ mod tests {
         assert_eq!(total_variation(&[1.0, 0.0], &[0.0, 1.0])?, 1.0);
         assert!((total_variation(&[0.7, 0.2, 0.1], &[0.5, 0.3, 0.2])? - 0.2).abs() < 1e-7);
         assert!(total_variation(&[1.0], &[0.5, 0.5]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn share_is_the_mass_on_the_positions_averaged_over_proteins() -> Result<()> {
+        let a = vec![vec![vec![0.5f32, 0.25, 0.25, 0.0]]];
+        let b = vec![vec![vec![0.0f32, 0.0, 0.5, 0.5]]];
+        assert_eq!(attention_share(&[a.clone(), b.clone()], 0..2)?, vec![vec![0.375]]);
+        assert_eq!(attention_share(&[a.clone()], 0..4)?, vec![vec![1.0]], "a whole distribution sums to 1");
+        assert_eq!(attention_share(&[b.clone()], 2..40)?, vec![vec![1.0]], "a range past the end is cut");
+        assert!(attention_share(&[], 0..2).is_err());
+        assert!(attention_share(&[a, vec![]], 0..2).unwrap_err().to_string().contains("protein 1"));
         Ok(())
     }
 
