@@ -270,39 +270,8 @@ fn cli_fine_tunes_on_a_split_directory_resumes_and_names_bad_input() {
     bad_args.extend(["--out", s(&bad_out)]);
     let e = error(&bad_args);
     assert!(e.contains("test.tsv:1") && e.contains("YNOSUCH"), "{e}");
-    // … a pair file that has its own negatives while the config samples more (names the key) …
-    let e = error(&[
-        "finetune",
-        "--model",
-        "proteinbert",
-        "--task",
-        "ppi",
-        "--data",
-        s(&repo(PAIRS)),
-        "--sequences",
-        s(&repo(DICT)),
-        "--config",
-        s(&config),
-        "--out",
-        s(&bad_out),
-    ]);
-    assert!(e.contains("ppi.negatives") && e.contains("protein.actions.tsv"), "{e}");
-    // … a benchmark config without the `ppi` section, and a PRoBERTa-only option.
-    let benchmark_config = repo("configs/proteinbert-finetune-tiny.json");
-    let e = error(&[
-        "finetune",
-        "--model",
-        "proteinbert",
-        "--task",
-        "ppi",
-        "--data",
-        s(&split),
-        "--config",
-        s(&benchmark_config),
-        "--out",
-        s(&bad_out),
-    ]);
-    assert!(e.contains("proteinbert-finetune-tiny.json") && e.contains("ppi"), "{e}");
+    // … and a PRoBERTa-only option. (The pair file's own negatives and a config without `ppi` are
+    // tests/cli_bad_input.rs's cases.)
     let e = error(&[
         "finetune",
         "--model",

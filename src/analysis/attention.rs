@@ -27,7 +27,8 @@ pub fn global_attention_maps(model: &ProteinBert, sequences: &[&str]) -> Result<
                 return Err(Error::invalid(format!("protein {i} has no residues")));
             }
             let ids = ResidueTokenizer.encode(sequence, &mut UnknownCounts::default());
-            let tokens = Tensor::from_vec(ids.clone(), (1, ids.len()), device)?;
+            let len = ids.len();
+            let tokens = Tensor::from_vec(ids, (1, len), device)?;
             let out = model.forward_without_annotations(&tokens, true)?;
             let maps = out.attention.ok_or_else(|| Error::invalid("the forward pass kept no attention"))?;
             maps.iter().map(|m| Ok(m.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)).collect()
