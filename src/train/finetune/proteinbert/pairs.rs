@@ -44,7 +44,7 @@ use crate::train::finetune::write_json;
 use crate::train::objectives::supervised::{batch_targets, head_loss, BatchTargets, Predictions, TargetValue};
 use crate::train::run_dir::RunOptions;
 use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss};
-use crate::{Error, Location, Result, Rng};
+use crate::{Error, Result, Rng};
 
 /// A ProteinBERT PPI fine-tuning: a benchmark config's keys plus PRoBERTa's `ppi` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,9 +304,7 @@ impl PpiFinetuneReport {
     /// Reads a finished run's `results.json` (`dir`: the run directory); an undefined metric,
     /// written as `null`, reads back as NaN.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("results.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::data(Location::line(&path, e.line()), e.to_string()))
+        crate::train::run_dir::read_json(&dir.join("results.json"), "PPI fine-tuning results")
     }
 }
 
@@ -465,6 +463,16 @@ mod tests {
         let err = encode(&[&pair], &sequences, 64, false, &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("100 residues"), "{err}");
         Ok(())
+    }
+
+    #[test]
+    fn a_missing_or_broken_report_is_an_error_naming_the_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = PpiFinetuneReport::read(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("results.json"), "{err}");
+        std::fs::write(tmp.path().join("results.json"), "{\n  \"task\": \"ppi\",\n  \"train\": \"many\"\n}").unwrap();
+        let err = PpiFinetuneReport::read(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("results.json:3") && err.contains("PPI fine-tuning results"), "{err}");
     }
 
     #[test]
