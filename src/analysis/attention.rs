@@ -145,8 +145,8 @@ mod tests {
         let a = vec![vec![vec![0.5f32, 0.25, 0.25, 0.0]]];
         let b = vec![vec![vec![0.0f32, 0.0, 0.5, 0.5]]];
         assert_eq!(attention_share(&[a.clone(), b.clone()], 0..2)?, vec![vec![0.375]]);
-        assert_eq!(attention_share(&[a.clone()], 0..4)?, vec![vec![1.0]], "a whole distribution sums to 1");
-        assert_eq!(attention_share(&[b.clone()], 2..40)?, vec![vec![1.0]], "a range past the end is cut");
+        assert_eq!(attention_share(std::slice::from_ref(&a), 0..4)?, vec![vec![1.0]], "a whole distribution sums to 1");
+        assert_eq!(attention_share(std::slice::from_ref(&b), 2..40)?, vec![vec![1.0]], "a range past the end is cut");
         assert!(attention_share(&[], 0..2).is_err());
         assert!(attention_share(&[a, vec![]], 0..2).unwrap_err().to_string().contains("protein 1"));
         Ok(())
