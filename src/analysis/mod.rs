@@ -13,6 +13,7 @@
 //! | [`metrics`] | ROC/PR curves, AUC, AP, accuracy, P/R/F1, confusion matrix | sklearn, 1e-16 | linfa's ROC takes f32 only, drops negative scores and returns the curve flipped |
 //! | [`stats`] | Pearson, Spearman, Student/Welch t-tests, mean ± t CI | scipy, 1e-14 relative | not in linfa |
 //! | [`probe`] | L2 logistic regression (binary, multinomial), the paper's per-family probe | sklearn `LogisticRegression(lbfgs)`, 4e-6 on coefficients | linfa-logistic picks the "positive" class by frequency |
+//! | [`regression`] | ridge regression (intercept unpenalised; primal or dual Cholesky) | sklearn `Ridge`'s closed form, checked on hand-computed cases (no fixture yet) | the linear baseline of a regression head |
 //! | [`baselines`] | 3-mer frequency vectors (ProtFreqVec) | — | — |
 //! | [`ppi`] | the paper's PPI scores per set of pairs and per protein-overlap class; pair → feature-row index | [`metrics`] | — |
 //!
@@ -27,4 +28,5 @@ pub mod metrics;
 pub mod ppi;
 pub mod probe;
 pub mod reduce;
+pub mod regression;
 pub mod stats;

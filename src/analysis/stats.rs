@@ -169,6 +169,23 @@ pub fn welch_ttest(a: &[f64], b: &[f64]) -> Result<TTest> {
     Ok(two_sided((ma - mb) / (va + vb).sqrt(), df))
 }
 
+/// The paired t-test: `scipy.stats.ttest_rel(a, b)`, two-sided — a one-sample t-test of the
+/// differences `a[i] − b[i]` (e.g. two models scored on the same splits with the same seeds). Needs
+/// 2 pairs of finite values; errors when the lengths differ or every difference is the same.
+pub fn ttest_rel(a: &[f64], b: &[f64]) -> Result<TTest> {
+    if a.len() != b.len() {
+        return Err(Error::invalid(format!("paired t-test: {} values against {}", a.len(), b.len())));
+    }
+    check_finite("a", a, 2)?;
+    check_finite("b", b, 2)?;
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let s = sem(&d)?;
+    if s == 0.0 {
+        return Err(Error::invalid("paired t-test is undefined when every difference is the same"));
+    }
+    Ok(two_sided(mean(&d)? / s, (d.len() - 1) as f64))
+}
+
 /// A t-based confidence interval for a mean.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeanCi {
@@ -361,6 +378,18 @@ pub fn t_quantile(p: f64, df: f64) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_t_test_is_the_one_sample_test_of_the_differences() -> Result<()> {
+        // scipy.stats.ttest_rel([1, 2, 3, 4, 5], [2, 2, 4, 4, 7]): t = −2.1380899352993947, p = 0.0993.
+        let t = ttest_rel(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 2.0, 4.0, 4.0, 7.0])?;
+        assert!((t.statistic - -2.1380899352993947).abs() < 1e-12, "{t:?}");
+        assert_eq!(t.df, 4.0);
+        assert!((t.p_value - 0.0993).abs() < 5e-4, "{t:?}");
+        assert!(ttest_rel(&[1.0, 2.0], &[1.0]).unwrap_err().to_string().contains("2 values against 1"));
+        assert!(ttest_rel(&[1.0, 2.0], &[0.0, 1.0]).is_err(), "constant differences");
+        Ok(())
+    }
 
     #[test]
     fn ln_gamma_known_values() {
