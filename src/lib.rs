@@ -5,6 +5,7 @@
 //! `data` → `tokenize` → `batch` → `models` → `train` → `analysis` → `plots` / `notebook`.
 
 pub mod analysis;
+pub mod arrays;
 pub mod batch;
 pub mod config;
 pub mod data;
