@@ -251,6 +251,79 @@ mod importer_round_trips {
         assert!(worst.iter().all(|&d| d <= TOLERANCE));
     }
 
+    /// A `save_pretrained` directory in shards (as transformers writes large models) imports to the
+    /// same model; a directory without safetensors says how to make them.
+    #[test]
+    fn proberta_hugging_face_shards_and_the_missing_weights_message() {
+        let sharded = tempfile::tempdir().unwrap();
+        std::fs::copy(fixture("proberta/hf_cls/config.json"), sharded.path().join("config.json")).unwrap();
+        let tensors =
+            candle_core::safetensors::load(fixture("proberta/hf_cls/model.safetensors"), &Device::Cpu).unwrap();
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut weight_map = serde_json::Map::new();
+        for (k, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+            let file = format!("model-0000{}-of-00002.safetensors", k + 1);
+            let shard: HashMap<String, Tensor> = part.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+            candle_core::safetensors::save(&shard, sharded.path().join(&file)).unwrap();
+            for n in part {
+                weight_map.insert((*n).clone(), file.clone().into());
+            }
+        }
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(sharded.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        import::import_hugging_face(&fixture("proberta/hf_cls"), a.path(), None).unwrap();
+        let (_, report) = import::import_hugging_face(sharded.path(), b.path(), None).unwrap();
+        assert_eq!(report.heads, ["classifier"]);
+        let read = |d: &Path| ModelDir::open(d).unwrap().tensors(DType::F32, &Device::Cpu).unwrap();
+        let (whole, shards) = (read(a.path()), read(b.path()));
+        assert_eq!(whole.len(), shards.len());
+        for (name, t) in &whole {
+            assert_eq!(max_abs_diff(t, &shards[name]), 0.0, "{name}");
+        }
+
+        std::fs::remove_file(sharded.path().join("model-00002-of-00002.safetensors")).unwrap();
+        let err = import::import_hugging_face(sharded.path(), tempfile::tempdir().unwrap().path(), None).unwrap_err();
+        assert!(err.to_string().contains("model-00002-of-00002.safetensors"), "{err}");
+        for f in ["model.safetensors.index.json", "model-00001-of-00002.safetensors"] {
+            std::fs::remove_file(sharded.path().join(f)).unwrap();
+        }
+        std::fs::write(sharded.path().join("pytorch_model.bin"), b"").unwrap();
+        let err = import::import_hugging_face(sharded.path(), tempfile::tempdir().unwrap().path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pytorch_model.bin") && err.contains("save_pretrained(DIR)"), "{err}");
+        assert!(!err.contains("safe_serialization"), "transformers 5 has no such argument: {err}");
+    }
+
+    /// An imported Hugging Face model keeps Hugging Face's padding; fairseq's is an option of
+    /// loading it, and changes only the padded positions.
+    #[test]
+    fn proberta_pad_semantics_are_an_option_of_loading_a_directory() {
+        use protein_lm::models::directory::PadSemantics;
+        use protein_lm::models::proberta::Forward;
+        let out = tempfile::tempdir().unwrap();
+        import::import_hugging_face(&fixture("proberta/hf_mlm"), out.path(), None).unwrap();
+        let ids = Tensor::new(&[[0u32, 5, 6, 7, 2, 1, 1]], &Device::Cpu).unwrap();
+        let hf = ModelDir::open(out.path()).unwrap().proberta_encoder(DType::F32, &Device::Cpu).unwrap();
+        let fairseq = ModelDir::open(out.path())
+            .unwrap()
+            .with_padding(PadSemantics::Fairseq)
+            .unwrap()
+            .proberta_encoder(DType::F32, &Device::Cpu)
+            .unwrap();
+        let (a, b) = (
+            hf.forward(&ids, Forward::default(), None).unwrap(),
+            fairseq.forward(&ids, Forward::default(), None).unwrap(),
+        );
+        let padded = |o: &protein_lm::models::proberta::EncoderOutput| o.hidden_states[0].narrow(1, 5, 2).unwrap();
+        assert!(padded(&a).abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        assert_eq!(padded(&b).abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        let real = |o: &protein_lm::models::proberta::EncoderOutput| o.last().narrow(1, 0, 5).unwrap();
+        assert!(max_abs_diff(&real(&a), &real(&b)) < 1e-5, "real positions do not see the padding");
+    }
+
     /// A config that does not fit the weights is an error naming the weights file and the missing
     /// tensor, and nothing is written.
     #[test]

@@ -130,6 +130,40 @@ fn proberta_positions_padding_and_shapes() -> Result<()> {
 }
 
 #[test]
+fn proberta_attention_mask_of_the_caller_replaces_the_padding_mask() -> Result<()> {
+    let map = SeededVarMap::new(6);
+    let config = proberta::Config::tiny(40);
+    let encoder = proberta::Encoder::load(map.var_builder(DType::F32, &Device::Cpu), &config)?;
+    let ids = Tensor::new(&[[0u32, 5, 6, 7, 2, 1], [0, 9, 8, 2, 1, 1]], &Device::Cpu)?;
+    let default = encoder.forward(&ids, proberta::Forward::default(), None)?;
+    // The padding mask given explicitly (as i64, Hugging Face's dtype) changes nothing.
+    let explicit = ids.ne(1u32)?.to_dtype(DType::I64)?;
+    let same = encoder.forward_masked(&ids, Some(&explicit), proberta::Forward::default(), None)?;
+    assert_eq!(max_abs_diff(default.last(), same.last()), 0.0);
+    assert_eq!(same.mask.to_vec2::<u32>()?, default.mask.to_vec2::<u32>()?);
+    // Masking token 3 of the first protein: what it is no longer reaches the other positions.
+    let mask = Tensor::new(&[[1u32, 1, 1, 0, 1, 0], [1, 1, 1, 1, 0, 0]], &Device::Cpu)?;
+    let other = Tensor::new(&[[0u32, 5, 6, 30, 2, 1], [0, 9, 8, 2, 1, 1]], &Device::Cpu)?;
+    let a = encoder.forward_masked(&ids, Some(&mask), proberta::Forward::default(), None)?;
+    let b = encoder.forward_masked(&other, Some(&mask), proberta::Forward::default(), None)?;
+    let kept = |o: &proberta::EncoderOutput| {
+        o.last()
+            .narrow(0, 0, 1)
+            .unwrap()
+            .index_select(&Tensor::new(&[0u32, 1, 2, 4], &Device::Cpu).unwrap(), 1)
+            .unwrap()
+    };
+    assert!(max_abs_diff(&kept(&a), &kept(&b)) < 1e-6);
+    // Without the mask the same change does reach them.
+    let c = encoder.forward(&other, proberta::Forward::default(), None)?;
+    assert!(max_abs_diff(&kept(&default), &kept(&c)) > 1e-4);
+    let bad = Tensor::ones((2, 5), DType::U32, &Device::Cpu)?;
+    let err = encoder.forward_masked(&ids, Some(&bad), proberta::Forward::default(), None).unwrap_err().to_string();
+    assert!(err.contains("attention_mask") && err.contains("(2, 6)"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn heads_run_on_both_trunks() -> Result<()> {
     let (map, model) = proteinbert_tiny(6)?;
     let ids = residue_batch(&["MKV", "ACDE"], 12)?;

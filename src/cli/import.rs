@@ -20,8 +20,9 @@ pub enum ImportCommand {
         #[arg(long, default_value_t = 5)]
         wide_conv_dilation: usize,
     },
-    /// A Hugging Face RobertaForMaskedLM / RobertaForSequenceClassification directory saved with
-    /// save_pretrained(safe_serialization=True): config.json + model.safetensors.
+    /// A Hugging Face RobertaForMaskedLM / RobertaForSequenceClassification directory written by
+    /// save_pretrained: config.json + model.safetensors (or its shards and
+    /// model.safetensors.index.json). A classification head comes along with its id2label names.
     HfRoberta {
         dir: PathBuf,
         #[arg(long)]

@@ -98,6 +98,16 @@ pub fn model_kind(dir: &Path) -> Option<String> {
     value.get("kind")?.as_str().map(str::to_string)
 }
 
+/// How a PRoBERTa encoder treats padded positions. Positions and attention are the same under
+/// both; they differ in the embedding output at padded positions, which only padded positions see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadSemantics {
+    /// fairseq's encoder (PRoBERTa's reference): the embedding output is zeroed at padding.
+    Fairseq,
+    /// Hugging Face's `RobertaModel`: it is not.
+    HuggingFace,
+}
+
 impl ModelDir {
     /// Reads `config.json` of `path` and checks the weights file is there.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -191,6 +201,21 @@ impl ModelDir {
         self.expect_kind("proberta")?;
         let ModelConfig::Proberta(config) = &self.config.model else { unreachable!("kind checked") };
         proberta::Encoder::load(self.var_builder(dtype, device)?, config).map_err(|e| self.in_weights(e))
+    }
+
+    /// The same directory with its PRoBERTa models padded the way `padding` says, whatever its
+    /// `config.json` holds (the file is not changed): e.g. fairseq's semantics on a model imported
+    /// from Hugging Face, whose import keeps Hugging Face's.
+    pub fn with_padding(mut self, padding: PadSemantics) -> Result<Self> {
+        let ModelConfig::Proberta(config) = &mut self.config.model else {
+            return Err(Error::invalid(format!(
+                "{}: padding semantics are a PRoBERTa setting; this is a {} model",
+                self.path.display(),
+                self.config.model.kind()
+            )));
+        };
+        config.zero_padded_embeddings = padding == PadSemantics::Fairseq;
+        Ok(self)
     }
 
     /// The PRoBERTa encoder with its masked-LM head.

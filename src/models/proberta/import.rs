@@ -270,6 +270,49 @@ pub fn write_model_dir(
     Ok((dir, report))
 }
 
+/// The weights of a `save_pretrained` directory: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists. Returns the file to name in later errors.
+fn read_hf_weights(dir: &std::path::Path) -> Result<(std::path::PathBuf, HashMap<String, Tensor>)> {
+    let load = |path: &std::path::Path| {
+        candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .map_err(|e| Error::data(crate::Location::file(path), format!("cannot read safetensors: {e}")))
+    };
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok((single.clone(), load(&single)?));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::data(crate::Location::file(&index), format!("invalid JSON: {e}")))?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+            Error::data(crate::Location::file(&index), "no `weight_map` object (not a safetensors index?)")
+        })?;
+        let shards: std::collections::BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+        let mut tensors = HashMap::new();
+        for shard in shards {
+            tensors.extend(load(&dir.join(shard))?);
+        }
+        for name in map.keys() {
+            if !tensors.contains_key(name) {
+                return Err(Error::data(
+                    crate::Location::file(&index),
+                    format!("`{name}` is listed but in none of the shards"),
+                ));
+            }
+        }
+        return Ok((index, tensors));
+    }
+    let hint = if dir.join("pytorch_model.bin").is_file() {
+        "only pytorch_model.bin, which is not read: load the model with transformers and save it again with \
+         `model.save_pretrained(DIR)` (transformers ≥ 4.35 writes model.safetensors)"
+    } else {
+        "save the model with `model.save_pretrained(DIR)` (transformers ≥ 4.35 writes model.safetensors)"
+    };
+    Err(Error::invalid(format!("{}: no model.safetensors or model.safetensors.index.json; {hint}", dir.display())))
+}
+
 /// `protein-lm import hf-roberta DIR`: a `save_pretrained` directory of `RobertaForMaskedLM` or
 /// `RobertaForSequenceClassification` (`config.json` + `model.safetensors`) → a model directory.
 /// The fairseq dictionary is copied from `DIR/dict.txt` or `dictionary` when given.
@@ -299,15 +342,7 @@ pub fn import_hugging_face(
         }
     }
     config.zero_padded_embeddings = false; // Hugging Face's behaviour
-    let weights = dir.join("model.safetensors");
-    if !weights.is_file() {
-        return Err(Error::invalid(format!(
-            "{}: no model.safetensors (save with save_pretrained(..., safe_serialization=True))",
-            dir.display()
-        )));
-    }
-    let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)
-        .map_err(|e| Error::data(crate::Location::file(&weights), format!("cannot read safetensors: {e}")))?;
+    let (weights, tensors) = read_hf_weights(dir)?;
     let tensors = from_hugging_face(tensors).map_err(|e| e.in_file(&weights))?;
     let mut labels = HashMap::new();
     if let Some(w) = tensors.get("classifier.out_proj.weight") {

@@ -221,15 +221,36 @@ impl Encoder {
     }
 
     /// `ids (B, L)` → hidden states. `rng` = `Some` trains (dropout on), `None` evaluates.
-    pub fn forward(&self, ids: &Tensor, options: Forward, mut rng: Option<&mut Rng>) -> Result<EncoderOutput> {
-        let (_, l) = ids.dims2().map_err(|_| Error::invalid(format!("ids must be (B, L), got {:?}", ids.dims())))?;
+    /// Attention skips the padding, the tokens equal to `pad_token_id`.
+    pub fn forward(&self, ids: &Tensor, options: Forward, rng: Option<&mut Rng>) -> Result<EncoderOutput> {
+        self.forward_masked(ids, None, options, rng)
+    }
+
+    /// [`forward`](Self::forward) with the caller's `attention_mask` `(B, L)` (1: attend, 0: skip),
+    /// as Hugging Face's `attention_mask`: it replaces the padding mask for attention and is the
+    /// output's `mask`; positions and the zeroed padded embeddings still follow `ids == pad`.
+    /// `None` is the padding mask.
+    pub fn forward_masked(
+        &self,
+        ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        options: Forward,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<EncoderOutput> {
+        let (b, l) = ids.dims2().map_err(|_| Error::invalid(format!("ids must be (B, L), got {:?}", ids.dims())))?;
         if l > self.config.max_tokens() {
             return Err(Error::invalid(format!(
                 "input of {l} tokens is longer than the model's {} positions (truncate or window it first)",
                 self.config.max_tokens()
             )));
         }
-        let mask = ids.ne(self.config.pad_token_id)?.to_dtype(DType::U32)?;
+        let mask = match attention_mask {
+            Some(m) if m.dims() == [b, l] => m.ne(0u32)?.to_dtype(DType::U32)?,
+            Some(m) => {
+                return Err(Error::invalid(format!("attention_mask has shape {:?}, the ids ({b}, {l})", m.dims())))
+            }
+            None => ids.ne(self.config.pad_token_id)?.to_dtype(DType::U32)?,
+        };
         let mut x = self.embeddings.forward(ids, rng.as_deref_mut())?;
         // Padded keys (`ids == pad`) get −1e9 rather than −∞, so a row of only padding still gives
         // finite (unused) values.

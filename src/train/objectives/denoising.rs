@@ -476,21 +476,34 @@ pub fn denoising_loss(
     options: &DenoisingOptions,
 ) -> Result<DenoisingLoss> {
     let out = model.forward(&batch.input_tokens, &batch.input_annotations, Forward::default())?;
-    let token = cross_entropy(
-        &out.token_logits,
-        &batch.target_tokens,
-        None,
-        Some(&batch.token_weights),
-        Reduction::MeanOverAll,
-    )?;
+    denoising_losses(
+        (&out.token_logits, &out.annotation_logits),
+        (&batch.target_tokens, &batch.token_weights),
+        (&batch.target_annotations, &batch.annotation_weights),
+        options.annotation_loss_weight,
+    )
+}
+
+/// The pretraining losses on plain tensors, with Keras' normalisation: `token_logits` `(B, L, V)`
+/// against `target_tokens` `(B, L)` u32 weighted by `token_weights` `(B, L)` (0 on padding);
+/// `annotation_logits` `(B, T)` against `target_annotations` `(B, T)` (0/1) weighted per protein by
+/// `annotation_weights` `(B)` (0 for a protein without annotations); the total adds the annotation
+/// loss times `annotation_loss_weight`.
+pub fn denoising_losses(
+    (token_logits, annotation_logits): (&Tensor, &Tensor),
+    (target_tokens, token_weights): (&Tensor, &Tensor),
+    (target_annotations, annotation_weights): (&Tensor, &Tensor),
+    annotation_loss_weight: f64,
+) -> Result<DenoisingLoss> {
+    let token = cross_entropy(token_logits, target_tokens, None, Some(token_weights), Reduction::MeanOverAll)?;
     let annotation = binary_cross_entropy_with_logits(
-        &out.annotation_logits,
-        &batch.target_annotations,
-        Some(&batch.annotation_weights),
+        annotation_logits,
+        target_annotations,
+        Some(annotation_weights),
         Reduction::MeanOverAll,
     )?;
-    let total = token.add(&(annotation.clone() * options.annotation_loss_weight)?)?;
-    let mean_weight = batch.token_weights.mean_all()?.to_scalar::<f32>()? as f64;
+    let total = token.add(&(annotation.clone() * annotation_loss_weight)?)?;
+    let mean_weight = token_weights.to_dtype(candle_core::DType::F32)?.mean_all()?.to_scalar::<f32>()? as f64;
     let token_value = token.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     let token_per_residue = if mean_weight > 0.0 { token_value / mean_weight } else { 0.0 };
     Ok(DenoisingLoss { total, token, annotation, token_per_residue })

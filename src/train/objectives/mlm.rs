@@ -14,9 +14,29 @@
 //! `numpy_seed(seed, epoch, index)`), so the masks are dynamic across epochs, reproducible, and
 //! independent of batching and thread count.
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::Rng;
+use crate::models::loss::{cross_entropy, Reduction};
+use crate::{Result, Rng};
+
+/// The masked-LM loss on plain tensors: the mean cross-entropy of `logits` `(B, L, V)` (or
+/// `(N, V)`) over the positions whose `labels` `(B, L)` (or `(N)`, u32) are not `ignore` — Hugging
+/// Face's `labels` with `-100` at unmasked positions, with an id of the caller's choice instead
+/// (`u32::MAX`, say). A batch with nothing to predict gives 0.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::train::objectives::mlm::masked_lm_loss;
+/// let logits = Tensor::new(&[[[0f32, 0.0], [5.0, -5.0]]], &Device::Cpu)?;
+/// let labels = Tensor::new(&[[u32::MAX, 0]], &Device::Cpu)?;
+/// let loss = masked_lm_loss(&logits, &labels, u32::MAX)?.to_scalar::<f32>()?;
+/// assert!(loss < 1e-4, "only position 1 counts, and it is right");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+pub fn masked_lm_loss(logits: &Tensor, labels: &Tensor, ignore: u32) -> Result<Tensor> {
+    cross_entropy(logits, labels, Some(ignore), None, Reduction::WeightedMean)
+}
 
 /// Masking settings (fairseq's names and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
