@@ -68,6 +68,7 @@ fn main() {
         checkpoint_every: 1_000_000,
         keep_checkpoints: 1,
         log_every: 1,
+        lr_scales: Vec::new(),
     };
     let tmp = tempfile::tempdir().unwrap();
     let provenance = Provenance::collect(0, &[], &device).unwrap();

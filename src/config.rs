@@ -61,7 +61,9 @@ fn unknown_keys(given: &Value, known: &Value, prefix: &str, out: &mut Vec<(Strin
                 let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
                 match k.get(key) {
                     Some(inner) => unknown_keys(value, inner, &path, out),
-                    None if value.is_null() => {}
+                    // Defaults the serialisation leaves out: an absent option, an empty list
+                    // (`lr_scales`); giving them changes nothing either way.
+                    None if value.is_null() || value.as_array().is_some_and(|a| a.is_empty()) => {}
                     None => out.push((path, key.clone(), k.keys().cloned().collect())),
                 }
             }
@@ -458,6 +460,21 @@ mod tests {
     fn unknown_null_key_passes_and_known_keys_parse() {
         let c = parse("{\"batch_size\": 4, \"train\": {\"max_updates\": 3, \"clip_norm\": null}}").unwrap();
         assert_eq!((c.batch_size, c.train.max_updates, c.train.clip_norm), (4, 3, None));
+    }
+
+    #[test]
+    fn lr_scales_read_when_given_and_an_empty_list_is_the_default() {
+        use crate::train::trainer::TrainConfig;
+        let base = serde_json::to_value(TrainConfig::epochs(2, 1e-3)).unwrap();
+        assert!(base.get("lr_scales").is_none(), "left out when empty, so earlier runs resume");
+        for (scales, expected) in
+            [(serde_json::json!([]), 0), (serde_json::json!([{"prefix": "head.", "factor": 10.0}]), 1)]
+        {
+            let mut v = base.clone();
+            v["lr_scales"] = scales;
+            let c: TrainConfig = parse_json_config(&v.to_string(), Path::new("t.json"), "training config").unwrap();
+            assert_eq!(c.lr_scales.len(), expected);
+        }
     }
 
     /// The strict reading must accept every shipped config (no key reported unknown by mistake,

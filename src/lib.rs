@@ -46,4 +46,25 @@ pub mod prelude {
         BpeOptions, FairseqDictionary, PairTruncation, ProbertaTokenizer, ResidueTokenizer, SingleTruncation,
         UnknownCounts,
     };
+
+    // A head of one's own: its building blocks, its data and its training.
+    pub use crate::analysis::regression::Ridge;
+    pub use crate::analysis::stats::{mean_ci, ttest_rel};
+    pub use crate::arrays::{read_npy, read_npz, write_npy, write_npz};
+    pub use crate::data::tables::load_benchmark;
+    pub use crate::models::heads::{
+        attention_pool, masked_softmax, ClassificationHead, Features, Head, HeadConfig, HeadInput, Level, LinearHead,
+        PairCombination, Pooling, Target,
+    };
+    pub use crate::models::layers::dropout;
+    pub use crate::models::ops::softmax_last_dim;
+    pub use crate::models::Trunk;
+    pub use crate::train::finetune::{
+        finetune_head, DataLimits, Example, HeadData, HeadReport, HeadTraining, SupervisedData, TrainedHead, Widths,
+    };
+    pub use crate::train::objectives::supervised::{BatchTargets, Predictions, TargetValue};
+    pub use crate::train::run_dir::RunOptions;
+    pub use crate::train::trainer::{EarlyStoppingConfig, LrSchedule, OptimizerConfig, TrainConfig};
+    pub use candle_core::{DType, Device, Tensor, D};
+    pub use candle_nn::{linear, Linear, Module, VarBuilder};
 }

@@ -385,13 +385,19 @@ fn pretrain_config_errors_name_file_line_key_and_nearest() {
     fails_with(pt("proteinbert", &proberta), &["the config is for proberta, not --model proteinbert"]);
     // A misspelt required key: the spelling found, its line, the key meant.
     let c = t.config("proberta-pretrain-tiny.json", "req.json", |v| {
-        let n = v["train"].as_object_mut().unwrap().remove("max_updates").unwrap();
-        v["train"]["max_update"] = n;
+        let n = v["train"].as_object_mut().unwrap().remove("optimizer").unwrap();
+        v["train"]["optimiser"] = n;
     });
     fails_with(
         pt("proberta", &c),
-        &["req.json:", "required key `max_updates` is missing", "`max_update` here: did you mean `max_updates`?"],
+        &["req.json:", "required key `optimizer` is missing", "`optimiser` here: did you mean `optimizer`?"],
     );
+    // A misspelt key with a default is an unknown key, and its default is not silently used.
+    let c = t.config("proberta-pretrain-tiny.json", "default.json", |v| {
+        let n = v["train"].as_object_mut().unwrap().remove("max_updates").unwrap();
+        v["train"]["max_update"] = n;
+    });
+    fails_with(pt("proberta", &c), &["default.json:", "unknown key `train.max_update`", "did you mean `max_updates`?"]);
     // A misspelt optional key would otherwise be ignored silently.
     let c = t.config("proberta-pretrain-tiny.json", "opt.json", |v| {
         v["train"]["clip_nrom"] = 1.0.into();

@@ -247,8 +247,8 @@ fn evaluate_by_length_equals_the_reference_evaluate_by_len() {
     let trunk = trunk();
     let start = fx.meta["eval_start_seq_len"].as_u64().unwrap() as usize;
     for task in TASKS {
-        let (_, target) = fx.level_target(task);
         let head = fx.head(task, &trunk, 0.5);
+        assert_eq!(head.target(), fx.level_target(task).1, "{task}: the head scores the task's target");
         let test: Vec<Example> = fx
             .seqs("test_seqs")
             .into_iter()
@@ -256,7 +256,7 @@ fn evaluate_by_length_equals_the_reference_evaluate_by_len() {
             .enumerate()
             .map(|(i, (sequence, target))| Example { id: format!("test:{i}"), sequence, target })
             .collect();
-        let scores = evaluate_by_length(&trunk, &head, target, &test, start, 4, &Device::Cpu).unwrap();
+        let scores = evaluate_by_length(&trunk, &head, &test, start, 4, &Device::Cpu).unwrap();
         let reference = fx.task(task)["evaluate_by_len"].as_array().unwrap();
         let ours: Vec<(String, usize, f64)> = scores.iter().map(|s| (s.bucket.clone(), s.items, s.value)).collect();
         let theirs: Vec<(String, usize, f64)> = reference

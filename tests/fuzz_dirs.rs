@@ -483,6 +483,7 @@ fn pull_config(max_updates: u64) -> TrainConfig {
         checkpoint_every: 1,
         keep_checkpoints: 2,
         log_every: 1,
+        lr_scales: Vec::new(),
     }
 }
 

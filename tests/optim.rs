@@ -49,6 +49,54 @@ fn every_optimiser_descends_and_leaves_parameters_without_gradient_alone() {
     }
 }
 
+/// A learning-rate factor by name prefix scales that parameter's step (0 holds it, 1 is the plain
+/// step bit for bit), for every optimiser, and survives a state restore.
+#[test]
+fn learning_rate_factors_scale_each_group_and_survive_a_restore() {
+    let optimisers: Vec<(&str, fn() -> Box<dyn Optimizer>)> = vec![
+        ("apex LAMB", || Box::new(Lamb::apex_proberta())),
+        ("tfa LAMB", || Box::new(Lamb::tfa_proteinbert())),
+        ("Keras Adam", || Box::new(Adam::keras())),
+        ("AdamW", || Box::new(Adam::adamw(0.0))),
+    ];
+    for (name, make) in optimisers {
+        // Factor 1 is the plain step, bit for bit; factor 0 holds, also after a state restore.
+        let (plain, scaled, held) = (params(), params(), params());
+        let (mut a, mut b, mut c) = (make(), make(), make());
+        b.set_lr_scales(vec![("b".into(), 1.0)]);
+        c.set_lr_scales(vec![("a".into(), 0.0)]);
+        c.step(&held, &loss(&held).backward().unwrap(), 0.01).unwrap();
+        let (state_steps, state) = c.state();
+        c.load_state(state_steps, state).unwrap();
+        for _ in 0..3 {
+            a.step(&plain, &loss(&plain).backward().unwrap(), 0.01).unwrap();
+            b.step(&scaled, &loss(&scaled).backward().unwrap(), 0.01).unwrap();
+            c.step(&held, &loss(&held).backward().unwrap(), 0.01).unwrap();
+        }
+        for (x, y) in plain.iter().zip(&scaled) {
+            let diff = (x.1.as_tensor() - y.1.as_tensor()).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f64>().unwrap(), 0.0, "{name}: factor 1 is the plain step");
+        }
+        // Factor 0 held its parameters through the restore (the others moved).
+        assert_eq!(held[0].1.as_tensor().to_vec1::<f64>().unwrap(), vec![1.0, -2.0, 3.0], "{name}: factor 0 holds");
+        assert_ne!(
+            held[1].1.as_tensor().to_vec2::<f64>().unwrap(),
+            params()[1].1.as_tensor().to_vec2::<f64>().unwrap()
+        );
+        // Factor 2 on one Adam-family step: twice the displacement (the moments do not see it).
+        let (one, two) = (params(), params());
+        let (mut c, mut d) = (make(), make());
+        d.set_lr_scales(vec![("a".into(), 2.0)]);
+        c.step(&one, &loss(&one).backward().unwrap(), 0.01).unwrap();
+        d.step(&two, &loss(&two).backward().unwrap(), 0.01).unwrap();
+        let moved =
+            |p: &[Param]| (p[0].1.as_tensor() - &params()[0].1.as_tensor().clone()).unwrap().to_vec1::<f64>().unwrap();
+        for (x, y) in moved(&one).iter().zip(moved(&two)) {
+            assert!((2.0 * x - y).abs() < 1e-12, "{name}: {x} vs {y}");
+        }
+    }
+}
+
 /// Saving the state and restoring it into a fresh optimiser continues bit for bit.
 #[test]
 fn state_round_trip_continues_identically() {

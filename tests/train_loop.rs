@@ -120,6 +120,7 @@ fn config(max_updates: u64) -> TrainConfig {
         checkpoint_every: 1,
         keep_checkpoints: 10,
         log_every: 1,
+        lr_scales: Vec::new(),
     }
 }
 

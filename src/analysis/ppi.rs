@@ -46,6 +46,14 @@ pub fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, 
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// [`nan_if_null`] for every value of a map of metrics.
+pub fn nan_if_null_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<std::collections::BTreeMap<String, f64>, D::Error> {
+    let map = std::collections::BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
+}
+
 impl BinarySummary {
     /// Every metric NaN, for an empty set.
     pub fn empty() -> Self {

@@ -36,6 +36,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{dropout, linear, linear_bert, linear_glorot, masked_mean};
+use crate::train::objectives::supervised::{head_loss, BatchTargets};
 use crate::{Error, Result, Rng};
 
 /// What one example is.
@@ -141,6 +142,37 @@ impl Pooling {
     }
 }
 
+/// Softmax over the last axis of `scores` `(B, L)` with the positions where `mask` `(B, L)` is 0
+/// left out (weight 0). Differentiable: use it (or [`ops::softmax_last_dim`](super::ops::softmax_last_dim))
+/// in a head, not `candle_nn::ops::softmax_last_dim`, whose CPU kernel has no backward.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::heads::masked_softmax;
+/// let scores = Tensor::new(&[[1f32, 2.0, 5.0]], &Device::Cpu)?;
+/// let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu)?;
+/// let w = masked_softmax(&scores, &mask)?.to_vec2::<f32>()?;
+/// assert!(w[0][2] == 0.0 && (w[0][0] + w[0][1] - 1.0).abs() < 1e-6);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    // −1e9 rather than −∞ keeps a row with no real position finite; the product with the mask
+    // then makes the padding's weights exactly 0 (the fast exponential leaves ~1e-38 there), and
+    // such a row all 0.
+    let mask = mask.to_dtype(scores.dtype())?;
+    let penalty = ((&mask - 1.0)? * 1e9)?;
+    Ok(super::ops::softmax_last_dim(&scores.broadcast_add(&penalty)?)?.broadcast_mul(&mask)?)
+}
+
+/// Attention pooling: `residues` `(B, L, D)` averaged with the weights `masked_softmax(scores,
+/// mask)`, `scores` `(B, L)` one logit per position (e.g. a `Linear(D, 1)` of the residues).
+/// Returns the pooled `(B, D)` and the weights `(B, L)`.
+pub fn attention_pool(residues: &Tensor, mask: &Tensor, scores: &Tensor) -> Result<(Tensor, Tensor)> {
+    let weights = masked_softmax(scores, mask)?;
+    let pooled = weights.unsqueeze(1)?.matmul(&residues.contiguous()?)?.squeeze(1)?;
+    Ok((pooled, weights))
+}
+
 /// A prediction head.
 pub trait Head {
     fn level(&self) -> Level;
@@ -148,6 +180,27 @@ pub trait Head {
     /// Logits: `(B, outputs)` for protein and pair heads, `(B, L, outputs)` for residue heads.
     /// `rng` = `Some` trains (dropout on).
     fn forward(&self, input: HeadInput<'_>, rng: Option<&mut Rng>) -> Result<Tensor>;
+    /// The training loss of `logits` against `targets` (laid out for this head's level and
+    /// target). The default is the target's own: binary cross-entropy, cross-entropy or mean
+    /// squared error, a mean over counted proteins or residues; override it for another loss.
+    fn loss(&self, logits: &Tensor, targets: &BatchTargets) -> Result<Tensor> {
+        head_loss(self.target(), logits, targets)
+    }
+}
+
+impl<H: Head + ?Sized> Head for Box<H> {
+    fn level(&self) -> Level {
+        (**self).level()
+    }
+    fn target(&self) -> Target {
+        (**self).target()
+    }
+    fn forward(&self, input: HeadInput<'_>, rng: Option<&mut Rng>) -> Result<Tensor> {
+        (**self).forward(input, rng)
+    }
+    fn loss(&self, logits: &Tensor, targets: &BatchTargets) -> Result<Tensor> {
+        (**self).loss(logits, targets)
+    }
 }
 
 /// How a pair head combines two protein vectors `a` and `b`.
@@ -320,6 +373,38 @@ mod tests {
         let mask = Tensor::new(&[[1u32, 1, 1, 0], [1, 1, 0, 0]], &dev)?;
         let protein = Tensor::ones((b, p), DType::F32, &dev)?;
         Ok(Features { residues, mask, protein })
+    }
+
+    #[test]
+    fn attention_pooling_ignores_padding_and_has_the_composite_softmax_gradient() -> Result<()> {
+        let f = features(2, 4, 3, 5)?;
+        let scores = candle_core::Var::from_tensor(&Tensor::new(
+            &[[0.5f32, -1.0, 2.0, 9.0], [1.0, 3.0, -7.0, 4.0]],
+            &Device::Cpu,
+        )?)?;
+        let (pooled, weights) = attention_pool(&f.residues, &f.mask, scores.as_tensor())?;
+        let w = weights.to_vec2::<f32>()?;
+        assert_eq!((w[0][3], w[1][2], w[1][3]), (0.0, 0.0, 0.0), "padding gets no weight");
+        for row in &w {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        // Item 1: weights over its two real rows (3..5 and 6..8 of the item's block).
+        let p = pooled.to_vec2::<f32>()?;
+        let expected = w[1][0] * 12.0 + w[1][1] * 15.0;
+        assert!((p[1][0] - expected).abs() < 1e-4, "{} vs {expected}", p[1][0]);
+        // The gradient equals that of candle's composite (differentiable) softmax on the same input.
+        let grads = (pooled.sqr()?.sum_all()?).backward()?;
+        let ours = grads.get(scores.as_tensor()).expect("scores get a gradient").to_vec2::<f32>()?;
+        let penalty = ((f.mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?;
+        let reference_w = candle_nn::ops::softmax(&scores.as_tensor().broadcast_add(&penalty)?, D::Minus1)?;
+        let reference = reference_w.unsqueeze(1)?.matmul(&f.residues)?.squeeze(1)?;
+        let grads = reference.sqr()?.sum_all()?.backward()?;
+        let theirs = grads.get(scores.as_tensor()).unwrap().to_vec2::<f32>()?;
+        for (o, t) in ours.iter().flatten().zip(theirs.iter().flatten()) {
+            assert!((o - t).abs() <= 1e-3 * t.abs().max(1.0), "{ours:?} vs {theirs:?}");
+        }
+        assert!(ours[0][0].abs() > 1e-3, "a real position's score moves the loss");
+        Ok(())
     }
 
     #[test]

@@ -30,6 +30,18 @@ pub trait Trunk {
     fn protein_width(&self) -> usize;
 }
 
+impl<T: Trunk + ?Sized> Trunk for Box<T> {
+    fn features(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Features> {
+        (**self).features(ids, rng)
+    }
+    fn residue_width(&self) -> usize {
+        (**self).residue_width()
+    }
+    fn protein_width(&self) -> usize {
+        (**self).protein_width()
+    }
+}
+
 impl Trunk for proteinbert::ProteinBert {
     /// The reference's fine-tuning features: all-zero annotation input, the 1,562-wide local and
     /// 15,599-wide global concatenations, padding mask only if [`Self::padding_mask`] is on.

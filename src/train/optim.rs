@@ -55,6 +55,12 @@ pub trait Optimizer {
     fn load_state(&mut self, steps: u64, tensors: HashMap<String, Tensor>) -> Result<()> {
         self.moments_mut().load(steps, tensors)
     }
+
+    /// Learning-rate factors by parameter-name prefix (the first match counts; other parameters
+    /// keep factor 1): e.g. `[("head.", 10.0)]` trains a new head ten times faster than its trunk.
+    fn set_lr_scales(&mut self, scales: Vec<(String, f64)>) {
+        self.moments_mut().lr_scales = scales;
+    }
 }
 
 /// Step count and first and second moments of every parameter, by name.
@@ -63,6 +69,8 @@ pub struct Moments {
     steps: u64,
     m: HashMap<String, Tensor>,
     v: HashMap<String, Tensor>,
+    /// Settings, not state: kept across [`Optimizer::load_state`].
+    lr_scales: Vec<(String, f64)>,
 }
 
 impl Moments {
@@ -89,7 +97,7 @@ impl Moments {
                 return Err(Error::invalid(format!("optimizer state has an unknown entry {k}")));
             }
         }
-        *self = Self { steps, m, v };
+        *self = Self { steps, m, v, lr_scales: std::mem::take(&mut self.lr_scales) };
         Ok(())
     }
 
@@ -120,6 +128,8 @@ struct UpdateInput<'a> {
     v: &'a Tensor,
     bias1: f64,
     bias2: f64,
+    /// The parameter's learning-rate factor ([`Optimizer::set_lr_scales`]).
+    lr_scale: f64,
 }
 
 impl Moments {
@@ -142,7 +152,8 @@ impl Moments {
             let g = if grad_divisor == 1.0 { g } else { (g / grad_divisor)? };
             let (m, v) = self.update(name, &g, beta1, beta2)?;
             let w = var.as_tensor().detach().to_dtype(moment_dtype(var))?;
-            let new = new_value(UpdateInput { w: &w, m: &m, v: &v, bias1, bias2 })?;
+            let lr_scale = self.lr_scales.iter().find(|(p, _)| name.starts_with(p.as_str())).map_or(1.0, |&(_, f)| f);
+            let new = new_value(UpdateInput { w: &w, m: &m, v: &v, bias1, bias2, lr_scale })?;
             var.set(&new.to_dtype(var.dtype())?)?;
             updated += 1;
         }
@@ -236,6 +247,7 @@ impl Optimizer for Lamb {
         };
         let (eps, weight_decay) = (self.eps, self.weight_decay);
         let updated = self.moments.step(params, grads, (self.beta1, self.beta2), clip, |u| {
+            let lr = lr * u.lr_scale;
             let denom = ((u.v / u.bias2)?.sqrt()? + eps)?;
             let mut update = (u.m / u.bias1)?.div(&denom)?;
             if weight_decay != 0.0 {
@@ -299,6 +311,7 @@ impl Optimizer for Adam {
         let grad_norm = global_grad_norm(params, grads)?;
         let (variant, eps, weight_decay) = (self.variant, self.eps, self.weight_decay);
         let updated = self.moments.step(params, grads, (self.beta1, self.beta2), 1.0, |u| {
+            let lr = lr * u.lr_scale;
             Ok(match variant {
                 AdamVariant::Keras => {
                     let lr_t = lr * u.bias2.sqrt() / u.bias1;

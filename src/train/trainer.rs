@@ -205,8 +205,10 @@ pub struct EarlyStoppingConfig {
 /// The loop's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    #[serde(default)]
     pub seed: u64,
-    /// Stop after this many updates.
+    /// Stop after this many updates (default: no limit but `max_epochs`).
+    #[serde(default = "unlimited")]
     pub max_updates: u64,
     /// Stop after this many epochs (whichever comes first).
     #[serde(default)]
@@ -229,7 +231,8 @@ pub struct TrainConfig {
     /// Validate at the end of every N-th epoch (Keras: every epoch).
     #[serde(default)]
     pub validate_every_epochs: Option<u64>,
-    /// Checkpoint every N updates (and always at the end).
+    /// Checkpoint every N updates (and always at the end; default 1,000).
+    #[serde(default = "thousand")]
     pub checkpoint_every: u64,
     /// Complete checkpoints to keep.
     #[serde(default = "three")]
@@ -237,16 +240,65 @@ pub struct TrainConfig {
     /// Write a `train` log record every N updates.
     #[serde(default = "one")]
     pub log_every: u64,
+    /// Learning-rate factors by parameter-name prefix, e.g. a new head (`head.`) faster than its
+    /// pretrained trunk; the first matching prefix counts, other parameters keep the schedule's rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lr_scales: Vec<LrScale>,
+}
+
+/// A learning-rate factor for the parameters whose names start with `prefix`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LrScale {
+    pub prefix: String,
+    pub factor: f64,
 }
 
 fn one() -> u64 {
     1
+}
+fn unlimited() -> u64 {
+    u64::MAX / 2
+}
+fn thousand() -> u64 {
+    1000
 }
 fn three() -> usize {
     3
 }
 
 impl TrainConfig {
+    /// A run of `epochs` epochs at a constant `lr` with AdamW (β 0.9 / 0.999, ε 1e-8, weight
+    /// decay 0.01), seed 0: validation every epoch, early stopping on the validation loss after 2
+    /// epochs without improvement (the best weights kept in `best/`), a checkpoint every 1,000
+    /// updates and at the end, a log record every 10 updates. Change any field after:
+    ///
+    /// ```
+    /// use protein_lm::train::trainer::{LrSchedule, TrainConfig};
+    /// let mut config = TrainConfig::epochs(10, 1e-4);
+    /// config.lr = LrSchedule::Constant { lr: 3e-4 };
+    /// config.early_stopping = None;
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn epochs(epochs: u64, lr: f64) -> Self {
+        Self {
+            seed: 0,
+            max_updates: unlimited(),
+            max_epochs: Some(epochs),
+            update_freq: 1,
+            clip_norm: None,
+            lr: LrSchedule::Constant { lr },
+            optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+            plateau: None,
+            early_stopping: Some(EarlyStoppingConfig { patience: 2, monitor: "loss".into(), maximize: false }),
+            validate_every_updates: None,
+            validate_every_epochs: Some(1),
+            checkpoint_every: thousand(),
+            keep_checkpoints: 2,
+            log_every: 10,
+            lr_scales: Vec::new(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::invalid(format!("training config: {m}")));
         if self.max_updates == 0 {
@@ -336,7 +388,8 @@ impl Trainer {
         config.validate()?;
         crate::device::flush_denormals_to_zero();
         let params = vars.named_vars();
-        let optimizer = config.optimizer.build();
+        let mut optimizer = config.optimizer.build();
+        optimizer.set_lr_scales(config.lr_scales.iter().map(|s| (s.prefix.clone(), s.factor)).collect());
         Ok(Self {
             config,
             vars,
@@ -444,6 +497,16 @@ impl Trainer {
             optimizer.into_iter().map(|(k, v)| Ok((k, v.to_device(&self.device)?))).collect::<Result<_>>()?;
         self.optimizer.load_state(state.optimizer_steps, optimizer).map_err(|e| e.in_file(&optimizer_file))?;
         Ok(())
+    }
+
+    /// [`run`](Self::run) in the directory `out`, which records this config and the machine (no
+    /// data files) and holds the checkpoints, `best/` and `model/`: the short form for a loop of
+    /// one's own.
+    pub fn run_in(&mut self, task: &mut dyn Task, out: &Path, resume: bool) -> Result<RunSummary> {
+        let provenance = crate::train::run_dir::Provenance::collect(self.config.seed, &[], &self.device)?;
+        let config = serde_json::json!({"train": &self.config});
+        let run = RunDir::open(out, &config, &provenance, resume)?;
+        self.run(task, &run, resume)
     }
 
     /// Runs (or, with `resume`, continues) the loop in `run` until `max_updates`, `max_epochs` or

@@ -8,6 +8,8 @@
 //! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
 //! with model-independent targets; each model then encodes them with its own tokenizer.
 
+pub mod head_run;
+pub mod head_task;
 pub mod ppi;
 pub mod proberta;
 pub mod proteinbert;
@@ -18,9 +20,11 @@ use std::path::Path;
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
+pub use head_run::{finetune_head, HeadData, HeadReport, HeadTraining, TrainedHead, Widths};
+pub use head_task::{Batching, Encoded, HeadTask, Padding};
 pub use proteinbert::{
     evaluate_by_length, finetune_proteinbert, finetune_proteinbert_ppi, BucketScore, FinetuneConfig, FinetuneReport,
-    FinetuneStage, PpiFinetuneConfig, PpiFinetuneReport, StageConfig,
+    PpiFinetuneConfig, PpiFinetuneReport, StageConfig,
 };
 
 use crate::data::tables::{BenchmarkData, BenchmarkRecord, Label, LabelKind, PfamRecord};
@@ -45,6 +49,13 @@ pub struct DataLimits {
     pub max_test: Option<usize>,
     /// Held-out share of train (stratified) when the data have no valid split.
     pub valid_fraction: f64,
+}
+
+impl Default for DataLimits {
+    /// Every example of each split; a tenth of train held out when there is no valid split.
+    fn default() -> Self {
+        Self { max_train: None, max_valid: None, max_test: None, valid_fraction: 0.1 }
+    }
 }
 
 impl DataLimits {
@@ -363,13 +374,16 @@ pub fn class_labels(examples: &[Example]) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Sets the trunk variables of `vars` (already created by loading the trunk through them) from a
-/// model directory; tensors the trunk does not use (an LM head, earlier heads) are ignored.
-pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, trunk_prefix_excluded: &str) -> Result<()> {
+/// Sets the trunk variables of `vars` from the model directory `dir`. `vars` already holds them
+/// (created by loading the trunk through `vars`), and may hold a new head's too: every variable
+/// whose name starts with `head_prefix` (e.g. `"head"`) is the head's and keeps its fresh
+/// initialisation. Tensors of `dir` the trunk does not use (an LM head, earlier heads) are ignored;
+/// a trunk variable missing from `dir` or of another shape is an error naming the weights file.
+pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, head_prefix: &str) -> Result<()> {
     let weights = dir.path().join(WEIGHTS_FILE);
     let stored = dir.tensors(DType::F32, &candle_core::Device::Cpu)?;
     for (name, var) in vars.named_vars() {
-        if name.starts_with(trunk_prefix_excluded) {
+        if name.starts_with(head_prefix) {
             continue;
         }
         let tensor = stored
@@ -387,8 +401,9 @@ pub fn load_trunk_weights(vars: &SeededVarMap, dir: &ModelDir, trunk_prefix_excl
 }
 
 /// Sets `vars` to the run's best validation weights (`best/`, written by early stopping) and returns
-/// their update; `None` leaves the last weights (no early stopping, or no validation).
-pub(crate) fn restore_best(
+/// their update; `None` leaves the last weights (no early stopping, or no validation). Call it
+/// after [`Trainer::run`](crate::train::trainer::Trainer::run) with the run's directory and summary.
+pub fn restore_best(
     run: &RunDir,
     summary: &RunSummary,
     vars: &SeededVarMap,

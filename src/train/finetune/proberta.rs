@@ -22,21 +22,21 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::head_task::{head_logits, predict, Batching, Encoded, HeadTask, Padding};
 use super::ppi::{overlap_scores, pair_data_report};
 pub use super::ppi::{ppi_data, ppi_split_dir, read_pair_predictions, OverlapScore, PairData, PpiOptions};
 use super::{load_trunk_weights, restore_best, write_json, DataLimits, SupervisedData};
 use crate::data::ppi::{NegativeScheme, Pair};
 use crate::models::directory::{DirectoryConfig, ModelConfig, ModelDir, StoredHead, DICT_FILE};
-use crate::models::heads::{ClassificationHead, Head, HeadConfig, HeadInput, Level, Pooling, Target};
+use crate::models::heads::{ClassificationHead, HeadConfig, Level, Pooling, Target};
 use crate::models::init::SeededVarMap;
 use crate::models::proberta::{self, Encoder};
-use crate::models::Trunk;
 use crate::tokenize::bpe::{PairTruncation, ProbertaTokenizer, SingleTruncation};
 use crate::tokenize::vocab::PAD;
 use crate::tokenize::UnknownCounts;
-use crate::train::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
+use crate::train::objectives::supervised::{Predictions, TargetValue};
 use crate::train::run_dir::{Provenance, RunDir, RunOptions};
-use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss, TrainConfig, Trainer};
+use crate::train::trainer::{Metrics, TrainConfig, Trainer};
 use crate::{Error, Result, Rng};
 
 const HEAD_PREFIX: &str = "head";
@@ -127,15 +127,6 @@ impl ProbertaTaskData {
     }
 }
 
-/// An example as token ids.
-#[derive(Debug, Clone)]
-pub struct Encoded {
-    pub ids: Vec<u32>,
-    pub target: TargetValue,
-    /// Accession (or benchmark `split:line`), or `A<TAB>B` for a pair.
-    pub name: String,
-}
-
 /// The three splits encoded, with what encoding cut or mapped.
 #[derive(Debug)]
 struct EncodedData {
@@ -170,7 +161,7 @@ fn encode_data(
                         let pieces = tokenizer.encode_pieces(&e.sequence, &mut unknown)?;
                         cut += (pieces.len() + 2 > max_len) as usize;
                         let ids = crate::tokenize::bpe::with_specials(pieces, SingleTruncation::KeepEnd { max_len });
-                        Ok(Encoded { ids, target: e.target.clone(), name: e.id.clone() })
+                        Ok(Encoded { ids, partner: None, target: e.target.clone(), name: e.id.clone() })
                     })
                     .collect()
             };
@@ -208,6 +199,7 @@ fn encode_data(
                         }
                         Ok(Encoded {
                             ids,
+                            partner: None,
                             target: TargetValue::Class(p.label as u32),
                             name: format!("{}\t{}", p.a, p.b),
                         })
@@ -232,17 +224,8 @@ fn encode_data(
     }
 }
 
-/// Token ids `(B, L)` right-padded to the longest item, and the real-token count.
-fn batch_ids(items: &[&Encoded], device: &Device) -> Result<(Tensor, usize)> {
-    let len = items.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-    let mut ids = vec![PAD; items.len() * len];
-    let mut tokens = 0;
-    for (row, e) in items.iter().enumerate() {
-        ids[row * len..row * len + e.ids.len()].copy_from_slice(&e.ids);
-        tokens += e.ids.len();
-    }
-    Ok((Tensor::from_vec(ids, (items.len(), len), device)?, tokens))
-}
+/// PRoBERTa's batches: right-padded to their longest item (a pair is one packed input).
+pub const BATCHING: Batching = Batching { padding: Padding::Longest, pad_id: PAD };
 
 /// The encoder and head together.
 pub struct ProbertaClassifier {
@@ -252,70 +235,21 @@ pub struct ProbertaClassifier {
 
 impl ProbertaClassifier {
     /// Logits of a batch; `rng` = `Some` trains (dropout on).
-    pub fn forward(&self, items: &[&Encoded], device: &Device, mut rng: Option<&mut Rng>) -> Result<Tensor> {
-        let (ids, _) = batch_ids(items, device)?;
-        let features = self.encoder.features(&ids, rng.as_deref_mut())?;
-        self.head.forward(HeadInput::One(&features), rng)
+    pub fn forward(&self, items: &[&Encoded], device: &Device, rng: Option<&mut Rng>) -> Result<Tensor> {
+        let trains = rng.is_some();
+        Ok(head_logits(&self.encoder, &self.head, items, BATCHING, trains, device, rng)?.0)
     }
 
     /// Predictions over `examples` in evaluation mode, batched by length (sorted, so batches pad
     /// little); also the example index of every prediction, in the order they were added.
     pub fn predict(
         &self,
-        target: Target,
         examples: &[Encoded],
         batch_size: usize,
         device: &Device,
     ) -> Result<(Predictions, Vec<usize>)> {
-        let mut order: Vec<usize> = (0..examples.len()).collect();
-        order.sort_by_key(|&i| examples[i].ids.len());
-        let mut predictions = Predictions::default();
-        for chunk in order.chunks(batch_size.max(1)) {
-            let items: Vec<&Encoded> = chunk.iter().map(|&i| &examples[i]).collect();
-            let logits = self.forward(&items, device, None)?;
-            let labels: Vec<&TargetValue> = items.iter().map(|e| &e.target).collect();
-            let targets = batch_targets(&labels, target, 1, 0, device)?;
-            let loss = head_loss(target, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            predictions.add(target, &logits, &targets, loss)?;
-        }
-        Ok((predictions, order))
-    }
-}
-
-/// The fine-tuning as a [`Task`] for the loop.
-pub struct ProbertaFinetuneTask<'a> {
-    pub model: ProbertaClassifier,
-    pub target: Target,
-    pub train: &'a [Encoded],
-    pub valid: &'a [Encoded],
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
-    pub order: EpochOrder,
-    pub device: Device,
-}
-
-impl Task for ProbertaFinetuneTask<'_> {
-    fn batches_per_epoch(&self) -> u64 {
-        self.order.batches(self.batch_size)
-    }
-
-    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
-        let items: Vec<&Encoded> =
-            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| &self.train[i]).collect();
-        let logits = self.model.forward(&items, &self.device, Some(rng))?;
-        let labels: Vec<&TargetValue> = items.iter().map(|e| &e.target).collect();
-        let targets = batch_targets(&labels, self.target, 1, 0, &self.device)?;
-        let loss = head_loss(self.target, &logits, &targets)?;
-        let tokens = items.iter().map(|e| e.ids.len()).sum();
-        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: items.len(), tokens })
-    }
-
-    fn validate(&mut self) -> Result<Metrics> {
-        if self.valid.is_empty() {
-            return Ok(Metrics::new());
-        }
-        let (p, _) = self.model.predict(self.target, self.valid, self.eval_batch_size, &self.device)?;
-        Ok(p.summary(self.target))
+        let items: Vec<&Encoded> = examples.iter().collect();
+        predict(&self.encoder, &self.head, &items, BATCHING, batch_size, device)
     }
 }
 
@@ -521,19 +455,17 @@ pub fn finetune_proberta(
     trainer.model_dir_config = Some(dir_config);
     trainer.model_dir_files = tokenizer.files()?;
     trainer.progress = progress;
-    let mut task = ProbertaFinetuneTask {
-        model: ProbertaClassifier {
-            encoder: Encoder::load(vars.var_builder(DType::F32, device), &model_config)?,
-            head,
-        },
-        target: encoded.target,
-        train: &encoded.train,
-        valid: &encoded.valid,
-        batch_size: config.batch_size,
-        eval_batch_size: config.eval_batch_size,
-        order: EpochOrder::new(config.seed, encoded.train.len()),
-        device: device.clone(),
-    };
+    let mut encoded = encoded;
+    let mut task = HeadTask::new(
+        Encoder::load(vars.var_builder(DType::F32, device), &model_config)?,
+        head,
+        (std::mem::take(&mut encoded.train), std::mem::take(&mut encoded.valid)),
+        BATCHING,
+        config.batch_size,
+        config.seed,
+        device,
+    );
+    task.eval_batch_size = config.eval_batch_size;
     let run_json = serde_json::json!({"finetune": config, "start": start});
     let mut files = data_files.to_vec();
     files.push(tokenizer_dict.clone());
@@ -547,7 +479,7 @@ pub fn finetune_proberta(
         Some(update) => format!("best/ (update {update})"),
         None => "model/ (the last update)".to_string(),
     };
-    let (predictions, order) = task.model.predict(encoded.target, &encoded.test, config.eval_batch_size, device)?;
+    let (predictions, order) = task.predict(&encoded.test.iter().collect::<Vec<_>>())?;
     write_predictions(&out.join("test_predictions.tsv"), &encoded, &predictions, &order)?;
     let test_by_overlap = match data {
         ProbertaTaskData::Pairs(d) => {
@@ -669,7 +601,7 @@ pub fn evaluate_pairs(
         report: BTreeMap::new(),
     });
     let encoded = encode_data(&data, &tokenizer, config)?;
-    let (p, order) = model.predict(target, &encoded.train, config.eval_batch_size, device)?;
+    let (p, order) = model.predict(&encoded.train, config.eval_batch_size, device)?;
     // `predict` sorts by length; put every prediction back at its pair's place.
     let n = order.len();
     let mut out = Predictions {
@@ -823,9 +755,9 @@ mod tests {
 
     #[test]
     fn batches_are_right_padded_to_their_longest_item() -> Result<()> {
-        let e = |ids: Vec<u32>| Encoded { ids, target: TargetValue::Class(0), name: String::new() };
+        let e = |ids: Vec<u32>| Encoded { ids, partner: None, target: TargetValue::Class(0), name: String::new() };
         let (a, b) = (e(vec![0, 7, 2]), e(vec![0, 9, 9, 9, 2]));
-        let (ids, tokens) = batch_ids(&[&a, &b], &Device::Cpu)?;
+        let (ids, tokens) = BATCHING.ids(&[&a, &b], &Device::Cpu)?;
         assert_eq!(ids.to_vec2::<u32>()?, vec![vec![0, 7, 2, PAD, PAD], vec![0, 9, 9, 9, 2]]);
         assert_eq!(tokens, 8);
         Ok(())

@@ -3,101 +3,39 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{FinetuneConfig, FinetuneModel};
 use crate::analysis::ppi::nan_if_null;
-use crate::models::heads::{Head, HeadConfig, HeadInput, LinearHead, Target};
+use crate::models::heads::{Head, HeadConfig};
 use crate::models::proteinbert::ProteinBert;
-use crate::models::Trunk;
 use crate::tokenize::residue::{ResidueTokenizer, PAD};
 use crate::tokenize::UnknownCounts;
+use crate::train::finetune::head_task::{predict, Batching, Encoded, HeadTask, Padding};
 use crate::train::finetune::{write_json, Example, SupervisedData};
-use crate::train::objectives::supervised::{batch_targets, head_loss, Predictions, TargetValue};
+use crate::train::objectives::supervised::Predictions;
 use crate::train::run_dir::RunOptions;
-use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss};
-use crate::{Error, Result, Rng};
+use crate::train::trainer::Task;
+use crate::{Error, Result};
 
-/// Token ids `(B, seq_len)`, targets and the real-token count of a batch. Letters mapped to
-/// `<OTHER>` are counted once for the whole data set, in the run's report.
-fn encode(
-    batch: &[&Example],
-    seq_len: usize,
-    target: Target,
-    device: &Device,
-) -> Result<(Tensor, crate::train::objectives::supervised::BatchTargets, usize)> {
-    let mut ids = Vec::with_capacity(batch.len() * seq_len);
-    let mut tokens = 0;
-    for e in batch {
-        let encoded = ResidueTokenizer.encode_padded(&e.sequence, seq_len, &mut UnknownCounts::default())?;
-        tokens += encoded.iter().filter(|&&t| t != PAD).count();
-        ids.extend(encoded);
-    }
-    let labels: Vec<&TargetValue> = batch.iter().map(|e| &e.target).collect();
-    let targets = batch_targets(&labels, target, seq_len, 1, device)?;
-    Ok((Tensor::from_vec(ids, (batch.len(), seq_len), device)?, targets, tokens))
+/// `examples` as ProteinBERT reads them: START, residues, END. Letters outside the alphabet map
+/// to `<OTHER>`; they are counted once for the whole data set, in the run's report.
+pub fn encode_examples<'e>(examples: impl IntoIterator<Item = &'e Example>) -> Vec<Encoded> {
+    examples
+        .into_iter()
+        .map(|e| Encoded {
+            name: e.id.clone(),
+            ids: ResidueTokenizer.encode(&e.sequence, &mut UnknownCounts::default()),
+            partner: None,
+            target: e.target.clone(),
+        })
+        .collect()
 }
 
-/// One fine-tuning stage as a [`Task`] for the loop.
-pub struct FinetuneStage<'a> {
-    pub trunk: ProteinBert,
-    pub head: LinearHead,
-    pub target: Target,
-    pub train: Vec<&'a Example>,
-    pub valid: Vec<&'a Example>,
-    pub seq_len: usize,
-    pub batch_size: usize,
-    pub order: EpochOrder,
-    pub device: Device,
-}
-
-/// Evaluates `head` on `examples` at one padded length.
-fn predict(
-    trunk: &ProteinBert,
-    head: &LinearHead,
-    target: Target,
-    examples: &[&Example],
-    seq_len: usize,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Predictions> {
-    let mut predictions = Predictions::default();
-    for batch in examples.chunks(batch_size.max(1)) {
-        let (ids, targets, _) = encode(batch, seq_len, target, device)?;
-        let features = trunk.features(&ids, None)?;
-        let logits = head.forward(HeadInput::One(&features), None)?;
-        let loss = head_loss(target, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        predictions.add(target, &logits, &targets, loss)?;
-    }
-    Ok(predictions)
-}
-
-impl Task for FinetuneStage<'_> {
-    fn batches_per_epoch(&self) -> u64 {
-        self.order.batches(self.batch_size)
-    }
-
-    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
-        // Keras shuffles every epoch; here the order is a function of (seed, epoch).
-        let batch: Vec<&Example> =
-            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
-        let (ids, targets, tokens) = encode(&batch, self.seq_len, self.target, &self.device)?;
-        let features = self.trunk.features(&ids, None)?;
-        let logits = self.head.forward(HeadInput::One(&features), Some(rng))?;
-        let loss = head_loss(self.target, &logits, &targets)?;
-        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
-    }
-
-    fn validate(&mut self) -> Result<Metrics> {
-        if self.valid.is_empty() {
-            return Ok(Metrics::new());
-        }
-        let p =
-            predict(&self.trunk, &self.head, self.target, &self.valid, self.seq_len, self.batch_size, &self.device)?;
-        let (name, value) = p.metric(self.target);
-        Ok(Metrics::from([("loss".to_string(), p.loss()), (name.to_string(), value)]))
-    }
+/// The reference's batches: every row padded to the stage's (or test bucket's) length.
+pub fn fixed_batching(seq_len: usize) -> Batching {
+    Batching { padding: Padding::Fixed(seq_len), pad_id: PAD }
 }
 
 /// Scores of one test bucket.
@@ -138,16 +76,17 @@ impl FinetuneReport {
     }
 }
 
-/// Test scores in the reference's length buckets, and pooled.
-pub fn evaluate_by_length(
+/// Test scores in the reference's length buckets, and pooled: each protein is scored at the
+/// smallest `min_seq_len · 2^k` that holds it, batch `batch_size · min_seq_len / length`.
+pub fn evaluate_by_length<H: Head>(
     trunk: &ProteinBert,
-    head: &LinearHead,
-    target: Target,
+    head: &H,
     test: &[Example],
     min_seq_len: usize,
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<BucketScore>> {
+    let target = head.target();
     let mut buckets: BTreeMap<usize, Vec<&Example>> = BTreeMap::new();
     for e in test {
         let mut len = min_seq_len;
@@ -160,7 +99,9 @@ pub fn evaluate_by_length(
     let mut scores = Vec::new();
     for (len, examples) in &buckets {
         let batch = (batch_size * min_seq_len / len).max(1);
-        let p = predict(trunk, head, target, examples, *len, batch, device)?;
+        let encoded = encode_examples(examples.iter().copied());
+        let items: Vec<&Encoded> = encoded.iter().collect();
+        let (p, _) = predict(trunk, head, &items, fixed_batching(*len), batch, device)?;
         let (metric, value) = p.metric(target);
         scores.push(BucketScore {
             bucket: len.to_string(),
@@ -213,31 +154,22 @@ pub fn finetune_proteinbert(
             "train": train.len(), "valid": valid.len(),
             "left_out_for_length": {"train": data.train.len() - train.len(), "valid": data.valid.len() - valid.len()},
         });
-        let task = FinetuneStage {
+        let task = HeadTask::new(
             trunk,
             head,
-            target: data.target,
-            order: EpochOrder::new(config.seed.wrapping_add(k as u64), train.len()),
-            train,
-            valid,
-            seq_len: stage.seq_len,
-            batch_size: stage.batch_size,
-            device: device.clone(),
-        };
+            (encode_examples(train), encode_examples(valid)),
+            fixed_batching(stage.seq_len),
+            stage.batch_size,
+            config.seed.wrapping_add(k as u64),
+            device,
+        );
         Ok((Box::new(task) as Box<dyn Task>, report))
     })?;
 
     // ---- test, in length buckets ----
     let (trunk, head) = (model.trunk(true, device)?, model.head(device)?);
-    let test_scores = evaluate_by_length(
-        &trunk,
-        &head,
-        data.target,
-        &data.test,
-        config.test_min_seq_len,
-        config.test_batch_size,
-        device,
-    )?;
+    let test_scores =
+        evaluate_by_length(&trunk, &head, &data.test, config.test_min_seq_len, config.test_batch_size, device)?;
     let spec = crate::data::tables::benchmark(&config.benchmark)?;
     // ProteinBERT maps letters outside its alphabet (B, Z, …) to <OTHER>: count them once here.
     let mut data_report = data.report.clone();

@@ -23,9 +23,11 @@
 mod benchmarks;
 mod pairs;
 
-pub use benchmarks::{evaluate_by_length, finetune_proteinbert, BucketScore, FinetuneReport, FinetuneStage};
+pub use benchmarks::{
+    encode_examples, evaluate_by_length, finetune_proteinbert, fixed_batching, BucketScore, FinetuneReport,
+};
 pub use pairs::{
-    evaluate_pairs, finetune_proteinbert_ppi, LongProteins, PairStage, PpiFinetuneConfig, PpiFinetuneReport,
+    encode_pairs, evaluate_pairs, finetune_proteinbert_ppi, LongProteins, PpiFinetuneConfig, PpiFinetuneReport,
 };
 
 use std::collections::HashMap;
@@ -130,6 +132,7 @@ impl FinetuneConfig {
                 checkpoint_every: 200,
                 keep_checkpoints: 2,
                 log_every: 10,
+                lr_scales: Vec::new(),
             },
         };
         Self {

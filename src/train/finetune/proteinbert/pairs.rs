@@ -25,26 +25,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use super::benchmarks::BucketScore;
+use super::benchmarks::{fixed_batching, BucketScore};
 use super::{FinetuneConfig, FinetuneModel, HEAD_PREFIX};
 use crate::data::ppi::Pair;
 use crate::models::directory::{ModelConfig, ModelDir};
-use crate::models::heads::{Features, Head, HeadConfig, HeadInput, Level, LinearHead, PairCombination, Target};
+use crate::models::heads::{HeadConfig, Level, LinearHead, PairCombination, Target};
 use crate::models::proteinbert::ProteinBert;
-use crate::models::Trunk;
-use crate::tokenize::residue::{ResidueTokenizer, PAD};
+use crate::tokenize::residue::ResidueTokenizer;
 use crate::tokenize::UnknownCounts;
+use crate::train::finetune::head_task::{predict, Encoded, HeadTask};
 use crate::train::finetune::ppi::{
     nan_metrics, overlap_scores, pair_data_report, write_pair_predictions, OverlapScore, PairData, PpiOptions,
 };
 use crate::train::finetune::write_json;
-use crate::train::objectives::supervised::{batch_targets, head_loss, BatchTargets, Predictions, TargetValue};
+use crate::train::objectives::supervised::{Predictions, TargetValue};
 use crate::train::run_dir::RunOptions;
-use crate::train::trainer::{EpochOrder, Metrics, Task, TaskLoss};
-use crate::{Error, Result, Rng};
+use crate::train::trainer::{Metrics, Task};
+use crate::{Error, Result};
 
 /// A ProteinBERT PPI fine-tuning: a benchmark config's keys plus PRoBERTa's `ppi` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,65 +100,33 @@ impl PpiFinetuneConfig {
     }
 }
 
-/// Token ids `(2B, seq_len)` of a batch of pairs (first proteins, then second ones), their
-/// targets and the real-token count. `crop`: a protein too long for `seq_len` keeps its first
-/// `seq_len − 2` residues (otherwise it is an error).
-fn encode(
+/// `pairs` as ProteinBERT reads them: each protein START, residues, END, the second one as the
+/// partner (the trunk sees them separately). `crop_to`: a protein longer than that many tokens
+/// keeps its first `crop_to − 2` residues.
+pub fn encode_pairs(
     pairs: &[&Pair],
     sequences: &BTreeMap<String, String>,
-    seq_len: usize,
-    crop: bool,
-    device: &Device,
-) -> Result<(Tensor, BatchTargets, usize)> {
-    let mut ids = Vec::with_capacity(2 * pairs.len() * seq_len);
-    let mut tokens = 0;
-    for id in pairs.iter().map(|p| &p.a).chain(pairs.iter().map(|p| &p.b)) {
+    crop_to: Option<usize>,
+) -> Result<Vec<Encoded>> {
+    let encode = |id: &str| -> Result<Vec<u32>> {
         let sequence = sequences.get(id).ok_or_else(|| Error::invalid(format!("no sequence for protein `{id}`")))?;
-        let sequence = match sequence.char_indices().nth(seq_len.saturating_sub(2)) {
-            Some((end, _)) if crop => &sequence[..end],
-            _ => sequence.as_str(),
+        let sequence = match crop_to.and_then(|len| sequence.char_indices().nth(len.saturating_sub(2))) {
+            Some((end, _)) => &sequence[..end],
+            None => sequence.as_str(),
         };
-        let encoded = ResidueTokenizer.encode_padded(sequence, seq_len, &mut UnknownCounts::default())?;
-        tokens += encoded.iter().filter(|&&t| t != PAD).count();
-        ids.extend(encoded);
-    }
-    let labels: Vec<TargetValue> = pairs.iter().map(|p| TargetValue::Binary(p.label == 1)).collect();
-    let targets = batch_targets(&labels.iter().collect::<Vec<_>>(), Target::Binary, seq_len, 1, device)?;
-    Ok((Tensor::from_vec(ids, (2 * pairs.len(), seq_len), device)?, targets, tokens))
-}
-
-/// Logits `(B, 1)` of a batch encoded by [`encode`]; `rng` = `Some` trains (dropout on).
-fn pair_logits(trunk: &ProteinBert, head: &LinearHead, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
-    let n = ids.dim(0)? / 2;
-    let f = trunk.features(ids, None)?;
-    let half = |start: usize| -> Result<Features> {
-        Ok(Features {
-            residues: f.residues.narrow(0, start, n)?,
-            mask: f.mask.narrow(0, start, n)?,
-            protein: f.protein.narrow(0, start, n)?,
-        })
+        Ok(ResidueTokenizer.encode(sequence, &mut UnknownCounts::default()))
     };
-    head.forward(HeadInput::Two(&half(0)?, &half(n)?), rng)
-}
-
-/// Predictions over `pairs` at one padded length, in their order.
-fn predict(
-    trunk: &ProteinBert,
-    head: &LinearHead,
-    pairs: &[&Pair],
-    sequences: &BTreeMap<String, String>,
-    (seq_len, crop): (usize, bool),
-    batch_size: usize,
-    device: &Device,
-) -> Result<Predictions> {
-    let mut predictions = Predictions::default();
-    for batch in pairs.chunks(batch_size.max(1)) {
-        let (ids, targets, _) = encode(batch, sequences, seq_len, crop, device)?;
-        let logits = pair_logits(trunk, head, &ids, None)?;
-        let loss = head_loss(Target::Binary, &logits, &targets)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        predictions.add(Target::Binary, &logits, &targets, loss)?;
-    }
-    Ok(predictions)
+    pairs
+        .iter()
+        .map(|p| {
+            Ok(Encoded {
+                name: format!("{}\t{}", p.a, p.b),
+                ids: encode(&p.a)?,
+                partner: Some(encode(&p.b)?),
+                target: TargetValue::Binary(p.label == 1),
+            })
+        })
+        .collect()
 }
 
 /// Residues of each protein of `sequences`.
@@ -198,8 +166,10 @@ fn predict_by_length(
     let mut scores = Vec::new();
     for (len, members) in &buckets {
         let batch: Vec<&Pair> = members.iter().map(|&i| &pairs[i]).collect();
-        let p =
-            predict(trunk, head, &batch, sequences, (*len, false), (batch_size * min_seq_len / len).max(1), device)?;
+        let encoded = encode_pairs(&batch, sequences, None)?;
+        let items: Vec<&Encoded> = encoded.iter().collect();
+        let batch_size = (batch_size * min_seq_len / len).max(1);
+        let (p, _) = predict(trunk, head, &items, fixed_batching(*len), batch_size, device)?;
         for (k, &i) in members.iter().enumerate() {
             all.scores[i] = p.scores[k];
             all.labels_bool[i] = p.labels_bool[k];
@@ -227,52 +197,6 @@ fn predict_by_length(
         loss: all.loss(),
     });
     Ok((all, scores))
-}
-
-/// One stage of pair fine-tuning as a [`Task`] for the loop.
-pub struct PairStage<'a> {
-    pub trunk: ProteinBert,
-    pub head: LinearHead,
-    pub train: Vec<&'a Pair>,
-    pub valid: Vec<&'a Pair>,
-    pub sequences: &'a BTreeMap<String, String>,
-    pub seq_len: usize,
-    /// Cut proteins longer than `seq_len` (else every pair must fit).
-    pub crop: bool,
-    pub batch_size: usize,
-    pub order: EpochOrder,
-    pub device: Device,
-}
-
-impl Task for PairStage<'_> {
-    fn batches_per_epoch(&self) -> u64 {
-        self.order.batches(self.batch_size)
-    }
-
-    fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
-        let batch: Vec<&Pair> =
-            self.order.batch(epoch, batch, self.batch_size).iter().map(|&i| self.train[i]).collect();
-        let (ids, targets, tokens) = encode(&batch, self.sequences, self.seq_len, self.crop, &self.device)?;
-        let logits = pair_logits(&self.trunk, &self.head, &ids, Some(rng))?;
-        let loss = head_loss(Target::Binary, &logits, &targets)?;
-        Ok(TaskLoss { loss, metrics: Metrics::new(), samples: batch.len(), tokens })
-    }
-
-    fn validate(&mut self) -> Result<Metrics> {
-        if self.valid.is_empty() {
-            return Ok(Metrics::new());
-        }
-        let p = predict(
-            &self.trunk,
-            &self.head,
-            &self.valid,
-            self.sequences,
-            (self.seq_len, self.crop),
-            self.batch_size,
-            &self.device,
-        )?;
-        Ok(p.summary(Target::Binary))
-    }
 }
 
 /// What a ProteinBERT PPI fine-tuning reports (`OUT/results.json`).
@@ -345,18 +269,16 @@ pub fn finetune_proteinbert_ppi(
             "left_out_for_length": {"train": data.train.len() - train.len(), "valid": data.valid.len() - valid.len()},
             "cropped_to_fit": {"train": cropped(&data.train), "valid": cropped(&data.valid)},
         });
-        let task = PairStage {
+        let crop_to = crop.then_some(stage.seq_len);
+        let task = HeadTask::new(
             trunk,
             head,
-            order: EpochOrder::new(config.finetune.seed.wrapping_add(k as u64), train.len()),
-            train,
-            valid,
-            sequences: &data.sequences,
-            seq_len: stage.seq_len,
-            crop,
-            batch_size: stage.batch_size,
-            device: device.clone(),
-        };
+            (encode_pairs(&train, &data.sequences, crop_to)?, encode_pairs(&valid, &data.sequences, crop_to)?),
+            fixed_batching(stage.seq_len),
+            stage.batch_size,
+            config.finetune.seed.wrapping_add(k as u64),
+            device,
+        );
         Ok((Box::new(task) as Box<dyn Task>, report))
     })?;
 
@@ -431,6 +353,7 @@ pub fn evaluate_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::finetune::head_task::head_logits;
 
     fn config(pair: PairCombination) -> PpiFinetuneConfig {
         let mut c: PpiFinetuneConfig =
@@ -444,9 +367,11 @@ mod tests {
         let config = config(pair);
         let model = FinetuneModel::new(&config.finetune, None, config.head(), Vec::new(), &Device::Cpu)?;
         let refs: Vec<&Pair> = pairs.iter().collect();
-        let (ids, _, _) = encode(&refs, sequences, 64, false, &Device::Cpu)?;
+        let encoded = encode_pairs(&refs, sequences, None)?;
+        let items: Vec<&Encoded> = encoded.iter().collect();
         let (trunk, head) = (model.trunk(true, &Device::Cpu)?, model.head(&Device::Cpu)?);
-        Ok(pair_logits(&trunk, &head, &ids, None)?.flatten_all()?.to_vec1()?)
+        let (logits, _, _) = head_logits(&trunk, &head, &items, fixed_batching(64), false, &Device::Cpu, None)?;
+        Ok(logits.flatten_all()?.to_vec1()?)
     }
 
     #[test]
@@ -454,14 +379,16 @@ mod tests {
         let long: String = "ACDEFGHIKLMNPQRSTVWY".repeat(5);
         let sequences = BTreeMap::from([("long".to_string(), long.clone()), ("short".to_string(), "MKV".to_string())]);
         let pair = Pair { a: "long".into(), b: "short".into(), label: 1 };
-        let (ids, _, tokens) = encode(&[&pair], &sequences, 64, true, &Device::Cpu)?;
+        let cropped = encode_pairs(&[&pair], &sequences, Some(64))?;
+        let (ids, tokens) = fixed_batching(64).ids(&cropped.iter().collect::<Vec<_>>(), &Device::Cpu)?;
         let rows = ids.to_vec2::<u32>()?;
         let expected = ResidueTokenizer.encode(&long[..62], &mut UnknownCounts::default());
         assert_eq!(rows[0], expected, "START, the first 62 residues, END");
         assert_eq!(rows[1][..5], ResidueTokenizer.encode("MKV", &mut UnknownCounts::default())[..]);
         assert_eq!(tokens, 64 + 5);
-        let err = encode(&[&pair], &sequences, 64, false, &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("100 residues"), "{err}");
+        let whole = encode_pairs(&[&pair], &sequences, None)?;
+        let err = fixed_batching(64).ids(&whole.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("long\tshort") && err.contains("102 tokens"), "{err}");
         Ok(())
     }
 
