@@ -28,6 +28,8 @@ pub mod train;
 pub use candle_core;
 pub use candle_nn;
 pub use error::{Error, Location, Result};
+/// The array crate of [`analysis`] (feature matrices, one row per protein).
+pub use ndarray;
 pub use rng::Rng;
 
 /// What a notebook usually needs, in one `use protein_lm::prelude::*;`.

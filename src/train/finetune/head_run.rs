@@ -75,7 +75,9 @@ pub struct HeadTraining {
     /// Longest input in tokens, special tokens included. ProteinBERT pads every training batch to
     /// it and leaves longer training and validation proteins out (counted in the report); its test
     /// proteins are scored at `max_len · 2^k`, as the reference scores its benchmarks. PRoBERTa
-    /// keeps the first `max_len − 2` pieces, as its reference does.
+    /// keeps the first `max_len − 2` pieces of a protein (of a pair, each protein's first
+    /// `(max_len − 4) / 2`, at most the paper's 254), in training and test alike, as its reference
+    /// does.
     pub max_len: usize,
     /// ProteinBERT only: mask padding in the global attention (off: the reference).
     #[serde(default)]
@@ -261,8 +263,12 @@ impl Model {
                 _ => None,
             },
             Model::Proberta(c, t) => {
-                let mut ids = t.encode_pair(a, b, PairTruncation::default(), unknown)?;
-                ids.truncate(max_len.unwrap_or(c.max_tokens()).min(c.max_tokens()));
+                // The paper cuts each protein to 254 pieces for 512 tokens; shorter inputs share
+                // what is left after the four specials equally.
+                let limit = max_len.unwrap_or(c.max_tokens()).min(c.max_tokens());
+                let per_protein = (limit.saturating_sub(4) / 2).min(254);
+                let mut ids = t.encode_pair(a, b, PairTruncation::PerProtein { per_protein }, unknown)?;
+                ids.truncate(limit);
                 Some((ids, None))
             }
         })
@@ -391,7 +397,8 @@ fn predict_test(
 /// documentation), in `options.out` (resumed from its last checkpoint with `options.resume`).
 ///
 /// `make_head(vb, widths)` creates the head's variables through `vb` (under `head.`); `widths`
-/// says what the trunk gives. The head's [`Level`] and [`Target`] must be the data's.
+/// says what the trunk gives. The head's [`Level`] and [`Target`] must be the data's; on PRoBERTa,
+/// whose pair is one packed input, a pair task also takes a protein-level head.
 pub fn finetune_head<'d, H: Head + 'static>(
     from: &Path,
     make_head: impl FnOnce(VarBuilder<'static>, Widths) -> Result<H>,
@@ -414,7 +421,10 @@ pub fn finetune_head<'d, H: Head + 'static>(
     let widths = Widths { residue: trunk.residue_width(), protein: trunk.protein_width() };
     let head = make_head(vars.var_builder(DType::F32, device).pp(HEAD_PREFIX), widths)?;
     let (level, target) = data.level_target();
-    check_head(&head, level, target)?;
+    // PRoBERTa packs a pair into one input, which a protein-level head reads like one protein (as
+    // its own PPI fine-tuning does); a pair-level head gets the packed features too.
+    let packed_pair = level == Level::Pair && matches!(model, Model::Proberta(..)) && head.level() == Level::Protein;
+    check_head(&head, if packed_pair { Level::Protein } else { level }, target)?;
     let trunk_names: Vec<String> =
         vars.named_vars().into_iter().map(|(n, _)| n).filter(|n| !n.starts_with(HEAD_PREFIX)).collect();
     if vars.named_vars().len() == trunk_names.len() {
@@ -439,7 +449,13 @@ pub fn finetune_head<'d, H: Head + 'static>(
     let mut unknown = UnknownCounts::default();
     let (train, left_train) = model.encode_split(data, Split::Train, Some(settings.max_len), &mut unknown)?;
     let (valid, left_valid) = model.encode_split(data, Split::Valid, Some(settings.max_len), &mut unknown)?;
-    let (test, _) = model.encode_split(data, Split::Test, None, &mut unknown)?;
+    // ProteinBERT scores every test protein whole (at a longer padded length when needed);
+    // PRoBERTa cuts test inputs as it cut the training ones, as its reference does.
+    let test_cut = match model {
+        Model::ProteinBert(_) => None,
+        Model::Proberta(..) => Some(settings.max_len),
+    };
+    let (test, _) = model.encode_split(data, Split::Test, test_cut, &mut unknown)?;
     if train.is_empty() {
         return Err(Error::invalid(format!("no training example fits max_len {}", settings.max_len)));
     }
