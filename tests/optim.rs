@@ -53,7 +53,8 @@ fn every_optimiser_descends_and_leaves_parameters_without_gradient_alone() {
 /// step bit for bit), for every optimiser, and survives a state restore.
 #[test]
 fn learning_rate_factors_scale_each_group_and_survive_a_restore() {
-    let optimisers: Vec<(&str, fn() -> Box<dyn Optimizer>)> = vec![
+    type Make = fn() -> Box<dyn Optimizer>;
+    let optimisers: Vec<(&str, Make)> = vec![
         ("apex LAMB", || Box::new(Lamb::apex_proberta())),
         ("tfa LAMB", || Box::new(Lamb::tfa_proteinbert())),
         ("Keras Adam", || Box::new(Adam::keras())),

@@ -195,6 +195,9 @@ pub struct TrainedHead<H: Head> {
     pub test_predictions: Predictions,
 }
 
+/// A pair's token ids: the first protein (or the packed pair), and the second one when separate.
+type PairIds = (Vec<u32>, Option<Vec<u32>>);
+
 /// The model of a directory, loaded through `vars` (its trunk only).
 enum Model {
     ProteinBert(crate::models::proteinbert::Config),
@@ -256,7 +259,7 @@ impl Model {
         b: &str,
         max_len: Option<usize>,
         unknown: &mut UnknownCounts,
-    ) -> Result<Option<(Vec<u32>, Option<Vec<u32>>)>> {
+    ) -> Result<Option<PairIds>> {
         Ok(match self {
             Model::ProteinBert(_) => match (self.encode(a, max_len, unknown)?, self.encode(b, max_len, unknown)?) {
                 (Some(a), Some(b)) => Some((a, Some(b))),
