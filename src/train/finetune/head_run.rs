@@ -38,14 +38,13 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::head_task::{check_head, predict, Batching, Encoded, HeadTask, Padding};
+use super::head_task::{check_head, predict, write_predictions, Batching, Encoded, HeadTask, Padding};
 use super::ppi::PairData;
 use super::{load_trunk_weights, restore_best, write_json, SupervisedData};
 use crate::models::directory::{ModelConfig, ModelDir};
@@ -503,9 +502,10 @@ pub fn finetune_head<'d, H: Head + 'static>(
     };
     let predictions = predict_test(&model, &task.trunk, &task.head, &test, settings, device)?;
     if level != Level::Residue {
+        let names: Vec<&str> = test.iter().map(|e| e.name.as_str()).collect();
         write_predictions(
             &out.join("test_predictions.tsv"),
-            &test,
+            &names,
             &predictions,
             (level, target),
             &data.class_names(),
@@ -529,37 +529,4 @@ pub fn finetune_head<'d, H: Head + 'static>(
     };
     write_json(&out.join("results.json"), &report)?;
     Ok(TrainedHead { trunk: task.trunk, head: task.head, report, test_predictions: predictions })
-}
-
-/// One row per test example, in their order: name (or both proteins of a pair), label, prediction
-/// and score (P(positive) for binary and two-class targets), as PRoBERTa's fine-tuning writes it.
-fn write_predictions(
-    path: &Path,
-    test: &[Encoded],
-    p: &Predictions,
-    (level, target): (Level, Target),
-    class_names: &[String],
-) -> Result<()> {
-    let io = |e| Error::io(path, e);
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    let name_header = if level == Level::Pair { "protein_a\tprotein_b" } else { "name" };
-    writeln!(w, "{name_header}\tlabel\tpredicted\tscore").map_err(io)?;
-    let class = |c: u32| class_names.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
-    for (k, e) in test.iter().enumerate() {
-        let (label, predicted, score) = match target {
-            Target::Binary => (
-                (p.labels_bool[k] as u8).to_string(),
-                ((p.scores[k] >= 0.5) as u8).to_string(),
-                format!("{:.6}", p.scores[k]),
-            ),
-            Target::Categorical { classes } => (
-                class(p.labels_class[k]),
-                class(p.classes[k]),
-                if classes == 2 { format!("{:.6}", p.scores[k]) } else { String::new() },
-            ),
-            Target::Numeric => (p.labels_numeric[k].to_string(), format!("{:.6}", p.scores[k]), String::new()),
-        };
-        writeln!(w, "{}\t{label}\t{predicted}\t{score}", e.name).map_err(io)?;
-    }
-    w.flush().map_err(io)
 }

@@ -7,6 +7,8 @@
 //! between the models is only how an example becomes token ids ([`Encoded`]) and how a batch is
 //! padded ([`Padding`]).
 
+use std::io::Write;
+
 use candle_core::{DType, Device, Tensor};
 
 use crate::models::heads::{Features, Head, HeadInput, Level, Target};
@@ -227,4 +229,38 @@ pub fn check_head<H: Head + ?Sized>(head: &H, level: Level, target: Target) -> R
         )));
     }
     Ok(())
+}
+
+/// `test_predictions.tsv`: one row per prediction of `p` (per protein or pair), `names[k]` naming
+/// row `k` (`A<TAB>B` for a pair): name, label, prediction and score (P(positive) for binary and
+/// two-class targets, the value for numeric ones). Both models' fine-tunings write it.
+pub(crate) fn write_predictions(
+    path: &std::path::Path,
+    names: &[&str],
+    p: &Predictions,
+    (level, target): (Level, Target),
+    class_names: &[String],
+) -> Result<()> {
+    let io = |e| Error::io(path, e);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let name_header = if level == Level::Pair { "protein_a\tprotein_b" } else { "name" };
+    writeln!(w, "{name_header}\tlabel\tpredicted\tscore").map_err(io)?;
+    let class = |c: u32| class_names.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
+    for (k, name) in names.iter().enumerate() {
+        let (label, predicted, score) = match target {
+            Target::Binary => (
+                (p.labels_bool[k] as u8).to_string(),
+                ((p.scores[k] >= 0.5) as u8).to_string(),
+                format!("{:.6}", p.scores[k]),
+            ),
+            Target::Categorical { classes } => (
+                class(p.labels_class[k]),
+                class(p.classes[k]),
+                if classes == 2 { format!("{:.6}", p.scores[k]) } else { String::new() },
+            ),
+            Target::Numeric => (p.labels_numeric[k].to_string(), format!("{:.6}", p.scores[k]), String::new()),
+        };
+        writeln!(w, "{name}\t{label}\t{predicted}\t{score}").map_err(io)?;
+    }
+    w.flush().map_err(io)
 }

@@ -16,13 +16,12 @@
 //!   ProteinBERT benchmarks. Per-residue benchmarks are refused: a BPE piece spans several residues.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::head_task::{head_logits, predict, Batching, Encoded, HeadTask, Padding};
+use super::head_task::{head_logits, predict, write_predictions, Batching, Encoded, HeadTask, Padding};
 use super::ppi::{overlap_scores, pair_data_report};
 pub use super::ppi::{ppi_data, ppi_split_dir, read_pair_predictions, OverlapScore, PairData, PpiOptions};
 use super::{load_trunk_weights, restore_best, write_json, DataLimits, SupervisedData};
@@ -480,7 +479,14 @@ pub fn finetune_proberta(
         None => "model/ (the last update)".to_string(),
     };
     let (predictions, order) = task.predict(&encoded.test.iter().collect::<Vec<_>>())?;
-    write_predictions(&out.join("test_predictions.tsv"), &encoded, &predictions, &order)?;
+    let names: Vec<&str> = order.iter().map(|&i| encoded.test[i].name.as_str()).collect();
+    write_predictions(
+        &out.join("test_predictions.tsv"),
+        &names,
+        &predictions,
+        (encoded.level, encoded.target),
+        &encoded.labels,
+    )?;
     let test_by_overlap = match data {
         ProbertaTaskData::Pairs(d) => {
             // `predict` visited the pairs by length: their scores back in test order.
@@ -656,34 +662,6 @@ pub(crate) fn read_test_predictions(path: &Path) -> Result<(bool, Vec<(usize, Te
         rows.push((i + 2, TestPrediction { name, label: rest[0].to_string(), predicted: rest[1].to_string(), score }));
     }
     Ok((is_pair, rows))
-}
-
-/// One row per test example: name, label, prediction and score (P(positive) for two classes and
-/// binary targets, the value for numeric ones).
-fn write_predictions(path: &Path, data: &EncodedData, p: &Predictions, order: &[usize]) -> Result<()> {
-    let io = |e| Error::io(path, e);
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    let name_header = if data.level == Level::Pair { "protein_a\tprotein_b" } else { "name" };
-    writeln!(w, "{name_header}\tlabel\tpredicted\tscore").map_err(io)?;
-    let label_name = |c: u32| data.labels.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
-    for (k, &i) in order.iter().enumerate() {
-        let e = &data.test[i];
-        let (label, predicted, score) = match data.target {
-            Target::Binary => (
-                (p.labels_bool[k] as u8).to_string(),
-                ((p.scores[k] >= 0.5) as u8).to_string(),
-                format!("{:.6}", p.scores[k]),
-            ),
-            Target::Categorical { classes } => (
-                label_name(p.labels_class[k]),
-                label_name(p.classes[k]),
-                if classes == 2 { format!("{:.6}", p.scores[k]) } else { String::new() },
-            ),
-            Target::Numeric => (p.labels_numeric[k].to_string(), format!("{:.6}", p.scores[k]), String::new()),
-        };
-        writeln!(w, "{}\t{label}\t{predicted}\t{score}", e.name).map_err(io)?;
-    }
-    w.flush().map_err(io)
 }
 
 #[cfg(test)]
