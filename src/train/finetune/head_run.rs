@@ -361,38 +361,18 @@ fn predict_test(
         }
         groups.entry(len).or_default().push(i);
     }
-    let n = test.len();
-    let mut k = 0;
-    let mut by_item: Vec<(usize, usize)> = Vec::new();
+    let mut visited: Vec<usize> = Vec::with_capacity(test.len());
     let mut all = Predictions::default();
     for (len, members) in &groups {
         let items: Vec<&Encoded> = members.iter().map(|&i| &test[i]).collect();
         let batch = (settings.batch_size * settings.max_len / len).max(1);
         let (p, order) = predict(trunk, head, &items, model.batching(*len), batch, device)?;
         all.extend(&p);
-        for &o in &order {
-            by_item.push((members[o], k));
-            k += 1;
-        }
+        visited.extend(order.iter().map(|&o| members[o]));
     }
-    if head.level() == Level::Residue {
-        // Residue predictions stay in visiting order: they are counted, not written per protein.
-        return Ok(all);
-    }
-    // Back to test order, so the prediction file and the returned scores follow the examples.
-    by_item.sort_by_key(|&(i, _)| i);
-    let pick = |v: &Vec<f64>| if v.len() == n { by_item.iter().map(|&(_, k)| v[k]).collect() } else { v.clone() };
-    let pick_u32 = |v: &Vec<u32>| if v.len() == n { by_item.iter().map(|&(_, k)| v[k]).collect() } else { v.clone() };
-    let pick_bool = |v: &Vec<bool>| if v.len() == n { by_item.iter().map(|&(_, k)| v[k]).collect() } else { v.clone() };
-    Ok(Predictions {
-        scores: pick(&all.scores),
-        classes: pick_u32(&all.classes),
-        labels_bool: pick_bool(&all.labels_bool),
-        labels_class: pick_u32(&all.labels_class),
-        labels_numeric: pick(&all.labels_numeric),
-        loss_sum: all.loss_sum,
-        loss_count: all.loss_count,
-    })
+    // Residue predictions stay in visiting order: they are counted, not written per protein.
+    // Protein and pair ones go back to test order, for the prediction file and the caller.
+    Ok(if head.level() == Level::Residue { all } else { all.in_example_order(&visited) })
 }
 
 /// Trains the head `make_head` builds on the trunk of the model directory `from` (see the module

@@ -609,23 +609,7 @@ pub fn evaluate_pairs(
     let encoded = encode_data(&data, &tokenizer, config)?;
     let (p, order) = model.predict(&encoded.train, config.eval_batch_size, device)?;
     // `predict` sorts by length; put every prediction back at its pair's place.
-    let n = order.len();
-    let mut out = Predictions {
-        scores: vec![0.0; n],
-        classes: vec![0; n],
-        labels_bool: vec![false; n],
-        labels_class: vec![0; n],
-        labels_numeric: Vec::new(),
-        loss_sum: p.loss_sum,
-        loss_count: p.loss_count,
-    };
-    for (k, &i) in order.iter().enumerate() {
-        out.scores[i] = p.scores[k];
-        out.classes[i] = p.classes[k];
-        out.labels_bool[i] = p.labels_bool[k];
-        out.labels_class[i] = p.labels_class[k];
-    }
-    Ok(out)
+    Ok(p.in_example_order(&order))
 }
 
 /// Every row of a `test_predictions.tsv` with its line number, and whether it holds pairs

@@ -273,6 +273,31 @@ impl Predictions {
         }
     }
 
+    /// The predictions put back in example order: prediction `k` was made for example
+    /// `visited[k]` (one per example, as after a length-sorted pass). Per-item vectors of another
+    /// length (absent for this target) are kept as they are.
+    pub fn in_example_order(&self, visited: &[usize]) -> Predictions {
+        fn place<T: Copy + Default>(v: &[T], visited: &[usize]) -> Vec<T> {
+            if v.len() != visited.len() {
+                return v.to_vec();
+            }
+            let mut out = vec![T::default(); v.len()];
+            for (k, &i) in visited.iter().enumerate() {
+                out[i] = v[k];
+            }
+            out
+        }
+        Predictions {
+            scores: place(&self.scores, visited),
+            classes: place(&self.classes, visited),
+            labels_bool: place(&self.labels_bool, visited),
+            labels_class: place(&self.labels_class, visited),
+            labels_numeric: place(&self.labels_numeric, visited),
+            loss_sum: self.loss_sum,
+            loss_count: self.loss_count,
+        }
+    }
+
     /// Pools another set's predictions into this one (the reference's "All" row).
     pub fn extend(&mut self, other: &Predictions) {
         self.scores.extend_from_slice(&other.scores);
@@ -288,6 +313,22 @@ impl Predictions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn predictions_go_back_to_example_order() {
+        let p = Predictions {
+            scores: vec![0.9, 0.1, 0.5],
+            labels_bool: vec![true, false, true],
+            loss_sum: 3.0,
+            loss_count: 3,
+            ..Default::default()
+        };
+        // Predictions were made for examples 2, 0, 1.
+        let back = p.in_example_order(&[2, 0, 1]);
+        assert_eq!(back.scores, vec![0.1, 0.5, 0.9]);
+        assert_eq!(back.labels_bool, vec![false, true, true]);
+        assert!(back.classes.is_empty() && back.loss() == 1.0);
+    }
 
     #[test]
     fn per_residue_targets_skip_start_end_and_padding() -> Result<()> {
