@@ -50,13 +50,14 @@ pub mod prelude {
     };
 
     // A head of one's own: its building blocks, its data and its training.
+    pub use crate::analysis::probe::StandardScaler;
     pub use crate::analysis::regression::Ridge;
     pub use crate::analysis::stats::{mean_ci, ttest_rel};
     pub use crate::arrays::{read_npy, read_npz, write_npy, write_npz};
     pub use crate::data::tables::load_benchmark;
     pub use crate::models::heads::{
         attention_pool, masked_softmax, ClassificationHead, Features, Head, HeadConfig, HeadInput, Level, LinearHead,
-        PairCombination, Pooling, Target,
+        PairCombination, Pooling, Standardise, Target,
     };
     pub use crate::models::layers::dropout;
     pub use crate::models::ops::softmax_last_dim;

@@ -53,6 +53,28 @@ pub fn one_hot_batch(sequences: &[&str], max_len: usize, device: &Device) -> Res
     Ok(Tensor::from_vec(values, (sequences.len(), ONE_HOT_CHANNELS, max_len), device)?)
 }
 
+/// `(n, max_len · 21)` one-hot rows for a linear model (ridge, logistic regression): residue `t`
+/// of a sequence sets column `t · 21 + one_hot_channel(residue)`; sequences are cut to `max_len`,
+/// shorter ones end in zero columns. The same encoding as [`one_hot_batch`], flattened position
+/// by position.
+///
+/// ```
+/// use protein_lm::models::baselines::one_hot_rows;
+/// let x = one_hot_rows(&["AC", "W"], 2);
+/// assert_eq!(x.dim(), (2, 42));
+/// assert_eq!((x[[0, 0]], x[[0, 21 + 1]], x[[1, 18]]), (1.0, 1.0, 1.0)); // A at 0, C at 1; W at 0
+/// assert_eq!(x.row(1).sum(), 1.0); // the second protein's position 1 is padding
+/// ```
+pub fn one_hot_rows(sequences: &[&str], max_len: usize) -> ndarray::Array2<f64> {
+    let mut x = ndarray::Array2::zeros((sequences.len(), max_len * ONE_HOT_CHANNELS));
+    for (i, sequence) in sequences.iter().enumerate() {
+        for (t, &residue) in sequence.as_bytes().iter().take(max_len).enumerate() {
+            x[[i, t * ONE_HOT_CHANNELS + one_hot_channel(residue)]] = 1.0;
+        }
+    }
+    x
+}
+
 /// A network that maps one input tensor to class logits `(B, n_classes)`.
 pub trait Classifier {
     /// Logits for a batch. Dropout only when `train` and `rng` is given.
@@ -73,6 +95,21 @@ pub(crate) fn training_rng(train: bool, rng: Option<&mut Rng>) -> Option<&mut Rn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_hot_rows_flatten_the_batch_encoding() -> Result<()> {
+        let sequences = ["ACy", "XbW*", ""];
+        let rows = one_hot_rows(&sequences, 3);
+        let batch = one_hot_batch(&sequences, 3, &Device::Cpu)?.to_vec3::<f32>()?;
+        for (b, channels) in batch.iter().enumerate() {
+            for (c, positions) in channels.iter().enumerate() {
+                for (t, &v) in positions.iter().enumerate() {
+                    assert_eq!(rows[[b, t * ONE_HOT_CHANNELS + c]], v as f64, "protein {b}, channel {c}, position {t}");
+                }
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn one_hot_known_example_cut_and_padding() -> Result<()> {
