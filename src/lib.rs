@@ -55,6 +55,7 @@ pub mod prelude {
     pub use crate::analysis::stats::{mean_ci, ttest_rel};
     pub use crate::arrays::{read_npy, read_npz, write_npy, write_npz};
     pub use crate::data::tables::load_benchmark;
+    pub use crate::models::baselines::one_hot_rows;
     pub use crate::models::heads::{
         attention_pool, masked_softmax, ClassificationHead, Features, Head, HeadConfig, HeadInput, Level, LinearHead,
         PairCombination, Pooling, Standardise, Target,

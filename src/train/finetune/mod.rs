@@ -8,6 +8,7 @@
 //! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
 //! with model-independent targets; each model then encodes them with its own tokenizer.
 
+pub mod controls;
 pub mod head_run;
 pub mod head_task;
 pub mod ppi;

@@ -1,0 +1,171 @@
+//! Controls that say what a benchmark sample allows before a network is blamed for a miss: a
+//! linear model on the residues themselves, and how many test classes training ever shows.
+//!
+//! When a fine-tuning scores at its trivial baseline, either the network failed to learn what the
+//! training sample holds, or the sample holds too little. [`one_hot_ridge`] answers the first for
+//! numeric targets (a closed-form fit, so no optimiser can be at fault); [`test_classes_seen`]
+//! bounds what any classifier can get right when most test classes never appear in training.
+
+use std::collections::BTreeSet;
+
+use super::{Example, SupervisedData};
+use crate::analysis::probe::StandardScaler;
+use crate::analysis::regression::Ridge;
+use crate::analysis::stats::spearman;
+use crate::models::baselines::one_hot_rows;
+use crate::models::heads::{Level, Target};
+use crate::train::objectives::supervised::TargetValue;
+use crate::{Error, Result};
+
+/// What [`one_hot_ridge`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RidgeControl {
+    /// The ridge penalty with the best validation Spearman.
+    pub alpha: f64,
+    /// Residue positions encoded (the longest training protein, capped by the call).
+    pub positions: usize,
+    pub valid_spearman: f64,
+    pub test_spearman: f64,
+}
+
+/// Ridge regression on one-hot residues (position × amino acid, standardised), fitted on
+/// `data.train` for each penalty in `alphas`, the penalty chosen on `data.valid`, scored on
+/// `data.test` by Spearman's ρ. Per-protein numeric tasks only.
+///
+/// ```
+/// use protein_lm::models::heads::{Level, Target};
+/// use protein_lm::train::finetune::{controls::one_hot_ridge, Example, SupervisedData};
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// // Protein i spells i in binary (A = 1, G = 0), and its target is i: a linear function of the
+/// // one-hot residues.
+/// let protein = |i: usize| {
+///     let sequence: String = (0..8).map(|j| if (i >> j) & 1 == 1 { 'A' } else { 'G' }).collect();
+///     Example { id: i.to_string(), target: TargetValue::Numeric(i as f32), sequence }
+/// };
+/// let split = |keep: &dyn Fn(usize) -> bool| (0..256).filter(|&i| keep(i)).map(protein).collect::<Vec<_>>();
+/// let data = SupervisedData { level: Level::Protein, target: Target::Numeric, labels: vec![],
+///     train: split(&|i| i % 5 < 3), valid: split(&|i| i % 5 == 3), test: split(&|i| i % 5 == 4), report: Default::default() };
+/// let control = one_hot_ridge(&data, 512, &[0.1, 10.0])?;
+/// assert!(control.test_spearman > 0.99, "{control:?}");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+pub fn one_hot_ridge(data: &SupervisedData, max_positions: usize, alphas: &[f64]) -> Result<RidgeControl> {
+    if data.level != Level::Protein || data.target != Target::Numeric {
+        return Err(Error::invalid("one-hot ridge: a per-protein numeric task is needed"));
+    }
+    if alphas.is_empty() {
+        return Err(Error::invalid("one-hot ridge: no penalty to try"));
+    }
+    let positions = data.train.iter().map(|e| e.sequence.len()).max().unwrap_or(0).min(max_positions);
+    if positions == 0 {
+        return Err(Error::invalid("one-hot ridge: no training protein"));
+    }
+    let encode = |examples: &[Example]| -> Result<(ndarray::Array2<f64>, Vec<f64>)> {
+        let sequences: Vec<&str> = examples.iter().map(|e| e.sequence.as_str()).collect();
+        let targets = examples
+            .iter()
+            .map(|e| match e.target {
+                TargetValue::Numeric(y) => Ok(y as f64),
+                ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a number", e.id))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((one_hot_rows(&sequences, positions), targets))
+    };
+    let (x_train, y_train) = encode(&data.train)?;
+    let (x_valid, y_valid) = encode(&data.valid)?;
+    let (x_test, y_test) = encode(&data.test)?;
+    let (scaler, x_train) = StandardScaler::fit_transform(&x_train)?;
+    let (x_valid, x_test) = (scaler.transform(&x_valid)?, scaler.transform(&x_test)?);
+    let mut best: Option<RidgeControl> = None;
+    for &alpha in alphas {
+        let fit = Ridge::new(alpha).fit(&x_train, &y_train)?;
+        let valid_spearman = spearman(&fit.predict(&x_valid)?, &y_valid)?;
+        if best.as_ref().is_none_or(|b| valid_spearman > b.valid_spearman) {
+            let test_spearman = spearman(&fit.predict(&x_test)?, &y_test)?;
+            best = Some(RidgeControl { alpha, positions, valid_spearman, test_spearman });
+        }
+    }
+    Ok(best.expect("alphas is not empty"))
+}
+
+/// How a classification's test classes are covered by its training proteins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassCoverage {
+    /// Test proteins whose class occurs among the training proteins: no classifier trained on
+    /// them can get the others right.
+    pub seen: usize,
+    pub test: usize,
+    /// Distinct classes among the training proteins.
+    pub train_classes: usize,
+}
+
+/// [`ClassCoverage`] of a per-protein classification.
+pub fn test_classes_seen(data: &SupervisedData) -> Result<ClassCoverage> {
+    let class = |e: &Example| match e.target {
+        TargetValue::Class(c) => Ok(c),
+        ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a class", e.id))),
+    };
+    let trained: BTreeSet<u32> = data.train.iter().map(class).collect::<Result<_>>()?;
+    let mut seen = 0;
+    for e in &data.test {
+        if trained.contains(&class(e)?) {
+            seen += 1;
+        }
+    }
+    Ok(ClassCoverage { seen, test: data.test.len(), train_classes: trained.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(id: &str, sequence: &str, target: TargetValue) -> Example {
+        Example { id: id.into(), sequence: sequence.into(), target }
+    }
+
+    fn data(target: Target, train: Vec<Example>, valid: Vec<Example>, test: Vec<Example>) -> SupervisedData {
+        SupervisedData { level: Level::Protein, target, labels: vec![], train, valid, test, report: Default::default() }
+    }
+
+    #[test]
+    fn test_classes_seen_counts_test_proteins_whose_class_trained() -> Result<()> {
+        let c = |id: &str, class| example(id, "ACD", TargetValue::Class(class));
+        let d = data(
+            Target::Categorical { classes: 5 },
+            vec![c("a", 0), c("b", 2), c("c", 2)],
+            vec![],
+            vec![c("t1", 2), c("t2", 4), c("t3", 0), c("t4", 1)],
+        );
+        assert_eq!(test_classes_seen(&d)?, ClassCoverage { seen: 2, test: 4, train_classes: 2 });
+        Ok(())
+    }
+
+    #[test]
+    fn one_hot_ridge_finds_a_position_effect_and_ignores_noise_positions() -> Result<()> {
+        // y depends on the residue at position 3 only; the other positions are a seeded jumble.
+        let mut rng = crate::Rng::new(3);
+        let letters = b"ACDEFGHIKLMNPQRSTVWY";
+        let mut protein = |i: usize| {
+            let s: String = (0..12).map(|_| letters[rng.below(20) as usize] as char).collect();
+            let effect = if s.as_bytes()[3] == b'W' || s.as_bytes()[3] == b'Y' { 2.0 } else { 0.0 };
+            example(&i.to_string(), &s, TargetValue::Numeric(effect + s.as_bytes()[3] as f32 * 0.01))
+        };
+        let train: Vec<_> = (0..400).map(&mut protein).collect();
+        let valid: Vec<_> = (400..500).map(&mut protein).collect();
+        let test: Vec<_> = (500..700).map(&mut protein).collect();
+        let control = one_hot_ridge(&data(Target::Numeric, train, valid, test), 512, &[1.0, 100.0])?;
+        assert_eq!(control.positions, 12);
+        assert!(control.test_spearman > 0.9, "{control:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn one_hot_ridge_refuses_a_classification_and_names_a_bad_target() {
+        let c = |id: &str| example(id, "ACD", TargetValue::Class(0));
+        let d = data(Target::Categorical { classes: 1 }, vec![c("a")], vec![c("b")], vec![c("t")]);
+        assert!(one_hot_ridge(&d, 10, &[1.0]).unwrap_err().to_string().contains("numeric"));
+        let mut d = data(Target::Numeric, vec![c("x7")], vec![c("b")], vec![c("t")]);
+        d.level = Level::Protein;
+        assert!(one_hot_ridge(&d, 10, &[1.0]).unwrap_err().to_string().contains("`x7`"));
+    }
+}
