@@ -217,6 +217,17 @@ fn npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
 }
 
 /// Reads an `.npy` file.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::arrays::{read_npy, write_npy};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("x.npy");
+/// write_npy(&path, &Tensor::new(&[[1f32, 2.0, 3.0]], &Device::Cpu)?)?;
+/// let x = read_npy(&path)?;
+/// assert_eq!(x.to_vec2::<f32>()?, [[1.0, 2.0, 3.0]]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -225,12 +236,36 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
 }
 
 /// Writes `t` as an `.npy` file (`np.load` reads it).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::arrays::write_npy;
+/// let dir = tempfile::tempdir()?;
+/// // numpy reads it back with `np.load("labels.npy")`.
+/// write_npy(dir.path().join("labels.npy"), &Tensor::new(&[0u32, 1, 1], &Device::Cpu)?)?;
+/// let bytes = std::fs::read(dir.path().join("labels.npy"))?;
+/// assert_eq!(&bytes[..6], b"\x93NUMPY");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     let bytes = npy_bytes(t)?;
     crate::output::write_atomic(path.as_ref(), |w| w.write_all(&bytes))
 }
 
 /// Every array of an `.npz` file with its name, in the archive's order.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::arrays::{read_npz, write_npz};
+/// let dir = tempfile::tempdir()?;
+/// let (x, y) = (Tensor::new(&[[0.5f32, 1.5]], &Device::Cpu)?, Tensor::new(&[7i64], &Device::Cpu)?);
+/// write_npz(dir.path().join("split.npz"), &[("x", &x), ("y", &y)])?;
+/// let arrays = read_npz(dir.path().join("split.npz"))?;
+/// let names: Vec<&str> = arrays.iter().map(|(name, _)| name.as_str()).collect();
+/// assert_eq!(names, ["x", "y"]); // the archive's order, `.npy` dropped
+/// assert_eq!(arrays[1].1.to_vec1::<i64>()?, [7]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -249,6 +284,17 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// Writes named arrays as an `.npz` file (uncompressed, as `np.savez`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::arrays::write_npz;
+/// let dir = tempfile::tempdir()?;
+/// let features = Tensor::zeros((4, 8), candle_core::DType::F32, &Device::Cpu)?;
+/// let labels = Tensor::new(&[0u32, 1, 0, 1], &Device::Cpu)?;
+/// // `np.load("train.npz")["features"]` in Python.
+/// write_npz(dir.path().join("train.npz"), &[("features", &features), ("labels", &labels)])?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Tensor)]) -> Result<()> {
     let path = path.as_ref();
     let mut buffer = std::io::Cursor::new(Vec::new());

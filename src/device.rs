@@ -6,6 +6,16 @@ use candle_core::{DType, Device};
 use crate::error::{Error, Result};
 
 /// Which device to run on.
+///
+/// ```
+/// use protein_lm::device::DeviceChoice;
+/// // As the command line's `--device` reads it.
+/// assert_eq!("cuda:1".parse::<DeviceChoice>()?, DeviceChoice::Cuda(1));
+/// assert_eq!("CPU".parse::<DeviceChoice>()?, DeviceChoice::Cpu);
+/// assert_eq!(DeviceChoice::default(), DeviceChoice::Auto);
+/// assert!("tpu".parse::<DeviceChoice>().is_err());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DeviceChoice {
     /// CUDA device 0 when the crate was built with `--features cuda` and a GPU answers, else the CPU.
@@ -33,6 +43,15 @@ impl std::str::FromStr for DeviceChoice {
 
 /// The device for a choice. `Auto` falls back to the CPU (and says so on stderr) when CUDA is not
 /// available; an explicit `Cuda(n)` never falls back silently.
+///
+/// ```
+/// use protein_lm::device::{select_device, DeviceChoice};
+/// assert!(select_device(DeviceChoice::Cpu)?.is_cpu());
+/// // Auto takes a GPU when the build and the machine have one, else the CPU; never an error.
+/// let device = select_device(DeviceChoice::Auto)?;
+/// println!("running on {device:?}");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn select_device(choice: DeviceChoice) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),

@@ -40,6 +40,23 @@ impl fmt::Display for Location {
     }
 }
 
+/// The library's one error type; every data error names the file, line or record to fix.
+///
+/// ```
+/// use protein_lm::data::tables::benchmark;
+/// use protein_lm::Error;
+/// match benchmark("no-such-benchmark") {
+///     Err(Error::InvalidArgument(message)) => assert!(message.contains("known: secondary_structure")),
+///     other => panic!("expected an invalid argument, got {other:?}"),
+/// }
+/// // A data error names the file and line to fix.
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("bad.fasta");
+/// std::fs::write(&path, ">P1\nMK7V\n").unwrap();
+/// let error = protein_lm::data::read_proteins(&path).unwrap_err();
+/// assert!(matches!(error, Error::Data { .. }), "{error}");
+/// assert!(error.to_string().contains("bad.fasta:"), "{error}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Malformed or inconsistent input data.
@@ -68,6 +85,20 @@ pub enum Error {
     Json { path: PathBuf, error: serde_json::Error },
 }
 
+/// `Result` with the crate's [`Error`].
+///
+/// ```
+/// use protein_lm::Result;
+/// fn mean_length(sequences: &[&str]) -> Result<f64> {
+///     if sequences.is_empty() {
+///         return Err(protein_lm::Error::invalid("no sequences"));
+///     }
+///     Ok(sequences.iter().map(|s| s.len()).sum::<usize>() as f64 / sequences.len() as f64)
+/// }
+/// assert_eq!(mean_length(&["MKV", "MK"])?, 2.5);
+/// assert!(mean_length(&[]).is_err());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {

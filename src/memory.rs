@@ -52,6 +52,18 @@ fn status_bytes(field: &str) -> Result<u64> {
 
 /// Runs `f` in this process and reports the resident set before it and the peak while it ran
 /// (see the module note: a lower bound of what `f` needed; other threads' allocations count too).
+///
+/// ```
+/// use protein_lm::memory::peak_resident_during;
+/// let (len, peak) = peak_resident_during(|| {
+///     let buffer = vec![1u8; 64 << 20];
+///     std::hint::black_box(&buffer);
+///     buffer.len()
+/// })?;
+/// assert_eq!(len, 64 << 20);
+/// assert!(peak.added_bytes() >= 60 << 20, "{peak:?}");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn peak_resident_during<T>(f: impl FnOnce() -> T) -> Result<(T, PeakResident)> {
     if !cfg!(target_os = "linux") {
         return Err(Error::invalid("peak_resident_during reads /proc/self: Linux only"));
@@ -95,6 +107,18 @@ pub const GNU_TIME: &str = "/usr/bin/time";
 /// high-water mark into the child's `ru_maxrss` (the child starts as a copy of, or shares, the
 /// parent's memory), so a child of a notebook kernel holding 300 MB would report at least 300 MB.
 /// GNU time is a ~2 MB process that forks the command, so the figure is the command's own.
+///
+/// ```no_run
+/// use protein_lm::memory::run_with_peak_resident;
+/// // The embed command on one long protein, as its own process: the figure a user needs.
+/// let run = run_with_peak_resident(
+///     "target/release/protein-lm",
+///     ["embed", "--model", "results/demo/runs/proteinbert-pretrain/model", "--input", "long.fasta", "--out", "long.npy"],
+/// )?;
+/// assert!(run.success(), "{}", run.stderr);
+/// println!("{:.0} MB peak in {:.1} s", run.peak_resident_bytes as f64 / 1e6, run.seconds);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn run_with_peak_resident<I, S>(program: impl AsRef<OsStr>, args: I) -> Result<ChildRun>
 where
     I: IntoIterator<Item = S>,

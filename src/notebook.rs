@@ -12,6 +12,18 @@ use crate::error::{Error, Result};
 
 pub const SCALE_VAR: &str = "PROTEIN_LM_SCALE";
 
+/// How much a notebook computes: `Tiny` (CI), `Demo` (a laptop CPU) or `Paper` (a GPU).
+///
+/// ```
+/// use protein_lm::notebook::Scale;
+/// let scale: Scale = "tiny".parse()?;
+/// // One value per scale: CI in seconds, a laptop in minutes, the paper's on a GPU.
+/// let epochs = scale.pick(1, 10, 100);
+/// assert_eq!((epochs, scale.to_string()), (1, "tiny".to_string()));
+/// // A notebook reads PROTEIN_LM_SCALE (demo when unset).
+/// let _ = Scale::from_env();
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scale {
     Tiny,
@@ -66,6 +78,17 @@ fn emit(mime: &str, content: &str) {
 }
 
 /// An SVG figure: shown inline in evcxr, savable as a file.
+///
+/// ```
+/// use protein_lm::notebook::Svg;
+/// let dir = tempfile::tempdir()?;
+/// let svg = Svg(r#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>"#.to_string());
+/// // Parent folders are made as needed.
+/// svg.save(dir.path().join("figures/empty.svg"))?;
+/// assert!(dir.path().join("figures/empty.svg").is_file());
+/// // In evcxr, `svg` as a cell's last expression (or `svg.evcxr_display()`) shows it inline.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Svg(pub String);
 
@@ -83,6 +106,14 @@ impl Svg {
 }
 
 /// HTML shown inline.
+///
+/// ```
+/// use protein_lm::notebook::{Html, Table};
+/// let html = Html(Table::new(["id", "length"]).row(["P1", "10"]).to_html());
+/// assert!(html.0.contains("<td>P1</td>"));
+/// // Printed between evcxr's content markers, so the kernel shows it rendered.
+/// html.evcxr_display();
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Html(pub String);
 
@@ -98,6 +129,14 @@ fn escape(s: &str) -> String {
 
 /// A small table for notebooks: a header and rows of cells, shown as HTML (and as aligned text by
 /// `Display`, so it reads in logs too).
+///
+/// ```
+/// use protein_lm::notebook::Table;
+/// let table = Table::new(["name", "value"]).row(["<a>", "1"]).entry("bb", 22);
+/// // HTML for the notebook (escaped), aligned text for logs.
+/// assert!(table.to_html().contains("<td>&lt;a&gt;</td>"));
+/// assert_eq!(table.to_string(), "name  value\n<a>   1\nbb    22\n");
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
     pub header: Vec<String>,
@@ -188,6 +227,13 @@ pub fn dataframe_table(df: &polars::prelude::DataFrame, max_rows: usize) -> Tabl
 /// row prints ours, paper and the signed difference with the same number of decimals (three below
 /// 10, two below 100, one below 1000, none above, by the larger of the two magnitudes); a value
 /// that is not finite (not measured) prints as "n/a", and so does the difference then.
+///
+/// ```
+/// use protein_lm::notebook::ours_vs_paper;
+/// let table = ours_vs_paper(&[("PPI accuracy", 0.9612, 0.98, "demo"), ("AUC", f64::NAN, 0.99, "tiny")]);
+/// assert_eq!(table.rows[0], ["PPI accuracy", "0.961", "0.980", "-0.019", "demo"]);
+/// assert_eq!(table.rows[1][1], "n/a"); // not measured at this scale
+/// ```
 pub fn ours_vs_paper(rows: &[(&str, f64, f64, &str)]) -> Table {
     let mut t = Table::new(["metric", "ours", "paper", "difference", "scale"]);
     for &(metric, ours, paper, scale) in rows {
@@ -220,6 +266,19 @@ pub struct Claim {
 }
 
 /// The claims table that ends every paper notebook.
+///
+/// ```
+/// use protein_lm::notebook::{Claims, Scale};
+/// let mut claims = Claims::new(Scale::Demo);
+/// claims.add("pretrained NMI above random", "0.798 vs 0.58", "0.41 vs 0.30", Some(true), "");
+/// claims.add("yeast over-fits", "0.98 / 0.77", "n/a", None, "not run at demo");
+/// claims.add("conservative easier", "0.96 > 0.76", "0.70 < 0.72", Some(false), "20 % of the pairs");
+/// assert_eq!(claims.misses().len(), 1);
+/// assert_eq!(claims.table().rows[1][4], "not measured");
+/// let dir = tempfile::tempdir()?;
+/// claims.save(dir.path().join("tables/03_ppi.claims.json"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Claims {
     pub scale: String,

@@ -24,7 +24,7 @@
 //!
 //! A run directory is the CLI's (`protein-lm pretrain|finetune --out DIR`): it is complete when
 //! its `model/` (pretraining) or `results.json` (fine-tuning) exists, and resumable while only
-//! `checkpoints/` does. [`Results::require`] names the notebook and command that make a missing one.
+//! `checkpoints/` does. [`RunSpec::require`] names the notebook and command that make a missing one.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,21 @@ use crate::notebook::Scale;
 pub const RESULTS_VAR: &str = "PROTEIN_LM_RESULTS";
 
 /// The results folder of one scale.
+///
+/// ```
+/// use protein_lm::data::ppi::NegativeScheme;
+/// use protein_lm::notebook::Scale;
+/// use protein_lm::results::Results;
+/// let dir = tempfile::tempdir()?;
+/// let results = Results::at(Scale::Demo, dir.path());
+/// let run = results.proberta_ppi(NegativeScheme::Aggressive, 0.2);
+/// assert_eq!(run.dir, dir.path().join("runs/proberta-ppi-aggressive-20"));
+/// // A notebook asks for the runs it reads; a missing one names the notebook and command that make it.
+/// let message = results.proberta_pretrain().require().unwrap_err().to_string();
+/// assert!(message.contains("proberta/01_pretraining.ipynb"), "{message}");
+/// // In a notebook: `Results::for_scale(Scale::from_env())`.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
     pub scale: Scale,
@@ -42,6 +57,20 @@ pub struct Results {
 }
 
 /// One run a notebook makes and later ones read.
+///
+/// ```
+/// use protein_lm::notebook::Scale;
+/// use protein_lm::results::Results;
+/// let dir = tempfile::tempdir()?;
+/// let run = Results::at(Scale::Tiny, dir.path()).proteinbert_benchmark("stability", "pretrained", 0);
+/// assert!(!run.is_done() && !run.can_resume());
+/// std::fs::create_dir_all(run.dir.join("checkpoints"))?;
+/// assert!(run.can_resume()); // started, not finished
+/// std::fs::write(run.dir.join(run.done_marker), "{}")?;
+/// // Finished: the weights it tested are `model/` unless it kept a `best/`.
+/// assert_eq!(run.tested_model()?, run.dir.join("model"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     pub dir: PathBuf,
@@ -274,6 +303,13 @@ fn negative_name(n: NegativeScheme) -> &'static str {
 
 /// `path` as a reader should see it: relative to the repository root when inside it (notebooks
 /// print results paths, and stored notebook outputs must not carry one machine's absolute paths).
+///
+/// ```
+/// use protein_lm::results::{repository_root, shown};
+/// let run = repository_root().join("results/demo/runs/proberta-family");
+/// assert_eq!(shown(&run), "results/demo/runs/proberta-family");
+/// assert_eq!(shown(std::path::Path::new("/elsewhere/x")), "/elsewhere/x");
+/// ```
 pub fn shown(path: &Path) -> String {
     shown_from(&repository_root(), path)
 }
@@ -287,6 +323,12 @@ fn shown_from(root: &Path, path: &Path) -> String {
 
 /// The repository holding this crate's `Cargo.toml`, searched upwards from the working directory
 /// (notebooks run in `notebooks/` or `notebooks/proberta/`); the working directory when none.
+///
+/// ```
+/// use protein_lm::results::repository_root;
+/// // Found from the working directory, e.g. `notebooks/proberta/` inside the checkout.
+/// assert!(repository_root().join("Cargo.toml").is_file());
+/// ```
 pub fn repository_root() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     cwd.ancestors()

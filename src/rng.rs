@@ -8,6 +8,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The crate's random generator: xoshiro256** seeded through SplitMix64 (see the module docs).
+///
+/// ```
+/// use protein_lm::Rng;
+/// let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+/// assert_eq!(a.next_u64(), b.next_u64()); // a seed fixes the stream
+/// // One stream per epoch, drawn without consuming `a`: epoch 3 is the same whatever ran before.
+/// let mut epoch = a.fork(3);
+/// assert_eq!(epoch.permutation(5).len(), 5);
+/// // The state is what a checkpoint saves; a resumed run continues the same numbers.
+/// let saved = a.state();
+/// let next = a.uniform();
+/// assert_eq!(Rng::from_state(saved).uniform(), next);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rng {
     state: [u64; 4],

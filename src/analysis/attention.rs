@@ -5,6 +5,22 @@
 //! positions (the global attention of one head). The distance of two distributions is their
 //! total variation (half the L1 distance): 0 for equal maps, 1 for maps on disjoint positions,
 //! and independent of the protein's length, so proteins of every length weigh the same.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::analysis::attention::{attention_shift, global_attention_maps};
+//! use protein_lm::models::init::SeededVarMap;
+//! use protein_lm::models::proteinbert::{Config, ProteinBert};
+//! let config = Config::tiny(5);
+//! let load = |seed| ProteinBert::load(SeededVarMap::new(seed).var_builder(DType::F32, &Device::Cpu), &config);
+//! // Two differently seeded tiny networks stand in for a model before and after fine-tuning.
+//! let (before, after) = (load(1)?, load(2)?);
+//! let proteins = ["MKTAYIAKQR", "ACDEFGHIK"];
+//! let shift = attention_shift(&global_attention_maps(&before, &proteins)?, &global_attention_maps(&after, &proteins)?)?;
+//! assert_eq!((shift.len(), shift[0].len()), (config.n_blocks, config.n_heads));
+//! assert!(shift.iter().flatten().all(|&d| (0.0..=1.0).contains(&d)));
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use candle_core::Tensor;
 
@@ -17,6 +33,22 @@ use crate::tokenize::UnknownCounts;
 /// read as the reference's `calculate_attentions` reads it for Fig. 5: one protein at a time at
 /// its exact length (`<START>`, residues, `<END>`; no padding), so every position is real and no
 /// map depends on the other proteins or on a padded length.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::analysis::attention::global_attention_maps;
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// let config = Config::tiny(5);
+/// let model = ProteinBert::load(SeededVarMap::new(1).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let maps = global_attention_maps(&model, &["MKV", "ACDEFGHIK"])?;
+/// assert_eq!((maps[0].len(), maps[0][0].len()), (config.n_blocks, config.n_heads));
+/// // `<START>`, nine residues and `<END>`: each head's weights cover exactly these and sum to 1.
+/// let head = &maps[1][0][0];
+/// assert_eq!(head.len(), 11);
+/// assert!((head.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn global_attention_maps(model: &ProteinBert, sequences: &[&str]) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
     let device = model.device();
     sequences
@@ -46,6 +78,15 @@ pub fn total_variation(p: &[f32], q: &[f32]) -> Result<f64> {
 
 /// Mean total-variation distance between `before` and `after` per block and head
 /// (`[block][head]`, averaged over proteins).
+///
+/// ```
+/// use protein_lm::analysis::attention::attention_shift;
+/// // One protein, one block of two heads over four positions; only head 0 moves.
+/// let before = vec![vec![vec![vec![0.25f32; 4], vec![0.25; 4]]]];
+/// let after = vec![vec![vec![vec![1.0f32, 0.0, 0.0, 0.0], vec![0.25; 4]]]];
+/// assert_eq!(attention_shift(&before, &after)?, vec![vec![0.75, 0.0]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn attention_shift(before: &[Vec<Vec<Vec<f32>>>], after: &[Vec<Vec<Vec<f32>>>]) -> Result<Vec<Vec<f64>>> {
     if before.len() != after.len() || before.is_empty() {
         return Err(Error::invalid(format!(
@@ -78,6 +119,16 @@ pub fn attention_shift(before: &[Vec<Vec<Vec<f32>>>], after: &[Vec<Vec<Vec<f32>>
 /// Mean attention mass on `positions` per block and head (`[block][head]`, averaged over
 /// proteins): e.g. on a signal peptide's residues 1–30 (positions 1..=30 after `<START>`). A range
 /// past a protein's end counts what lies within it.
+///
+/// ```
+/// use protein_lm::analysis::attention::attention_share;
+/// // Two proteins, one block with one head each.
+/// let a = vec![vec![vec![0.5f32, 0.25, 0.25, 0.0]]];
+/// let b = vec![vec![vec![0.0f32, 0.0, 0.5, 0.5]]];
+/// // Mass on positions 0 and 1: 0.75 in `a`, 0 in `b`.
+/// assert_eq!(attention_share(&[a, b], 0..2)?, vec![vec![0.375]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn attention_share(maps: &[Vec<Vec<Vec<f32>>>], positions: std::ops::Range<usize>) -> Result<Vec<Vec<f64>>> {
     if maps.is_empty() {
         return Err(Error::invalid("attention share of no proteins"));

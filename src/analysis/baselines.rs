@@ -19,6 +19,16 @@ fn residue_index(b: u8) -> Option<usize> {
 }
 
 /// One row per sequence of normalised k-mer frequencies (`20^k` columns; `k` from 1 to 5).
+///
+/// ```
+/// use protein_lm::analysis::baselines::kmer_frequency_vectors;
+/// let v = kmer_frequency_vectors(&["AAAC", "ACDX"], 3)?;
+/// assert_eq!(v.ncols(), 8000);
+/// assert_eq!((v[[0, 0]], v[[0, 1]]), (0.5, 0.5)); // AAA and AAC, one window each
+/// // CDX holds an unknown letter, so ACD is the only window counted.
+/// assert_eq!(v[[1, 20 + 2]], 1.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn kmer_frequency_vectors<S: AsRef<[u8]>>(sequences: &[S], k: usize) -> Result<Array2<f64>> {
     if !(1..=5).contains(&k) {
         return Err(Error::invalid(format!("k-mer length must be between 1 and 5, got {k}")));

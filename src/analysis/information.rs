@@ -4,6 +4,18 @@
 //!
 //! Labels may be of any hashable type (family names, cluster ids). Only equality matters, as in
 //! scikit-learn: the two labelings are relabelled to dense ids in order of first appearance.
+//!
+//! ```
+//! use protein_lm::analysis::information::{adjusted_rand_index, normalized_mutual_info};
+//! let families = ["kinase", "kinase", "globin", "globin", "globin"];
+//! let clusters = [3, 3, 1, 1, 0];
+//! let nmi = normalized_mutual_info(&families, &clusters)?;
+//! let ari = adjusted_rand_index(&families, &clusters)?;
+//! assert!(nmi > 0.0 && nmi < 1.0 && ari > 0.0 && ari < 1.0);
+//! // Only equality matters: renaming the clusters changes nothing.
+//! assert_eq!(nmi, normalized_mutual_info(&families, &["b", "b", "a", "a", "c"])?);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -120,6 +132,13 @@ pub fn mutual_info(c: &Contingency) -> f64 {
 ///
 /// Edge cases as scikit-learn: both labelings a single cluster (or both empty) → 1.0; mutual
 /// information 0 otherwise → 0.0. Symmetric in its arguments.
+///
+/// ```
+/// use protein_lm::analysis::information::normalized_mutual_info;
+/// assert_eq!(normalized_mutual_info(&[0, 0, 1, 1], &["a", "a", "b", "b"])?, 1.0);
+/// assert_eq!(normalized_mutual_info(&[0, 0, 0], &[0, 1, 2])?, 0.0); // one class: nothing shared
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn normalized_mutual_info<A: Eq + Hash, B: Eq + Hash>(a: &[A], b: &[B]) -> Result<f64> {
     let c = Contingency::new(a, b)?;
     let (ka, kb) = (c.row_sums.len(), c.col_sums.len());
@@ -137,6 +156,14 @@ pub fn normalized_mutual_info<A: Eq + Hash, B: Eq + Hash>(a: &[A], b: &[B]) -> R
 /// Adjusted Rand index (`sklearn.metrics.adjusted_rand_score`), computed from the pair confusion
 /// matrix in exact integer arithmetic; 1.0 when the labelings agree on every pair (including the
 /// empty and the single-cluster cases).
+///
+/// ```
+/// use protein_lm::analysis::information::adjusted_rand_index;
+/// assert_eq!(adjusted_rand_index(&[0, 0, 1, 1], &[1, 1, 0, 0])?, 1.0);
+/// // scikit-learn: adjusted_rand_score([0, 0, 1, 2], [0, 0, 1, 1]) = 0.5714285714285715
+/// assert!((adjusted_rand_index(&[0, 0, 1, 2], &[0, 0, 1, 1])? - 4.0 / 7.0).abs() < 1e-15);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn adjusted_rand_index<A: Eq + Hash, B: Eq + Hash>(a: &[A], b: &[B]) -> Result<f64> {
     let c = Contingency::new(a, b)?;
     let n = c.n as i128;

@@ -35,6 +35,17 @@
 //! `f64::total_cmp`) and one pass over them; no curve is materialised. 10⁶ items: 66–84 ms
 //! against 380–450 ms for `sklearn.metrics.roc_auc_score` (medians, `cargo bench --bench metrics` and its
 //! peer, one loaded 2-core machine).
+//!
+//! ```
+//! use protein_lm::analysis::metrics::{accuracy, average_precision, roc_auc};
+//! let labels = [false, false, true, true];
+//! let scores = [0.1, 0.4, 0.35, 0.8];
+//! // scikit-learn's documentation example: 3 of the 4 (positive, negative) pairs are ordered.
+//! assert!((roc_auc(&labels, &scores)? - 0.75).abs() < 1e-12);
+//! assert!((average_precision(&labels, &scores)? - 0.8333333333333333).abs() < 1e-12);
+//! assert_eq!(accuracy(&[0, 1, 2, 2], &[0, 1, 1, 2])?, 0.75);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use ndarray::Array2;
 
@@ -119,6 +130,15 @@ fn clf_curve(labels: &[bool], scores: &[f64], weights: Option<&[f64]>) -> (Vec<f
 }
 
 /// [`roc_curve_with`] unweighted and with `drop_intermediate = true`, sklearn's defaults.
+///
+/// ```
+/// use protein_lm::analysis::metrics::roc_curve;
+/// let curve = roc_curve(&[false, false, true, true], &[0.1, 0.4, 0.35, 0.8])?;
+/// assert_eq!(curve.fpr, [0.0, 0.0, 0.5, 0.5, 1.0]);
+/// assert_eq!(curve.tpr, [0.0, 0.5, 0.5, 1.0, 1.0]);
+/// assert_eq!(curve.thresholds, [f64::INFINITY, 0.8, 0.4, 0.35, 0.1]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<RocCurve> {
     roc_curve_with(labels, scores, None, true)
 }
@@ -161,6 +181,15 @@ pub fn roc_curve_with(
 /// `sklearn.metrics.roc_auc_score(labels, scores)` for binary labels: the trapezoid area under the ROC
 /// curve, tied scores counting one half. Errors when all labels are equal (sklearn 1.9 returns NaN
 /// with a warning). One sort and one pass.
+///
+/// ```
+/// use protein_lm::analysis::metrics::roc_auc;
+/// assert!((roc_auc(&[false, false, true, true], &[0.1, 0.4, 0.35, 0.8])? - 0.75).abs() < 1e-12);
+/// // A tied (positive, negative) pair counts one half.
+/// assert_eq!(roc_auc(&[false, true], &[0.5, 0.5])?, 0.5);
+/// assert!(roc_auc(&[true, true], &[0.1, 0.9]).is_err()); // one class: undefined
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Result<f64> {
     auc_impl(labels, scores, None)
 }
@@ -309,6 +338,13 @@ pub fn accuracy<T: PartialEq>(y_true: &[T], y_pred: &[T]) -> Result<f64> {
 /// Test accuracy of always predicting the most frequent training label (ties: the smallest label),
 /// scikit-learn's `DummyClassifier(strategy="most_frequent")`: the floor a classifier must beat.
 /// Returns the label and the accuracy.
+///
+/// ```
+/// use protein_lm::analysis::metrics::majority_class_accuracy;
+/// let (label, accuracy) = majority_class_accuracy(&["a", "a", "b"], &["a", "b", "b", "a"])?;
+/// assert_eq!((label, accuracy), ("a", 0.5));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn majority_class_accuracy<T: Ord + Clone>(train: &[T], test: &[T]) -> Result<(T, f64)> {
     if train.is_empty() || test.is_empty() {
         return Err(Error::invalid(format!(

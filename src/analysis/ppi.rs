@@ -3,6 +3,21 @@
 //! contain (both, one, none: a model that only learned which proteins occur in positives scores
 //! high on the first class and near chance on the last), and the protein index DeepInteract-style
 //! baselines need to turn pairs into feature rows.
+//!
+//! ```
+//! use protein_lm::analysis::ppi::summary_by_overlap;
+//! use protein_lm::data::ppi::Pair;
+//! let pair = |a: &str, b: &str, label| Pair { a: a.into(), b: b.into(), label };
+//! let train = [pair("A", "B", 1), pair("C", "D", 0)];
+//! let test = [pair("A", "C", 1), pair("A", "X", 0), pair("X", "Y", 1), pair("B", "D", 0)];
+//! let labels: Vec<bool> = test.iter().map(|p| p.label == 1).collect();
+//! let rows = summary_by_overlap(&train, &test, &labels, &[0.8, 0.7, 0.3, 0.1])?;
+//! for (name, summary) in &rows {
+//!     println!("{name:>32}: n {} accuracy {:.2}", summary.n, summary.accuracy);
+//! }
+//! assert_eq!(rows[1].1.accuracy, 1.0); // both proteins seen in training: both right
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::HashMap;
 
@@ -16,6 +31,17 @@ use crate::{Error, Result};
 /// precision without positive predictions, recall without positives, ROC AUC with one class
 /// (JSON has no NaN: written as `null`, read back as NaN). Two summaries are equal when every
 /// metric is, or is undefined in both.
+///
+/// ```
+/// use protein_lm::analysis::ppi::{binary_summary, BinarySummary};
+/// let s: BinarySummary = binary_summary(&[true, true], &[0.9, 0.1])?;
+/// assert_eq!((s.n, s.positives, s.recall), (2, 2, 0.5));
+/// // ROC AUC is undefined with one class: NaN, written to JSON as null and read back as NaN.
+/// assert!(s.roc_auc.is_nan());
+/// let back: BinarySummary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+/// assert_eq!(back, s);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct BinarySummary {
     pub n: usize,
@@ -70,6 +96,15 @@ impl BinarySummary {
 
 /// Accuracy, precision, recall (of the positive class, at 0.5) and ROC AUC of `scores` =
 /// P(positive) against `labels`.
+///
+/// ```
+/// use protein_lm::analysis::ppi::binary_summary;
+/// // At 0.5 the predictions are T F T F against labels T T F F: one of each outcome.
+/// let s = binary_summary(&[true, true, false, false], &[0.9, 0.2, 0.6, 0.1])?;
+/// assert_eq!((s.accuracy, s.precision, s.recall), (0.5, 0.5, 0.5));
+/// assert!((s.roc_auc - 0.75).abs() < 1e-12);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn binary_summary(labels: &[bool], scores: &[f64]) -> Result<BinarySummary> {
     if labels.len() != scores.len() {
         return Err(Error::invalid(format!("{} labels but {} scores", labels.len(), scores.len())));
@@ -93,6 +128,18 @@ pub fn binary_summary(labels: &[bool], scores: &[f64]) -> Result<BinarySummary> 
 /// The summary of all test pairs, then of the test pairs whose proteins both, one or none occur in
 /// `train` ([`test_overlap`]'s classes), each with its name: `all`, `both proteins seen in
 /// training`, `one protein seen`, `no protein seen`. `labels` and `scores` follow `test`.
+///
+/// ```
+/// use protein_lm::analysis::ppi::summary_by_overlap;
+/// use protein_lm::data::ppi::Pair;
+/// let pair = |a: &str, b: &str, label| Pair { a: a.into(), b: b.into(), label };
+/// let train = [pair("A", "B", 1)];
+/// let test = [pair("A", "B", 1), pair("A", "X", 0), pair("X", "Y", 1)];
+/// let rows = summary_by_overlap(&train, &test, &[true, false, true], &[0.9, 0.2, 0.4])?;
+/// let sizes: Vec<(&str, usize)> = rows.iter().map(|(name, s)| (*name, s.n)).collect();
+/// assert_eq!(sizes, [("all", 3), ("both proteins seen in training", 1), ("one protein seen", 1), ("no protein seen", 1)]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn summary_by_overlap(
     train: &[Pair],
     test: &[Pair],
@@ -124,6 +171,16 @@ pub fn summary_by_overlap(
 /// The proteins of several pair sets, each once, in order of first appearance, and every set's
 /// pairs as `(row of a, row of b)` into that list: the input of a pair-feature builder such as
 /// `pair_features(&protein_vectors, &rows)`.
+///
+/// ```
+/// use protein_lm::analysis::ppi::pair_rows;
+/// use protein_lm::data::ppi::Pair;
+/// let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1 };
+/// let (train, test) = (vec![pair("A", "B"), pair("B", "C")], vec![pair("C", "A"), pair("D", "B")]);
+/// let (ids, rows) = pair_rows(&[&train, &test]);
+/// assert_eq!(ids, ["A", "B", "C", "D"]);
+/// assert_eq!(rows[1], [(2, 0), (3, 1)]);
+/// ```
 pub fn pair_rows(sets: &[&[Pair]]) -> (Vec<String>, Vec<Vec<(usize, usize)>>) {
     let mut ids: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();

@@ -62,6 +62,19 @@
 //!   weights each evaluated family by its size n; it is `None` if no family was evaluated.
 //! * Randomness: one [`Rng`] passed in, drawn in family order (negatives, then the positive and
 //!   negative test picks), so a seed fixes the whole result.
+//!
+//! ```
+//! use protein_lm::analysis::probe::{LogisticRegression, StandardScaler};
+//! use protein_lm::ndarray::array;
+//! let x = array![[1.0, 200.0], [2.0, 180.0], [3.0, 20.0], [4.0, 10.0]];
+//! let y = [0, 0, 1, 1];
+//! // Standardised first, as a notebook does for embeddings whose columns differ in scale.
+//! let (scaler, xs) = StandardScaler::fit_transform(&x)?;
+//! let fit = LogisticRegression::new(1.0).fit(&xs, &y)?;
+//! assert!(fit.converged());
+//! assert_eq!(fit.predict(&scaler.transform(&array![[3.5, 15.0]])?)?, [1]);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -71,6 +84,19 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// L2-regularised logistic regression with scikit-learn's objective (see the module docs).
+///
+/// ```
+/// use protein_lm::analysis::probe::LogisticRegression;
+/// use protein_lm::ndarray::array;
+/// let x = array![[-2.0], [-1.0], [1.0], [2.0]];
+/// let fit = LogisticRegression::new(1.0).fit(&x, &[0, 0, 1, 1])?;
+/// assert_eq!(fit.coefficients().dim(), (1, 1)); // two classes: one weight row, class 1's
+/// assert!(fit.coefficients()[[0, 0]] > 0.0);
+/// assert_eq!(fit.accuracy(&x, &[0, 0, 1, 1])?, 1.0);
+/// let p = fit.predict_proba(&x)?;
+/// assert!((p[[0, 0]] + p[[0, 1]] - 1.0).abs() < 1e-12);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogisticRegression {
     /// Inverse regularisation strength, scikit-learn's `C` (> 0; larger = weaker penalty).
@@ -476,6 +502,19 @@ fn lbfgs(problem: &Problem<'_>, max_iter: usize, tol: f64) -> LbfgsResult {
 
 /// Column standardisation equal to scikit-learn's `StandardScaler` (population std, zero-variance
 /// columns scaled by 1).
+///
+/// ```
+/// use protein_lm::analysis::probe::StandardScaler;
+/// use protein_lm::ndarray::array;
+/// let train = array![[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]];
+/// let scaler = StandardScaler::fit(&train)?;
+/// assert_eq!(scaler.mean, array![3.0, 10.0]);
+/// // Column 1 is constant: scale 1, so it is only shifted.
+/// assert_eq!(scaler.scale[1], 1.0);
+/// let test = scaler.transform(&array![[3.0, 12.0]])?;
+/// assert_eq!(test, array![[0.0, 2.0]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StandardScaler {
     pub mean: Array1<f64>,
@@ -524,6 +563,17 @@ impl StandardScaler {
         Ok((x - &self.mean) / &self.scale)
     }
 
+    /// Fits on `x` and returns the scaler with `x` standardised (scikit-learn's `fit_transform`).
+    ///
+    /// ```
+    /// use protein_lm::analysis::probe::StandardScaler;
+    /// use protein_lm::ndarray::array;
+    /// let (scaler, x) = StandardScaler::fit_transform(&array![[1.0], [3.0], [5.0]])?;
+    /// assert_eq!(scaler.mean[0], 3.0);
+    /// // Population spread √(8/3), as scikit-learn.
+    /// assert!((x[[2, 0]] - 2.0 / (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    /// # Ok::<(), protein_lm::Error>(())
+    /// ```
     pub fn fit_transform(x: &Array2<f64>) -> Result<(Self, Array2<f64>)> {
         let s = Self::fit(x)?;
         let t = s.transform(x)?;
@@ -532,6 +582,19 @@ impl StandardScaler {
 }
 
 /// What happened to one family in [`binary_family_probe`].
+///
+/// ```
+/// use protein_lm::analysis::probe::{binary_family_probe, FamilyOutcome};
+/// use protein_lm::ndarray::Array2;
+/// use protein_lm::Rng;
+/// let labels = ["a", "a", "a", "a", "a", "a", "b", "b"];
+/// let x = Array2::from_shape_fn((8, 1), |(i, _)| if i < 6 { 1.0 + i as f64 } else { -1.0 - i as f64 });
+/// let probe = binary_family_probe(&x, &labels, 1, 0.3, &mut Rng::new(0), 1.0)?;
+/// // Six members of `a` but only two proteins outside it: no balanced set.
+/// assert_eq!(probe.families[0].outcome, FamilyOutcome::InsufficientNegatives { needed: 6, available: 2 });
+/// assert!(matches!(probe.families[1].outcome, FamilyOutcome::Evaluated { n_train: 2, n_test: 2, .. }));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum FamilyOutcome {
     /// Fitted and scored on its held-out set.
@@ -571,6 +634,22 @@ pub struct BinaryFamilyProbe<T> {
 }
 
 /// PRoBERTa's binary family classification (see the module docs for every choice).
+///
+/// ```
+/// use protein_lm::analysis::probe::binary_family_probe;
+/// use protein_lm::ndarray::Array2;
+/// use protein_lm::Rng;
+/// // Ten proteins per family; the first coordinate tells the families apart.
+/// let labels: Vec<&str> = (0..20).map(|i| if i < 10 { "globin" } else { "kinase" }).collect();
+/// let x = Array2::from_shape_fn((20, 2), |(i, j)| match j {
+///     0 => if i < 10 { 1.0 } else { -1.0 },
+///     _ => i as f64 * 0.01,
+/// });
+/// let probe = binary_family_probe(&x, &labels, 5, 0.3, &mut Rng::new(0), 1.0)?;
+/// assert_eq!(probe.n_evaluated(), 2);
+/// assert_eq!(probe.weighted_mean_accuracy, Some(1.0));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn binary_family_probe<T: Ord + Clone>(
     embeddings: &Array2<f64>,
     family_labels: &[T],
@@ -752,6 +831,18 @@ impl PresentClassLogistic {
 }
 
 /// One point of a training-fraction curve.
+///
+/// ```
+/// use protein_lm::analysis::probe::{training_fraction_curve, CurvePoint, LogisticRegression};
+/// use protein_lm::ndarray::array;
+/// use protein_lm::Rng;
+/// let x = array![[-2.0], [-1.0], [1.0], [2.0]];
+/// let y = [0, 0, 1, 1];
+/// let points: Vec<CurvePoint> =
+///     training_fraction_curve(&LogisticRegression::default(), &x, &y, &x, &y, &[1.0], &mut Rng::new(0), false)?;
+/// assert_eq!((points[0].n_train, points[0].n_classes, points[0].test_covered), (4, 2, 1.0));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CurvePoint {
     /// Share of the training rows used.
@@ -772,6 +863,21 @@ pub struct CurvePoint {
 /// each subset holds every smaller one, and every subset is scored on the same test set. Classes
 /// absent from a subset cannot be predicted ([`PresentClassLogistic`]); with `standardize` each
 /// fit standardises its own training rows.
+///
+/// ```
+/// use protein_lm::analysis::probe::{training_fraction_curve, LogisticRegression};
+/// use protein_lm::ndarray::Array2;
+/// use protein_lm::Rng;
+/// // Class = sign of the only feature.
+/// let x = Array2::from_shape_fn((20, 1), |(i, _)| i as f64 - 9.5);
+/// let y: Vec<usize> = (0..20).map(|i| usize::from(i >= 10)).collect();
+/// let curve = training_fraction_curve(&LogisticRegression::new(1.0), &x, &y, &x, &y, &[0.25, 1.0], &mut Rng::new(3), true)?;
+/// assert_eq!((curve[0].n_train, curve[1].n_train), (5, 20));
+/// assert_eq!(curve[1].accuracy, 1.0);
+/// // A subset may miss a class; `test_covered` is then the best accuracy it could reach.
+/// assert!(curve[0].accuracy <= curve[0].test_covered);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn training_fraction_curve(
     model: &LogisticRegression,

@@ -33,6 +33,19 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// A fitted PCA: `components` is `k × d` (one component per row, sklearn's `components_`).
+///
+/// ```
+/// use protein_lm::analysis::reduce::Pca;
+/// use protein_lm::ndarray::array;
+/// let x = array![[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]];
+/// let (pca, projected) = Pca::fit_transform(x.view(), 1)?;
+/// // All variance lies along the diagonal; the largest entry of a component is positive.
+/// let h = 0.5f64.sqrt();
+/// assert!((pca.components[[0, 0]] - h).abs() < 1e-9 && (pca.components[[0, 1]] - h).abs() < 1e-9);
+/// assert!((pca.explained_variance_ratio[0] - 1.0).abs() < 1e-9);
+/// assert_eq!(projected.dim(), (4, 1));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pca {
     pub components: Array2<f64>,

@@ -21,6 +21,17 @@ use ndarray::{Array1, Array2, Axis};
 use crate::{Error, Result};
 
 /// The regulariser strength `alpha` (> 0).
+///
+/// ```
+/// use protein_lm::analysis::regression::Ridge;
+/// use protein_lm::ndarray::array;
+/// let x = array![[0.0], [1.0], [2.0], [3.0]];
+/// let y = [1.0, 3.0, 5.0, 7.0];
+/// // The penalty shrinks the slope (2 without it) but not the intercept: w = Σx̃ỹ / (Σx̃² + α) = 10 / (5 + 5).
+/// let fit = Ridge::new(5.0).fit(&x, &y)?;
+/// assert!((fit.coefficients()[0] - 1.0).abs() < 1e-12 && (fit.intercept() - 2.5).abs() < 1e-12);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ridge {
     pub alpha: f64,

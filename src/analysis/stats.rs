@@ -25,6 +25,18 @@
 //!
 //! Degenerate inputs that scipy answers with NaN and a warning (constant input to a correlation, zero
 //! variance in both t-test samples) are errors here, as are empty, mismatched or non-finite inputs.
+//!
+//! ```
+//! use protein_lm::analysis::stats::{mean_ci, ttest_rel};
+//! // One metric of two models over the same five seeds.
+//! let ours = [0.81, 0.79, 0.84, 0.80, 0.82];
+//! let baseline = [0.78, 0.77, 0.80, 0.79, 0.78];
+//! let ci = mean_ci(&ours, 0.95)?;
+//! assert!(ci.lower < ci.mean && ci.mean < ci.upper);
+//! let t = ttest_rel(&ours, &baseline)?;
+//! assert!(t.statistic > 0.0 && t.p_value < 0.05);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 
@@ -118,6 +130,14 @@ pub fn rank_average(values: &[f64]) -> Result<Vec<f64>> {
 
 /// Spearman's rank correlation ρ: Pearson's r of the average ranks
 /// (`scipy.stats.spearmanr(x, y).statistic`). Same errors as [`pearson`].
+///
+/// ```
+/// use protein_lm::analysis::stats::spearman;
+/// // Any increasing relation has ρ = 1, even a non-linear one.
+/// assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0])? - 1.0).abs() < 1e-12);
+/// assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0])? + 1.0).abs() < 1e-12);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
     check_pair(x, y)?;
     pearson_unchecked(&rank_average(x)?, &rank_average(y)?)
@@ -155,6 +175,16 @@ pub fn ttest_ind(a: &[f64], b: &[f64]) -> Result<TTest> {
 
 /// Welch's t-test (unequal variances, Welch–Satterthwaite degrees of freedom):
 /// `scipy.stats.ttest_ind(a, b, equal_var=False)`, two-sided. Same errors as [`ttest_ind`].
+///
+/// ```
+/// use protein_lm::analysis::stats::welch_ttest;
+/// let t = welch_ttest(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0])?;
+/// // Means 2 and 5, both variances 1: t = −3 / √(2/3), and Welch's df is 4 for equal variances and sizes.
+/// assert!((t.statistic + 3.0 / (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+/// assert!((t.df - 4.0).abs() < 1e-12);
+/// assert!(t.p_value > 0.02 && t.p_value < 0.025); // scipy: 0.0213
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn welch_ttest(a: &[f64], b: &[f64]) -> Result<TTest> {
     check_finite("a", a, 2)?;
     check_finite("b", b, 2)?;
@@ -172,6 +202,14 @@ pub fn welch_ttest(a: &[f64], b: &[f64]) -> Result<TTest> {
 /// The paired t-test: `scipy.stats.ttest_rel(a, b)`, two-sided — a one-sample t-test of the
 /// differences `a[i] − b[i]` (e.g. two models scored on the same splits with the same seeds). Needs
 /// 2 pairs of finite values; errors when the lengths differ or every difference is the same.
+///
+/// ```
+/// use protein_lm::analysis::stats::ttest_rel;
+/// // Differences 1, 1, 2, 1: mean 1.25, standard error 0.25, so t = 5 on 3 degrees of freedom.
+/// let t = ttest_rel(&[1.0, 2.0, 3.0, 4.0], &[0.0, 1.0, 1.0, 3.0])?;
+/// assert!((t.statistic - 5.0).abs() < 1e-12 && t.df == 3.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn ttest_rel(a: &[f64], b: &[f64]) -> Result<TTest> {
     if a.len() != b.len() {
         return Err(Error::invalid(format!("paired t-test: {} values against {}", a.len(), b.len())));
@@ -202,6 +240,16 @@ pub struct MeanCi {
 /// runs): `mean ± t_quantile((1 + level) / 2, n - 1) · sem`, which is
 /// `scipy.stats.t.interval(level, n - 1, loc=mean, scale=sem)`. Needs 2 values and `0 < level < 1`.
 /// Constant values give the zero-width interval `[mean, mean]` (scipy returns NaN for `scale=0`).
+///
+/// ```
+/// use protein_lm::analysis::stats::mean_ci;
+/// let ci = mean_ci(&[1.0, 2.0, 3.0], 0.95)?;
+/// // Mean 2, standard error 1/√3, t quantile 4.3027 on 2 degrees of freedom.
+/// assert_eq!(ci.mean, 2.0);
+/// assert!((ci.upper - (2.0 + 4.302652729911275 / 3f64.sqrt())).abs() < 1e-9);
+/// assert!((ci.mean - ci.lower - (ci.upper - ci.mean)).abs() < 1e-12);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn mean_ci(values: &[f64], level: f64) -> Result<MeanCi> {
     if !(level > 0.0 && level < 1.0) {
         return Err(Error::invalid(format!("confidence level must be in (0, 1), got {level}")));

@@ -1,4 +1,15 @@
 //! Streaming FASTA reader (plain or gzip, detected from the magic bytes, not the file name).
+//!
+//! ```
+//! use protein_lm::data::fasta::{read_fasta, write_fasta};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("out.fasta");
+//! write_fasta(&path, [("P1", "MKTAYIAKQR"), ("P2", "ACDEFGHIK")])?;
+//! let records = read_fasta(&path)?;
+//! assert_eq!(records.len(), 2);
+//! assert_eq!((records[1].id.as_str(), records[1].sequence.as_str()), ("P2", "ACDEFGHIK"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};

@@ -16,6 +16,20 @@
 //! (`_get_complete_go_annotation_indices`), so its released model was trained on raw annotations.
 //! [`AnnotationMode::Raw`] reproduces that; [`AnnotationMode::Propagated`] (the default) is what the
 //! reference computed and evidently meant to use.
+//!
+//! ```
+//! use protein_lm::data::go::{AnnotationMode, AnnotationReport, EdgeColumns, GoGraph};
+//! // parent, child, depth, relation: mitochondrion is_a intracellular organelle, part_of the cell.
+//! let edges = "GO:0043229\tGO:0005739\t1\tis_a\nGO:0005623\tGO:0043229\t1\tpart_of\n";
+//! let graph = GoGraph::from_edge_reader(edges.as_bytes(), "go_graph.txt", EdgeColumns::ParentFirst)?;
+//! let ancestry = graph.default_ancestry();
+//! let mut report = AnnotationReport::default();
+//! let propagated = ancestry.annotate(&["GO:0005739"], AnnotationMode::Propagated, &mut report);
+//! assert_eq!(propagated, ["GO:0005623", "GO:0005739", "GO:0043229"]);
+//! // The released ProteinBERT was trained on the raw terms.
+//! assert_eq!(ancestry.annotate(&["GO:0005739"], AnnotationMode::Raw, &mut report), ["GO:0005739"]);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -33,6 +47,26 @@ const KNOWN_RELATIONS: [&str; 7] =
     ["is_a", "part_of", "regulates", "positively_regulates", "negatively_regulates", "has_part", "occurs_in"];
 
 /// The GO term graph. Terms are interned; edges point from child to parent with a relation.
+///
+/// ```
+/// use protein_lm::data::go::{EdgeColumns, GoGraph};
+/// let edges = "GO:0043229\tGO:0005739\t1\tis_a\nGO:0005623\tGO:0043229\t1\tpart_of\n";
+/// let graph = GoGraph::from_edge_reader(edges.as_bytes(), "go_graph.txt", EdgeColumns::ParentFirst)?;
+/// assert_eq!((graph.n_terms(), graph.n_edges()), (3, 2));
+/// assert_eq!(graph.parents("GO:0005739"), [("GO:0043229", "is_a")]);
+/// assert_eq!(graph.default_ancestry().ancestors("GO:0005739").unwrap(), ["GO:0005623", "GO:0043229"]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+///
+/// ```no_run
+/// use protein_lm::data::go::GoGraph;
+/// use protein_lm::data::resolver::{self, files};
+/// // The 2014 graph shipped with the project's data, with the term names.
+/// let names = resolver::resolve(files::GO_NAMES)?;
+/// let graph = GoGraph::read(resolver::resolve(files::GO_GRAPH)?, Some(names.as_path()))?;
+/// println!("{} terms, {} edges: {:?}", graph.n_terms(), graph.n_edges(), graph.relation_counts());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct GoGraph {
     terms: Vec<String>,

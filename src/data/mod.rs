@@ -12,6 +12,12 @@ pub mod splits;
 pub mod tables;
 
 /// A protein: an identifier and its amino-acid sequence (validated by the reader that made it).
+///
+/// ```
+/// use protein_lm::data::Protein;
+/// let p = Protein { id: "P01308".into(), sequence: "MALWMRLLPLLALLALWGPDPAAA".into() };
+/// assert_eq!(p.sequence.len(), 24);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Protein {
     pub id: String,
@@ -20,6 +26,15 @@ pub struct Protein {
 
 /// What a filtering step removed, and why. Every step that drops records returns one, so nothing is
 /// dropped silently.
+///
+/// ```
+/// use protein_lm::data::FilterReport;
+/// let mut report = FilterReport { kept: 3, ..Default::default() };
+/// report.drop("longer than 1,000 residues");
+/// report.drop("longer than 1,000 residues");
+/// assert_eq!(report.total_dropped(), 2);
+/// assert_eq!(report.to_string(), "kept 3, dropped 2 (longer than 1,000 residues)");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FilterReport {
     pub kept: usize,
@@ -113,6 +128,18 @@ pub fn sniff_format(path: &std::path::Path) -> crate::Result<ProteinFileFormat> 
 
 /// Read proteins (id and sequence) from any format of [`ProteinFileFormat`], with the report of what
 /// the reader merged (identical duplicates) and upper-cased. A file without proteins is an error.
+///
+/// ```
+/// use protein_lm::data::read_proteins;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("proteins.fasta");
+/// std::fs::write(&path, ">P1 a description\nMKV\nLLA\n>P2\nacdef\n")?;
+/// let (proteins, report) = read_proteins(&path)?;
+/// assert_eq!((proteins[0].id.as_str(), proteins[0].sequence.as_str()), ("P1", "MKVLLA"));
+/// // Lower case is read as upper case, and counted.
+/// assert_eq!((proteins[1].sequence.as_str(), report.uppercased), ("ACDEF", 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_proteins(path: impl AsRef<std::path::Path>) -> crate::Result<(Vec<Protein>, FilterReport)> {
     let path = path.as_ref();
     let (proteins, report): (Vec<Protein>, FilterReport) = match sniff_format(path)? {

@@ -11,6 +11,20 @@
 //!
 //! A test pair whose proteins both occur in training is much easier than one with unseen proteins, so
 //! [`test_overlap`] splits test pairs into those classes to be reported separately.
+//!
+//! ```
+//! use protein_lm::data::ppi::{test_overlap, MissingSequence, PpiDataset};
+//! let dir = tempfile::tempdir()?;
+//! let (pairs, dict) = (dir.path().join("pairs.tsv"), dir.path().join("dict.tsv"));
+//! std::fs::write(&pairs, "A\tB\t1\nC\tD\t0\nB\tA\t1\n")?;
+//! std::fs::write(&dict, "A\tMKV\nB\tACDE\nC\tWWY\nD\tMKL\n")?;
+//! let (data, report) = PpiDataset::load_with_sequences(&pairs, &[&dict], MissingSequence::Error)?;
+//! // B–A repeats A–B: left out, and counted.
+//! assert_eq!((data.n_positive(), data.n_negative(), report.total_dropped()), (1, 1, 1));
+//! let overlap = test_overlap(&data.pairs[..1], &data.pairs[1..]);
+//! assert_eq!(overlap.counts(), [0, 0, 1]); // C–D shares no protein with the training pair
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -21,6 +35,14 @@ use crate::error::{Error, Location, Result};
 use crate::rng::Rng;
 
 /// One labelled pair: `label` is 1 for an interaction, 0 for a non-interaction.
+///
+/// ```
+/// use protein_lm::data::ppi::Pair;
+/// let ab = Pair { a: "YAL001C".into(), b: "YBR002W".into(), label: 1 };
+/// let ba = Pair { a: "YBR002W".into(), b: "YAL001C".into(), label: 0 };
+/// // Orientation does not make another pair.
+/// assert_eq!(ab.unordered(), ba.unordered());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pair {
     pub a: String,
@@ -201,6 +223,19 @@ impl SequenceDictionary {
 }
 
 /// What to do with a pair whose protein has no sequence.
+///
+/// ```
+/// use protein_lm::data::ppi::{MissingSequence, PpiDataset};
+/// let dir = tempfile::tempdir()?;
+/// let (pairs, dict) = (dir.path().join("pairs.tsv"), dir.path().join("dict.tsv"));
+/// std::fs::write(&pairs, "A\tB\t1\nA\tX\t0\n")?;
+/// std::fs::write(&dict, "A\tMKV\nB\tACDE\n")?;
+/// // X has no sequence: an error by default, a counted omission on request.
+/// assert!(PpiDataset::load_with_sequences(&pairs, &[&dict], MissingSequence::Error).is_err());
+/// let (data, report) = PpiDataset::load_with_sequences(&pairs, &[&dict], MissingSequence::DropPair)?;
+/// assert_eq!((data.pairs.len(), report.total_dropped()), (1, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MissingSequence {
     /// Stop with an error naming the pair's line and the id.
@@ -211,6 +246,18 @@ pub enum MissingSequence {
 }
 
 /// Labelled pairs and the sequences of every protein they mention.
+///
+/// ```
+/// use protein_lm::data::ppi::{MissingSequence, PpiDataset};
+/// let dir = tempfile::tempdir()?;
+/// let (pairs, fasta) = (dir.path().join("pairs.tsv"), dir.path().join("seqs.fasta"));
+/// std::fs::write(&pairs, "A\tB\t1\nB\tC\t0\n")?;
+/// std::fs::write(&fasta, ">A\nMKV\n>B\nACDE\n>C\nWWY\n")?;
+/// let (data, _) = PpiDataset::load_with_sequences(&pairs, &[&fasta], MissingSequence::Error)?;
+/// assert_eq!(data.positives().len(), 1);
+/// assert_eq!(data.sequences["C"], "WWY");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PpiDataset {
     pub pairs: Vec<Pair>,
@@ -397,6 +444,18 @@ pub fn aggressive_negatives(positives: &[Pair], count: NegativeCount, rng: &mut 
 }
 
 /// The PRoBERTa paper's two ways of sampling negatives for a positive-only network.
+///
+/// ```
+/// use protein_lm::data::ppi::{add_negatives, NegativeScheme, Pair, PpiDataset};
+/// use protein_lm::Rng;
+/// let positive = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1 };
+/// let mut data = PpiDataset { pairs: vec![positive("A", "B"), positive("C", "D"), positive("E", "F")], ..Default::default() };
+/// // Aggressive negatives pair network proteins that are not connected; no proteome needed.
+/// let added = add_negatives(&mut data, NegativeScheme::Aggressive, 1.0, &[], &mut Rng::new(0))?;
+/// assert_eq!((added, data.n_negative()), (3, 3));
+/// assert_eq!(NegativeScheme::Conservative.paper_ratio(), 2.175);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NegativeScheme {
@@ -561,6 +620,17 @@ impl fmt::Display for TestOverlap {
 }
 
 /// Classify `test` pairs against the proteins and pairs of `train`.
+///
+/// ```
+/// use protein_lm::data::ppi::{test_overlap, Pair};
+/// let pair = |a: &str, b: &str| Pair { a: a.into(), b: b.into(), label: 1 };
+/// let train = [pair("A", "B"), pair("C", "D")];
+/// let test = [pair("B", "A"), pair("A", "C"), pair("A", "X"), pair("X", "Y")];
+/// let overlap = test_overlap(&train, &test);
+/// assert_eq!(overlap.counts(), [2, 1, 1]); // both, one, no protein seen
+/// assert_eq!(overlap.pair_in_train, [0]); // B–A is A–B
+/// println!("{overlap}");
+/// ```
 pub fn test_overlap(train: &[Pair], test: &[Pair]) -> TestOverlap {
     let seen: HashSet<&str> = train.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]).collect();
     let train_pairs: HashSet<(&str, &str)> = train.iter().map(Pair::unordered).collect();

@@ -6,6 +6,19 @@
 //!    what it downloads).
 //!
 //! Files are read in place, never copied into the project.
+//!
+//! ```
+//! use protein_lm::data::resolver::{files, DataResolver};
+//! let root = tempfile::tempdir()?;
+//! let resolver = DataResolver::with_roots(vec![root.path().to_path_buf()]);
+//! // A missing file is an error that says where it looked and how to fetch it.
+//! let message = resolver.resolve(files::PIPR_YEAST_PAIRS).unwrap_err().to_string();
+//! assert!(message.contains("protein-lm data fetch ppi/pipr-yeast"), "{message}");
+//! std::fs::create_dir_all(root.path().join("ppi/pipr-yeast"))?;
+//! std::fs::write(root.path().join(files::PIPR_YEAST_PAIRS), "A\tB\t1\n")?;
+//! assert_eq!(resolver.resolve(files::PIPR_YEAST_PAIRS)?, root.path().join(files::PIPR_YEAST_PAIRS));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +27,14 @@ use crate::error::{Error, Result};
 pub const ENV_VAR: &str = "PROTEIN_LM_DATA";
 
 /// Relative paths of the data files the crate knows, under a data root.
+///
+/// ```no_run
+/// use protein_lm::data::read_proteins;
+/// use protein_lm::data::resolver::{resolve, files};
+/// let (proteins, report) = read_proteins(resolve(files::HUMAN_SINGLE_PFAM)?)?;
+/// println!("{} proteins ({report})", proteins.len());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub mod files {
     pub const SWISSPROT_GO_SAMPLE: &str = "swissprot-2014-go/swissprot_201401_go_sample50k.tsv.gz";
     pub const SWISSPROT_GO_FULL: &str = "swissprot-2014-go/swissprot_201401_go_full.tsv.gz";
@@ -22,7 +43,30 @@ pub mod files {
     pub const HUMAN_PFAM: &str = "human-pfam/human_swissprot_pfam.tsv";
     pub const HUMAN_SINGLE_PFAM: &str = "human-pfam/human_swissprot_single_pfam.tsv";
     pub const PROBERTA_DICT: &str = "proberta-vocab/dict.txt";
+    /// PIPR's yeast pairs (`idA<TAB>idB<TAB>label`).
+    ///
+    /// ```no_run
+    /// use protein_lm::data::ppi::{MissingSequence, PpiDataset};
+    /// use protein_lm::data::resolver::{files, resolve};
+    /// let (yeast, report) = PpiDataset::load_with_sequences(
+    ///     resolve(files::PIPR_YEAST_PAIRS)?,
+    ///     &[resolve(files::PIPR_YEAST_DICT)?],
+    ///     MissingSequence::Error,
+    /// )?;
+    /// println!("{} positive, {} negative pairs ({report})", yeast.n_positive(), yeast.n_negative());
+    /// # Ok::<(), protein_lm::Error>(())
+    /// ```
     pub const PIPR_YEAST_PAIRS: &str = "ppi/pipr-yeast/protein.actions.tsv";
+    /// The sequences of the PIPR yeast proteins (`id<TAB>sequence`).
+    ///
+    /// ```no_run
+    /// use protein_lm::data::ppi::SequenceDictionary;
+    /// use protein_lm::data::resolver::{files, resolve};
+    /// let mut dictionary = SequenceDictionary::new();
+    /// dictionary.add_tsv(resolve(files::PIPR_YEAST_DICT)?)?;
+    /// println!("{} yeast sequences", dictionary.len());
+    /// # Ok::<(), protein_lm::Error>(())
+    /// ```
     pub const PIPR_YEAST_DICT: &str = "ppi/pipr-yeast/protein.dictionary.tsv";
     pub const HIPPIE_HQ_PAIRS: &str = "ppi/hippie-hq/hippie_hq_pairs.tsv";
     pub const HIPPIE_HQ_DICT: &str = "ppi/hippie-hq/hippie_hq_dict.tsv";
@@ -41,6 +85,21 @@ pub struct DataRoot {
     pub origin: &'static str,
 }
 
+/// Finds data files under an ordered list of roots: the first root holding a file wins.
+///
+/// ```
+/// use protein_lm::data::resolver::DataResolver;
+/// let (first, second) = (tempfile::tempdir()?, tempfile::tempdir()?);
+/// std::fs::create_dir_all(second.path().join("human-pfam"))?;
+/// std::fs::write(second.path().join("human-pfam/x.tsv"), "")?;
+/// let resolver = DataResolver::with_roots(vec![first.path().into(), second.path().into()]);
+/// // The first root that holds the file wins; the full table falls back to the sample.
+/// assert_eq!(resolver.resolve("human-pfam/x.tsv")?, second.path().join("human-pfam/x.tsv"));
+/// assert_eq!(resolver.resolve_first(&["human-pfam/full.tsv", "human-pfam/x.tsv"])?, second.path().join("human-pfam/x.tsv"));
+/// // The standard order: $PROTEIN_LM_DATA, beside the checkout, the user data directory.
+/// println!("{:?}", DataResolver::from_env().roots());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DataResolver {
     roots: Vec<DataRoot>,
@@ -169,6 +228,14 @@ pub fn fetch_hint(dataset: &str) -> String {
 }
 
 /// Resolve a known file through the standard order.
+///
+/// ```no_run
+/// use protein_lm::data::resolver::{files, resolve};
+/// use protein_lm::data::tables::read_single_pfam;
+/// let (families, _) = read_single_pfam(resolve(files::HUMAN_SINGLE_PFAM)?)?;
+/// println!("{} human proteins with one Pfam family", families.len());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn resolve(relative: &str) -> Result<PathBuf> {
     DataResolver::from_env().resolve(relative)
 }

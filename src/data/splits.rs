@@ -5,6 +5,19 @@
 //! and cut 80/10/10; `percentage_splits.sh` then wrote nested 10 %, 20 %, … prefixes of the training
 //! file for the data-size experiment (Figure 7). Here every shuffle draws from the crate's seeded
 //! [`Rng`], so a seed reproduces a split.
+//!
+//! ```
+//! use protein_lm::data::splits::{dedup_by_sequence, random_split, DEFAULT_FRACTIONS};
+//! use protein_lm::Rng;
+//! let sequences = ["MKV", "ACDE", "MKV", "WWY", "LLA", "GGS", "PPR", "TTK", "NNQ", "HHE", "FFI"];
+//! let (kept, report) = dedup_by_sequence(&sequences);
+//! assert_eq!((kept.len(), report.total_dropped()), (10, 1));
+//! let parts = random_split(kept.len(), &DEFAULT_FRACTIONS, &mut Rng::new(42))?;
+//! assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), [8, 1, 1]);
+//! // A seed fixes the split.
+//! assert_eq!(parts, random_split(kept.len(), &DEFAULT_FRACTIONS, &mut Rng::new(42))?);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;

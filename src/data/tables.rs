@@ -4,6 +4,17 @@
 //! Every reader checks the header by column name, validates every sequence, and reports problems with
 //! the file and line. Duplicated accessions with identical content are merged and counted; with
 //! different sequences they are an error.
+//!
+//! ```
+//! use protein_lm::data::tables::{benchmark, read_benchmark_csv, Label};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("stability.train.csv");
+//! std::fs::write(&path, "seq,label\nMKVLA,0.37\nacdef,-1.2\n")?;
+//! let records = read_benchmark_csv(&path, benchmark("stability")?)?;
+//! assert_eq!(records[1].sequence, "ACDEF");
+//! assert_eq!(records[0].label, Label::Numeric(0.37));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -116,6 +127,17 @@ impl UniqueAccessions {
 }
 
 /// One protein of the Swiss-Prot 2014 table: direct (unpropagated) GO terms per ontology.
+///
+/// ```
+/// use protein_lm::data::tables::read_swissprot_go;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("swissprot.tsv");
+/// std::fs::write(&path, "accession\tlength\tgo_mf\tgo_bp\tgo_cc\tsequence\n\
+///                        P1\t4\tGO:0003677\t\tGO:0005634;GO:0005737\tMKVL\n")?;
+/// let (records, _) = read_swissprot_go(&path)?;
+/// assert_eq!(records[0].go_terms().collect::<Vec<_>>(), ["GO:0003677", "GO:0005634", "GO:0005737"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwissProtRecord {
     pub accession: String,
@@ -197,6 +219,16 @@ pub fn read_swissprot_go_limit(path: impl AsRef<Path>, limit: usize) -> Result<(
 }
 
 /// A human protein with exactly one Pfam family (`human_swissprot_single_pfam.tsv`).
+///
+/// ```
+/// use protein_lm::data::tables::read_single_pfam;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("single_pfam.tsv");
+/// std::fs::write(&path, "accession\tpfam_id\tsequence\nP1\tPF00069\tMKVL\nP2\tPF00042\tACDE\n")?;
+/// let (records, report) = read_single_pfam(&path)?;
+/// assert_eq!((records[1].pfam_id.as_str(), report.total_dropped()), ("PF00042", 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PfamRecord {
     pub accession: String,
@@ -245,6 +277,17 @@ pub fn read_single_pfam(path: impl AsRef<Path>) -> Result<(Vec<PfamRecord>, Filt
 /// that many of them (`Rng::new(seed)`, uniform without replacement), each cut to its first
 /// `max_per_family` proteins when given. Notebook 01's tiny set is
 /// `family_subset(&records, 5, Some(30), Some(20), 7)`.
+///
+/// ```
+/// use protein_lm::data::tables::{family_subset, PfamRecord};
+/// let record = |i: usize, family: &str| PfamRecord { accession: format!("P{i}"), pfam_id: family.into(), sequence: "MKV".into() };
+/// let records: Vec<PfamRecord> =
+///     (0..10).map(|i| record(i, if i < 6 { "PF00069" } else if i < 9 { "PF00042" } else { "PF00001" })).collect();
+/// // Families of at least 3 proteins, at most 2 of each.
+/// let subset = family_subset(&records, 3, None, Some(2), 7);
+/// let picked: Vec<(&str, &str)> = subset.iter().map(|r| (r.pfam_id.as_str(), r.accession.as_str())).collect();
+/// assert_eq!(picked, [("PF00042", "P6"), ("PF00042", "P7"), ("PF00069", "P0"), ("PF00069", "P1")]);
+/// ```
 pub fn family_subset(
     records: &[PfamRecord],
     min_members: usize,
@@ -325,6 +368,14 @@ pub struct BenchmarkSpec {
     pub paper_scores: (f64, f64),
 }
 
+/// The eight benchmarks of the ProteinBERT paper, in its Table 1 order.
+///
+/// ```
+/// use protein_lm::data::tables::{LabelKind, BENCHMARKS};
+/// let per_protein_numeric: Vec<&str> =
+///     BENCHMARKS.iter().filter(|b| b.kind == LabelKind::Numeric && !b.per_residue).map(|b| b.name).collect();
+/// assert_eq!(per_protein_numeric, ["fluorescence", "stability"]);
+/// ```
 pub const BENCHMARKS: [BenchmarkSpec; 8] = [
     BenchmarkSpec {
         name: "secondary_structure",
@@ -408,6 +459,20 @@ pub fn benchmark(name: &str) -> Result<&'static BenchmarkSpec> {
 }
 
 /// A benchmark label, typed by the benchmark's [`LabelKind`] and `per_residue`.
+///
+/// ```
+/// use protein_lm::data::tables::{benchmark, read_benchmark_csv, Label};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("disorder.csv");
+/// // A per-residue benchmark: one class digit per residue.
+/// std::fs::write(&path, "seq,label\nMKVL,0011\n")?;
+/// let records = read_benchmark_csv(&path, benchmark("disorder_secondary_structure")?)?;
+/// match &records[0].label {
+///     Label::PerResidue(classes) => assert_eq!(classes, &[0, 0, 1, 1]),
+///     other => panic!("a per-residue label, not {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
     Binary(bool),
@@ -419,6 +484,18 @@ pub enum Label {
     PerResidue(Vec<u8>),
 }
 
+/// One row of a benchmark CSV: the sequence and its typed label.
+///
+/// ```
+/// use protein_lm::data::tables::{benchmark, read_benchmark_csv, Label};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("signalP_binary.test.csv");
+/// std::fs::write(&path, "label,seq\n1,MKKLLPTAAAGLLLLAAQPAMA\n0,MSTNPKPQRK\n")?;
+/// let records = read_benchmark_csv(&path, benchmark("signalP_binary")?)?;
+/// // Lines count from the header's 1, so a record can be found in the file.
+/// assert_eq!((records[1].line, &records[1].label), (3, &Label::Binary(false)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchmarkRecord {
     pub sequence: String,
@@ -539,6 +616,21 @@ pub struct BenchmarkData {
 }
 
 /// The CSV files of a benchmark that `resolver` finds (train, valid, test), for provenance.
+///
+/// ```
+/// use protein_lm::data::resolver::DataResolver;
+/// use protein_lm::data::tables::benchmark_files;
+/// let root = tempfile::tempdir()?;
+/// std::fs::create_dir_all(root.path().join("proteinbert-benchmarks"))?;
+/// for split in ["train", "test"] {
+///     std::fs::write(root.path().join(format!("proteinbert-benchmarks/scop.{split}.csv")), "seq,label\n")?;
+/// }
+/// // scop has no validation file: two paths, not three.
+/// let files = benchmark_files(&DataResolver::with_roots(vec![root.path().into()]), "scop");
+/// assert_eq!(files.len(), 2);
+/// assert!(files[1].ends_with("proteinbert-benchmarks/scop.test.csv"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn benchmark_files(resolver: &crate::data::resolver::DataResolver, benchmark: &str) -> Vec<std::path::PathBuf> {
     ["train", "valid", "test"]
         .iter()
@@ -547,6 +639,20 @@ pub fn benchmark_files(resolver: &crate::data::resolver::DataResolver, benchmark
 }
 
 /// Load a benchmark through the data resolver.
+///
+/// ```no_run
+/// use protein_lm::data::tables::load_benchmark;
+/// let stability = load_benchmark("stability")?;
+/// println!(
+///     "{}: {} train, {} valid, {} test proteins; scored by {}",
+///     stability.spec.title,
+///     stability.train.len(),
+///     stability.valid.as_ref().map_or(0, Vec::len),
+///     stability.test.len(),
+///     stability.spec.metric
+/// );
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn load_benchmark(name: &str) -> Result<BenchmarkData> {
     let spec = benchmark(name)?;
     let resolver = crate::data::resolver::DataResolver::from_env();

@@ -11,6 +11,25 @@ enum Model {
 }
 
 /// A loaded model with the choices of one embedding run.
+///
+/// ```
+/// use protein_lm::device::DeviceChoice;
+/// use protein_lm::embed::{EmbedOptions, EmbedPooling, Embedder};
+/// use protein_lm::models::directory::{init_random, ModelConfig};
+/// use protein_lm::models::proteinbert::Config;
+/// let dir = tempfile::tempdir()?;
+/// // A seeded random tiny ProteinBERT stands in for a pretrained model directory.
+/// init_random(dir.path(), ModelConfig::Proteinbert(Config::tiny(8)), 0, None)?;
+/// let options = EmbedOptions { pooling: Some(EmbedPooling::Mean), device: DeviceChoice::Cpu, ..EmbedOptions::default() };
+/// let embedder = Embedder::new(dir.path(), options)?;
+/// let matrix = embedder.embed(&[("P1", "MKTAYIAKQR"), ("P2", "ACDEFGHIK")], &mut |_| {})?;
+/// // The mean of the last local track: d_local (16) per protein, in input order.
+/// assert_eq!((matrix.rows(), matrix.dim, embedder.dim()), (2, 16, 16));
+/// assert_eq!(matrix.ids, ["P1", "P2"]);
+/// let residues = embedder.embed_residues(&[("P1", "MKTAYIAKQR")], &mut |_| {})?;
+/// assert_eq!(residues.rows(0), 10); // one row per residue, START and END dropped
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Embedder {
     model: Model,
     device: Device,

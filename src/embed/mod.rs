@@ -88,6 +88,16 @@ pub const FIRST_TOKENS: usize = 128;
 pub const CLUSTERING_LAYERS: [usize; 4] = [2, 3, 4, 5];
 
 /// How one protein becomes one vector (see the module docs for each).
+///
+/// ```
+/// use protein_lm::embed::EmbedPooling;
+/// let pooling: EmbedPooling = "proberta_clustering".parse()?;
+/// assert_eq!(pooling, EmbedPooling::ProbertaClustering);
+/// assert_eq!(pooling.name(), "proberta-clustering");
+/// // The clustering vector fixes its own layers; `mean` reads the chosen one.
+/// assert!(!pooling.reads_layer() && EmbedPooling::Mean.reads_layer());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmbedPooling {
@@ -140,6 +150,14 @@ impl FromStr for EmbedPooling {
 }
 
 /// Which per-position states are read (see the module docs).
+///
+/// ```
+/// use protein_lm::embed::LayerChoice;
+/// assert_eq!("3".parse::<LayerChoice>()?, LayerChoice::Index(3));
+/// assert_eq!("last".parse::<LayerChoice>()?, LayerChoice::default());
+/// assert_eq!(LayerChoice::All.to_string(), "all");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerChoice {
@@ -175,6 +193,15 @@ impl std::fmt::Display for LayerChoice {
 }
 
 /// What happens to a PRoBERTa protein with more pieces than the model's positions hold.
+///
+/// ```
+/// use protein_lm::embed::{EmbedPooling, LongPolicy};
+/// // Auto windows long proteins, except for the clustering vector, which cuts them as the reference did.
+/// assert_eq!(LongPolicy::Auto.resolve(EmbedPooling::Mean), LongPolicy::Window);
+/// assert_eq!(LongPolicy::Auto.resolve(EmbedPooling::ProbertaClustering), LongPolicy::Truncate);
+/// assert_eq!("error".parse::<LongPolicy>()?.resolve(EmbedPooling::Mean), LongPolicy::Error);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LongPolicy {
@@ -222,6 +249,22 @@ impl FromStr for LongPolicy {
 }
 
 /// Everything an [`Embedder`] can be asked for.
+///
+/// ```
+/// use protein_lm::device::DeviceChoice;
+/// use protein_lm::embed::{EmbedOptions, EmbedPooling, LayerChoice, LongPolicy};
+/// // The paper's Figure 2 vector from the sixth hidden state, long proteins cut rather than windowed.
+/// let options = EmbedOptions {
+///     pooling: Some(EmbedPooling::First128),
+///     layer: Some(LayerChoice::Index(6)),
+///     long: LongPolicy::Truncate,
+///     device: DeviceChoice::Cpu,
+///     ..EmbedOptions::default()
+/// };
+/// // Saved beside the embeddings, so a run says how it was made.
+/// let json = serde_json::to_string(&options).unwrap();
+/// assert!(json.contains(r#""pooling":"first128""#) && json.contains(r#""dtype":"f32""#), "{json}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbedOptions {
     /// `None`: the model's default (ProteinBERT `global`, PRoBERTa `mean`).
@@ -324,6 +367,17 @@ impl<A: AsRef<str>, B: AsRef<str>> SequenceRecord for (A, B) {
 }
 
 /// One input protein with where it was read.
+///
+/// ```
+/// use protein_lm::embed::read_records;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("query.fasta");
+/// std::fs::write(&path, ">P1\nMKV\n>P2\nACDE\n")?;
+/// let records = read_records(&path)?;
+/// // FASTA records know their header line, for error messages about them.
+/// assert_eq!((records[1].id.as_str(), records[1].line), ("P2", Some(3)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub id: String,

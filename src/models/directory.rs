@@ -12,6 +12,21 @@
 //!
 //! Files are written to a temporary name and renamed ([`crate::output::write_atomic`]), so a directory
 //! never holds half a file.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::models::directory::{init_random, ModelDir};
+//! use protein_lm::models::directory::ModelConfig;
+//! use protein_lm::models::proteinbert::Config;
+//! let dir = tempfile::tempdir()?;
+//! init_random(dir.path(), ModelConfig::Proteinbert(Config::tiny(8)), 0, None)?;
+//! // What a notebook does with a pretrained model: open the directory, load the network.
+//! let model_dir = ModelDir::open(dir.path())?;
+//! let model = model_dir.proteinbert(DType::F32, &Device::Cpu)?;
+//! assert_eq!(model.config(), &Config::tiny(8));
+//! assert!(model_dir.go_terms()?.is_none()); // a random model knows no GO term order
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 use std::fs;
@@ -31,6 +46,17 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const GO_TERMS_FILE: &str = "go_terms.txt";
 
 /// The network a directory holds, with its sizes.
+///
+/// ```
+/// use protein_lm::models::directory::ModelConfig;
+/// use protein_lm::models::{proberta, proteinbert};
+/// let bert = ModelConfig::Proteinbert(proteinbert::Config::default());
+/// let roberta = ModelConfig::Proberta(proberta::Config::default());
+/// assert_eq!((bert.kind(), roberta.kind()), ("proteinbert", "proberta"));
+/// // In config.json: the kind beside the sizes.
+/// let json = serde_json::to_value(&bert).unwrap();
+/// assert_eq!((json["kind"].as_str(), json["model"]["n_blocks"].as_u64()), (Some("proteinbert"), Some(6)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "model", rename_all = "lowercase")]
 pub enum ModelConfig {
@@ -74,6 +100,20 @@ pub struct StoredHead {
 }
 
 /// An opened model directory.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::directory::{init_random, ModelConfig, WEIGHTS_FILE};
+/// use protein_lm::models::proberta::Config;
+/// let dir = tempfile::tempdir()?;
+/// let model_dir = init_random(dir.path(), ModelConfig::Proberta(Config::tiny(30)), 0, None)?;
+/// assert_eq!(model_dir.config().model.kind(), "proberta");
+/// assert!(model_dir.config().has_lm_head && model_dir.file(WEIGHTS_FILE).is_some());
+/// // The masked-LM network, or the encoder alone for features.
+/// let masked_lm = model_dir.proberta_masked_lm(DType::F32, &Device::Cpu)?;
+/// assert_eq!(masked_lm.encoder.config().hidden_size, 32);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ModelDir {
     path: PathBuf,
@@ -110,6 +150,18 @@ pub enum PadSemantics {
 
 impl ModelDir {
     /// Reads `config.json` of `path` and checks the weights file is there.
+    ///
+    /// ```
+    /// use protein_lm::models::directory::{init_random, ModelConfig, ModelDir};
+    /// use protein_lm::models::proteinbert::Config;
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(ModelDir::open(dir.path()).is_err()); // no config.json yet
+    /// init_random(dir.path(), ModelConfig::Proteinbert(Config::tiny(8)), 0, None)?;
+    /// let model_dir = ModelDir::open(dir.path())?;
+    /// assert_eq!(model_dir.config().model, ModelConfig::Proteinbert(Config::tiny(8)));
+    /// // In a notebook: ModelDir::open("results/demo/runs/proteinbert-pretrain/model")
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let config_path = path.join(CONFIG_FILE);
@@ -245,6 +297,22 @@ impl ModelDir {
 /// A model directory with seeded random weights (the initialisation each reference uses: Keras'
 /// for ProteinBERT, BERT's for PRoBERTa, which also gets its masked-LM head). The starting point
 /// of a pretraining run, and a stand-in for timing and tests.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::directory::{init_random, ModelConfig};
+/// use protein_lm::models::proteinbert::Config;
+/// let root = tempfile::tempdir()?;
+/// let embedding = |seed| -> protein_lm::Result<Vec<Vec<f32>>> {
+///     let out = root.path().join(format!("seed-{seed}"));
+///     let dir = init_random(out, ModelConfig::Proteinbert(Config::tiny(8)), seed, None)?;
+///     Ok(dir.tensors(DType::F32, &Device::Cpu)?["embedding.weight"].to_vec2::<f32>()?)
+/// };
+/// // The same seed writes the same weights; another seed, others.
+/// assert_eq!(embedding(42)?, embedding(42)?);
+/// assert_ne!(embedding(42)?, embedding(43)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn init_random(
     out: impl AsRef<Path>,
     model: ModelConfig,

@@ -40,6 +40,14 @@ use crate::train::objectives::supervised::{head_loss, BatchTargets};
 use crate::{Error, Result, Rng};
 
 /// What one example is.
+///
+/// ```
+/// use protein_lm::models::heads::{HeadConfig, Level, Target};
+/// // The level decides what a head reads: residues, a protein vector, or two combined.
+/// let width = |level| HeadConfig::proteinbert(level, Target::Binary).input_width(1562, 15_599);
+/// assert_eq!((width(Level::Residue), width(Level::Protein), width(Level::Pair)), (1562, 15_599, 3 * 15_599));
+/// assert_eq!(serde_json::to_string(&Level::Residue).unwrap(), r#""residue""#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -53,6 +61,14 @@ pub enum Level {
 }
 
 /// What is predicted.
+///
+/// ```
+/// use protein_lm::models::heads::Target;
+/// // The width of a head's output: one logit, one value, or one logit per class.
+/// assert_eq!((Target::Binary.outputs(), Target::Numeric.outputs()), (1, 1));
+/// assert_eq!(Target::Categorical { classes: 3 }.outputs(), 3);
+/// assert_eq!(serde_json::to_string(&Target::Categorical { classes: 3 }).unwrap(), r#"{"kind":"categorical","classes":3}"#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Target {
@@ -75,6 +91,19 @@ impl Target {
 }
 
 /// What a trunk gives its heads for one batch.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::heads::{Features, Pooling};
+/// // Two proteins of 3 and 2 tokens, padded to 3; residues 4 wide, the trunk's protein vector 2 wide.
+/// let residues = Tensor::arange(0f32, 24.0, &Device::Cpu)?.reshape((2, 3, 4))?;
+/// let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu)?;
+/// let features = Features { residues, mask, protein: Tensor::ones((2, 2), DType::F32, &Device::Cpu)? };
+/// // The mean over real tokens only: the second protein's padded position is left out.
+/// let mean = Pooling::Mean.pool(&features)?.to_vec2::<f32>()?;
+/// assert_eq!(mean[1], [14.0, 15.0, 16.0, 17.0]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Features {
     /// `(B, L, D_residue)` per-position vectors.
@@ -87,6 +116,20 @@ pub struct Features {
 }
 
 /// Input of a head: one batch of features, or two for pair tasks on separately encoded proteins.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::heads::{Features, HeadInput};
+/// let features = Features {
+///     residues: Tensor::zeros((1, 3, 4), DType::F32, &Device::Cpu)?,
+///     mask: Tensor::ones((1, 3), DType::U32, &Device::Cpu)?,
+///     protein: Tensor::zeros((1, 2), DType::F32, &Device::Cpu)?,
+/// };
+/// // One encoding, or two for a pair whose proteins were encoded separately (ProteinBERT).
+/// assert!(HeadInput::One(&features).single().is_ok());
+/// assert!(HeadInput::Two(&features, &features).single().is_err());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum HeadInput<'a> {
     One(&'a Features),
@@ -104,6 +147,20 @@ impl<'a> HeadInput<'a> {
 }
 
 /// How per-residue vectors become one vector per protein.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::heads::{Features, Pooling};
+/// // Two proteins of 3 and 2 tokens, padded to 3; residues 4 wide, the trunk's protein vector 2 wide.
+/// let residues = Tensor::arange(0f32, 24.0, &Device::Cpu)?.reshape((2, 3, 4))?;
+/// let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu)?;
+/// let features = Features { residues, mask, protein: Tensor::ones((2, 2), DType::F32, &Device::Cpu)? };
+/// assert_eq!(Pooling::Cls.pool(&features)?.to_vec2::<f32>()?[1], [12.0, 13.0, 14.0, 15.0]);
+/// assert_eq!(Pooling::Sum.pool(&features)?.to_vec2::<f32>()?[1], [28.0, 30.0, 32.0, 34.0]);
+/// // The trunk's own vector has the trunk's width; the others the residues'.
+/// assert_eq!((Pooling::Trunk.width(4, 2), Pooling::Mean.width(4, 2)), (2, 4));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
@@ -167,6 +224,20 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// Attention pooling: `residues` `(B, L, D)` averaged with the weights `masked_softmax(scores,
 /// mask)`, `scores` `(B, L)` one logit per position (e.g. a `Linear(D, 1)` of the residues).
 /// Returns the pooled `(B, D)` and the weights `(B, L)`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::heads::attention_pool;
+/// let residues = Tensor::new(&[[[1f32, 0.0], [0.0, 1.0], [9.0, 9.0]]], &Device::Cpu)?;
+/// let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu)?;
+/// // Equal scores on the two real positions: the plain mean of them; the padded one weighs 0.
+/// let scores = Tensor::new(&[[0f32, 0.0, 5.0]], &Device::Cpu)?;
+/// let (pooled, weights) = attention_pool(&residues, &mask, &scores)?;
+/// let (p, w) = (pooled.to_vec2::<f32>()?, weights.to_vec2::<f32>()?);
+/// assert!((p[0][0] - 0.5).abs() < 1e-6 && (p[0][1] - 0.5).abs() < 1e-6);
+/// assert_eq!(w[0][2], 0.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn attention_pool(residues: &Tensor, mask: &Tensor, scores: &Tensor) -> Result<(Tensor, Tensor)> {
     let weights = masked_softmax(scores, mask)?;
     let pooled = weights.unsqueeze(1)?.matmul(&residues.contiguous()?)?.squeeze(1)?;
@@ -229,6 +300,32 @@ impl Standardise {
 }
 
 /// A prediction head.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{Linear, Module, VarBuilder};
+/// use protein_lm::models::heads::{Features, Head, HeadInput, Level, Pooling, Target};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::{Result, Rng};
+/// // Three classes from the mean of the residues.
+/// struct MeanLinear(Linear);
+/// impl Head for MeanLinear {
+///     fn level(&self) -> Level { Level::Protein }
+///     fn target(&self) -> Target { Target::Categorical { classes: 3 } }
+///     fn forward(&self, input: HeadInput<'_>, _rng: Option<&mut Rng>) -> Result<Tensor> {
+///         Ok(self.0.forward(&Pooling::Mean.pool(input.single()?)?)?)
+///     }
+/// }
+/// let vars = SeededVarMap::new(0);
+/// let head = MeanLinear(candle_nn::linear(4, 3, vars.var_builder(DType::F32, &Device::Cpu).pp("head"))?);
+/// let features = Features {
+///     residues: Tensor::ones((2, 5, 4), DType::F32, &Device::Cpu)?,
+///     mask: Tensor::ones((2, 5), DType::U32, &Device::Cpu)?,
+///     protein: Tensor::ones((2, 8), DType::F32, &Device::Cpu)?,
+/// };
+/// assert_eq!(head.forward(HeadInput::One(&features), None)?.dims(), [2, 3]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub trait Head {
     fn level(&self) -> Level;
     fn target(&self) -> Target;
@@ -259,6 +356,18 @@ impl<H: Head + ?Sized> Head for Box<H> {
 }
 
 /// How a pair head combines two protein vectors `a` and `b`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::heads::PairCombination;
+/// let (a, b) = (Tensor::new(&[[1f32, 2.0]], &Device::Cpu)?, Tensor::new(&[[3f32, 1.0]], &Device::Cpu)?);
+/// // [a + b, |a − b|, a ⊙ b]: the same for (a, b) and (b, a).
+/// let ab = PairCombination::Symmetric.combine(&a, &b)?;
+/// assert_eq!(ab.to_vec2::<f32>()?, [[4.0, 3.0, 2.0, 1.0, 3.0, 2.0]]);
+/// assert_eq!(PairCombination::Symmetric.combine(&b, &a)?.to_vec2::<f32>()?, ab.to_vec2::<f32>()?);
+/// assert_eq!(PairCombination::Concat.width(2), 4);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PairCombination {
@@ -286,6 +395,15 @@ impl PairCombination {
 }
 
 /// Settings shared by the built-in heads.
+///
+/// ```
+/// use protein_lm::models::heads::{HeadConfig, Level, PairCombination, Pooling, Target};
+/// // ProteinBERT's head reads its 15,599-wide global vector; PRoBERTa's the `<s>` vector.
+/// let bert = HeadConfig::proteinbert(Level::Protein, Target::Binary);
+/// assert_eq!((bert.pooling, bert.dropout, bert.input_width(1562, 15_599)), (Pooling::Trunk, 0.5, 15_599));
+/// let pair = HeadConfig { pair: PairCombination::Concat, ..HeadConfig::proberta(Level::Pair, Target::Binary) };
+/// assert_eq!(pair.input_width(768, 768), 2 * 768);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HeadConfig {
     pub level: Level,
@@ -331,6 +449,24 @@ impl HeadConfig {
 }
 
 /// Dropout then one dense layer (ProteinBERT's fine-tuning head; Keras initialisation).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::heads::{Features, Head, HeadConfig, HeadInput, Level, LinearHead, Target};
+/// use protein_lm::models::init::SeededVarMap;
+/// let config = HeadConfig::proteinbert(Level::Residue, Target::Categorical { classes: 3 });
+/// let vars = SeededVarMap::new(0);
+/// let head = LinearHead::load(vars.var_builder(DType::F32, &Device::Cpu).pp("head"), config, 6, 10)?;
+/// let features = Features {
+///     residues: Tensor::ones((2, 5, 6), DType::F32, &Device::Cpu)?,
+///     mask: Tensor::ones((2, 5), DType::U32, &Device::Cpu)?,
+///     protein: Tensor::ones((2, 10), DType::F32, &Device::Cpu)?,
+/// };
+/// // Per residue: one logit per class at every position; dropout only with an rng.
+/// assert_eq!(head.forward(HeadInput::One(&features), None)?.dims(), [2, 5, 3]);
+/// assert_eq!(vars.num_parameters(), 6 * 3 + 3);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LinearHead {
     config: HeadConfig,
@@ -363,6 +499,24 @@ impl Head for LinearHead {
 
 /// fairseq's `RobertaClassificationHead` (= Hugging Face's): dropout → dense → tanh → dropout →
 /// out_proj. Parameters under `vb`: `dense.*`, `out_proj.*`.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::heads::{ClassificationHead, Features, Head, HeadConfig, HeadInput, Level, Target};
+/// use protein_lm::models::init::SeededVarMap;
+/// let config = HeadConfig::proberta(Level::Protein, Target::Categorical { classes: 5 });
+/// let vars = SeededVarMap::new(0);
+/// let head = ClassificationHead::load(vars.var_builder(DType::F32, &Device::Cpu).pp("head"), config, 8, 8)?;
+/// let features = Features {
+///     residues: Tensor::ones((2, 4, 8), DType::F32, &Device::Cpu)?,
+///     mask: Tensor::ones((2, 4), DType::U32, &Device::Cpu)?,
+///     protein: Tensor::ones((2, 8), DType::F32, &Device::Cpu)?,
+/// };
+/// assert_eq!(head.forward(HeadInput::One(&features), None)?.dims(), [2, 5]);
+/// // dense 8 → 8, then out_proj 8 → 5.
+/// assert_eq!(vars.num_parameters(), (8 * 8 + 8) + (8 * 5 + 5));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClassificationHead {
     config: HeadConfig,

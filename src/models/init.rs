@@ -64,6 +64,23 @@ fn draw(init: Init, shape: &Shape, rng: &mut Rng) -> Vec<f64> {
 
 /// A `VarBuilder` backend that creates missing variables from the crate's seeded [`Rng`] and keeps
 /// them, so an optimiser can train them and a checkpoint can save them. Cloning shares the storage.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// let layer = |seed| -> protein_lm::Result<(SeededVarMap, candle_nn::Linear)> {
+///     let map = SeededVarMap::new(seed);
+///     let linear = candle_nn::linear(4, 2, map.var_builder(DType::F32, &Device::Cpu).pp("out"))?;
+///     Ok((map, linear))
+/// };
+/// let ((map, a), (_, b)) = (layer(7)?, layer(7)?);
+/// // Created from the seed, not from candle's unseeded generator: the same seed, the same weights.
+/// assert_eq!(a.weight().to_vec2::<f32>()?, b.weight().to_vec2::<f32>()?);
+/// // The variables stay in the map, for an optimiser to train and a checkpoint to save.
+/// assert_eq!((map.len(), map.num_parameters()), (2, 4 * 2 + 2));
+/// assert!(map.get_var("out.weight").is_some());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct SeededVarMap {
     seed: u64,

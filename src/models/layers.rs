@@ -188,6 +188,20 @@ pub fn matmul_last(xs: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// each element with probability `p` and scale survivors by `1/(1−p)` so the expected activation
 /// is unchanged; in evaluation (`None`), the identity. The mask is drawn from `rng`, so a seeded
 /// run drops the same elements every time.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::layers::dropout;
+/// use protein_lm::Rng;
+/// let x = Tensor::ones((1, 1000), DType::F32, &Device::Cpu)?;
+/// // Evaluation: the identity.
+/// assert_eq!(dropout(&x, 0.5, None)?.sum_all()?.to_scalar::<f32>()?, 1000.0);
+/// // Training: about half zeroed, the rest doubled; the seed fixes which.
+/// let a = dropout(&x, 0.5, Some(&mut Rng::new(1)))?.to_vec2::<f32>()?;
+/// assert!(a[0].iter().all(|&v| v == 0.0 || v == 2.0));
+/// assert_eq!(a, dropout(&x, 0.5, Some(&mut Rng::new(1)))?.to_vec2::<f32>()?);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn dropout(xs: &Tensor, p: f64, rng: Option<&mut Rng>) -> Result<Tensor> {
     if !(0.0..1.0).contains(&p) {
         return Err(Error::invalid(format!("dropout probability must be in [0, 1), got {p}")));

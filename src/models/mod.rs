@@ -21,6 +21,22 @@ use crate::{Result, Rng};
 use heads::Features;
 
 /// A network that gives per-residue and per-protein features for a batch of token ids.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// use protein_lm::models::Trunk;
+/// let config = Config::tiny(8);
+/// let trunk: Box<dyn Trunk> = Box::new(ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?);
+/// // <START> M K <END> <PAD>: features for any head, whichever model made them.
+/// let ids = Tensor::new(&[[23u32, 10, 8, 24, 25]], &Device::Cpu)?;
+/// let features = trunk.features(&ids, None)?;
+/// assert_eq!(features.residues.dims(), [1, 5, trunk.residue_width()]);
+/// assert_eq!(features.protein.dims(), [1, trunk.protein_width()]);
+/// assert_eq!(features.mask.to_vec2::<u32>()?, [[1, 1, 1, 1, 0]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub trait Trunk {
     /// `ids (B, L)` → features. `rng` = `Some` trains (dropout on, where the trunk has dropout).
     fn features(&self, ids: &Tensor, rng: Option<&mut Rng>) -> Result<Features>;

@@ -431,7 +431,7 @@ impl candle_core::CustomOp2 for ConvTapsTranspose {
     }
 }
 
-/// The convolution sum of [`ConvTaps`] on CPU f32; `None` where the kernel does not apply (the
+/// The convolution sum of `ConvTaps` on CPU f32; `None` where the kernel does not apply (the
 /// caller then uses candle ops).
 pub fn conv_taps(rows: &Tensor, taps: &Tensor, dilation: usize) -> Result<Option<Tensor>> {
     if !(use_kernel(rows) && taps.dtype() == DType::F32) {
@@ -475,6 +475,15 @@ impl CustomOp1 for FusedSoftmax {
 }
 
 /// Softmax over the last axis; the fused kernel on CPU f32, candle's composite elsewhere.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::ops::softmax_last_dim;
+/// let x = Tensor::new(&[[0f32, 0.0], [0.0, 2f32.ln()]], &Device::Cpu)?;
+/// let p = softmax_last_dim(&x)?.to_vec2::<f32>()?;
+/// assert!((p[0][0] - 0.5).abs() < 1e-6 && (p[1][1] - 2.0 / 3.0).abs() < 1e-6);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     if use_kernel(xs) {
         Ok(xs.contiguous()?.apply_op1(FusedSoftmax)?)

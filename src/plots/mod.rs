@@ -2,6 +2,17 @@
 //! SVG ([`Svg`](crate::notebook::Svg) shows inline in notebooks and saves to files). One file per
 //! kind of figure; [`theme`] holds what they share. Bad input (mismatched lengths, empty data,
 //! non-finite values) is an [`Error::invalid`](crate::error::Error::invalid), never a panic.
+//!
+//! ```
+//! use protein_lm::plots::{line_series, Figure};
+//! let loss = [(1.0, 3.1), (2.0, 2.6), (3.0, 2.4)];
+//! let fig = Figure::new("Pretraining loss", "epoch", "loss");
+//! let svg = line_series(&fig, &[("train", &loss[..])], false)?;
+//! assert!(svg.0.starts_with("<svg") && svg.0.contains("Pretraining loss"));
+//! // Bad input is an error, not a panic.
+//! assert!(line_series(&fig, &[("train", &[(1.0, f64::NAN)][..])], false).is_err());
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 pub mod alluvial;
 pub mod bar;

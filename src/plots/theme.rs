@@ -10,6 +10,16 @@ use crate::error::{Error, Result};
 use crate::notebook::Svg;
 
 /// Labels and size of a figure.
+///
+/// ```
+/// use protein_lm::plots::{bar_chart, Figure};
+/// let fig = Figure::new("Proteins per family", "family", "proteins").size(800, 300);
+/// assert_eq!((fig.width, fig.height), (800, 300));
+/// let families = ["kinase".to_string(), "globin".to_string()];
+/// let svg = bar_chart(&fig, &families, &[120.0, 33.0])?;
+/// assert!(svg.0.contains(r#"width="800""#));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub title: String,

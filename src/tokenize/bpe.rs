@@ -29,6 +29,16 @@ pub const WORD_START: char = '▁';
 const UNK_PIECE: &str = "<unk>";
 
 /// Options of BPE training; the defaults are the reference's SentencePiece call.
+///
+/// ```
+/// use protein_lm::tokenize::{BpeOptions, ProbertaTokenizer};
+/// let corpus = ["MKTAYIAKQRQISFVKSHFSRQ", "MKKLLPTAAAGLLLLAAQPAMA", "MKTAYIAKQR"];
+/// // A small vocabulary, and training on proteins under 20 residues only.
+/// let options = BpeOptions { vocab_size: 40, max_train_length: 20, ..BpeOptions::default() };
+/// let (_, report) = ProbertaTokenizer::train(corpus, &options)?;
+/// assert_eq!((report.sequences_used, report.skipped_too_long), (1, 2));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BpeOptions {
     /// SentencePiece `vocab_size`, which counts its three specials (unk, bos, eos).
@@ -63,6 +73,14 @@ pub enum PieceEncoder {
 }
 
 /// `<s> pieces </s>` with the chosen truncation (for callers that need the piece count first).
+///
+/// ```
+/// use protein_lm::tokenize::bpe::with_specials;
+/// use protein_lm::tokenize::SingleTruncation;
+/// // A protein of 600 pieces kept within 512 tokens, `</s>` included.
+/// let ids = with_specials((0..600).map(|i| 4 + i % 10).collect(), SingleTruncation::default());
+/// assert_eq!((ids.len(), ids[0], ids[511]), (512, 0, 2));
+/// ```
 pub fn with_specials(mut pieces: Vec<u32>, truncation: SingleTruncation) -> Vec<u32> {
     if let SingleTruncation::KeepEnd { max_len } = truncation {
         pieces.truncate(max_len.saturating_sub(2));
@@ -79,6 +97,16 @@ pub fn with_specials(mut pieces: Vec<u32>, truncation: SingleTruncation) -> Vec<
 
 /// Single-protein truncation: the paper keeps `<s>` … `</s>` within 512 (510 pieces); the reference
 /// cut the whole input to its first 512 tokens, losing `</s>` on long proteins.
+///
+/// ```
+/// use protein_lm::tokenize::bpe::with_specials;
+/// use protein_lm::tokenize::SingleTruncation;
+/// let pieces = vec![10, 11, 12, 13, 14];
+/// // The paper keeps `</s>` (2); the reference cut it off.
+/// assert_eq!(with_specials(pieces.clone(), SingleTruncation::KeepEnd { max_len: 5 }), [0, 10, 11, 12, 2]);
+/// assert_eq!(with_specials(pieces.clone(), SingleTruncation::CutInput { max_len: 5 }), [0, 10, 11, 12, 13]);
+/// assert_eq!(with_specials(pieces, SingleTruncation::None).len(), 7);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SingleTruncation {
     /// Keep the first `max_len − 2` pieces, then `</s>` (paper, default: 512).
@@ -101,6 +129,19 @@ impl Default for SingleTruncation {
 /// Pair truncation: the paper cuts each protein to 254 pieces before joining (so the pair fits 512);
 /// the reference code cut only the joined input to 512, letting a long first protein crowd out the
 /// second.
+///
+/// ```
+/// use protein_lm::tokenize::{BpeOptions, PairTruncation, ProbertaTokenizer, UnknownCounts};
+/// let (a, b) = ("MKTAYIAKQRQISFVKSHFSRQ", "MKKLLPTAAAGLLLLAAQPAMA");
+/// let (tokenizer, _) = ProbertaTokenizer::train([a, b], &BpeOptions { vocab_size: 40, ..BpeOptions::default() })?;
+/// let mut unknown = UnknownCounts::default();
+/// // Each protein cut to one piece: <s> a </s> </s> b </s>.
+/// let ids = tokenizer.encode_pair(a, b, PairTruncation::PerProtein { per_protein: 1 }, &mut unknown)?;
+/// assert_eq!((ids.len(), ids[0], ids[2], ids[3], ids[5]), (6, 0, 2, 2, 2));
+/// // The reference's cut of the joined input.
+/// assert_eq!(tokenizer.encode_pair(a, b, PairTruncation::WholeInput { max_len: 4 }, &mut unknown)?.len(), 4);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PairTruncation {
     /// Each protein to at most `per_protein` pieces (paper, default: 254).
@@ -120,6 +161,22 @@ impl Default for PairTruncation {
     }
 }
 
+/// PRoBERTa's tokenizer: BPE pieces (exact with merges, approximate from `dict.txt` alone) numbered by a fairseq dictionary.
+///
+/// ```
+/// use protein_lm::tokenize::{BpeOptions, ProbertaTokenizer, SingleTruncation, UnknownCounts};
+/// let corpus = ["MKTAYIAKQRQISFVKSHFSRQ", "MKKLLPTAAAGLLLLAAQPAMA", "MKTAYIAKQR"];
+/// let (tokenizer, _) = ProbertaTokenizer::train(corpus, &BpeOptions { vocab_size: 40, ..BpeOptions::default() })?;
+/// // The first piece carries SentencePiece's `▁`.
+/// assert_eq!(tokenizer.pieces("MKTAYIAKQR")?.concat(), "▁MKTAYIAKQR");
+/// let ids = tokenizer.encode_single("MKTAYIAKQR", SingleTruncation::default(), &mut UnknownCounts::default())?;
+/// assert_eq!((ids[0], ids[ids.len() - 1]), (0, 2)); // <s> … </s>
+/// // Saved and loaded with its merges: the same pieces again.
+/// let dir = tempfile::tempdir()?;
+/// tokenizer.save(dir.path())?;
+/// assert_eq!(ProbertaTokenizer::load(dir.path())?.pieces("MKTAYIAKQR")?, tokenizer.pieces("MKTAYIAKQR")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct ProbertaTokenizer {
     pub encoder: PieceEncoder,

@@ -1,21 +1,81 @@
 //! ProteinBERT's residue tokenizer (spec proteinbert §1): 26 ids, `<START>` + residues + `<END>`,
 //! right-padded with `<PAD>` to a fixed length, never truncated.
+//!
+//! ```
+//! use protein_lm::tokenize::residue::{bucket_seq_len, END, PAD, START};
+//! use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+//! let sequence = "MKTAYIAKQR";
+//! // The reference pads each protein to its length bucket.
+//! let len = bucket_seq_len(sequence.len());
+//! let ids = ResidueTokenizer.encode_padded(sequence, len, &mut UnknownCounts::default())?;
+//! assert_eq!((ids.len(), ids[0], ids[11], ids[12]), (512, START, END, PAD));
+//! assert_eq!(ResidueTokenizer.decode(&ids), sequence);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 
 /// The 22 residue letters in id order (A=0 … Y=21); U and X have their own ids.
+///
+/// ```
+/// use protein_lm::tokenize::residue::RESIDUES;
+/// use protein_lm::tokenize::ResidueTokenizer;
+/// // A residue's id is its position here.
+/// assert_eq!(ResidueTokenizer::token_id('M'), RESIDUES.find('M').map(|i| i as u32));
+/// assert_eq!(RESIDUES.len(), 22);
+/// ```
 pub const RESIDUES: &str = "ACDEFGHIKLMNPQRSTUVWXY";
 pub const OTHER: u32 = 22;
+/// The id of `<START>`, before the first residue.
+///
+/// ```
+/// use protein_lm::tokenize::residue::START;
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// assert_eq!(ResidueTokenizer.encode("MK", &mut UnknownCounts::default())[0], START);
+/// assert_eq!(ResidueTokenizer::token(START), "<START>");
+/// ```
 pub const START: u32 = 23;
+/// The id of `<END>`, after the last residue.
+///
+/// ```
+/// use protein_lm::tokenize::residue::END;
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// assert_eq!(ResidueTokenizer.encode("MK", &mut UnknownCounts::default())[3], END);
+/// assert_eq!(ResidueTokenizer::token(END), "<END>");
+/// ```
 pub const END: u32 = 24;
+/// The id of `<PAD>`, after `<END>` up to the padded length.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::tokenize::residue::PAD;
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// let ids = ResidueTokenizer.encode_padded("MK", 6, &mut UnknownCounts::default())?;
+/// // The padding mask a model's `Forward::mask` takes: 1 on START, residues and END.
+/// let mask = Tensor::new(ids.as_slice(), &Device::Cpu)?.ne(PAD)?.to_dtype(DType::U32)?;
+/// assert_eq!(mask.to_vec1::<u32>()?, [1, 1, 1, 1, 0, 0]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub const PAD: u32 = 25;
 pub const VOCAB_SIZE: usize = 26;
 /// `<START>` and `<END>`.
 pub const ADDED_TOKENS_PER_SEQ: usize = 2;
 
 /// How many characters went to `<OTHER>`, by character (B, Z, O, J, lower case, …).
+///
+/// ```
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// let mut unknown = UnknownCounts::default();
+/// ResidueTokenizer.encode("MKBZb", &mut unknown);
+/// // B, Z and lower case go to <OTHER>, each counted by character.
+/// assert_eq!((unknown.total(), unknown.by_char[&'B']), (3, 1));
+/// let mut all = UnknownCounts::default();
+/// all.merge(&unknown);
+/// all.merge(&unknown);
+/// assert_eq!(all.total(), 6);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UnknownCounts {
     pub by_char: BTreeMap<char, usize>,
@@ -32,6 +92,19 @@ impl UnknownCounts {
     }
 }
 
+/// ProteinBERT's tokenizer: one id per residue letter, `<START>` and `<END>` around, `<PAD>` after.
+///
+/// ```
+/// use protein_lm::tokenize::residue::{END, OTHER, PAD, START};
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// let mut unknown = UnknownCounts::default();
+/// let ids = ResidueTokenizer.encode_padded("MKB", 7, &mut unknown)?;
+/// assert_eq!(ids, [START, 10, 8, OTHER, END, PAD, PAD]);
+/// assert_eq!(unknown.total(), 1);
+/// // Never truncated: a protein that does not fit is an error.
+/// assert!(ResidueTokenizer.encode_padded("MKTAYIAKQR", 8, &mut unknown).is_err());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResidueTokenizer;
 
@@ -88,6 +161,12 @@ impl ResidueTokenizer {
 }
 
 /// The smallest of 512, 1024, 2048, … that holds `residues` + 2 tokens: the reference's length buckets.
+///
+/// ```
+/// use protein_lm::tokenize::residue::bucket_seq_len;
+/// // 510 residues + START + END fill 512 exactly; one more needs the next bucket.
+/// assert_eq!((bucket_seq_len(510), bucket_seq_len(511), bucket_seq_len(3000)), (512, 1024, 4096));
+/// ```
 pub fn bucket_seq_len(residues: usize) -> usize {
     let mut len = 512;
     while len < residues + ADDED_TOKENS_PER_SEQ {

@@ -3,6 +3,18 @@
 //! ids 0–3 are `<s> <pad> </s> <unk>`, then the pieces in `dict.txt` order (by descending count over
 //! the training split), then `madeupword0000…` fillers up to a multiple of 8, then `<mask>`, which the
 //! masked-LM task appends. With 9,997 pieces that is 10,009 ids.
+//!
+//! ```
+//! use protein_lm::tokenize::vocab::{FairseqDictionary, BOS, EOS, PAD, UNK};
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("dict.txt"), "SL 10\nKL 7\n\u{2581}M 5\n")?;
+//! let dict = FairseqDictionary::load(dir.path().join("dict.txt"))?;
+//! assert_eq!((BOS, PAD, EOS, UNK), (0, 1, 2, 3));
+//! assert_eq!((dict.id("SL"), dict.id("\u{2581}M")), (Some(4), Some(6)));
+//! assert_eq!(dict.id_or_unk("QQ"), UNK);
+//! assert_eq!(dict.mask(), 7); // appended after the pieces
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -18,6 +30,16 @@ pub const N_SPECIAL: usize = 4;
 const SPECIALS: [&str; N_SPECIAL] = ["<s>", "<pad>", "</s>", "<unk>"];
 pub const MASK_SYMBOL: &str = "<mask>";
 
+/// The fairseq dictionary: symbols with their counts and ids (see the module docs).
+///
+/// ```
+/// use protein_lm::tokenize::FairseqDictionary;
+/// let dict = FairseqDictionary::build([("KL".to_string(), 5), ("SL".to_string(), 9)]);
+/// // 4 specials, the pieces by descending count, fillers to a multiple of 8, then <mask>.
+/// assert_eq!((dict.id("SL"), dict.id("KL")), (Some(4), Some(5)));
+/// assert_eq!((dict.symbol(6), dict.mask(), dict.len()), (Some("madeupword0000"), 8, 9));
+/// assert_eq!(dict.to_text(), "SL 9\nKL 5\nmadeupword0000 0\nmadeupword0001 0\n");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FairseqDictionary {
     symbols: Vec<String>,

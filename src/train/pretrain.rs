@@ -4,6 +4,20 @@
 //! A config file (`configs/*-{tiny,demo,paper}.json`) holds the model sizes, the data limits, the
 //! objective and the loop's settings; `protein-lm pretrain` and notebooks both call
 //! [`pretrain`].
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use candle_core::Device;
+//! use protein_lm::data::resolver::{files, resolve};
+//! use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
+//! use protein_lm::train::run_dir::RunOptions;
+//! let config = PretrainConfig::load("configs/proteinbert-pretrain-demo.json")?;
+//! let inputs = PretrainInputs { data: resolve(files::SWISSPROT_GO_SAMPLE)?, tokenizer: None, go_graph: Some(resolve(files::GO_GRAPH)?) };
+//! let out = Path::new("results/demo/runs/proteinbert-pretrain");
+//! let summary = pretrain(&config, &inputs, RunOptions { out, resume: true, device: &Device::Cpu, progress: true })?;
+//! println!("{} updates; the model is in {}", summary.updates, out.join("model").display());
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +78,17 @@ pub struct MlmConfig {
 }
 
 /// A pretraining run's configuration.
+///
+/// ```
+/// use protein_lm::models::directory::ModelConfig;
+/// use protein_lm::train::pretrain::PretrainConfig;
+/// let bert = PretrainConfig::load("configs/proteinbert-pretrain-tiny.json")?;
+/// let roberta = PretrainConfig::load("configs/proberta-pretrain-tiny.json")?;
+/// // One config type for both objectives: denoising + GO for ProteinBERT, masked LM for PRoBERTa.
+/// assert!(matches!(bert.model, ModelConfig::Proteinbert(_)) && bert.denoising.is_some());
+/// assert!(matches!(roberta.model, ModelConfig::Proberta(_)) && roberta.mlm.is_some());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
     /// Sizes of the network. ProteinBERT's `n_annotations` and PRoBERTa's `vocab_size` are set
@@ -135,6 +160,20 @@ impl PretrainConfig {
 /// The seeded held-out split pretraining uses: `valid` proteins drawn from `records` (kept in
 /// file order) for validation, the rest for training. Public so that notebooks score the same
 /// held-out proteins the run validated on.
+///
+/// ```
+/// use protein_lm::data::tables::SwissProtRecord;
+/// use protein_lm::train::pretrain::pretraining_split;
+/// let record = |i: usize| SwissProtRecord {
+///     accession: format!("P{i}"), go_mf: vec![], go_bp: vec![], go_cc: vec![], sequence: "MKV".into(),
+/// };
+/// let (train, valid) = pretraining_split((0..10).map(record).collect(), 3, 0)?;
+/// assert_eq!((train.len(), valid.len()), (7, 3));
+/// // The run's seed fixes the held-out proteins, so a notebook scores the ones the run validated on.
+/// let (_, again) = pretraining_split((0..10).map(record).collect(), 3, 0)?;
+/// assert_eq!(valid, again);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn pretraining_split(
     records: Vec<SwissProtRecord>,
     valid: usize,
@@ -287,6 +326,22 @@ pub struct ProteinbertHeldOut {
 /// Rebuilds the validation proteins of the ProteinBERT pretraining in `run` (its `config.json`
 /// and the GO vocabulary in `model/go_terms.txt`) from the Swiss-Prot `table` it read, with the
 /// same seeded split and the same GO propagation (`go_graph` is needed when the run propagated).
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::{DType, Device};
+/// use protein_lm::data::resolver::{files, resolve};
+/// use protein_lm::models::directory::ModelDir;
+/// use protein_lm::train::objectives::denoising_eval::evaluate_denoising;
+/// use protein_lm::train::pretrain::proteinbert_held_out;
+/// let run = Path::new("results/demo/runs/proteinbert-pretrain");
+/// let graph = resolve(files::GO_GRAPH)?;
+/// let held_out = proteinbert_held_out(run, &resolve(files::SWISSPROT_GO_SAMPLE)?, Some(graph.as_path()))?;
+/// let model = ModelDir::open(run.join("model"))?.proteinbert(DType::F32, &Device::Cpu)?;
+/// let scores = evaluate_denoising(&model, &held_out.corpus, 512, 16, &held_out.options, 0, &Device::Cpu)?;
+/// println!("{} held-out proteins: token loss {:.3}", held_out.records.len(), scores.token_loss);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn proteinbert_held_out(run: &Path, table: &Path, go_graph: Option<&Path>) -> Result<ProteinbertHeldOut> {
     let config_path = run.join("config.json");
     let config: PretrainConfig = super::run_dir::read_json(&config_path, "pretraining run configuration")?;
@@ -328,6 +383,17 @@ pub fn proteinbert_held_out(run: &Path, table: &Path, go_graph: Option<&Path>) -
 
 /// The updates at which a pretraining run kept a checkpoint (ascending): the snapshots a
 /// "score against the amount of pretraining" figure can fine-tune from.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::train::pretrain::{pretraining_snapshots, snapshot_model};
+/// let run = Path::new("results/demo/runs/proteinbert-pretrain");
+/// // Fine-tune from each kept checkpoint: score against the amount of pretraining.
+/// for step in pretraining_snapshots(run)? {
+///     println!("update {step}: {}", snapshot_model(run, step)?.display());
+/// }
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn pretraining_snapshots(run: &Path) -> Result<Vec<u64>> {
     super::checkpoint::CheckpointDir::new(run.join("checkpoints")).complete_steps()
 }
@@ -335,6 +401,18 @@ pub fn pretraining_snapshots(run: &Path) -> Result<Vec<u64>> {
 /// A model directory of the checkpoint at `step` of the pretraining in `run`: the checkpoint's
 /// weights with the finished run's `model/` config and files, written once to
 /// `run/snapshots/step-N/` and reused after.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::directory::ModelDir;
+/// use protein_lm::train::pretrain::snapshot_model;
+/// // A model directory of the checkpoint at update 600, made once and reused.
+/// let dir = snapshot_model(Path::new("results/demo/runs/proteinbert-pretrain"), 600)?;
+/// let model = ModelDir::open(&dir)?.proteinbert(DType::F32, &Device::Cpu)?;
+/// # let _ = model;
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn snapshot_model(run: &Path, step: u64) -> Result<PathBuf> {
     let out = run.join("snapshots").join(format!("step-{step}"));
     if out.join(crate::models::directory::WEIGHTS_FILE).is_file() && out.join("config.json").is_file() {
@@ -390,6 +468,13 @@ pub struct ProbertaPretraining {
 }
 
 /// Shannon entropy (nats) of the token frequencies of `sequences`.
+///
+/// ```
+/// use protein_lm::train::pretrain::unigram_entropy;
+/// // Two tokens, equally frequent: ln 2 nats, the loss of the best context-free guess.
+/// assert!((unigram_entropy(&[vec![4, 5], vec![5, 4]]) - 2f64.ln()).abs() < 1e-12);
+/// assert_eq!(unigram_entropy(&[vec![7, 7, 7]]), 0.0);
+/// ```
 pub fn unigram_entropy(sequences: &[Vec<u32>]) -> f64 {
     // Summed in token order: a HashMap's order changes from process to process, and with it the
     // last bits of the sum, which a resumed run's log would then show.
@@ -493,6 +578,19 @@ impl Task for ProbertaPretraining {
 // Entry point
 
 /// What [`pretrain`] needs besides the config.
+///
+/// ```no_run
+/// use protein_lm::data::resolver::{files, resolve};
+/// use protein_lm::train::pretrain::PretrainInputs;
+/// // PRoBERTa: the Swiss-Prot table and the BPE tokenizer trained on it (notebook proberta/01).
+/// let inputs = PretrainInputs {
+///     data: resolve(files::SWISSPROT_GO_SAMPLE)?,
+///     tokenizer: Some("results/demo/runs/proberta-bpe".into()),
+///     go_graph: None,
+/// };
+/// # let _ = inputs;
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PretrainInputs {
     /// The Swiss-Prot table.
@@ -667,6 +765,25 @@ fn prepare_proberta(
 
 /// Runs (or resumes) a pretraining in `out`; the final weights are the model directory `out/model`.
 /// What the data preparation dropped, cut or mapped is written to `out/data.json`.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use protein_lm::data::resolver::{files, resolve};
+/// use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
+/// use protein_lm::train::run_dir::RunOptions;
+/// let config = PretrainConfig::load("configs/proberta-pretrain-demo.json")?;
+/// let inputs = PretrainInputs {
+///     data: resolve(files::SWISSPROT_GO_SAMPLE)?,
+///     tokenizer: Some("results/demo/runs/proberta-bpe".into()),
+///     go_graph: None,
+/// };
+/// // Resumes from the last complete checkpoint when interrupted.
+/// let out = Path::new("results/demo/runs/proberta-pretrain");
+/// let summary = pretrain(&config, &inputs, RunOptions { out, resume: true, device: &Device::Cpu, progress: true })?;
+/// println!("{} updates, {} epochs, best validation {:?}", summary.updates, summary.epochs_completed, summary.best);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOptions) -> Result<RunSummary> {
     let RunOptions { out, resume, device, progress } = options;
     let seed = config.train.seed;

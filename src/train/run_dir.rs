@@ -9,6 +9,20 @@
 //!   best/              model directory of the best validation score (when validating)
 //!   model/             model directory of the final weights
 //! ```
+//!
+//! ```
+//! use candle_core::Device;
+//! use protein_lm::train::run_dir::{read_log, Provenance, RunDir};
+//! let out = tempfile::tempdir()?;
+//! let config = serde_json::json!({"lr": 1e-3});
+//! let provenance = Provenance::collect(0, &[], &Device::Cpu)?;
+//! let run = RunDir::open(out.path(), &config, &provenance, false)?;
+//! run.log(&serde_json::json!({"kind": "train", "step": 1, "loss": 2.5}))?;
+//! assert_eq!(read_log(run.log_path(), "train")?.len(), 1);
+//! // A resume must bring the configuration the run was started with.
+//! assert!(RunDir::open(out.path(), &serde_json::json!({"lr": 3e-3}), &provenance, true).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -89,6 +103,17 @@ fn git_commit() -> Option<String> {
 }
 
 /// Where a run goes and how it runs: the arguments `pretrain` and `finetune_proteinbert` share.
+///
+/// ```
+/// use candle_core::Device;
+/// use protein_lm::train::run_dir::RunOptions;
+/// let out = tempfile::tempdir()?;
+/// // Copy: the same options can go to every stage of a run.
+/// let options = RunOptions { out: out.path(), resume: true, device: &Device::Cpu, progress: false };
+/// let again = options;
+/// assert!(options.resume && again.out == out.path());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions<'a> {
     /// The run directory.
@@ -233,6 +258,24 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 /// Reads a run's `log.jsonl` records of one kind (e.g. "train"), for plotting.
+///
+/// ```
+/// use protein_lm::train::run_dir::read_log;
+/// let dir = tempfile::tempdir()?;
+/// let log = dir.path().join("log.jsonl");
+/// std::fs::write(&log, concat!(
+///     r#"{"kind": "train", "step": 10, "loss": 2.5}"#, "\n",
+///     r#"{"kind": "valid", "step": 10, "loss": 2.7}"#, "\n",
+///     r#"{"kind": "train", "step": 20, "loss": 2.1}"#, "\n",
+/// ))?;
+/// // The training curve of a run, e.g. to plot with `plots::line_series`.
+/// let curve: Vec<(f64, f64)> = read_log(&log, "train")?
+///     .iter()
+///     .map(|r| (r["step"].as_f64().unwrap(), r["loss"].as_f64().unwrap()))
+///     .collect();
+/// assert_eq!(curve, [(10.0, 2.5), (20.0, 2.1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_log(path: impl AsRef<Path>, kind: &str) -> Result<Vec<serde_json::Value>> {
     let path = path.as_ref();
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;

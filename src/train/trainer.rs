@@ -18,6 +18,36 @@
 //! and its `log.jsonl` holds the same records (see [`RunDir::reset_log`]). `tests/train_resume.rs`
 //! checks both with a crash injected at every step of the write sequence ([`crate::failpoint`])
 //! and with SIGKILLs at random instants.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use protein_lm::models::init::SeededVarMap;
+//! use protein_lm::train::trainer::{Metrics, Task, TaskLoss, TrainConfig, Trainer};
+//! use protein_lm::{Result, Rng};
+//! // A task of one parameter: fit w in y = w·x to y = 3x, one batch per epoch, no validation.
+//! struct Fit { w: Tensor, x: Tensor, y: Tensor }
+//! impl Task for Fit {
+//!     fn batches_per_epoch(&self) -> u64 { 1 }
+//!     fn train_loss(&mut self, _epoch: u64, _batch: u64, _rng: &mut Rng) -> Result<TaskLoss> {
+//!         let loss = self.x.broadcast_mul(&self.w)?.sub(&self.y)?.sqr()?.mean_all()?;
+//!         Ok(TaskLoss { loss, metrics: Metrics::new(), samples: 4, tokens: 4 })
+//!     }
+//!     fn validate(&mut self) -> Result<Metrics> { Ok(Metrics::new()) }
+//! }
+//! let vars = SeededVarMap::new(0);
+//! let w = vars.var_builder(DType::F32, &Device::Cpu).get_with_hints(1, "w", candle_nn::Init::Const(0.0))?;
+//! let x = Tensor::new(&[1f32, 2.0, 3.0, 4.0], &Device::Cpu)?;
+//! let mut task = Fit { w, y: (&x * 3.0)?, x };
+//! let mut config = TrainConfig::epochs(300, 0.05);
+//! config.early_stopping = None;
+//! let mut trainer = Trainer::new(config, vars.clone(), Device::Cpu)?;
+//! let run = tempfile::tempdir()?;
+//! let summary = trainer.run_in(&mut task, run.path(), false)?;
+//! assert_eq!(summary.updates, 300);
+//! let w = vars.get_var("w").unwrap().as_tensor().to_vec1::<f32>()?[0];
+//! assert!((w - 3.0).abs() < 0.1, "{w}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -119,6 +149,18 @@ impl GradientSync for SingleProcess {
 }
 
 /// Learning-rate schedule.
+///
+/// ```
+/// use protein_lm::train::schedule::PolynomialDecay;
+/// use protein_lm::train::trainer::LrSchedule;
+/// // fairseq's warm-up over 10 updates to 1e-3, then linear decay to 0 at update 110.
+/// let schedule = LrSchedule::Polynomial(PolynomialDecay { peak_lr: 1e-3, warmup_updates: 10, total_updates: 110, end_lr: 0.0, power: 1.0 });
+/// let close = |k: u64, lr: f64| (schedule.lr(k) - lr).abs() < 1e-12;
+/// assert!(close(1, 1e-4) && close(11, 1e-3) && close(61, 5e-4) && close(200, 0.0));
+/// assert_eq!(LrSchedule::Constant { lr: 3e-4 }.lr(1000), 3e-4);
+/// let json = serde_json::to_string(&LrSchedule::Constant { lr: 3e-4 }).unwrap();
+/// assert_eq!(json, r#"{"kind":"constant","lr":0.0003}"#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum LrSchedule {
@@ -140,6 +182,16 @@ impl LrSchedule {
 }
 
 /// Optimiser choice, with the references' settings as presets.
+///
+/// ```
+/// use protein_lm::train::trainer::{OptimizerConfig, TrainConfig};
+/// // The references' optimisers: PRoBERTa's apex LAMB, ProteinBERT's Keras Adam.
+/// let mut config = TrainConfig::epochs(3, 2.5e-3);
+/// config.optimizer = OptimizerConfig::lamb_apex();
+/// assert!(config.validate().is_ok());
+/// let json = serde_json::to_value(OptimizerConfig::adam_keras()).unwrap();
+/// assert_eq!((json["kind"].as_str(), json["eps"].as_f64()), (Some("adam_keras"), Some(1e-7)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OptimizerConfig {
@@ -194,6 +246,14 @@ pub struct PlateauConfig {
 }
 
 /// Stop after `patience` validations without improvement; the best weights go to `best/`.
+///
+/// ```
+/// use protein_lm::train::trainer::{EarlyStoppingConfig, TrainConfig};
+/// // PRoBERTa's fine-tuning: stop after 3 validations without a better accuracy.
+/// let mut config = TrainConfig::epochs(20, 2.5e-3);
+/// config.early_stopping = Some(EarlyStoppingConfig { patience: 3, monitor: "accuracy".into(), maximize: true });
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStoppingConfig {
     pub patience: u32,
@@ -203,6 +263,19 @@ pub struct EarlyStoppingConfig {
 }
 
 /// The loop's settings.
+///
+/// ```
+/// use protein_lm::train::trainer::{LrSchedule, TrainConfig};
+/// // In a config file only the schedule and the optimiser are required; the rest have defaults.
+/// let config: TrainConfig = serde_json::from_str(r#"{
+///     "max_epochs": 5,
+///     "lr": {"kind": "constant", "lr": 0.001},
+///     "optimizer": {"kind": "adam_keras", "beta1": 0.9, "beta2": 0.999, "eps": 1e-7}
+/// }"#).unwrap();
+/// assert_eq!(config.lr, LrSchedule::Constant { lr: 1e-3 });
+/// assert_eq!((config.update_freq, config.checkpoint_every, config.keep_checkpoints), (1, 1000, 3));
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     #[serde(default)]
@@ -247,6 +320,14 @@ pub struct TrainConfig {
 }
 
 /// A learning-rate factor for the parameters whose names start with `prefix`.
+///
+/// ```
+/// use protein_lm::train::trainer::{LrScale, TrainConfig};
+/// // A new head learns ten times faster than its pretrained trunk.
+/// let mut config = TrainConfig::epochs(10, 1e-4);
+/// config.lr_scales = vec![LrScale { prefix: "head.".into(), factor: 10.0 }];
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrScale {
     pub prefix: String,

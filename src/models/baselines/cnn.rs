@@ -12,6 +12,22 @@
 //! convolution and convolves without padding; neither is here (the paper describes neither).
 //!
 //! [`one_hot_batch`]: super::one_hot_batch
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::models::baselines::cnn::{DeepFam, DeepFamConfig, SimpleCnn, SimpleCnnConfig};
+//! use protein_lm::models::baselines::{one_hot_batch, Classifier};
+//! use protein_lm::models::init::SeededVarMap;
+//! let x = one_hot_batch(&["MKTAYIAKQR", "ACDEF"], 12, &Device::Cpu)?;
+//! let small = SimpleCnnConfig { channels: 8, kernel_size: 3, layers: 2, ..SimpleCnnConfig::new(5) };
+//! let cnn = SimpleCnn::new(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &small)?;
+//! let deepfam_config = DeepFamConfig { kernel_sizes: vec![4, 8], units: 6, hidden: None, ..DeepFamConfig::paper(5) };
+//! let deepfam = DeepFam::new(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &deepfam_config)?;
+//! // Both give one logit per family and protein; `train: false` and no rng: no dropout.
+//! assert_eq!(cnn.logits(&x, false, None)?.dims(), [2, 5]);
+//! assert_eq!(deepfam.logits(&x, false, None)?.dims(), [2, 5]);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
@@ -54,6 +70,16 @@ fn check_dropout(p: f64) -> Result<()> {
     Ok(())
 }
 
+/// Sizes of [`SimpleCnn`].
+///
+/// ```
+/// use protein_lm::models::baselines::cnn::{simple_cnn_parameters, SimpleCnnConfig};
+/// let paper = SimpleCnnConfig::new(10);
+/// assert_eq!((paper.channels, paper.kernel_size, paper.layers), (128, 9, 4));
+/// // A narrower network for a CPU notebook: convolutions 21·8·3 + 8 and 8·8·3 + 8, output 8·10 + 10.
+/// let small = SimpleCnnConfig { channels: 8, kernel_size: 3, layers: 2, ..paper };
+/// assert_eq!(simple_cnn_parameters(&small), 512 + 200 + 90);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimpleCnnConfig {
     pub channels: usize,
@@ -76,6 +102,13 @@ impl SimpleCnnConfig {
 }
 
 /// The simple CNN's parameters: the first convolution reads 21 channels, the others `channels`.
+///
+/// ```
+/// use protein_lm::models::baselines::cnn::{simple_cnn_parameters, SimpleCnnConfig};
+/// let config = SimpleCnnConfig { channels: 8, kernel_size: 3, layers: 2, ..SimpleCnnConfig::new(3) };
+/// // First conv 21·8·3 + 8, second 8·8·3 + 8, output 8·3 + 3.
+/// assert_eq!(simple_cnn_parameters(&config), 512 + 200 + 27);
+/// ```
 pub fn simple_cnn_parameters(config: &SimpleCnnConfig) -> usize {
     let (c, k) = (config.channels, config.kernel_size);
     let first = ONE_HOT_CHANNELS * c * k + c;
@@ -83,6 +116,24 @@ pub fn simple_cnn_parameters(config: &SimpleCnnConfig) -> usize {
     first + rest + c * config.n_classes + config.n_classes
 }
 
+/// The paper's "simple CNN": stacked convolutions, a max over positions, one linear layer.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::baselines::cnn::{simple_cnn_parameters, SimpleCnn, SimpleCnnConfig};
+/// use protein_lm::models::baselines::{one_hot_batch, Classifier};
+/// use protein_lm::models::init::SeededVarMap;
+/// let config = SimpleCnnConfig { channels: 8, kernel_size: 3, layers: 2, ..SimpleCnnConfig::new(3) };
+/// let vars = SeededVarMap::new(0);
+/// let cnn = SimpleCnn::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+/// assert_eq!(vars.num_parameters(), simple_cnn_parameters(&config));
+/// // Padding does not change the logits: the mask comes from the one-hot input itself.
+/// let short = cnn.logits(&one_hot_batch(&["MKTAYIAKQR"], 10, &Device::Cpu)?, false, None)?;
+/// let long = cnn.logits(&one_hot_batch(&["MKTAYIAKQR"], 32, &Device::Cpu)?, false, None)?;
+/// let gap = (short - long)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(gap < 1e-5, "{gap}");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SimpleCnn {
     convs: Vec<Conv1d>,
@@ -137,6 +188,14 @@ impl Classifier for SimpleCnn {
     }
 }
 
+/// Sizes of [`DeepFam`].
+///
+/// ```
+/// use protein_lm::models::baselines::cnn::DeepFamConfig;
+/// let paper = DeepFamConfig::paper(1000);
+/// assert_eq!(paper.kernel_sizes, [8, 12, 16, 20, 24, 28, 32, 36]);
+/// assert_eq!(paper.feature_width(), 8 * 250);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeepFamConfig {
     pub kernel_sizes: Vec<usize>,
@@ -164,6 +223,13 @@ impl DeepFamConfig {
 }
 
 /// DeepFam's parameters: one 21-channel convolution per kernel size, the hidden layer, the output.
+///
+/// ```
+/// use protein_lm::models::baselines::cnn::{deepfam_parameters, DeepFamConfig};
+/// let config = DeepFamConfig { kernel_sizes: vec![3, 5], units: 4, hidden: Some(6), n_classes: 3, dropout: 0.3 };
+/// // Convolutions (21·4·3 + 4) + (21·4·5 + 4), hidden 8·6 + 6, output 6·3 + 3.
+/// assert_eq!(deepfam_parameters(&config), 256 + 424 + 54 + 21);
+/// ```
 pub fn deepfam_parameters(config: &DeepFamConfig) -> usize {
     let u = config.units;
     let convs: usize = config.kernel_sizes.iter().map(|&k| ONE_HOT_CHANNELS * u * k + u).sum();
@@ -175,6 +241,22 @@ pub fn deepfam_parameters(config: &DeepFamConfig) -> usize {
     convs + dense + last * config.n_classes + config.n_classes
 }
 
+/// DeepFam: parallel convolutions of several widths, each max-pooled over positions, then dense layers.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::baselines::cnn::{deepfam_parameters, DeepFam, DeepFamConfig};
+/// use protein_lm::models::baselines::one_hot_batch;
+/// use protein_lm::models::init::SeededVarMap;
+/// let config = DeepFamConfig { kernel_sizes: vec![3, 5], units: 4, hidden: Some(6), n_classes: 3, dropout: 0.3 };
+/// let vars = SeededVarMap::new(0);
+/// let deepfam = DeepFam::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+/// assert_eq!(vars.num_parameters(), deepfam_parameters(&config));
+/// // The pooled convolution features are the protein vectors DeepFam+DeepInteract reads.
+/// let features = deepfam.features(&one_hot_batch(&["MKTAYIAKQR", "ACDEF"], 12, &Device::Cpu)?)?;
+/// assert_eq!(features.dims(), [2, config.feature_width()]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DeepFam {
     convs: Vec<Conv1d>,

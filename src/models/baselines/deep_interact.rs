@@ -1,6 +1,34 @@
 //! DeepInteract end to end: per-protein vectors (3-mer frequencies, frozen PRoBERTa embeddings) →
 //! both proteins of a pair side by side → [`Mlp`] with three hidden layers → P(interaction); and
 //! the same at nested training fractions (PRoBERTa's Figure 7 with a frozen representation).
+//!
+//! ```
+//! use protein_lm::analysis::baselines::kmer_frequency_vectors;
+//! use protein_lm::analysis::ppi::pair_rows;
+//! use protein_lm::data::ppi::Pair;
+//! use protein_lm::models::baselines::deep_interact::{fit_deep_interact, PairSet};
+//! use protein_lm::models::baselines::fit::FitOptions;
+//! let pair = |a: &str, b: &str, label| Pair { a: a.into(), b: b.into(), label };
+//! let train = [pair("P1", "P2", 1), pair("P1", "P3", 0), pair("P2", "P4", 0), pair("P3", "P4", 1)];
+//! let test = [pair("P1", "P4", 0), pair("P2", "P3", 1)];
+//! let sequences = [("P1", "MKTAYIAKQR"), ("P2", "MKTAYLAKQR"), ("P3", "GGSWWYHHEE"), ("P4", "GGSWWFHHEE")];
+//! // One 3-mer vector per protein, in the order pair_rows indexes them.
+//! let (ids, rows) = pair_rows(&[&train, &test]);
+//! let in_order: Vec<&str> = ids.iter().map(|id| sequences.iter().find(|(p, _)| p == id).unwrap().1).collect();
+//! let features = kmer_frequency_vectors(&in_order, 3)?;
+//! let labels = |set: &[Pair]| set.iter().map(|p| p.label == 1).collect::<Vec<_>>();
+//! let (train_labels, test_labels) = (labels(&train), labels(&test));
+//! let result = fit_deep_interact(
+//!     &features,
+//!     PairSet { rows: &rows[0], labels: &train_labels },
+//!     None,
+//!     PairSet { rows: &rows[1], labels: &test_labels },
+//!     &FitOptions { epochs: 2, ..FitOptions::default() },
+//!     0,
+//! )?;
+//! assert_eq!((result.train_pairs, result.test.n), (4, 2));
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use candle_core::{DType, Device};
 use ndarray::Array2;
@@ -14,6 +42,15 @@ use crate::models::init::SeededVarMap;
 use crate::{Error, Result, Rng};
 
 /// Labelled pairs as rows of a protein-vector matrix (see `analysis::ppi::pair_rows`).
+///
+/// ```
+/// use protein_lm::models::baselines::deep_interact::PairSet;
+/// // Pair i joins protein rows[i].0 and rows[i].1 of the feature matrix.
+/// let rows = [(0, 1), (2, 3), (0, 3)];
+/// let labels = [true, false, true];
+/// let test = PairSet { rows: &rows[1..], labels: &labels[1..] };
+/// assert_eq!(test.rows.len(), test.labels.len());
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct PairSet<'a> {
     pub rows: &'a [(usize, usize)],
@@ -34,6 +71,23 @@ impl PairSet<'_> {
 }
 
 /// One trained DeepInteract network's outcome.
+///
+/// ```
+/// use protein_lm::models::baselines::deep_interact::{fit_deep_interact, DeepInteractResult, PairSet};
+/// use protein_lm::models::baselines::fit::FitOptions;
+/// use protein_lm::ndarray::Array2;
+/// // Eight proteins of two kinds; a pair interacts when both are of the same kind.
+/// let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+/// let rows: Vec<(usize, usize)> = (0..8).flat_map(|a| (0..8).map(move |b| (a, b))).collect();
+/// let labels: Vec<bool> = rows.iter().map(|&(a, b)| a % 2 == b % 2).collect();
+/// let train = PairSet { rows: &rows[..48], labels: &labels[..48] };
+/// let test = PairSet { rows: &rows[48..], labels: &labels[48..] };
+/// let options = FitOptions { epochs: 3, batch_size: 16, ..FitOptions::default() };
+/// let result: DeepInteractResult = fit_deep_interact(&x, train, None, test, &options, 1)?;
+/// assert_eq!((result.train_pairs, result.test_scores.len(), result.fit.epochs.len()), (48, 16, 3));
+/// assert!(result.test_scores.iter().all(|p| (0.0..=1.0).contains(p)));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct DeepInteractResult {
     pub train_pairs: usize,
@@ -54,6 +108,24 @@ fn class_labels(labels: &[bool]) -> Vec<usize> {
 /// Trains DeepInteract ([`MlpConfig::deep_interact`] over `features`' width) on `train`, with early
 /// stopping on `valid` when given, and scores `test`. `seed` fixes the initial weights; `options`
 /// the rest.
+///
+/// ```
+/// use protein_lm::models::baselines::deep_interact::{fit_deep_interact, PairSet};
+/// use protein_lm::models::baselines::fit::FitOptions;
+/// use protein_lm::ndarray::Array2;
+/// // Eight proteins of two kinds; a pair interacts when both are of the same kind.
+/// let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+/// let rows: Vec<(usize, usize)> = (0..8).flat_map(|a| (0..8).map(move |b| (a, b))).collect();
+/// let labels: Vec<bool> = rows.iter().map(|&(a, b)| a % 2 == b % 2).collect();
+/// let train = PairSet { rows: &rows[..48], labels: &labels[..48] };
+/// let test = PairSet { rows: &rows[48..], labels: &labels[48..] };
+/// let options = FitOptions { epochs: 3, batch_size: 16, ..FitOptions::default() };
+/// let result = fit_deep_interact(&x, train, None, test, &options, 1)?;
+/// println!("test accuracy {:.2}, ROC AUC {:.2}", result.test.accuracy, result.test.roc_auc);
+/// // Seeded: the same seed gives the same scores.
+/// assert_eq!(fit_deep_interact(&x, train, None, test, &options, 1)?.test_scores, result.test_scores);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn fit_deep_interact(
     features: &Array2<f64>,
     train: PairSet<'_>,
@@ -90,6 +162,23 @@ pub fn fit_deep_interact(
 }
 
 /// One point of a training-fraction curve.
+///
+/// ```
+/// use protein_lm::models::baselines::deep_interact::{deep_interact_curve, CurvePoint, PairSet};
+/// use protein_lm::models::baselines::fit::FitOptions;
+/// use protein_lm::ndarray::Array2;
+/// use protein_lm::Rng;
+/// // Eight proteins of two kinds; a pair interacts when both are of the same kind.
+/// let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+/// let rows: Vec<(usize, usize)> = (0..8).flat_map(|a| (0..8).map(move |b| (a, b))).collect();
+/// let labels: Vec<bool> = rows.iter().map(|&(a, b)| a % 2 == b % 2).collect();
+/// let train = PairSet { rows: &rows[..48], labels: &labels[..48] };
+/// let test = PairSet { rows: &rows[48..], labels: &labels[48..] };
+/// let options = FitOptions { epochs: 3, batch_size: 16, ..FitOptions::default() };
+/// let curve: Vec<CurvePoint> = deep_interact_curve(&x, train, None, test, &[1.0], &options, 1, &mut Rng::new(0))?;
+/// assert_eq!((curve[0].fraction, curve[0].result.train_pairs), (1.0, 48));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
     pub fraction: f64,
@@ -99,6 +188,26 @@ pub struct CurvePoint {
 /// DeepInteract trained on nested subsets of `train` (`fractions` of it, each subset containing
 /// the smaller ones; the order is drawn from `rng`), each scored on the same `test`. A subset with
 /// one class only is an error naming the fraction.
+///
+/// ```
+/// use protein_lm::models::baselines::deep_interact::{deep_interact_curve, PairSet};
+/// use protein_lm::models::baselines::fit::FitOptions;
+/// use protein_lm::ndarray::Array2;
+/// use protein_lm::Rng;
+/// // Eight proteins of two kinds; a pair interacts when both are of the same kind.
+/// let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+/// let rows: Vec<(usize, usize)> = (0..8).flat_map(|a| (0..8).map(move |b| (a, b))).collect();
+/// let labels: Vec<bool> = rows.iter().map(|&(a, b)| a % 2 == b % 2).collect();
+/// let train = PairSet { rows: &rows[..48], labels: &labels[..48] };
+/// let test = PairSet { rows: &rows[48..], labels: &labels[48..] };
+/// let options = FitOptions { epochs: 3, batch_size: 16, ..FitOptions::default() };
+/// let curve = deep_interact_curve(&x, train, None, test, &[0.5, 1.0], &options, 1, &mut Rng::new(9))?;
+/// // Nested subsets of the training pairs, every one scored on the same test pairs.
+/// let sizes: Vec<usize> = curve.iter().map(|p| p.result.train_pairs).collect();
+/// assert_eq!(sizes, [24, 48]);
+/// assert!(curve.iter().all(|p| p.result.test.n == 16));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn deep_interact_curve(
     features: &Array2<f64>,
     train: PairSet<'_>,

@@ -11,6 +11,25 @@
 //!
 //! Randomness: the batch order comes from `Rng::new(seed)`, dropout from its fork, and the initial
 //! weights from the `SeededVarMap`'s own seed, so the same seeds give the same bits.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::models::baselines::cnn::{SimpleCnn, SimpleCnnConfig};
+//! use protein_lm::models::baselines::fit::{accuracy, fit, FitOptions, Inputs};
+//! use protein_lm::models::init::SeededVarMap;
+//! // Two families told apart by their residues.
+//! let sequences: Vec<String> = (0..16).map(|i| if i % 2 == 0 { "KKKKRRKK" } else { "DDEEDDEE" }.to_string()).collect();
+//! let labels: Vec<usize> = (0..16).map(|i| i % 2).collect();
+//! let inputs = Inputs::Sequences { sequences, max_len: 8 };
+//! let vars = SeededVarMap::new(0);
+//! let config = SimpleCnnConfig { channels: 8, kernel_size: 3, layers: 1, dropout: 0.0, ..SimpleCnnConfig::new(2) };
+//! let cnn = SimpleCnn::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+//! let options = FitOptions { epochs: 20, batch_size: 8, lr: 1e-2, ..FitOptions::default() };
+//! let report = fit(&cnn, &vars, (&inputs, &labels), None, &options)?;
+//! assert_eq!(report.epochs.len(), 20);
+//! assert_eq!(accuracy(&cnn, &inputs, &labels, 16, &Device::Cpu)?, 1.0);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::time::Instant;
 
@@ -28,6 +47,18 @@ use crate::{Error, Result, Rng};
 const DROPOUT_STREAM: u64 = 0x44_52_4f_50;
 
 /// What a model reads.
+///
+/// ```
+/// use candle_core::Device;
+/// use protein_lm::models::baselines::fit::Inputs;
+/// use protein_lm::ndarray::array;
+/// let dense = Inputs::Dense(array![[0.1f32, 0.2], [0.3, 0.4], [0.5, 0.6]]);
+/// assert_eq!(dense.batch(&[2, 0], &Device::Cpu)?.to_vec2::<f32>()?, [[0.5, 0.6], [0.1, 0.2]]);
+/// // Sequences are one-hot encoded a minibatch at a time: (B, 21, max_len).
+/// let sequences = Inputs::Sequences { sequences: vec!["MKV".into(), "ACDEFG".into()], max_len: 5 };
+/// assert_eq!(sequences.batch(&[1], &Device::Cpu)?.dims(), [1, 21, 5]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub enum Inputs {
     /// One feature row per example (the MLP).
@@ -67,6 +98,14 @@ impl Inputs {
     }
 }
 
+/// Settings of [`fit`].
+///
+/// ```
+/// use protein_lm::models::baselines::fit::FitOptions;
+/// // Early stopping needs a valid set: stop after 5 epochs without a better valid accuracy.
+/// let options = FitOptions { epochs: 100, lr: 3e-3, patience: Some(5), ..FitOptions::default() };
+/// assert_eq!((options.batch_size, options.weight_decay), (32, 0.0));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FitOptions {
     pub epochs: usize,
@@ -97,6 +136,27 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+/// What [`fit`] did, epoch by epoch.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::baselines::fit::{fit, FitOptions, Inputs};
+/// use protein_lm::models::baselines::mlp::{Mlp, MlpConfig};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::ndarray::Array2;
+/// let x = Array2::from_shape_fn((20, 1), |(i, _)| if i < 10 { -5.0 - i as f32 } else { i as f32 - 5.0 });
+/// let y: Vec<usize> = (0..20).map(|i| usize::from(i >= 10)).collect();
+/// let inputs = Inputs::Dense(x);
+/// let vars = SeededVarMap::new(0);
+/// let config = MlpConfig { input_width: 1, hidden: vec![], dropout: 0.0, n_classes: 2 };
+/// let mlp = Mlp::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let options = FitOptions { epochs: 40, batch_size: 5, lr: 0.05, patience: Some(3), ..FitOptions::default() };
+/// let report = fit(&mlp, &vars, (&inputs, &y), Some((&inputs, &y)), &options)?;
+/// // Patience may stop it early; the model holds the best epoch's weights.
+/// let best = &report.epochs[report.best_epoch - 1];
+/// assert!(report.epochs.iter().all(|e| e.valid_accuracy <= best.valid_accuracy));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FitReport {
     pub epochs: Vec<EpochRecord>,
@@ -138,6 +198,25 @@ fn device_of(vars: &SeededVarMap) -> Result<Device> {
 
 /// Trains `model` (whose parameters are the variables of `vars`) and returns what each epoch did.
 /// With a valid set the weights of the best valid accuracy are restored at the end.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::baselines::fit::{accuracy, fit, FitOptions, Inputs};
+/// use protein_lm::models::baselines::mlp::{Mlp, MlpConfig};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::ndarray::Array2;
+/// // Class 1 where the feature is positive: logistic regression (no hidden layer) learns it.
+/// let x = Array2::from_shape_fn((20, 1), |(i, _)| if i < 10 { -5.0 - i as f32 } else { i as f32 - 5.0 });
+/// let y: Vec<usize> = (0..20).map(|i| usize::from(i >= 10)).collect();
+/// let inputs = Inputs::Dense(x);
+/// let vars = SeededVarMap::new(0);
+/// let config = MlpConfig { input_width: 1, hidden: vec![], dropout: 0.0, n_classes: 2 };
+/// let model = Mlp::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let options = FitOptions { epochs: 30, batch_size: 5, lr: 0.05, ..FitOptions::default() };
+/// fit(&model, &vars, (&inputs, &y), None, &options)?;
+/// assert_eq!(accuracy(&model, &inputs, &y, 32, &Device::Cpu)?, 1.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn fit<M: Classifier + ?Sized>(
     model: &M,
     vars: &SeededVarMap,
@@ -279,6 +358,22 @@ pub fn predict<M: Classifier + ?Sized>(
 }
 
 /// Fraction of `labels` the model predicts.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::baselines::fit::{accuracy, Inputs};
+/// use protein_lm::models::baselines::mlp::{Mlp, MlpConfig};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::ndarray::array;
+/// let vars = SeededVarMap::new(0);
+/// let config = MlpConfig { input_width: 2, hidden: vec![4], dropout: 0.0, n_classes: 3 };
+/// let model = Mlp::new(vars.var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let inputs = Inputs::Dense(array![[0.0f32, 1.0], [1.0, 0.0]]);
+/// // Untrained, but already a fraction: the share of rows whose arg-max logit is the label.
+/// let a = accuracy(&model, &inputs, &[0, 2], 1, &Device::Cpu)?;
+/// assert!([0.0, 0.5, 1.0].contains(&a));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn accuracy<M: Classifier + ?Sized>(
     model: &M,
     inputs: &Inputs,

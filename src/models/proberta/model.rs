@@ -296,6 +296,21 @@ impl LmHead {
 }
 
 /// Encoder + masked-LM head (`RobertaForMaskedLM`), what PRoBERTa pretrains.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proberta::{Config, Forward, ProbertaForMaskedLm};
+/// let config = Config::tiny(30);
+/// let model = ProbertaForMaskedLm::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// // <s> (0), three pieces, </s> (2), then padding (1), which attention skips.
+/// let ids = Tensor::new(&[[0u32, 7, 12, 9, 2, 1]], &Device::Cpu)?;
+/// let (logits, out) = model.forward(&ids, Forward::default(), None)?;
+/// assert_eq!(logits.dims(), [1, 6, 30]);
+/// assert_eq!(out.hidden_states.len(), config.num_hidden_layers + 1);
+/// assert_eq!(out.mask.to_vec2::<u32>()?, [[1, 1, 1, 1, 1, 0]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ProbertaForMaskedLm {
     pub encoder: Encoder,

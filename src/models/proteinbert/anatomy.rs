@@ -2,6 +2,17 @@
 //! the architecture notebook (`notebooks/proteinbert/01_architecture.ipynb`) and anyone sizing a
 //! variant. Counts are derived from the [`Config`] alone; the tests tie them to the variables the
 //! network actually creates and to the released 15,981,321.
+//!
+//! ```
+//! use protein_lm::models::proteinbert::anatomy::parameters_by_part;
+//! use protein_lm::models::proteinbert::Config;
+//! let parts = parameters_by_part(&Config::default());
+//! for part in &parts[..4] {
+//!     println!("{:>28}: {:>9}", part.label(), part.parameters);
+//! }
+//! assert_eq!(parts[0].label(), "token embedding");
+//! assert_eq!(parts.iter().map(|p| p.parameters).sum::<usize>(), 15_981_321);
+//! ```
 
 use candle_core::{Tensor, D};
 
@@ -12,6 +23,16 @@ use crate::models::ops::gelu_erf;
 use crate::{Error, Result};
 
 /// The part of the network a layer belongs to.
+///
+/// ```
+/// use protein_lm::models::proteinbert::anatomy::{layer_parameters, Part};
+/// use protein_lm::models::proteinbert::Config;
+/// let layers = layer_parameters(&Config::default());
+/// let attention: usize = layers.iter().filter(|l| l.part == Part::Attention).map(|l| l.parameters).sum();
+/// // Six blocks of four heads, each with Wq (512 × 64), Wk (128 × 64) and Wv (128 × 128).
+/// assert_eq!(attention, 6 * 4 * (512 * 64 + 128 * 64 + 128 * 128));
+/// assert_eq!(Part::Attention.name(), "global attention");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
     /// The token embedding (`embedding-seq-input`).
@@ -149,6 +170,24 @@ pub fn parameters_by_part(config: &Config) -> Vec<PartParameters> {
 }
 
 /// Which track a tensor of [`track_shapes`] lives on.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::anatomy::{track_shapes, Track};
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// let config = Config::tiny(8);
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let tokens = Tensor::new(&[[23u32, 10, 8, 24, 25]], &Device::Cpu)?; // <START> M K <END> <PAD>
+/// let trace = track_shapes(&model, &tokens, &Tensor::zeros((1, 8), DType::F32, &Device::Cpu)?, 0)?;
+/// for step in &trace.steps {
+///     match step.track {
+///         Track::Local => assert_eq!(step.shape.last(), Some(&config.d_local)),
+///         Track::Global => assert_eq!(step.shape[0], 1),
+///     }
+/// }
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {
     /// One vector per position, `(B, L, d_local)`.

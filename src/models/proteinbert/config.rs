@@ -8,6 +8,16 @@ use crate::{Error, Result};
 
 /// Sizes of a ProteinBERT network. No weight depends on the sequence length (there are no
 /// position embeddings), so the same weights run at any padded length.
+///
+/// ```
+/// use protein_lm::models::proteinbert::Config;
+/// let released = Config::default();
+/// assert_eq!((released.local_hidden_size(), released.global_hidden_size()), (1562, 15_599));
+/// // A laptop-sized network with the released vocabulary and layer norm.
+/// let demo = Config::demo(512);
+/// assert!(demo.validate().is_ok() && demo.vocab_size == released.vocab_size);
+/// assert!(Config { n_heads: 3, ..released }.validate().is_err()); // 512 is not a multiple of 3
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

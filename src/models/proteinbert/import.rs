@@ -216,6 +216,19 @@ pub struct KerasImport {
 /// (`(n_annotations, model.get_weights(), optimizer.get_weights())`, any config, pickled by numpy
 /// 1.x or 2, protocols 2–5) → a model directory. The optimizer state is skipped. The GO-term
 /// order of the released model was lost by its authors, so no `go_terms.txt` is written.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::models::proteinbert::import::import_keras_pickle;
+/// // The released checkpoint; its wide convolutions have dilation 5.
+/// let (dir, report) = import_keras_pickle(
+///     Path::new("epoch_92400_sample_23500000.pkl"),
+///     Path::new("models/proteinbert-released"),
+///     5,
+/// )?;
+/// println!("{} parameters from {} arrays into {}", report.parameters, report.arrays, dir.path().display());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn import_keras_pickle(
     path: &std::path::Path,
     out: &std::path::Path,

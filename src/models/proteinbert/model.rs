@@ -172,6 +172,29 @@ impl Block {
 }
 
 /// Options of one forward pass.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, Forward, ProteinBert};
+/// use protein_lm::tokenize::residue::PAD;
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// let config = Config::tiny(8);
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let annotations = Tensor::zeros((1, 8), DType::F32, &Device::Cpu)?;
+/// let run = |len: usize| -> protein_lm::Result<Tensor> {
+///     let ids = ResidueTokenizer.encode_padded("MKTAYIAKQR", len, &mut UnknownCounts::default())?;
+///     let tokens = Tensor::from_vec(ids, (1, len), &Device::Cpu)?;
+///     let mask = tokens.ne(PAD)?.to_dtype(DType::U32)?;
+///     let out = model.forward(&tokens, &annotations, Forward { mask: Some(&mask), attention: true })?;
+///     assert_eq!(out.attention.as_ref().map(Vec::len), Some(config.n_blocks));
+///     Ok(out.annotation_logits)
+/// };
+/// // With the mask the global track no longer depends on how far the protein was padded.
+/// let gap = (run(16)? - run(40)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(gap < 1e-4, "{gap}");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Forward<'a> {
     /// `(B, L)`, 1 on real tokens (START, residues, END), 0 on padding. `None` = the reference
@@ -226,6 +249,23 @@ impl ProteinBertOutput {
 }
 
 /// The ProteinBERT trunk with its two pretraining output layers.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// use protein_lm::tokenize::{ResidueTokenizer, UnknownCounts};
+/// let config = Config::tiny(8);
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// let ids = ResidueTokenizer.encode_padded("MKTAYIAKQR", 16, &mut UnknownCounts::default())?;
+/// let tokens = Tensor::from_vec(ids, (1, 16), &Device::Cpu)?;
+/// // Inference as the reference runs it: an all-zero GO input, no padding mask.
+/// let out = model.forward_without_annotations(&tokens, false)?;
+/// assert_eq!(out.token_logits.dims(), [1, 16, config.vocab_size]);
+/// assert_eq!(out.local_hidden()?.dims(), [1, 16, config.local_hidden_size()]);
+/// assert_eq!(out.global_hidden()?.dims(), [1, config.global_hidden_size()]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ProteinBert {
     config: Config,

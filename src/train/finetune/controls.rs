@@ -5,6 +5,20 @@
 //! training sample holds, or the sample holds too little. [`one_hot_ridge`] answers the first for
 //! numeric targets (a closed-form fit, so no optimiser can be at fault); [`test_classes_seen`]
 //! bounds what any classifier can get right when most test classes never appear in training.
+//!
+//! ```
+//! use protein_lm::data::tables::PfamRecord;
+//! use protein_lm::train::finetune::controls::test_classes_seen;
+//! use protein_lm::train::finetune::{family_data, DataLimits};
+//! let records: Vec<PfamRecord> = (0..40)
+//!     .map(|i| PfamRecord { accession: format!("P{i}"), pfam_id: format!("PF0000{}", i % 4), sequence: "MKV".repeat(i + 1) })
+//!     .collect();
+//! let data = family_data(&records, 5, 0.2, &DataLimits::default(), 0)?;
+//! // Families are split within themselves, so every test protein's family is seen in training.
+//! let coverage = test_classes_seen(&data)?;
+//! assert_eq!((coverage.seen, coverage.test, coverage.train_classes), (data.test.len(), data.test.len(), 4));
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeSet;
 
@@ -100,6 +114,27 @@ pub struct ClassCoverage {
 }
 
 /// [`ClassCoverage`] of a per-protein classification.
+///
+/// ```
+/// use protein_lm::models::heads::{Level, Target};
+/// use protein_lm::train::finetune::controls::test_classes_seen;
+/// use protein_lm::train::finetune::{Example, SupervisedData};
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// let example = |c| Example { id: String::new(), sequence: "MKV".into(), target: TargetValue::Class(c) };
+/// let data = SupervisedData {
+///     level: Level::Protein,
+///     target: Target::Categorical { classes: 4 },
+///     labels: vec![],
+///     train: vec![example(0), example(1), example(1)],
+///     valid: vec![],
+///     test: vec![example(1), example(2), example(3)],
+///     report: Default::default(),
+/// };
+/// // Classes 2 and 3 never occur in training: no model can get those test proteins right.
+/// let coverage = test_classes_seen(&data)?;
+/// assert_eq!((coverage.seen, coverage.test, coverage.train_classes), (1, 3, 2));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn test_classes_seen(data: &SupervisedData) -> Result<ClassCoverage> {
     let class = |e: &Example| match e.target {
         TargetValue::Class(c) => Ok(c),

@@ -65,6 +65,15 @@ use crate::{Error, Result};
 pub const HEAD_PREFIX: &str = "head";
 
 /// How a head trains on its trunk.
+///
+/// ```
+/// use protein_lm::train::finetune::HeadTraining;
+/// // A head alone on fixed features: ten epochs at 1e-3, inputs up to 256 tokens.
+/// let mut settings = HeadTraining::epochs(10, 1e-3).frozen();
+/// settings.max_len = 256;
+/// assert!(settings.freeze_trunk && settings.batch_size == 16);
+/// assert!(settings.train.early_stopping.is_some()); // on the validation loss, patience 2
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadTraining {
     /// Train the head alone on fixed trunk features (faster: the trunk's backward is skipped),
@@ -107,6 +116,15 @@ impl HeadTraining {
 }
 
 /// The widths of what a trunk gives a head: per residue, and its own per-protein vector.
+///
+/// ```
+/// use protein_lm::models::heads::{HeadConfig, Level, Target};
+/// use protein_lm::train::finetune::Widths;
+/// // What a head builder gets, here from ProteinBERT's released model; it sizes the head's first layer.
+/// let widths = Widths { residue: 1562, protein: 15_599 };
+/// let per_residue = HeadConfig::proteinbert(Level::Residue, Target::Binary);
+/// assert_eq!(per_residue.input_width(widths.residue, widths.protein), 1562);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Widths {
     pub residue: usize,
@@ -114,6 +132,23 @@ pub struct Widths {
 }
 
 /// What a head trains on: proteins (per protein or per residue), or pairs of proteins.
+///
+/// ```
+/// use protein_lm::models::heads::{Level, Target};
+/// use protein_lm::train::finetune::{HeadData, SupervisedData};
+/// let data = SupervisedData {
+///     level: Level::Protein,
+///     target: Target::Numeric,
+///     labels: vec![],
+///     train: vec![],
+///     valid: vec![],
+///     test: vec![],
+///     report: Default::default(),
+/// };
+/// // `finetune_head` takes either kind through `Into<HeadData>`: `&data` or `&pair_data`.
+/// let input: HeadData = (&data).into();
+/// assert!(matches!(input, HeadData::Proteins(_)));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum HeadData<'a> {
     Proteins(&'a SupervisedData),
@@ -152,6 +187,14 @@ impl HeadData<'_> {
 }
 
 /// What [`finetune_head`] reports (`OUT/results.json`).
+///
+/// ```no_run
+/// use protein_lm::train::finetune::HeadReport;
+/// // A finished run's results.json, for a notebook that reuses it instead of training again.
+/// let report = HeadReport::read(std::path::Path::new("results/demo/runs/stability-mlp"))?;
+/// println!("{} on {}: test {:?}, tested {}", report.model, report.start, report.test_scores, report.tested);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadReport {
     /// `proteinbert` or `proberta`.
@@ -186,6 +229,39 @@ impl HeadReport {
 }
 
 /// A trained head on its trunk (the best validation weights), to predict with further.
+///
+/// ```
+/// use protein_lm::prelude::*;
+/// use protein_lm::models::directory::{init_random, ModelConfig};
+/// use protein_lm::models::proteinbert::Config;
+/// let dir = tempfile::tempdir()?;
+/// let model = dir.path().join("model");
+/// init_random(&model, ModelConfig::Proteinbert(Config::tiny(8)), 0, None)?;
+/// // A numeric target per protein: its share of K.
+/// let example = |i: usize| {
+///     let sequence: String = (0..8).map(|j| if j < i % 8 { 'K' } else { 'A' }).collect();
+///     Example { id: format!("P{i}"), target: TargetValue::Numeric((i % 8) as f32 / 8.0), sequence }
+/// };
+/// let examples = |range: std::ops::Range<usize>| range.map(example).collect::<Vec<_>>();
+/// let data = SupervisedData {
+///     level: Level::Protein, target: Target::Numeric, labels: vec![],
+///     train: examples(0..16), valid: examples(16..20), test: examples(20..24), report: Default::default(),
+/// };
+/// let mut settings = HeadTraining::epochs(2, 1e-3).frozen();
+/// settings.max_len = 16;
+/// let run = finetune_head(
+///     &model,
+///     |vb, widths| LinearHead::load(vb, HeadConfig::proteinbert(Level::Protein, Target::Numeric), widths.residue, widths.protein),
+///     &data,
+///     &settings,
+///     RunOptions { out: &dir.path().join("run"), resume: false, device: &Device::Cpu, progress: false },
+/// )?;
+/// // The trunk and the best head, and the test predictions in the order of the test examples.
+/// assert_eq!((run.report.test, run.test_predictions.len()), (4, 4));
+/// assert!(run.report.test_scores.contains_key("spearman"));
+/// assert!(dir.path().join("run/results.json").is_file());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TrainedHead<H: Head> {
     pub trunk: Box<dyn Trunk>,
     pub head: H,
@@ -381,6 +457,22 @@ fn predict_test(
 /// `make_head(vb, widths)` creates the head's variables through `vb` (under `head.`); `widths`
 /// says what the trunk gives. The head's [`Level`] and [`Target`] must be the data's; on PRoBERTa,
 /// whose pair is one packed input, a pair task also takes a protein-level head.
+///
+/// ```no_run
+/// use protein_lm::prelude::*;
+/// // ProteinBERT's own head (dropout, one dense layer) on the released model, trunk frozen.
+/// let data = SupervisedData::from_benchmark(&load_benchmark("signalP_binary")?, &DataLimits::default(), 0)?;
+/// let config = HeadConfig::proteinbert(Level::Protein, Target::Binary);
+/// let run = finetune_head(
+///     std::path::Path::new("models/proteinbert-released"),
+///     |vb, widths| LinearHead::load(vb, config, widths.residue, widths.protein),
+///     &data,
+///     &HeadTraining::epochs(20, 1e-2).frozen(),
+///     RunOptions { out: std::path::Path::new("runs/signalp-linear"), resume: true, device: &Device::Cpu, progress: true },
+/// )?;
+/// println!("test ROC AUC {:.3}", run.report.test_scores["roc_auc"]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn finetune_head<'d, H: Head + 'static>(
     from: &Path,
     make_head: impl FnOnce(VarBuilder<'static>, Widths) -> Result<H>,

@@ -7,6 +7,31 @@
 //!
 //! [`SupervisedData`] turns a benchmark or the human Pfam table into train / valid / test examples
 //! with model-independent targets; each model then encodes them with its own tokenizer.
+//!
+//! ```
+//! use protein_lm::models::heads::{Level, Target};
+//! use protein_lm::train::finetune::{trivial_baseline, DataLimits, SupervisedData};
+//! use protein_lm::data::tables::{benchmark, BenchmarkData, BenchmarkRecord, Label};
+//! let record = |i: usize| BenchmarkRecord {
+//!     sequence: format!("{}{}", if i % 2 == 0 { "MKKLLPTAAAGLLLL" } else { "MSTNPKPQRKTKRNT" }, "A".repeat(i)),
+//!     label: Label::Binary(i % 2 == 0),
+//!     line: i + 2,
+//! };
+//! // Signal peptides: a binary benchmark without a valid file.
+//! let signalp = BenchmarkData {
+//!     spec: benchmark("signalP_binary")?,
+//!     train: (0..20).map(record).collect(),
+//!     valid: None,
+//!     test: (20..26).map(record).collect(),
+//!     uppercased: 0,
+//! };
+//! let data = SupervisedData::from_benchmark(&signalp, &DataLimits::default(), 0)?;
+//! assert_eq!((data.level, data.target), (Level::Protein, Target::Binary));
+//! // No valid file: a tenth of train held out, stratified.
+//! assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (18, 2, 6));
+//! assert_eq!(trivial_baseline(&data)?, ("roc_auc", 0.5)); // what a model must beat
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 pub mod controls;
 pub mod head_run;
@@ -39,6 +64,29 @@ use crate::{Error, Location, Result, Rng};
 
 /// How much of a data set a run uses, and how validation is held out when there is no valid file.
 /// Both fine-tuning configs carry it flattened (`max_train`, …, `valid_fraction` at their top level).
+///
+/// ```
+/// use protein_lm::train::finetune::{DataLimits, SupervisedData};
+/// use protein_lm::data::tables::{benchmark, BenchmarkData, BenchmarkRecord, Label};
+/// let record = |i: usize| BenchmarkRecord {
+///     sequence: format!("{}{}", if i % 2 == 0 { "MKKLLPTAAAGLLLL" } else { "MSTNPKPQRKTKRNT" }, "A".repeat(i)),
+///     label: Label::Binary(i % 2 == 0),
+///     line: i + 2,
+/// };
+/// // Signal peptides: a binary benchmark without a valid file.
+/// let signalp = BenchmarkData {
+///     spec: benchmark("signalP_binary")?,
+///     train: (0..20).map(record).collect(),
+///     valid: None,
+///     test: (20..26).map(record).collect(),
+///     uppercased: 0,
+/// };
+/// // A seeded sample of each split, for the tiny and demo scales.
+/// let limits = DataLimits { max_train: Some(8), max_test: Some(3), ..DataLimits::default() };
+/// let data = SupervisedData::from_benchmark(&signalp, &limits, 0)?;
+/// assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (8, 2, 3));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataLimits {
     /// Keep at most this many examples of each split (a seeded sample), for small scales.
@@ -71,6 +119,14 @@ impl DataLimits {
 }
 
 /// A protein with its target, model-independent.
+///
+/// ```
+/// use protein_lm::train::finetune::Example;
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// // A fluorescence measurement of one GFP variant.
+/// let example = Example { id: "train:2".into(), sequence: "MSKGEELFTGVVPILVELDGDVNGHKF".into(), target: TargetValue::Numeric(3.72) };
+/// assert_eq!(example.target, TargetValue::Numeric(3.72));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Example {
     /// Accession, or `split:line` of a benchmark CSV (for prediction files).
@@ -80,6 +136,28 @@ pub struct Example {
 }
 
 /// A benchmark's splits in model terms, with the label names of a categorical target.
+///
+/// ```
+/// use protein_lm::data::tables::{benchmark, BenchmarkData, BenchmarkRecord, Label};
+/// use protein_lm::models::heads::Target;
+/// use protein_lm::train::finetune::{DataLimits, SupervisedData};
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// let record = |label: &str, line| BenchmarkRecord { sequence: "MKV".repeat(line), label: Label::Category(label.into()), line };
+/// // Fold classes: the class names are collected over every split and sorted.
+/// let scop = BenchmarkData {
+///     spec: benchmark("scop")?,
+///     train: vec![record("c", 2), record("a", 3), record("c", 4)],
+///     valid: None,
+///     test: vec![record("b", 2)],
+///     uppercased: 0,
+/// };
+/// let data = SupervisedData::from_benchmark(&scop, &DataLimits { valid_fraction: 0.3, ..DataLimits::default() }, 0)?;
+/// assert_eq!(data.labels, ["a", "b", "c"]);
+/// assert_eq!(data.target, Target::Categorical { classes: 3 });
+/// assert_eq!(data.test[0].target, TargetValue::Class(1));
+/// assert_eq!(data.test[0].id, "test:2"); // split and CSV line, for prediction files
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SupervisedData {
     pub level: Level,
@@ -272,6 +350,21 @@ fn approximate_mode(counts: &[usize], draws: usize) -> Vec<usize> {
 /// than `min_members` proteins are left out (counted), the classes are the remaining family ids in
 /// alphabetical order (the reference's sorted `dict_fl.txt`), and each family is split
 /// `test_fraction` / `valid_fraction` / rest, stratified, so every family is in training.
+///
+/// ```
+/// use protein_lm::data::tables::PfamRecord;
+/// use protein_lm::train::finetune::{family_data, DataLimits};
+/// let family = |i: usize| if i == 0 { "PF00001" } else if i % 2 == 0 { "PF00042" } else { "PF00069" };
+/// let records: Vec<PfamRecord> = (0..17)
+///     .map(|i| PfamRecord { accession: format!("P{i}"), pfam_id: family(i).into(), sequence: "MKV".repeat(i + 1) })
+///     .collect();
+/// // Families of at least 5 proteins; the singleton family is left out and counted.
+/// let data = family_data(&records, 5, 0.2, &DataLimits::default(), 0)?;
+/// assert_eq!(data.labels, ["PF00042", "PF00069"]);
+/// assert_eq!(data.train.len() + data.valid.len() + data.test.len(), 16);
+/// assert_eq!(data.report["proteins of families with fewer than 5 members"], 1);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn family_data(
     records: &[PfamRecord],
     min_members: usize,
@@ -338,6 +431,25 @@ pub fn family_data(
 /// a constant score for binary targets (ROC AUC 0.5) and numbers (Spearman 0: a constant ranks
 /// nothing), the training set's most frequent class for classes (accuracy; per residue for
 /// per-residue targets). The line a fine-tuned model must clear.
+///
+/// ```
+/// use protein_lm::models::heads::{Level, Target};
+/// use protein_lm::train::finetune::{trivial_baseline, Example, SupervisedData};
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// let example = |c| Example { id: String::new(), sequence: "MKV".into(), target: TargetValue::Class(c) };
+/// let data = SupervisedData {
+///     level: Level::Protein,
+///     target: Target::Categorical { classes: 3 },
+///     labels: vec![],
+///     train: vec![example(2), example(2), example(0)],
+///     valid: vec![],
+///     test: vec![example(2), example(0), example(1), example(1)],
+///     report: Default::default(),
+/// };
+/// // Always class 2, the training majority: right on one test protein of four.
+/// assert_eq!(trivial_baseline(&data)?, ("accuracy", 0.25));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn trivial_baseline(data: &SupervisedData) -> Result<(&'static str, f64)> {
     match data.target {
         Target::Binary => Ok(("roc_auc", 0.5)),
@@ -365,6 +477,16 @@ pub fn trivial_baseline(data: &SupervisedData) -> Result<(&'static str, f64)> {
 
 /// The class index of each example of a categorical task (families), in order; an example with
 /// another kind of target is an error naming it.
+///
+/// ```
+/// use protein_lm::train::finetune::{class_labels, Example};
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// let example = |target| Example { id: "P1".into(), sequence: "MKV".into(), target };
+/// assert_eq!(class_labels(&[example(TargetValue::Class(3)), example(TargetValue::Class(0))])?, [3, 0]);
+/// // The label vector a logistic-regression probe takes; a numeric target is an error naming the protein.
+/// assert!(class_labels(&[example(TargetValue::Numeric(1.0))]).unwrap_err().to_string().contains("P1"));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn class_labels(examples: &[Example]) -> Result<Vec<usize>> {
     examples
         .iter()

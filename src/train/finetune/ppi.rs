@@ -8,6 +8,25 @@
 //! * `test_predictions.tsv` (`protein_a, protein_b, label, predicted, score`) is written by
 //!   [`write_pair_predictions`] and read by [`read_pair_predictions`]; [`overlap_scores`] gives the
 //!   four PPI metrics of the test pairs, all and per overlap class, for `results.json`.
+//!
+//! ```
+//! use protein_lm::data::ppi::Pair;
+//! use protein_lm::train::finetune::ppi::{overlap_scores, pair_data_report, PairData};
+//! let pair = |a: &str, b: &str, label| Pair { a: a.into(), b: b.into(), label };
+//! let data = PairData {
+//!     train: vec![pair("A", "B", 1), pair("C", "D", 0)],
+//!     valid: vec![],
+//!     test: vec![pair("A", "C", 1), pair("A", "X", 0), pair("X", "Y", 1)],
+//!     sequences: ["A", "B", "C", "D", "X", "Y"].iter().map(|id| (id.to_string(), "MKV".to_string())).collect(),
+//!     report: Default::default(),
+//! };
+//! let report = pair_data_report(&data);
+//! assert_eq!(report["test pairs by proteins seen in training (both, one, none)"], serde_json::json!([1, 1, 1]));
+//! // results.json's scores: all test pairs, then each overlap class.
+//! let scores = overlap_scores(&data.train, &data.test, &[0.9, 0.2, 0.4])?;
+//! assert_eq!((scores[0].class.as_str(), scores[0].scores.accuracy), ("all", 2.0 / 3.0));
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,6 +44,21 @@ use crate::train::trainer::Metrics;
 use crate::{Error, Result, Rng};
 
 /// Protein–protein interaction data.
+///
+/// ```
+/// use protein_lm::data::ppi::NegativeScheme;
+/// use protein_lm::train::finetune::ppi::PpiOptions;
+/// // The paper's Table 3 setting: HIPPIE positives, aggressive negatives, 20 % of the training pairs.
+/// let options = PpiOptions {
+///     negatives: Some(NegativeScheme::Aggressive),
+///     negative_ratio: NegativeScheme::Aggressive.paper_ratio(),
+///     fractions: vec![0.8, 0.1, 0.1],
+///     train_fraction: 0.2,
+///     protein_disjoint: false,
+/// };
+/// let json = serde_json::to_value(&options).unwrap();
+/// assert_eq!(json["negatives"], "aggressive");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PpiOptions {
     /// Negatives to sample for a positive-only pair file (HIPPIE); `null` when the file has its own.
@@ -60,6 +94,32 @@ impl PpiOptions {
 }
 
 /// Labelled pairs split for training, with the sequences of their proteins.
+///
+/// ```
+/// use protein_lm::data::ppi::{NegativeScheme, Pair, PpiDataset};
+/// use protein_lm::data::Protein;
+/// use protein_lm::train::finetune::ppi::{ppi_data, PpiOptions};
+/// use protein_lm::train::finetune::DataLimits;
+/// // A ring of 40 interacting proteins, and a proteome of 60 to draw conservative negatives from.
+/// let ids: Vec<String> = (0..60).map(|i| format!("P{i:02}")).collect();
+/// let proteome: Vec<Protein> = ids.iter().map(|id| Protein { id: id.clone(), sequence: "MKVL".into() }).collect();
+/// let hippie_like = PpiDataset {
+///     pairs: (0..40).map(|i| Pair { a: ids[i].clone(), b: ids[(i + 1) % 40].clone(), label: 1 }).collect(),
+///     sequences: ids[..40].iter().map(|id| (id.clone(), "MKVL".to_string())).collect(),
+/// };
+/// let options = PpiOptions {
+///     negatives: Some(NegativeScheme::Conservative),
+///     negative_ratio: 2.0,
+///     fractions: vec![0.8, 0.1, 0.1],
+///     train_fraction: 0.5,
+///     protein_disjoint: false,
+/// };
+/// let data = ppi_data(hippie_like, &options, &proteome, &DataLimits::default(), 3)?;
+/// // Every protein of every split has its sequence; a missing one would name its pair.
+/// data.check_sequences()?;
+/// assert_eq!(data.sequence(&data.test[0].a, || "test pair 1".into())?, "MKVL");
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PairData {
     pub train: Vec<Pair>,
@@ -154,6 +214,32 @@ pub fn write_pair_predictions(path: &Path, pairs: &[Pair], scores: &[f64]) -> Re
 /// PPI data as the paper built it: `data`'s pairs plus sampled negatives (conservative ones from
 /// `proteome`), split by `fractions`, then `train_fraction` of train and valid kept. With the same
 /// seed, ratio and fractions the split equals `protein-lm data split --negatives …`'s.
+///
+/// ```
+/// use protein_lm::data::ppi::{NegativeScheme, Pair, PpiDataset};
+/// use protein_lm::data::Protein;
+/// use protein_lm::train::finetune::ppi::{ppi_data, PpiOptions};
+/// use protein_lm::train::finetune::DataLimits;
+/// // A ring of 40 interacting proteins, and a proteome of 60 to draw conservative negatives from.
+/// let ids: Vec<String> = (0..60).map(|i| format!("P{i:02}")).collect();
+/// let proteome: Vec<Protein> = ids.iter().map(|id| Protein { id: id.clone(), sequence: "MKVL".into() }).collect();
+/// let hippie_like = PpiDataset {
+///     pairs: (0..40).map(|i| Pair { a: ids[i].clone(), b: ids[(i + 1) % 40].clone(), label: 1 }).collect(),
+///     sequences: ids[..40].iter().map(|id| (id.clone(), "MKVL".to_string())).collect(),
+/// };
+/// let options = PpiOptions {
+///     negatives: Some(NegativeScheme::Conservative),
+///     negative_ratio: 2.0,
+///     fractions: vec![0.8, 0.1, 0.1],
+///     train_fraction: 0.5,
+///     protein_disjoint: false,
+/// };
+/// let data = ppi_data(hippie_like, &options, &proteome, &DataLimits::default(), 3)?;
+/// // 40 positives + 80 negatives, split 96 / 12 / 12, then half of train and valid kept.
+/// assert_eq!(data.report["negatives sampled"], 80);
+/// assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (48, 6, 12));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn ppi_data(
     mut data: PpiDataset,
     options: &PpiOptions,
@@ -232,6 +318,20 @@ pub fn ppi_split_dir(dir: &Path, limits: &DataLimits, seed: u64) -> Result<PairD
 /// The pairs of a PPI run's `test_predictions.tsv` with their labels and P(positive), in file order
 /// (PRoBERTa's: the order its `predict` visited them, by length; ProteinBERT's: the split's).
 /// Errors name the file and line.
+///
+/// ```
+/// use protein_lm::data::ppi::Pair;
+/// use protein_lm::train::finetune::ppi::{read_pair_predictions, write_pair_predictions};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("test_predictions.tsv");
+/// let pairs = [Pair { a: "A".into(), b: "B".into(), label: 1 }, Pair { a: "A".into(), b: "C".into(), label: 0 }];
+/// write_pair_predictions(&path, &pairs, &[0.9, 0.3])?;
+/// // A run's predictions, e.g. for a ROC curve of two models on the same test pairs.
+/// let read = read_pair_predictions(&path)?;
+/// assert_eq!((read[0].0.clone(), read[1].1), (pairs[0].clone(), 0.3));
+/// // In a notebook: read_pair_predictions(&results.proberta_ppi(NegativeScheme::Conservative, 0.2).dir.join("test_predictions.tsv"))
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_pair_predictions(path: &Path) -> Result<Vec<(Pair, f64)>> {
     let (is_pair, rows) = super::proberta::read_test_predictions(path)?;
     if !is_pair {

@@ -14,6 +14,31 @@
 //! * Tasks: multi-class family classification, PPI on HIPPIE positives with the paper's sampled
 //!   negatives (or any pair split written by `protein-lm data split`), and the per-protein
 //!   ProteinBERT benchmarks. Per-residue benchmarks are refused: a BPE piece spans several residues.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use candle_core::Device;
+//! use protein_lm::data::resolver::{files, resolve};
+//! use protein_lm::data::tables::read_single_pfam;
+//! use protein_lm::train::finetune::proberta::{finetune_proberta, ProbertaFinetuneConfig, ProbertaTaskData};
+//! use protein_lm::train::finetune::family_data;
+//! use protein_lm::train::run_dir::RunOptions;
+//! let mut config = ProbertaFinetuneConfig::load("configs/proberta-finetune-demo.json")?;
+//! config.task = "family".into();
+//! let table = resolve(files::HUMAN_SINGLE_PFAM)?;
+//! let (records, _) = read_single_pfam(&table)?;
+//! let data = family_data(&records, config.family.min_members, config.family.test_fraction, &config.data, config.seed)?;
+//! let report = finetune_proberta(
+//!     &config,
+//!     &ProbertaTaskData::Proteins(data),
+//!     Some(Path::new("results/demo/runs/proberta-pretrain/model")),
+//!     None,
+//!     &[table],
+//!     RunOptions { out: Path::new("results/demo/runs/proberta-family"), resume: true, device: &Device::Cpu, progress: true },
+//! )?;
+//! println!("test accuracy {:.3} (best validation at update {:?})", report.test_scores["accuracy"], report.best);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +76,17 @@ pub struct FamilyOptions {
 }
 
 /// A PRoBERTa fine-tuning run.
+///
+/// ```
+/// use protein_lm::train::finetune::proberta::ProbertaFinetuneConfig;
+/// // The shipped configs, one per scale; the task is set from `--task` (or by the notebook).
+/// let mut config = ProbertaFinetuneConfig::load("configs/proberta-finetune-tiny.json")?;
+/// config.task = "ppi".into();
+/// config.check()?;
+/// config.batch_size = 0;
+/// assert!(config.check().unwrap_err().to_string().contains("batch_size"));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbertaFinetuneConfig {
     /// `family`, `ppi` or a per-protein ProteinBERT benchmark (set from `--task`).
@@ -109,6 +145,19 @@ impl ProbertaFinetuneConfig {
 }
 
 /// What a PRoBERTa fine-tuning trains on.
+///
+/// ```
+/// use protein_lm::data::tables::PfamRecord;
+/// use protein_lm::train::finetune::proberta::ProbertaTaskData;
+/// use protein_lm::train::finetune::{family_data, DataLimits};
+/// let records: Vec<PfamRecord> = (0..20)
+///     .map(|i| PfamRecord { accession: format!("P{i}"), pfam_id: format!("PF0000{}", i % 2), sequence: "MKV".repeat(i + 1) })
+///     .collect();
+/// // Families are one protein per input; PPI pairs (`PairData`) are packed two to an input.
+/// let data = ProbertaTaskData::Proteins(family_data(&records, 5, 0.1, &DataLimits::default(), 0)?);
+/// assert!(matches!(&data, ProbertaTaskData::Proteins(d) if d.labels.len() == 2));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub enum ProbertaTaskData {
     /// One protein per example (families, benchmarks).
@@ -307,6 +356,17 @@ pub fn paper_scores(config: &ProbertaFinetuneConfig) -> Vec<PaperScore> {
 }
 
 /// What a PRoBERTa fine-tuning reports (`OUT/results.json`).
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::train::finetune::proberta::ProbertaFinetuneReport;
+/// let report = ProbertaFinetuneReport::read(Path::new("results/demo/runs/proberta-ppi-conservative-20"))?;
+/// // A pair task: the scores of every protein-overlap class of the test pairs.
+/// for class in &report.test_by_overlap {
+///     println!("{:>32}: n {} accuracy {:.3}", class.class, class.scores.n, class.scores.accuracy);
+/// }
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbertaFinetuneReport {
     pub task: String,
@@ -376,6 +436,34 @@ fn load_tokenizer(from: Option<&ModelDir>, tokenizer: Option<&Path>) -> Result<(
 /// Fine-tunes PRoBERTa on `data` (resuming with `options.resume`), tests the best validation
 /// weights and writes `OUT/results.json` and `OUT/test_predictions.tsv`. `from`: a pretrained model
 /// directory, or `None` to start from `scratch_model` with `tokenizer`.
+///
+/// ```no_run
+/// use std::path::{Path, PathBuf};
+/// use candle_core::Device;
+/// use protein_lm::data::ppi::{MissingSequence, PpiDataset};
+/// use protein_lm::data::resolver::{files, resolve};
+/// use protein_lm::data::read_proteins;
+/// use protein_lm::train::finetune::proberta::{finetune_proberta, ppi_data, ProbertaFinetuneConfig, ProbertaTaskData};
+/// use protein_lm::train::run_dir::RunOptions;
+/// let mut config = ProbertaFinetuneConfig::load("configs/proberta-finetune-demo.json")?;
+/// config.task = "ppi".into();
+/// // HIPPIE positives, conservative negatives from the human proteome.
+/// let (pairs, dict) = (resolve(files::HIPPIE_HQ_PAIRS)?, resolve(files::HIPPIE_HQ_DICT)?);
+/// let (hippie, _) = PpiDataset::load_with_sequences(&pairs, &[&dict], MissingSequence::Error)?;
+/// let (proteome, _) = read_proteins(resolve(files::HUMAN_PFAM)?)?;
+/// let data = ppi_data(hippie, &config.ppi, &proteome, &config.data, config.seed)?;
+/// let files: Vec<PathBuf> = vec![pairs, dict];
+/// let report = finetune_proberta(
+///     &config,
+///     &ProbertaTaskData::Pairs(data),
+///     Some(Path::new("results/demo/runs/proberta-pretrain/model")),
+///     None,
+///     &files,
+///     RunOptions { out: Path::new("results/demo/runs/proberta-ppi-conservative-20"), resume: true, device: &Device::Cpu, progress: true },
+/// )?;
+/// println!("{:?}", report.test_scores);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn finetune_proberta(
     config: &ProbertaFinetuneConfig,
     data: &ProbertaTaskData,
@@ -539,6 +627,15 @@ pub struct TestPrediction {
 
 /// A finished fine-tuning run's `results.json` and `test_predictions.tsv` (what
 /// [`finetune_proberta`] wrote into `dir`), for a notebook that reuses the run instead of training.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::train::finetune::proberta::read_finetune_results;
+/// let (report, predictions) = read_finetune_results(Path::new("results/demo/runs/proberta-family"))?;
+/// let right = predictions.iter().filter(|p| p.label == p.predicted).count();
+/// println!("{}: {right} of {} test proteins right ({:?})", report.task, predictions.len(), report.test_scores.get("accuracy"));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn read_finetune_results(dir: &Path) -> Result<(ProbertaFinetuneReport, Vec<TestPrediction>)> {
     // `read` turns the `null` an undefined metric is written as back into NaN.
     let report = ProbertaFinetuneReport::read(dir)?;
@@ -584,6 +681,23 @@ pub fn load_classifier(
 /// `pair_truncation`, `eval_batch_size`): e.g. the conservative model on the aggressive test set.
 /// `summary(Target::Categorical { classes: 2 })` of the result gives accuracy, precision, recall,
 /// ROC AUC; `scores` are P(positive).
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use protein_lm::data::ppi::NegativeScheme;
+/// use protein_lm::models::heads::Target;
+/// use protein_lm::notebook::Scale;
+/// use protein_lm::results::Results;
+/// use protein_lm::train::finetune::proberta::{evaluate_pairs, ppi_split_dir, ProbertaFinetuneConfig};
+/// let conservative = Results::for_scale(Scale::Demo).proberta_ppi(NegativeScheme::Conservative, 0.2);
+/// let config = ProbertaFinetuneConfig::load("configs/proberta-finetune-demo.json")?;
+/// // The conservative model on the aggressive test pairs (a `protein-lm data split` directory).
+/// let aggressive = ppi_split_dir(Path::new("results/demo/splits/ppi-aggressive"), &config.data, config.seed)?;
+/// let p = evaluate_pairs(&conservative.tested_model()?, &aggressive.test, &aggressive.sequences, &config, &Device::Cpu)?;
+/// println!("{:?}", p.summary(Target::Categorical { classes: 2 }));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn evaluate_pairs(
     model_dir: &Path,
     pairs: &[Pair],

@@ -33,6 +33,15 @@ use crate::tokenize::residue::{END, PAD, START};
 use crate::{Error, Result, Rng};
 
 /// One length episode: padded length and batch size.
+///
+/// ```
+/// use protein_lm::train::objectives::denoising::{episode_weights, DenoisingOptions};
+/// let episodes = DenoisingOptions::reference().episodes; // 128, 512 and 1,024 tokens
+/// // A protein of 100 residues mostly trains in the 128-token episode, rarely at 1,024.
+/// let w = episode_weights(100, &episodes);
+/// assert!(w[0] > w[1] && w[1] > w[2]);
+/// assert_eq!((episodes[2].seq_len, episodes[2].batch_size), (1024, 32));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Episode {
     pub seq_len: usize,
@@ -52,6 +61,18 @@ pub enum EpisodeSwitch {
 }
 
 /// ProteinBERT's pretraining settings; the defaults are the reference script's.
+///
+/// ```
+/// use protein_lm::train::objectives::denoising::{DenoisingOptions, Episode};
+/// let mut options = DenoisingOptions::reference();
+/// assert_eq!((options.token_noise, options.annotation_drop), (0.05, 0.25));
+/// // A CPU run: one short episode.
+/// options.episodes = vec![Episode { seq_len: 64, batch_size: 8 }];
+/// options.validate()?;
+/// options.token_noise = 1.5;
+/// assert!(options.validate().is_err());
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenoisingOptions {
     pub episodes: Vec<Episode>,
@@ -408,6 +429,29 @@ impl EpisodeSampler {
 
 /// Encodes the proteins `rows` of `corpus` for `episode`: crop, pad, noise. `rng` seeds each row's
 /// own stream, so a row's corruption does not depend on the others.
+///
+/// ```
+/// use candle_core::Device;
+/// use protein_lm::tokenize::residue::{PAD, START};
+/// use protein_lm::train::objectives::denoising::{encode_batch, AnnotatedCorpus, DenoisingOptions, Episode};
+/// use protein_lm::Rng;
+/// // Three proteins (residue ids, no START/END) and their GO term indices among 4.
+/// let corpus = AnnotatedCorpus {
+///     tokens: vec![vec![10, 8, 16, 0, 19], vec![3, 3, 7, 1, 9, 12, 14, 2], vec![5; 10]],
+///     annotations: vec![vec![0, 2], vec![], vec![1]],
+///     n_terms: 4,
+/// };
+/// let options = DenoisingOptions { episodes: vec![Episode { seq_len: 16, batch_size: 2 }], ..DenoisingOptions::reference() };
+/// let batch = encode_batch(&corpus, &[0, 1], 0, &options, &mut Rng::new(0), &Device::Cpu)?;
+/// assert_eq!(batch.input_tokens.dims(), [2, 16]);
+/// // The clean targets: START, the residues, END, then PAD, which the loss skips.
+/// let targets = batch.target_tokens.to_vec2::<u32>()?;
+/// assert_eq!((targets[0][0], targets[0][7]), (START, PAD));
+/// assert_eq!(batch.token_weights.sum_all()?.to_scalar::<f32>()?, (7 + 10) as f32);
+/// // Protein 1 has no annotation: its annotation loss weighs 0.
+/// assert_eq!(batch.annotation_weights.to_vec1::<f32>()?, [1.0, 0.0]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn encode_batch(
     corpus: &AnnotatedCorpus,
     rows: &[usize],

@@ -7,6 +7,30 @@
 //! or two lengths scored with the same `seed` see the same noise. Only 5 % of the input tokens
 //! are replaced, so most positions can be copied from the input: the loss at the corrupted
 //! positions is reported beside the loss over all of them.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::models::init::SeededVarMap;
+//! use protein_lm::models::proteinbert::{Config, ProteinBert};
+//! use protein_lm::train::objectives::denoising::{AnnotatedCorpus, DenoisingOptions};
+//! use protein_lm::train::objectives::denoising_eval::{evaluate_denoising, predict_annotations};
+//! let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &Config::tiny(4))?;
+//! // Three proteins (residue ids, no START/END) and their GO term indices among 4.
+//! let corpus = AnnotatedCorpus {
+//!     tokens: vec![vec![10, 8, 16, 0, 19], vec![3, 3, 7, 1, 9, 12, 14, 2], vec![5; 10]],
+//!     annotations: vec![vec![0, 2], vec![], vec![1]],
+//!     n_terms: 4,
+//! };
+//! let options = DenoisingOptions::reference();
+//! // The paper's Fig. 2 question: the same proteins scored at two padded lengths, the same noise.
+//! let short = evaluate_denoising(&model, &corpus, 8, 2, &options, 7, &Device::Cpu)?;
+//! let long = evaluate_denoising(&model, &corpus, 32, 2, &options, 7, &Device::Cpu)?;
+//! println!("token loss {:.3} at 8, {:.3} at 32", short.token_loss, long.token_loss);
+//! // GO terms from the sequence alone.
+//! let probabilities = predict_annotations(&model, &corpus, 32, 2, 7, &Device::Cpu)?;
+//! assert_eq!((probabilities.len(), probabilities[0].len()), (3, 4));
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::ops::log_softmax;
@@ -20,6 +44,26 @@ use crate::tokenize::residue::{END, PAD, START};
 use crate::Rng;
 
 /// Denoising scores over a set of proteins at one padded length.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// use protein_lm::train::objectives::denoising::{AnnotatedCorpus, DenoisingOptions};
+/// use protein_lm::train::objectives::denoising_eval::evaluate_denoising;
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &Config::tiny(4))?;
+/// // Three proteins (residue ids, no START/END) and their GO term indices among 4.
+/// let corpus = AnnotatedCorpus {
+///     tokens: vec![vec![10, 8, 16, 0, 19], vec![3, 3, 7, 1, 9, 12, 14, 2], vec![5; 10]],
+///     annotations: vec![vec![0, 2], vec![], vec![1]],
+///     n_terms: 4,
+/// };
+/// let scores = evaluate_denoising(&model, &corpus, 8, 2, &DenoisingOptions::reference(), 7, &Device::Cpu)?;
+/// // Proteins of 8 and 10 residues do not fit 8 tokens with START and END: scored on a window.
+/// assert_eq!((scores.proteins, scores.cropped, scores.annotated), (3, 2, 2));
+/// assert!(scores.corrupted <= scores.positions);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DenoisingScores {
     pub seq_len: usize,
@@ -45,6 +89,28 @@ pub struct DenoisingScores {
 
 /// Scores `model` on every protein of `corpus` at padded length `seq_len`, corrupted as
 /// `options` says (its episodes are ignored).
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// use protein_lm::train::objectives::denoising::{AnnotatedCorpus, DenoisingOptions};
+/// use protein_lm::train::objectives::denoising_eval::evaluate_denoising;
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &Config::tiny(4))?;
+/// // Three proteins (residue ids, no START/END) and their GO term indices among 4.
+/// let corpus = AnnotatedCorpus {
+///     tokens: vec![vec![10, 8, 16, 0, 19], vec![3, 3, 7, 1, 9, 12, 14, 2], vec![5; 10]],
+///     annotations: vec![vec![0, 2], vec![], vec![1]],
+///     n_terms: 4,
+/// };
+/// let options = DenoisingOptions::reference();
+/// let scores = evaluate_denoising(&model, &corpus, 32, 2, &options, 7, &Device::Cpu)?;
+/// // Every START, residue and END is scored: 7 + 10 + 12 positions.
+/// assert_eq!(scores.positions, 29);
+/// // A fixed seed: two models (or two runs) see the same corruption; batching changes nothing.
+/// assert_eq!(evaluate_denoising(&model, &corpus, 32, 3, &options, 7, &Device::Cpu)?.corrupted, scores.corrupted);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn evaluate_denoising(
     model: &ProteinBert,
     corpus: &AnnotatedCorpus,
@@ -136,6 +202,27 @@ fn argmax(values: &[f32]) -> usize {
 /// GO-term probabilities predicted from the sequence alone: `(proteins, terms)`, row `i` for
 /// protein `i` of the corpus. Inputs are the clean tokens (proteins longer than `seq_len − 2`
 /// cropped to a window drawn from `seed`) with an all-zero annotation vector.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proteinbert::{Config, ProteinBert};
+/// use protein_lm::train::objectives::denoising::AnnotatedCorpus;
+/// use protein_lm::train::objectives::denoising_eval::{annotation_aucs, predict_annotations};
+/// let model = ProteinBert::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &Config::tiny(4))?;
+/// // Three proteins (residue ids, no START/END) and their GO term indices among 4.
+/// let corpus = AnnotatedCorpus {
+///     tokens: vec![vec![10, 8, 16, 0, 19], vec![3, 3, 7, 1, 9, 12, 14, 2], vec![5; 10]],
+///     annotations: vec![vec![0, 2], vec![], vec![1]],
+///     n_terms: 4,
+/// };
+/// let probabilities = predict_annotations(&model, &corpus, 32, 2, 0, &Device::Cpu)?;
+/// assert!(probabilities.iter().flatten().all(|p| (0.0..=1.0).contains(p)));
+/// // Terms 0, 1 and 2 each annotate one protein and not the others: an AUC per term.
+/// let (per_term, _micro) = annotation_aucs(&probabilities, &corpus, 1)?;
+/// assert_eq!(per_term.iter().map(|t| t.term).collect::<Vec<_>>(), [0, 1, 2]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn predict_annotations(
     model: &ProteinBert,
     corpus: &AnnotatedCorpus,
@@ -180,6 +267,22 @@ pub struct TermAuc {
 /// Per-term ROC AUC of `probabilities` (from [`predict_annotations`]) against the corpus's true
 /// terms, for every term with at least `min_positives` positive and one negative protein; and the
 /// micro AUC over all (protein, term) pairs of those terms.
+///
+/// ```
+/// use protein_lm::train::objectives::denoising::AnnotatedCorpus;
+/// use protein_lm::train::objectives::denoising_eval::annotation_aucs;
+/// let corpus = AnnotatedCorpus {
+///     tokens: vec![vec![1]; 4],
+///     annotations: vec![vec![0], vec![0], vec![1], vec![]],
+///     n_terms: 2,
+/// };
+/// // Each term's positives score above its negatives: AUC 1 per term, and over all pairs.
+/// let probabilities = vec![vec![0.9, 0.1], vec![0.8, 0.3], vec![0.2, 0.7], vec![0.1, 0.2]];
+/// let (per_term, micro) = annotation_aucs(&probabilities, &corpus, 1)?;
+/// assert_eq!(per_term.iter().map(|t| (t.term, t.positives, t.auc)).collect::<Vec<_>>(), [(0, 2, 1.0), (1, 1, 1.0)]);
+/// assert_eq!(micro, 1.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn annotation_aucs(
     probabilities: &[Vec<f32>],
     corpus: &AnnotatedCorpus,
@@ -238,6 +341,27 @@ pub struct CurvePoint {
 /// proteins count every update, logged or not: the updates since the previous record are
 /// attributed to the record's episode (exact when the episode switch is a multiple of the
 /// logging interval, as in the shipped configs).
+///
+/// ```
+/// use protein_lm::train::objectives::denoising::Episode;
+/// use protein_lm::train::objectives::denoising_eval::pretraining_curves;
+/// // Three `train` records of a log.jsonl: two in the 128-token episode, then one at 512.
+/// let log: Vec<serde_json::Value> = [(10, 128, 3.0, 0.5), (20, 128, 2.5, 0.25), (30, 512, 2.75, 0.375)]
+///     .iter()
+///     .map(|&(step, seq_len, token, annotation)| serde_json::json!({
+///         "kind": "train", "step": step, "seq_len": seq_len,
+///         "token_loss_per_residue": token, "annotation_loss": annotation,
+///     }))
+///     .collect();
+/// let episodes = [Episode { seq_len: 128, batch_size: 8 }, Episode { seq_len: 512, batch_size: 4 }];
+/// let curves = pretraining_curves(&log, &episodes)?;
+/// // One point per episode segment: the mean of its records, at the proteins processed by then.
+/// let first = &curves[0].1[0];
+/// assert_eq!((curves[0].0, first.step, first.proteins), (128, 20, 160));
+/// assert_eq!((first.token_loss_per_residue, first.annotation_loss), (2.75, 0.375));
+/// assert_eq!(curves[1].1[0].proteins, 160 + 10 * 4);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn pretraining_curves(
     train_log: &[serde_json::Value],
     episodes: &[Episode],
@@ -289,6 +413,24 @@ pub fn pretraining_curves(
 /// Proteins a ProteinBERT pretraining had processed by update `step`, from its log's `train`
 /// records (the updates between two records are attributed to the later record's episode, as in
 /// [`pretraining_curves`]).
+///
+/// ```
+/// use protein_lm::train::objectives::denoising::Episode;
+/// use protein_lm::train::objectives::denoising_eval::proteins_processed;
+/// // Three `train` records of a log.jsonl: two in the 128-token episode, then one at 512.
+/// let log: Vec<serde_json::Value> = [(10, 128, 3.0, 0.5), (20, 128, 2.5, 0.25), (30, 512, 2.75, 0.375)]
+///     .iter()
+///     .map(|&(step, seq_len, token, annotation)| serde_json::json!({
+///         "kind": "train", "step": step, "seq_len": seq_len,
+///         "token_loss_per_residue": token, "annotation_loss": annotation,
+///     }))
+///     .collect();
+/// let episodes = [Episode { seq_len: 128, batch_size: 8 }, Episode { seq_len: 512, batch_size: 4 }];
+/// // Updates 1–20 at 8 proteins each, 21–25 at 4: the x value of a checkpoint at update 25.
+/// assert_eq!(proteins_processed(&log, &episodes, 25)?, 20 * 8 + 5 * 4);
+/// assert!(proteins_processed(&log, &episodes, 31).is_err()); // past the end of the log
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn proteins_processed(train_log: &[serde_json::Value], episodes: &[Episode], step: u64) -> Result<u64> {
     let (mut proteins, mut previous) = (0u64, 0u64);
     for r in train_log {

@@ -13,6 +13,17 @@
 //! Each sample's draw comes from its own stream, `Rng::new(seed).fork(epoch).fork(index)` (fairseq:
 //! `numpy_seed(seed, epoch, index)`), so the masks are dynamic across epochs, reproducible, and
 //! independent of batching and thread count.
+//!
+//! ```
+//! use protein_lm::train::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
+//! let options = MaskingOptions::proberta(10_009);
+//! // <s>, 18 pieces, </s>: ⌊0.15 · 20 + U(0, 1)⌋ = 3 positions are chosen.
+//! let tokens: Vec<u32> = std::iter::once(0).chain(4..22).chain([2]).collect();
+//! let masked = mask_tokens(&tokens, &options, &mut sample_rng(1, 0, 7));
+//! assert_eq!(masked.targets.iter().flatten().count(), 3);
+//! // Another epoch, another mask; the same (seed, epoch, index), the same one.
+//! assert_eq!(masked, mask_tokens(&tokens, &options, &mut sample_rng(1, 0, 7)));
+//! ```
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -39,6 +50,15 @@ pub fn masked_lm_loss(logits: &Tensor, labels: &Tensor, ignore: u32) -> Result<T
 }
 
 /// Masking settings (fairseq's names and defaults).
+///
+/// ```
+/// use protein_lm::tokenize::vocab::FairseqDictionary;
+/// use protein_lm::train::objectives::mlm::MaskingOptions;
+/// let dict = FairseqDictionary::build([("SL".to_string(), 9), ("KL".to_string(), 5)]);
+/// // `<mask>` is the dictionary's last id; random replacements skip the 4 specials.
+/// let options = MaskingOptions::proberta(dict.len() as u32);
+/// assert_eq!((options.mask_id, options.nspecial, options.mask_prob), (dict.mask(), 4, 0.15));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MaskingOptions {
     pub mask_prob: f64,
@@ -74,11 +94,33 @@ pub struct Masked {
 }
 
 /// The sample's own stream for `epoch` (fairseq's `numpy_seed(seed, epoch, index)`).
+///
+/// ```
+/// use protein_lm::train::objectives::mlm::sample_rng;
+/// // One stream per (seed, epoch, sample): masks change every epoch but never with batching.
+/// assert_eq!(sample_rng(1, 3, 42).next_u64(), sample_rng(1, 3, 42).next_u64());
+/// assert_ne!(sample_rng(1, 3, 42).next_u64(), sample_rng(1, 4, 42).next_u64());
+/// ```
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> Rng {
     Rng::new(seed).fork(epoch).fork(index)
 }
 
 /// Corrupts `tokens` as fairseq's `MaskTokensDataset` does.
+///
+/// ```
+/// use protein_lm::train::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
+/// let options = MaskingOptions::proberta(30);
+/// let tokens: Vec<u32> = std::iter::once(0).chain(4..24).chain([2]).collect();
+/// let masked = mask_tokens(&tokens, &options, &mut sample_rng(0, 0, 0));
+/// for (i, target) in masked.targets.iter().enumerate() {
+///     match target {
+///         // Not chosen: the input is the token itself, and no loss.
+///         None => assert_eq!(masked.input[i], tokens[i]),
+///         // Chosen: `<mask>`, a random regular token or itself; the loss predicts the original.
+///         Some(original) => assert!(*original == tokens[i] && (masked.input[i] == tokens[i] || masked.input[i] >= 4)),
+///     }
+/// }
+/// ```
 pub fn mask_tokens(tokens: &[u32], options: &MaskingOptions, rng: &mut Rng) -> Masked {
     let len = tokens.len();
     let n_mask = ((options.mask_prob * len as f64 + rng.uniform()) as usize).min(len);

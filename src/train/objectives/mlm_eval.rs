@@ -4,6 +4,24 @@
 //!
 //! The masks are drawn as in training ([`mask_tokens`], 80/10/10) from a fixed stream, so two
 //! models scored with the same `seed` see the same corrupted inputs.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use protein_lm::models::init::SeededVarMap;
+//! use protein_lm::models::proberta::{Config, ProbertaForMaskedLm};
+//! use protein_lm::train::objectives::mlm::MaskingOptions;
+//! use protein_lm::train::objectives::mlm_eval::{evaluate_masked_lm, fill_mask};
+//! let config = Config::tiny(30);
+//! let model = ProbertaForMaskedLm::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+//! // <s> pieces </s>, as the tokenizer encodes proteins.
+//! let sequences: Vec<Vec<u32>> = (0..4u32).map(|i| std::iter::once(0).chain((4..20).map(|t| 4 + (t + i) % 25)).chain([2]).collect()).collect();
+//! let scores = evaluate_masked_lm(&model, &sequences, &MaskingOptions::proberta(30), 0, 2, &Device::Cpu)?;
+//! println!("loss {:.2}, top-1 {:.2} against the majority floor {:.2}", scores.loss, scores.accuracy, scores.majority_accuracy);
+//! // The three likeliest pieces at position 3 of the first protein.
+//! let top = fill_mask(&model, &sequences[0], &[3], 29, 3, &Device::Cpu)?;
+//! assert_eq!(top[0].len(), 3);
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -17,6 +35,23 @@ use crate::error::{Error, Result};
 use crate::models::proberta::{Forward, ProbertaForMaskedLm};
 
 /// Masked-LM scores over a set of sequences.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proberta::{Config, ProbertaForMaskedLm};
+/// use protein_lm::train::objectives::mlm::MaskingOptions;
+/// use protein_lm::train::objectives::mlm_eval::evaluate_masked_lm;
+/// let config = Config::tiny(30);
+/// let model = ProbertaForMaskedLm::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// // <s> pieces </s>, as the tokenizer encodes proteins.
+/// let sequences: Vec<Vec<u32>> = (0..4u32).map(|i| std::iter::once(0).chain((4..20).map(|t| 4 + (t + i) % 25)).chain([2]).collect()).collect();
+/// let scores = evaluate_masked_lm(&model, &sequences, &MaskingOptions::proberta(30), 0, 4, &Device::Cpu)?;
+/// // ⌊0.15 · 18 + U⌋ = 2 or 3 targets per sequence; most of them `<mask>`.
+/// assert!((8..=12).contains(&scores.masked) && scores.at_mask <= scores.masked);
+/// assert!(scores.top5_accuracy >= scores.accuracy);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MlmScores {
     /// Positions scored (the loss targets: masked, randomised and kept alike).
@@ -35,6 +70,26 @@ pub struct MlmScores {
 }
 
 /// Scores `model` on `sequences` (token ids with `<s>`/`</s>`), masking each as training does.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proberta::{Config, ProbertaForMaskedLm};
+/// use protein_lm::train::objectives::mlm::MaskingOptions;
+/// use protein_lm::train::objectives::mlm_eval::evaluate_masked_lm;
+/// let config = Config::tiny(30);
+/// let model = ProbertaForMaskedLm::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &config)?;
+/// // <s> pieces </s>, as the tokenizer encodes proteins.
+/// let sequences: Vec<Vec<u32>> = (0..4u32).map(|i| std::iter::once(0).chain((4..20).map(|t| 4 + (t + i) % 25)).chain([2]).collect()).collect();
+/// let masking = MaskingOptions::proberta(30);
+/// let a = evaluate_masked_lm(&model, &sequences, &masking, 5, 1, &Device::Cpu)?;
+/// let b = evaluate_masked_lm(&model, &sequences, &masking, 5, 4, &Device::Cpu)?;
+/// // The seed fixes the masks; the batch size does not change them.
+/// assert_eq!((a.masked, a.at_mask), (b.masked, b.at_mask));
+/// // An untrained model of 30 tokens: near the uniform loss ln 30.
+/// assert!((a.loss - 30f64.ln()).abs() < 1.0, "{}", a.loss);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn evaluate_masked_lm(
     model: &ProbertaForMaskedLm,
     sequences: &[Vec<u32>],
@@ -110,6 +165,20 @@ pub fn evaluate_masked_lm(
 
 /// Puts `<mask>` at each of `positions` of `ids` (one protein, with `<s>`/`</s>`) at once and
 /// returns, per position, the `k` most probable tokens with their probabilities.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use protein_lm::models::init::SeededVarMap;
+/// use protein_lm::models::proberta::{Config, ProbertaForMaskedLm};
+/// use protein_lm::train::objectives::mlm_eval::fill_mask;
+/// let model = ProbertaForMaskedLm::load(SeededVarMap::new(0).var_builder(DType::F32, &Device::Cpu), &Config::tiny(30))?;
+/// let ids = [0, 5, 6, 7, 8, 2];
+/// let top = fill_mask(&model, &ids, &[2, 4], 29, 3, &Device::Cpu)?;
+/// // Per masked position, the k likeliest tokens, most probable first.
+/// assert!(top.iter().all(|t| t.len() == 3 && t[0].1 >= t[1].1 && t[1].1 >= t[2].1));
+/// assert!(fill_mask(&model, &ids, &[0], 29, 3, &Device::Cpu).is_err()); // <s> is no piece
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn fill_mask(
     model: &ProbertaForMaskedLm,
     ids: &[u32],

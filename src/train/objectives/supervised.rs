@@ -24,6 +24,16 @@ use crate::train::trainer::Metrics;
 use crate::{Error, Result};
 
 /// One example's label in model terms.
+///
+/// ```
+/// use protein_lm::train::finetune::Example;
+/// use protein_lm::train::objectives::supervised::TargetValue;
+/// // One label per protein, or one class per residue.
+/// let stable = Example { id: "P1".into(), sequence: "MKV".into(), target: TargetValue::Numeric(0.7) };
+/// let helices = Example { id: "P2".into(), sequence: "MKV".into(), target: TargetValue::PerResidue(vec![0, 1, 1]) };
+/// assert!(matches!(stable.target, TargetValue::Numeric(y) if y > 0.5));
+/// assert_eq!(helices.target, TargetValue::PerResidue(vec![0, 1, 1]));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetValue {
     Binary(bool),
@@ -34,6 +44,20 @@ pub enum TargetValue {
 }
 
 /// Labels of a batch laid out for the head's logits.
+///
+/// ```
+/// use candle_core::Device;
+/// use protein_lm::models::heads::Target;
+/// use protein_lm::train::objectives::supervised::{batch_targets, TargetValue};
+/// // Per residue, ProteinBERT style: residue j at position j + 1 (after START), padded to 5.
+/// let labels = [TargetValue::PerResidue(vec![2, 0]), TargetValue::PerResidue(vec![1, 1, 1])];
+/// let refs: Vec<&TargetValue> = labels.iter().collect();
+/// let targets = batch_targets(&refs, Target::Categorical { classes: 3 }, 5, 1, &Device::Cpu)?;
+/// assert_eq!(targets.values.to_vec2::<u32>()?, [[0, 2, 0, 0, 0], [0, 1, 1, 1, 0]]);
+/// let weights = targets.weights.unwrap().to_vec2::<f32>()?;
+/// assert_eq!(weights, [[0.0, 1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0, 0.0]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BatchTargets {
     /// Binary: `(B, 1)` f32 (or `(B, L, 1)` per residue); categorical: `(B)` u32 (or `(B, L)`);
@@ -136,6 +160,23 @@ pub fn head_loss(target: Target, logits: &Tensor, targets: &BatchTargets) -> Res
 
 /// Predictions gathered over an evaluation set: one score (binary probability, numeric value) or
 /// one predicted class per counted item (protein or residue).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::heads::Target;
+/// use protein_lm::train::objectives::supervised::{batch_targets, Predictions, TargetValue};
+/// let target = Target::Binary;
+/// let labels = [TargetValue::Binary(true), TargetValue::Binary(false), TargetValue::Binary(true)];
+/// let refs: Vec<&TargetValue> = labels.iter().collect();
+/// let targets = batch_targets(&refs, target, 1, 0, &Device::Cpu)?;
+/// // Logits of one batch: the two positives score above the negative.
+/// let logits = Tensor::new(&[[2f32], [-1.0], [0.5]], &Device::Cpu)?;
+/// let mut predictions = Predictions::default();
+/// predictions.add(target, &logits, &targets, 0.3)?;
+/// assert_eq!(predictions.metric(target), ("roc_auc", 1.0));
+/// assert_eq!(predictions.summary(target)["accuracy"], 1.0);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Predictions {
     pub scores: Vec<f64>,

@@ -39,6 +39,16 @@ pub fn fixed_batching(seq_len: usize) -> Batching {
 }
 
 /// Scores of one test bucket.
+///
+/// ```
+/// use protein_lm::train::finetune::BucketScore;
+/// // As results.json holds them: a bucket with one class only has no ROC AUC (null, read as NaN).
+/// let json = r#"[{"bucket": "512", "proteins": 30, "items": 30, "metric": "roc_auc", "value": 0.93, "loss": 0.31},
+///               {"bucket": "1024", "proteins": 2, "items": 2, "metric": "roc_auc", "value": null, "loss": 0.7}]"#;
+/// let scores: Vec<BucketScore> = serde_json::from_str(json).unwrap();
+/// assert_eq!(scores[0].value, 0.93);
+/// assert!(scores[1].value.is_nan());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketScore {
     /// `"512"`, `"1024"`, … or `"all"`.
@@ -54,6 +64,15 @@ pub struct BucketScore {
 }
 
 /// What a fine-tuning run reports.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::train::finetune::FinetuneReport;
+/// let report = FinetuneReport::read(Path::new("results/demo/runs/proteinbert-stability-pretrained"))?;
+/// let all = report.test_scores.iter().find(|s| s.bucket == "all").unwrap();
+/// println!("{}: {} {:.3} (paper: {:.3})", report.benchmark, all.metric, all.value, report.paper_pretrained);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneReport {
     pub benchmark: String,
@@ -127,6 +146,28 @@ pub fn evaluate_by_length<H: Head>(
 
 /// Runs every stage (resuming finished and interrupted ones with `resume`), then evaluates the
 /// test set. `from`: a pretrained model directory, or `None` to start from `scratch_model`.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use protein_lm::data::resolver::DataResolver;
+/// use protein_lm::data::tables::{benchmark_files, load_benchmark};
+/// use protein_lm::train::finetune::{finetune_proteinbert, FinetuneConfig, SupervisedData};
+/// use protein_lm::train::run_dir::RunOptions;
+/// let config = FinetuneConfig::load("configs/proteinbert-finetune-demo.json")?;
+/// let data = SupervisedData::from_benchmark(&load_benchmark("stability")?, &config.data, config.seed)?;
+/// let report = finetune_proteinbert(
+///     &config,
+///     &data,
+///     Some(Path::new("results/demo/runs/proteinbert-pretrain/model")),
+///     &benchmark_files(&DataResolver::from_env(), "stability"),
+///     RunOptions { out: Path::new("results/demo/runs/proteinbert-stability-pretrained"), resume: true, device: &Device::Cpu, progress: true },
+/// )?;
+/// for score in &report.test_scores {
+///     println!("{:>5}: {} {:.3} ({} proteins)", score.bucket, score.metric, score.value, score.proteins);
+/// }
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn finetune_proteinbert(
     config: &FinetuneConfig,
     data: &SupervisedData,

@@ -19,6 +19,18 @@
 //!   validation proteins longer than `seq_len − 2` are left out of that stage (counted in the
 //!   report); the test set is never cut: it is evaluated in length buckets 512, 1,024, 2,048, …
 //!   (batch 32, 16, 8, …), per bucket and pooled ("all").
+//!
+//! ```
+//! use protein_lm::train::finetune::FinetuneConfig;
+//! // The reference's three stages for a benchmark, then fitted to short proteins for a CPU:
+//! // signal peptides of about 70 residues need 128 tokens, not 512.
+//! let reference = FinetuneConfig::reference("signalP_binary");
+//! assert_eq!(reference.stages.iter().map(|s| s.seq_len).collect::<Vec<_>>(), [512, 512, 1024]);
+//! let fitted = reference.fitted_to(&[68, 70, 72, 75, 90], 1.0, None)?;
+//! assert_eq!(fitted.stages.iter().map(|s| s.seq_len).collect::<Vec<_>>(), [128, 128, 128]);
+//! assert_eq!(fitted.stages[0].batch_size, 32 * 512 / 128); // the same tokens per batch
+//! # Ok::<(), protein_lm::Error>(())
+//! ```
 
 mod benchmarks;
 mod pairs;
@@ -61,6 +73,17 @@ pub struct StageConfig {
 }
 
 /// A fine-tuning run.
+///
+/// ```
+/// use protein_lm::train::finetune::FinetuneConfig;
+/// let config = FinetuneConfig::load("configs/proteinbert-finetune-tiny.json")?;
+/// config.check()?;
+/// // Stage 1 trains the head alone, as the reference does.
+/// assert!(config.stages[0].freeze_trunk);
+/// let reference = FinetuneConfig::reference("stability");
+/// assert_eq!((reference.stages.len(), reference.test_min_seq_len), (3, 512));
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
     /// The benchmark (set from `--task`; `ppi` for a pair run).

@@ -47,6 +47,18 @@ use crate::train::trainer::{Metrics, Task};
 use crate::{Error, Result};
 
 /// A ProteinBERT PPI fine-tuning: a benchmark config's keys plus PRoBERTa's `ppi` section.
+///
+/// ```
+/// use protein_lm::models::heads::{Level, PairCombination, Target};
+/// use protein_lm::train::finetune::PpiFinetuneConfig;
+/// let config = PpiFinetuneConfig::load("configs/proteinbert-finetune-ppi-tiny.json")?;
+/// config.check()?;
+/// // A pair head on both proteins' global vectors, symmetric unless the config says `concat`.
+/// let head = config.head();
+/// assert_eq!((head.level, head.target), (Level::Pair, Target::Binary));
+/// assert_eq!(PpiFinetuneConfig { pair: PairCombination::Concat, ..config }.head().pair, PairCombination::Concat);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PpiFinetuneConfig {
     /// Stages, data limits, scratch model and test buckets, as on a benchmark.
@@ -200,6 +212,17 @@ fn predict_by_length(
 }
 
 /// What a ProteinBERT PPI fine-tuning reports (`OUT/results.json`).
+///
+/// ```no_run
+/// use std::path::Path;
+/// use protein_lm::train::finetune::PpiFinetuneReport;
+/// let report = PpiFinetuneReport::read(Path::new("results/demo/runs/proteinbert-ppi-conservative-20"))?;
+/// println!("test ROC AUC {:.3}", report.test_scores["roc_auc"]);
+/// for bucket in &report.test_by_length {
+///     println!("longer protein ≤ {}: {} pairs, ROC AUC {:.3}", bucket.bucket, bucket.items, bucket.value);
+/// }
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PpiFinetuneReport {
     /// `ppi`.
@@ -236,6 +259,26 @@ impl PpiFinetuneReport {
 /// interrupted ones with `options.resume`), tests the final weights (each stage restored its best
 /// validation epoch) and writes `OUT/results.json`, `OUT/test_predictions.tsv` and `OUT/model/`.
 /// `from`: a pretrained model directory, or `None` to start from `scratch_model`.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use protein_lm::train::finetune::ppi::ppi_split_dir;
+/// use protein_lm::train::finetune::{finetune_proteinbert_ppi, PpiFinetuneConfig};
+/// use protein_lm::train::run_dir::RunOptions;
+/// let config = PpiFinetuneConfig::load("configs/proteinbert-finetune-ppi-demo.json")?;
+/// // The split PRoBERTa's run used (`protein-lm data split --pairs …`), so the two compare pair for pair.
+/// let data = ppi_split_dir(Path::new("results/demo/splits/ppi-conservative"), &config.finetune.data, config.finetune.seed)?;
+/// let report = finetune_proteinbert_ppi(
+///     &config,
+///     &data,
+///     Some(Path::new("results/demo/runs/proteinbert-pretrain/model")),
+///     &[],
+///     RunOptions { out: Path::new("results/demo/runs/proteinbert-ppi-conservative-20"), resume: true, device: &Device::Cpu, progress: true },
+/// )?;
+/// println!("{:?}", report.test_scores);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
 pub fn finetune_proteinbert_ppi(
     config: &PpiFinetuneConfig,
     data: &PairData,
