@@ -70,5 +70,8 @@ pub mod prelude {
     pub use crate::train::run_dir::RunOptions;
     pub use crate::train::trainer::{EarlyStoppingConfig, LrSchedule, OptimizerConfig, TrainConfig};
     pub use candle_core::{DType, Device, Tensor, D};
-    pub use candle_nn::{linear, Linear, Module, VarBuilder};
+    pub use candle_nn::{linear, Linear, Module, VarBuilder, VarMap};
+    // evcxr names a kept `VarBuilder`'s type, `VarBuilderArgs<Box<dyn SimpleBackend>>`, in the code it
+    // generates for the next cell: without the trait in scope a notebook cannot keep one across cells.
+    pub use candle_nn::var_builder::SimpleBackend;
 }
