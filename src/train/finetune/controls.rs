@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Example, SupervisedData};
+use super::{class_labels, Example, SupervisedData};
 use crate::analysis::probe::StandardScaler;
 use crate::analysis::regression::Ridge;
 use crate::analysis::stats::spearman;
@@ -74,32 +74,47 @@ pub fn one_hot_ridge(data: &SupervisedData, max_positions: usize, alphas: &[f64]
     if positions == 0 {
         return Err(Error::invalid("one-hot ridge: no training protein"));
     }
-    let encode = |examples: &[Example]| -> Result<(ndarray::Array2<f64>, Vec<f64>)> {
-        let sequences: Vec<&str> = examples.iter().map(|e| e.sequence.as_str()).collect();
-        let targets = examples
-            .iter()
-            .map(|e| match e.target {
-                TargetValue::Numeric(y) => Ok(y as f64),
-                ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a number", e.id))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((one_hot_rows(&sequences, positions), targets))
+    let rows = |examples: &[Example]| {
+        one_hot_rows(&examples.iter().map(|e| e.sequence.as_str()).collect::<Vec<_>>(), positions)
     };
-    let (x_train, y_train) = encode(&data.train)?;
-    let (x_valid, y_valid) = encode(&data.valid)?;
-    let (x_test, y_test) = encode(&data.test)?;
-    let (scaler, x_train) = StandardScaler::fit_transform(&x_train)?;
-    let (x_valid, x_test) = (scaler.transform(&x_valid)?, scaler.transform(&x_test)?);
-    let mut best: Option<RidgeControl> = None;
+    let x = [rows(&data.train), rows(&data.valid), rows(&data.test)];
+    let y = [numeric_targets(&data.train)?, numeric_targets(&data.valid)?, numeric_targets(&data.test)?];
+    let (alpha, valid_spearman, test_spearman) =
+        ridge_on_features([&x[0], &x[1], &x[2]], [&y[0], &y[1], &y[2]], alphas)?;
+    Ok(RidgeControl { alpha, positions, valid_spearman, test_spearman })
+}
+
+/// Ridge regression on any per-protein features (`x`: train, valid, test rows), standardised on
+/// the training rows; the penalty in `alphas` with the best validation Spearman is kept. Returns
+/// `(alpha, valid ρ, test ρ)`. [`one_hot_ridge`] is this on one-hot residues; on a frozen model's
+/// pooled features (from [`Embedder`](crate::embed::Embedder)) it says what those features hold.
+pub fn ridge_on_features(x: [&ndarray::Array2<f64>; 3], y: [&[f64]; 3], alphas: &[f64]) -> Result<(f64, f64, f64)> {
+    if alphas.is_empty() {
+        return Err(Error::invalid("ridge: no penalty to try"));
+    }
+    let (scaler, x_train) = StandardScaler::fit_transform(x[0])?;
+    let (x_valid, x_test) = (scaler.transform(x[1])?, scaler.transform(x[2])?);
+    let mut best: Option<(f64, f64, f64)> = None;
     for &alpha in alphas {
-        let fit = Ridge::new(alpha).fit(&x_train, &y_train)?;
-        let valid_spearman = spearman(&fit.predict(&x_valid)?, &y_valid)?;
-        if best.as_ref().is_none_or(|b| valid_spearman > b.valid_spearman) {
-            let test_spearman = spearman(&fit.predict(&x_test)?, &y_test)?;
-            best = Some(RidgeControl { alpha, positions, valid_spearman, test_spearman });
+        let fit = Ridge::new(alpha).fit(&x_train, y[0])?;
+        let valid = spearman(&fit.predict(&x_valid)?, y[1])?;
+        if best.is_none_or(|b| valid > b.1) {
+            best = Some((alpha, valid, spearman(&fit.predict(&x_test)?, y[2])?));
         }
     }
     Ok(best.expect("alphas is not empty"))
+}
+
+/// The targets of a per-protein numeric task, in order; another kind of target is an error naming
+/// its example.
+pub fn numeric_targets(examples: &[Example]) -> Result<Vec<f64>> {
+    examples
+        .iter()
+        .map(|e| match e.target {
+            TargetValue::Numeric(y) => Ok(y as f64),
+            ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a number", e.id))),
+        })
+        .collect()
 }
 
 /// How a classification's test classes are covered by its training proteins.
@@ -136,17 +151,8 @@ pub struct ClassCoverage {
 /// # Ok::<(), protein_lm::Error>(())
 /// ```
 pub fn test_classes_seen(data: &SupervisedData) -> Result<ClassCoverage> {
-    let class = |e: &Example| match e.target {
-        TargetValue::Class(c) => Ok(c),
-        ref other => Err(Error::invalid(format!("example `{}` has target {other:?}, not a class", e.id))),
-    };
-    let trained: BTreeSet<u32> = data.train.iter().map(class).collect::<Result<_>>()?;
-    let mut seen = 0;
-    for e in &data.test {
-        if trained.contains(&class(e)?) {
-            seen += 1;
-        }
-    }
+    let trained: BTreeSet<usize> = class_labels(&data.train)?.into_iter().collect();
+    let seen = class_labels(&data.test)?.iter().filter(|c| trained.contains(c)).count();
     Ok(ClassCoverage { seen, test: data.test.len(), train_classes: trained.len() })
 }
 
@@ -199,8 +205,7 @@ mod tests {
         let c = |id: &str| example(id, "ACD", TargetValue::Class(0));
         let d = data(Target::Categorical { classes: 1 }, vec![c("a")], vec![c("b")], vec![c("t")]);
         assert!(one_hot_ridge(&d, 10, &[1.0]).unwrap_err().to_string().contains("numeric"));
-        let mut d = data(Target::Numeric, vec![c("x7")], vec![c("b")], vec![c("t")]);
-        d.level = Level::Protein;
+        let d = data(Target::Numeric, vec![c("x7")], vec![c("b")], vec![c("t")]);
         assert!(one_hot_ridge(&d, 10, &[1.0]).unwrap_err().to_string().contains("`x7`"));
     }
 }
