@@ -3,8 +3,13 @@
 # other (never in parallel: they would share the cores). Peers use OMP_NUM_THREADS=2, the same two
 # cores rayon uses on the project's machine kind.
 #
-#   benches/run_all.sh            # full (k-means n_init 10 on both sides: several minutes)
-#   benches/run_all.sh --quick    # k-means n_init 1
+#   benches/run_all.sh            # full (k-means n_init 10 on both sides: several minutes, then the
+#                                 # model paths' runner, ~25 minutes)
+#   benches/run_all.sh --quick    # k-means n_init 1, and the model paths' runner in its quick mode
+#
+# The model paths (PRoBERTa and ProteinBERT forward, training step, embedding, matrix-product
+# limits) against PyTorch and TensorFlow have their own runner, benches/peers/run.sh, called last:
+# it alternates the two sides, repeats, and writes its table to results/bench/peers.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick="${1:-}"
@@ -26,3 +31,5 @@ echo "=== protein-lm: one PRoBERTa training update (demo size)"
 cargo bench --quiet --bench train_step
 tests/fixtures/optim/setup_venv.sh
 tests/fixtures/optim/.venv/bin/python benches/peers/proberta_train_step.py
+echo "=== model paths against PyTorch and TensorFlow (benches/peers/run.sh $quick)"
+benches/peers/run.sh $quick
