@@ -42,6 +42,16 @@ fn inference_weights(map: &SeededVarMap) -> candle_nn::VarBuilder<'static> {
     candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
 }
 
+/// CPU seconds this process has used (user + system, all threads), from /proc: on a busy machine
+/// it moves far less than wall time when other processes take the cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -75,16 +85,19 @@ fn main() {
     let (b, l) = (32, 512);
     let ids = random_ids(&mut rng, b, l, 0, 26);
     let annotations = Tensor::zeros((b, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
-    let times: Vec<f64> = (0..4)
+    let (times, cpu): (Vec<f64>, Vec<f64>) = (0..4)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_seconds());
             model.forward(&ids, &annotations, proteinbert::Forward::default()).unwrap();
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), cpu_seconds() - c)
         })
         .skip(1)
-        .collect();
-    let t = median(times);
-    println!("ProteinBERT forward 32 × 512: median {t:.3} s ({:.1} k tokens/s)", (b * l) as f64 / t / 1e3);
+        .unzip();
+    let (t, c) = (median(times), median(cpu));
+    println!(
+        "ProteinBERT forward 32 × 512: median {t:.3} s ({:.1} k tokens/s), {c:.2} CPU s",
+        (b * l) as f64 / t / 1e3
+    );
 
     let map = SeededVarMap::new(2);
     let config = proberta::Config::default();
@@ -92,17 +105,17 @@ fn main() {
     let encoder = proberta::Encoder::load(inference_weights(&map), &config).unwrap();
     let (b, l) = (8, 512);
     let ids = random_ids(&mut rng, b, l, 4, 10_000);
-    let times: Vec<f64> = (0..4)
+    let (times, cpu): (Vec<f64>, Vec<f64>) = (0..4)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_seconds());
             encoder.forward(&ids, proberta::Forward::default(), None).unwrap();
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), cpu_seconds() - c)
         })
         .skip(1)
-        .collect();
-    let t = median(times);
+        .unzip();
+    let (t, c) = (median(times), median(cpu));
     println!(
-        "PRoBERTa encoder forward 8 × 512 (5 × 768): median {t:.3} s ({:.2} k tokens/s)",
+        "PRoBERTa encoder forward 8 × 512 (5 × 768): median {t:.3} s ({:.2} k tokens/s), {c:.2} CPU s",
         (b * l) as f64 / t / 1e3
     );
 }

@@ -534,7 +534,7 @@ impl Embedder {
                     for &i in &CLUSTERING_LAYERS[1..] {
                         sum = (sum + out.hidden_states[i].to_dtype(DType::F32)?)?;
                     }
-                    return vectors_of(&sum.sum(1)?);
+                    return vectors_of(&crate::models::ops::sum_over_positions(&sum, None)?);
                 }
                 let layer = match self.layer {
                     LayerChoice::Index(i) => i,

@@ -36,6 +36,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{dropout, linear, linear_bert, linear_glorot, masked_mean};
+use super::ops::sum_over_positions;
 use crate::train::objectives::supervised::{head_loss, BatchTargets};
 use crate::{Error, Result, Rng};
 
@@ -185,8 +186,9 @@ impl Pooling {
             Pooling::Trunk => features.protein.clone(),
             Pooling::Cls => r.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => masked_mean(r, &features.mask)?,
-            Pooling::Sum => r.broadcast_mul(&features.mask.to_dtype(r.dtype())?.unsqueeze(D::Minus1)?)?.sum(1)?,
-            Pooling::SumAll => r.sum(1)?,
+            // Sums over positions in f64 (`ops::sum_over_positions`): the error does not grow with length.
+            Pooling::Sum => sum_over_positions(r, Some(&features.mask))?,
+            Pooling::SumAll => sum_over_positions(r, None)?,
         })
     }
 

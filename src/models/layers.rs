@@ -272,9 +272,9 @@ pub fn add_over_length(local: &Tensor, global: &Tensor) -> Result<Tensor> {
 /// Mean of a `(B, L, C)` tensor over positions where `mask (B, L)` is 1; rows with no real token
 /// give zeros instead of NaN.
 pub fn masked_mean(xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let mask = mask.to_dtype(xs.dtype())?.unsqueeze(D::Minus1)?;
-    let total = xs.broadcast_mul(&mask)?.sum(1)?;
-    let count = mask.sum(1)?.maximum(1.0)?;
+    // The sum over positions in f64 (`ops::sum_over_positions`): its error does not grow with length.
+    let total = crate::models::ops::sum_over_positions(xs, Some(mask))?;
+    let count = mask.to_dtype(xs.dtype())?.sum_keepdim(1)?.maximum(1.0)?;
     Ok(total.broadcast_div(&count)?)
 }
 

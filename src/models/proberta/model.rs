@@ -22,7 +22,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use super::config::Config;
 use crate::models::init::BERT_NORMAL;
 use crate::models::layers::{dropout, linear, linear_bert, matmul_last, LayerNorm};
-use crate::models::ops::gelu_erf;
+use crate::models::ops::{self, gelu_erf};
 use crate::{Error, Result, Rng};
 
 /// Token, position (and token-type) embeddings with their LayerNorm.
@@ -113,27 +113,39 @@ impl SelfAttention {
 
     /// `x (B, L, H)`, additive key bias `(B, 1, 1, L)` (0 or −∞-like) → (`(B, L, H)`, probabilities
     /// `(B, heads, L, L)`).
-    pub fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>, rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
+    /// `key_bias (B, L)`: added to every query's score for that key (−1e9 on padding). The
+    /// probabilities `(B, heads, L, L)` come back only when `keep_probs` asks for them.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        key_bias: Option<&Tensor>,
+        keep_probs: bool,
+        rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        // fairseq scales the projected query (bias included) rather than the scores.
+        let q = (linear(&self.query, x)? * (self.head_dim as f64).powf(-0.5))?;
+        let (k, v) = (linear(&self.key, x)?, linear(&self.value, x)?);
+        let dropout_active = rng.is_some() && self.dropout > 0.0;
+        if !keep_probs && !dropout_active && ops::attention_applies(&q) {
+            // One kernel per (protein, head): no (B, heads, L, L) tensor is ever allocated.
+            let context = ops::attention(&q, &k, &v, self.n_heads, key_bias)?;
+            return Ok((linear(&self.output, &context)?, None));
+        }
         let (b, l, h) = x.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, l, self.n_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
-        // fairseq scales the projected query (bias included) rather than the scores.
-        let q = split((linear(&self.query, x)? * (self.head_dim as f64).powf(-0.5))?)?;
-        let k = split(linear(&self.key, x)?)?;
-        let v = split(linear(&self.value, x)?)?;
-        let mut scores = q.matmul(&k.t()?)?; // (B, heads, L, L)
+        let mut scores = split(q)?.matmul(&split(k)?.t()?)?; // (B, heads, L, L)
         if let Some(bias) = key_bias {
-            scores = scores.broadcast_add(bias)?;
+            scores = scores.broadcast_add(&bias.unsqueeze(1)?.unsqueeze(1)?)?;
         }
-        let probs = crate::models::ops::softmax_last_dim(&scores)?;
+        let probs = ops::softmax_last_dim(&scores)?;
         let attended = dropout(&probs, self.dropout, rng)?;
-        let context = attended.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
-        Ok((linear(&self.output, &context)?, probs))
+        let context = attended.matmul(&split(v)?)?.transpose(1, 2)?.reshape((b, l, h))?;
+        Ok((linear(&self.output, &context)?, keep_probs.then_some(probs)))
     }
 }
 
-/// One post-LN transformer layer.
 #[derive(Debug, Clone)]
 pub struct Layer {
     attention: SelfAttention,
@@ -157,8 +169,14 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>, mut rng: Option<&mut Rng>) -> Result<(Tensor, Tensor)> {
-        let (attended, probs) = self.attention.forward(x, key_bias, rng.as_deref_mut())?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        key_bias: Option<&Tensor>,
+        keep_probs: bool,
+        mut rng: Option<&mut Rng>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (attended, probs) = self.attention.forward(x, key_bias, keep_probs, rng.as_deref_mut())?;
         let x = self.attention_norm.forward(&(x + dropout(&attended, self.dropout, rng.as_deref_mut())?)?)?;
         let ffn = linear(&self.output, &gelu_erf(&linear(&self.intermediate, &x)?)?)?;
         let x = self.output_norm.forward(&(&x + dropout(&ffn, self.dropout, rng)?)?)?;
@@ -254,12 +272,12 @@ impl Encoder {
         let mut x = self.embeddings.forward(ids, rng.as_deref_mut())?;
         // Padded keys (`ids == pad`) get −1e9 rather than −∞, so a row of only padding still gives
         // finite (unused) values.
-        let key_bias = (mask.to_dtype(x.dtype())?.affine(1.0, -1.0)? * 1e9)?.unsqueeze(1)?.unsqueeze(1)?;
+        let key_bias = (mask.to_dtype(x.dtype())?.affine(1.0, -1.0)? * 1e9)?;
         let mut hidden_states = vec![x.clone()];
         let mut attention = options.attention.then(Vec::new);
         for layer in &self.layers {
-            let (y, probs) = layer.forward(&x, Some(&key_bias), rng.as_deref_mut())?;
-            if let Some(maps) = attention.as_mut() {
+            let (y, probs) = layer.forward(&x, Some(&key_bias), options.attention, rng.as_deref_mut())?;
+            if let (Some(maps), Some(probs)) = (attention.as_mut(), probs) {
                 maps.push(probs);
             }
             hidden_states.push(y.clone());

@@ -57,7 +57,6 @@ pub struct GlobalAttention {
     wv: Tensor,
     n_heads: usize,
     d_key: usize,
-    d_value: usize,
 }
 
 impl GlobalAttention {
@@ -68,7 +67,7 @@ impl GlobalAttention {
         let wq = vb.get_with_hints((h, config.d_global, dk), "wq", init(config.d_global, dk))?;
         let wk = vb.get_with_hints((h, config.d_local, dk), "wk", init(config.d_local, dk))?;
         let wv = vb.get_with_hints((h, config.d_local, dv), "wv", init(config.d_local, dv))?;
-        Ok(Self { wq, wk, wv, n_heads: h, d_key: dk, d_value: dv })
+        Ok(Self { wq, wk, wv, n_heads: h, d_key: dk })
     }
 
     /// `(H, in, out)` → `(in, H·out)`, head-major columns, so all heads project in one matmul.
@@ -81,13 +80,13 @@ impl GlobalAttention {
     /// (`(B, H·d_value)` head-major, attention weights `(B, H, L)`).
     pub fn forward(&self, global: &Tensor, local: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (b, l, _) = local.dims3()?;
-        let (h, dk, dv) = (self.n_heads, self.d_key, self.d_value);
+        let (h, dk) = (self.n_heads, self.d_key);
         // (B, H, dk, 1)
         let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?.reshape((b, h, dk, 1))?;
         // (B, H, L, dk)
         let k = tanh_act(&matmul_last(local, &Self::flat(&self.wk)?)?)?.reshape((b, l, h, dk))?.transpose(1, 2)?;
-        // (B, H, L, dv)
-        let v = gelu_erf(&matmul_last(local, &Self::flat(&self.wv)?)?)?.reshape((b, l, h, dv))?.transpose(1, 2)?;
+        // (B, L, H·dv), heads side by side
+        let v = gelu_erf(&matmul_last(local, &Self::flat(&self.wv)?)?)?;
         // (B, H, L)
         let mut scores = (k.contiguous()?.matmul(&q)?.squeeze(3)? / (dk as f64).sqrt())?;
         if let Some(mask) = mask {
@@ -95,8 +94,9 @@ impl GlobalAttention {
             scores = scores.broadcast_add(&blocked)?;
         }
         let weights = crate::models::ops::softmax_last_dim(&scores)?;
-        // (B, H, 1, L) · (B, H, L, dv) → (B, H·dv)
-        let y = weights.unsqueeze(2)?.matmul(&v.contiguous()?)?.reshape((b, h * dv))?;
+        // Σ over positions per head → (B, H·dv), accumulated in f64: a float32 sum over positions
+        // drifts with length (at 1,024 residues it already showed here).
+        let y = crate::models::ops::weighted_sum_over_positions(&weights, &v)?;
         Ok((y, weights))
     }
 }

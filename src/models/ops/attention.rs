@@ -1,0 +1,368 @@
+//! Multi-head scaled dot-product attention as one kernel per (protein, head), forward and backward.
+//!
+//! The composite path builds `(B, H, L, L)` scores, adds the key mask, takes a softmax and
+//! multiplies by the values: four passes over a tensor of 100 MB per PRoBERTa layer at 8 × 512,
+//! each freshly allocated (and so page-faulted), plus a transposed copy of Q, K, V and the context
+//! to put heads first. Here each (protein, head) task keeps its `L × L` block in a buffer of its
+//! own that stays in cache, reads its head straight out of the `(B, L, H·D)` projections through
+//! strides, and writes its context columns in place. The backward recomputes the probabilities
+//! instead of keeping them (as FlashAttention does), so training holds no `L × L` tensor either.
+//!
+//! Softmax normalisers are summed in f64 ([`super::sum_f64`]), so the error does not grow with
+//! the number of positions.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::norm::softmax_in_place;
+use super::{contiguous_f32, gemm_strided_in, use_kernel, with_simd, SharedOut, Strided};
+use crate::{Error, Result};
+
+/// Whether [`attention`] runs the fused kernel for these projections (CPU, f32); elsewhere it
+/// composes candle ops, so CUDA keeps candle's kernels.
+pub fn attention_applies(q: &Tensor) -> bool {
+    use_kernel(q)
+}
+
+/// `softmax(q·kᵀ + key_bias)·v` per head. `q`, `k`, `v` are `(B, L, H·D)` with heads side by side
+/// in the last axis (as a linear projection gives them; `q` already scaled), `key_bias` `(B, L)` is
+/// added to every query's score for that key (0 for real tokens, a large negative number for
+/// padding). Returns the context `(B, L, H·D)`, heads again side by side.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::ops::attention;
+/// // One protein, two positions, one head of width 1: q = 0, so both keys get weight 1/2.
+/// let q = Tensor::new(&[[[0f32], [0.0]]], &Device::Cpu)?;
+/// let k = Tensor::new(&[[[1f32], [2.0]]], &Device::Cpu)?;
+/// let v = Tensor::new(&[[[10f32], [20.0]]], &Device::Cpu)?;
+/// let out = attention(&q, &k, &v, 1, None)?.to_vec3::<f32>()?;
+/// assert_eq!(out, vec![vec![vec![15.0], vec![15.0]]]);
+/// // Masking the second key leaves only the first.
+/// let bias = Tensor::new(&[[0f32, -1e9]], &Device::Cpu)?;
+/// let out = attention(&q, &k, &v, 1, Some(&bias))?.to_vec3::<f32>()?;
+/// assert_eq!(out, vec![vec![vec![10.0], vec![10.0]]]);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+    let (b, l, width) = q.dims3()?;
+    if k.dims() != q.dims() || v.dims() != q.dims() || heads == 0 || width % heads != 0 {
+        return Err(Error::invalid(format!(
+            "attention: q {:?}, k {:?}, v {:?} must be equal (B, L, H·D) shapes with {heads} heads dividing the width",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        )));
+    }
+    if let Some(bias) = key_bias {
+        if bias.dims() != [b, l] {
+            return Err(Error::invalid(format!("attention: key_bias is {:?}, expected ({b}, {l})", bias.dims())));
+        }
+    }
+    if !attention_applies(q) {
+        return composite(q, k, v, heads, key_bias);
+    }
+    let key_bias =
+        key_bias.map(|t| t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()).transpose()?;
+    let op = FusedAttention { heads, key_bias: key_bias.map(Arc::new) };
+    Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
+/// The same computation from candle ops (other devices and dtypes).
+fn composite(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+    let (b, l, width) = q.dims3()?;
+    let split =
+        |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, heads, width / heads))?.transpose(1, 2)?.contiguous()?) };
+    let mut scores = split(q)?.matmul(&split(k)?.t()?)?;
+    if let Some(bias) = key_bias {
+        scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?.unsqueeze(1)?.unsqueeze(1)?)?;
+    }
+    let probs = super::softmax_last_dim(&scores)?;
+    Ok(probs.matmul(&split(v)?)?.transpose(1, 2)?.reshape((b, l, width))?)
+}
+
+#[derive(Debug, Clone)]
+struct FusedAttention {
+    heads: usize,
+    key_bias: Option<Arc<Vec<f32>>>,
+}
+
+/// The shapes every task needs: proteins, length, heads, head width, row stride.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    l: usize,
+    heads: usize,
+    d: usize,
+    width: usize,
+}
+
+impl Dims {
+    /// Offset of head `h` of protein `p` in a `(B, L, H·D)` buffer.
+    fn base(&self, task: usize) -> usize {
+        let (p, h) = (task / self.heads, task % self.heads);
+        p * self.l * self.width + h * self.d
+    }
+}
+
+impl FusedAttention {
+    fn dims(&self, layout: &Layout) -> candle_core::Result<Dims> {
+        let (b, l, width) = layout.shape().dims3()?;
+        Ok(Dims { b, l, heads: self.heads, d: width / self.heads, width })
+    }
+
+    /// `probs ← softmax(Q·Kᵀ + bias)` for one task (`probs` is `L × L`, row-major).
+    ///
+    /// # Safety
+    /// `q`, `k` must point at the task's head in `(B, L, H·D)` buffers.
+    unsafe fn probabilities(&self, dims: Dims, task: usize, q: *const f32, k: *const f32, probs: &mut [f32]) {
+        let Dims { l, d, width, .. } = dims;
+        unsafe {
+            gemm_strided_in(
+                l,
+                l,
+                d,
+                Strided::rows(probs.as_mut_ptr(), l),
+                Strided::rows(q, width),
+                Strided::transposed(k, width),
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        let bias = self.key_bias.as_ref().map(|b| &b[(task / self.heads) * l..][..l]);
+        with_simd(|| {
+            for row in probs.chunks_exact_mut(l) {
+                if let Some(bias) = bias {
+                    row.iter_mut().zip(bias).for_each(|(s, b)| *s += b);
+                }
+                softmax_in_place(row);
+            }
+        });
+    }
+}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = self.dims(q_layout)?;
+        let (q, k, v) = (
+            contiguous_f32(self.name(), q, q_layout)?,
+            contiguous_f32(self.name(), k, k_layout)?,
+            contiguous_f32(self.name(), v, v_layout)?,
+        );
+        let Dims { b, l, heads, d, width } = dims;
+        let mut out = vec![0f32; q.len()];
+        let shared = SharedOut(out.as_mut_ptr());
+        (0..b * heads).into_par_iter().for_each_init(
+            || vec![0f32; l * l],
+            |probs, task| {
+                let base = dims.base(task);
+                // SAFETY: every pointer addresses the task's own head inside buffers of B·L·H·D
+                // elements; tasks write disjoint column blocks (their head) of `out`.
+                unsafe {
+                    self.probabilities(dims, task, q.as_ptr().add(base), k.as_ptr().add(base), probs);
+                    let shared = shared;
+                    gemm_strided_in(
+                        l,
+                        d,
+                        l,
+                        Strided::rows(shared.0.add(base), width),
+                        Strided::rows(probs.as_ptr(), l),
+                        Strided::rows(v.as_ptr().add(base), width),
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), q_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let backward = FusedAttentionBackward { forward: self.clone(), grad: grad.contiguous()? };
+        let grads = q.apply_op3_no_bwd(k, v, &backward)?;
+        Ok((Some(grads.get(0)?), Some(grads.get(1)?), Some(grads.get(2)?)))
+    }
+}
+
+/// The three gradients `(3, B, L, H·D)` of [`FusedAttention`] for the output gradient `grad`.
+struct FusedAttentionBackward {
+    forward: FusedAttention,
+    grad: Tensor,
+}
+
+impl CustomOp3 for FusedAttentionBackward {
+    fn name(&self) -> &'static str {
+        "fused-attention-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = self.forward.dims(q_layout)?;
+        let (q, k, v) = (
+            contiguous_f32(self.name(), q, q_layout)?,
+            contiguous_f32(self.name(), k, k_layout)?,
+            contiguous_f32(self.name(), v, v_layout)?,
+        );
+        let (grad_storage, grad_layout) = self.grad.storage_and_layout();
+        let candle_core::Storage::Cpu(grad_storage) = &*grad_storage else {
+            candle_core::bail!("{}: the output gradient is not on the CPU", self.name())
+        };
+        let grad = contiguous_f32(self.name(), grad_storage, grad_layout)?;
+        let Dims { b, l, heads, d, width } = dims;
+        let n = q.len();
+        let mut out = vec![0f32; 3 * n];
+        let shared = SharedOut(out.as_mut_ptr());
+        (0..b * heads).into_par_iter().for_each_init(
+            || (vec![0f32; l * l], vec![0f32; l * l]),
+            |(probs, d_scores), task| {
+                let base = dims.base(task);
+                let gemm = |m, n_, k_, c, a, b_, acc| {
+                    // SAFETY: as below; a closure only to keep the five products readable.
+                    unsafe { gemm_strided_in(m, n_, k_, c, a, b_, acc, gemm::Parallelism::None) }
+                };
+                // SAFETY: pointers address the task's own head in buffers of B·L·H·D elements
+                // (the output holds three of them: dQ, dK, dV); tasks write disjoint heads.
+                unsafe {
+                    let (qp, kp, vp, gp) =
+                        (q.as_ptr().add(base), k.as_ptr().add(base), v.as_ptr().add(base), grad.as_ptr().add(base));
+                    let shared = shared;
+                    let (dq, dk, dv) = (shared.0.add(base), shared.0.add(n + base), shared.0.add(2 * n + base));
+                    self.forward.probabilities(dims, task, qp, kp, probs);
+                    // dV = Pᵀ · dO
+                    gemm(
+                        l,
+                        d,
+                        l,
+                        Strided::rows(dv, width),
+                        Strided::transposed(probs.as_ptr(), l),
+                        Strided::rows(gp, width),
+                        false,
+                    );
+                    // dP = dO · Vᵀ
+                    gemm(
+                        l,
+                        l,
+                        d,
+                        Strided::rows(d_scores.as_mut_ptr(), l),
+                        Strided::rows(gp, width),
+                        Strided::transposed(vp, width),
+                        false,
+                    );
+                    // dS = P ⊙ (dP − Σⱼ P ⊙ dP), row by row
+                    with_simd(|| {
+                        for (ds, p) in d_scores.chunks_exact_mut(l).zip(probs.chunks_exact(l)) {
+                            let dot = ds.iter().zip(p.iter()).fold(0f64, |acc, (&g, &p)| acc + (g * p) as f64) as f32;
+                            ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
+                        }
+                    });
+                    // dQ = dS · K, dK = dSᵀ · Q
+                    gemm(
+                        l,
+                        d,
+                        l,
+                        Strided::rows(dq, width),
+                        Strided::rows(d_scores.as_ptr(), l),
+                        Strided::rows(kp, width),
+                        false,
+                    );
+                    gemm(
+                        l,
+                        d,
+                        l,
+                        Strided::rows(dk, width),
+                        Strided::transposed(d_scores.as_ptr(), l),
+                        Strided::rows(qp, width),
+                        false,
+                    );
+                }
+            },
+        );
+        let mut dims3 = vec![3];
+        dims3.extend_from_slice(q_layout.shape().dims());
+        Ok((CpuStorage::F32(out), Shape::from(dims3)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn random(rng: &mut crate::Rng, dims: &[usize], scale: f64) -> Var {
+        let v: Vec<f32> = (0..dims.iter().product()).map(|_| (scale * rng.normal()) as f32).collect();
+        Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// The kernel against the composite from candle ops, forward and all three gradients, with a
+    /// padding mask that blocks different keys in each protein and a length no SIMD width divides.
+    #[test]
+    fn fused_attention_matches_candle_ops_forward_and_backward() {
+        let mut rng = crate::Rng::new(11);
+        let (b, l, heads, d) = (3, 37, 4, 8);
+        let (q, k, v) = (
+            random(&mut rng, &[b, l, heads * d], 0.7),
+            random(&mut rng, &[b, l, heads * d], 0.7),
+            random(&mut rng, &[b, l, heads * d], 1.0),
+        );
+        let mask: Vec<f32> = (0..b * l).map(|i| if i % l < l - 5 * (i / l) { 0.0 } else { -1e9 }).collect();
+        let bias = Tensor::from_vec(mask, (b, l), &Device::Cpu).unwrap();
+        let weights = random(&mut rng, &[b, l, heads * d], 1.0);
+        let ours = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias)).unwrap();
+        let theirs = composite(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias)).unwrap();
+        assert!(max_diff(&ours, &theirs) < 2e-6, "forward {}", max_diff(&ours, &theirs));
+        let go = ours.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = theirs.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
+            let (o, t) = (go.get(var), gt.get(var));
+            assert!(o.is_some() && t.is_some(), "d{name}: ours {} theirs {}", o.is_some(), t.is_some());
+            let d = max_diff(o.unwrap(), t.unwrap());
+            assert!(d < 1e-5, "d{name}: {d}");
+        }
+        // A protein that is all padding still gives finite values (uniform weights).
+        let all_masked = Tensor::full(-1e9f32, (b, l), &Device::Cpu).unwrap();
+        let out = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&all_masked)).unwrap();
+        assert!(out.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn attention_rejects_mismatched_shapes() {
+        let q = Tensor::zeros((1, 4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = attention(&q, &q, &q, 4, None).unwrap_err().to_string();
+        assert!(err.contains("4 heads"), "{err}");
+        let bias = Tensor::zeros((1, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = attention(&q, &q, &q, 2, Some(&bias)).unwrap_err().to_string();
+        assert!(err.contains("key_bias"), "{err}");
+    }
+}

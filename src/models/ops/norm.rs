@@ -1,0 +1,211 @@
+//! Softmax over the last axis and LayerNorm, one pass per row.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::elementwise::fast_exp;
+use super::{contiguous_f32, sum_f64, sum_f64_of, use_kernel, with_simd, CHUNK};
+use crate::Result;
+
+/// `row ← softmax(row)`: the maximum over sixteen lanes, one vectorised `exp` pass, and the
+/// normaliser summed in f64 ([`sum_f64`]), so a row of thousands of positions is as exact as a
+/// short one (a running f32 sum drifts by about `n · 2⁻²⁴`).
+#[inline(always)]
+pub(super) fn softmax_in_place(row: &mut [f32]) {
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let mut max = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v);
+        }
+    }
+    max = lanes.iter().copied().fold(max, f32::max);
+    row.iter_mut().for_each(|v| *v = fast_exp(*v - max));
+    let inv = (1.0 / sum_f64(row)) as f32;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax over the last axis, one pass per row; backward `y ⊙ (g − Σ g ⊙ y)` from candle ops.
+struct FusedSoftmax;
+
+impl CustomOp1 for FusedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), storage, layout)?;
+        let c = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; x.len()];
+        let rows_per_task = (CHUNK / c).max(1);
+        out.par_chunks_mut(rows_per_task * c).zip(x.par_chunks(rows_per_task * c)).for_each(|(out, x)| {
+            with_simd(|| {
+                for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    o.copy_from_slice(row);
+                    softmax_in_place(o);
+                }
+            })
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(candle_core::D::Minus1)?;
+        Ok(Some(res.mul(&grad_res.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last axis; the fused kernel on CPU f32, candle's composite elsewhere.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use protein_lm::models::ops::softmax_last_dim;
+/// let x = Tensor::new(&[[0f32, 0.0], [0.0, 2f32.ln()]], &Device::Cpu)?;
+/// let p = softmax_last_dim(&x)?.to_vec2::<f32>()?;
+/// assert!((p[0][0] - 0.5).abs() < 1e-6 && (p[1][1] - 2.0 / 3.0).abs() < 1e-6);
+/// # Ok::<(), protein_lm::Error>(())
+/// ```
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if use_kernel(xs) {
+        Ok(xs.contiguous()?.apply_op1(FusedSoftmax)?)
+    } else {
+        Ok(candle_nn::ops::softmax(xs, candle_core::D::Minus1)?)
+    }
+}
+
+/// LayerNorm over the last axis as one pass per row (forward); the backward is the closed form
+/// from candle ops. `x (…, C)`, `gamma`, `beta` `(C)`.
+struct FusedLayerNorm {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for FusedLayerNorm {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        beta: &CpuStorage,
+        beta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), x, x_layout)?;
+        let gamma = contiguous_f32(self.name(), gamma, gamma_layout)?;
+        let beta = contiguous_f32(self.name(), beta, beta_layout)?;
+        let c = gamma.len();
+        let mut out = vec![0f32; x.len()];
+        let rows_per_task = (CHUNK / c.max(1)).max(1);
+        out.par_chunks_mut(rows_per_task * c).zip(x.par_chunks(rows_per_task * c)).for_each(|(out, x)| {
+            with_simd(|| {
+                for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    let mean = sum_f64(row) / c as f64;
+                    let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
+                    let rstd = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+                    let mean = mean as f32;
+                    for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+                        *o = (v - mean) * rstd * g + b;
+                    }
+                }
+            })
+        });
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        use candle_core::D;
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let rstd = (centred.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?.sqrt()?.recip()?;
+        let normed = centred.broadcast_mul(&rstd)?;
+        let rows = grad.elem_count() / gamma.elem_count();
+        let flat = |t: &Tensor| t.reshape((rows, gamma.elem_count()));
+        let d_beta = flat(grad)?.sum(0)?;
+        let d_gamma = flat(&(grad * &normed)?)?.sum(0)?;
+        let g = grad.broadcast_mul(gamma)?;
+        let inner = (g.broadcast_sub(&g.mean_keepdim(D::Minus1)?)?
+            - normed.broadcast_mul(&(&g * &normed)?.mean_keepdim(D::Minus1)?)?)?;
+        Ok((Some(inner.broadcast_mul(&rstd)?), Some(d_gamma), Some(d_beta)))
+    }
+}
+
+/// Whether [`layer_norm`] will use the fused kernel for these inputs.
+pub fn fused_layer_norm_applies(xs: &Tensor, gamma: &Tensor) -> bool {
+    use_kernel(xs) && gamma.dtype() == DType::F32 && gamma.rank() == 1 && xs.dims().last() == Some(&gamma.dims()[0])
+}
+
+/// LayerNorm of CPU f32 inputs in one fused pass (see [`crate::models::layers::LayerNorm`], which
+/// calls it when it applies).
+pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(xs.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, FusedLayerNorm { eps: eps as f32 })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_layer_norm_matches_the_composite_forward_and_backward() {
+        use crate::models::layers::LayerNorm;
+        let mut rng = crate::Rng::new(3);
+        let mut t = |dims: &[usize], scale: f32| {
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| scale * rng.normal() as f32).collect();
+            Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+        };
+        let (x, g, b) = (t(&[3, 5, 16], 3.0), t(&[16], 1.0), t(&[16], 1.0));
+        let r = t(&[3, 5, 16], 1.0);
+        let fused = layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-3).unwrap();
+        // The composite: f64 copies of the same values through LayerNorm's tensor-op path.
+        let to64 = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+        let (x64, g64, b64) = (to64(&x), to64(&g), to64(&b));
+        let composite = LayerNorm::new(g64.as_tensor().clone(), b64.as_tensor().clone(), 1e-3)
+            .unwrap()
+            .forward(x64.as_tensor())
+            .unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a.to_dtype(DType::F64).unwrap() - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        assert!(diff(&fused, &composite) < 1e-5);
+        let gf = fused.mul(r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        let r64 = r.as_tensor().to_dtype(DType::F64).unwrap();
+        let gc = composite.mul(&r64).unwrap().sum_all().unwrap().backward().unwrap();
+        for (a, b) in [(&x, &x64), (&g, &g64), (&b, &b64)] {
+            let d = diff(gf.get(a).unwrap(), gc.get(b).unwrap());
+            assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+
+    #[test]
+    fn fused_softmax_matches_candle_forward_and_backward() {
+        let mut rng = crate::Rng::new(4);
+        let v: Vec<f32> = (0..4 * 37).map(|_| 5.0 * rng.normal() as f32).collect();
+        let x = Var::from_tensor(&Tensor::from_vec(v, (4, 37), &Device::Cpu).unwrap()).unwrap();
+        let w: Vec<f32> = (0..4 * 37).map(|_| rng.normal() as f32).collect();
+        let w = Tensor::from_vec(w, (4, 37), &Device::Cpu).unwrap();
+        let ours = softmax_last_dim(x.as_tensor()).unwrap();
+        let theirs = candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1).unwrap();
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6, "{d}");
+        let go = ours.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = theirs.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let d = (go.get(&x).unwrap() - gt.get(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        // A row of −1e9 (fully masked) stays finite.
+        let masked = Tensor::new(&[[-1e9f32, -1e9, -1e9]], &Device::Cpu).unwrap();
+        let y = softmax_last_dim(&masked).unwrap().to_vec2::<f32>().unwrap();
+        assert!(y[0].iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-6), "{y:?}");
+    }
+}
