@@ -24,6 +24,7 @@ use protein_lm::train::trainer::{EpochOrder, LrSchedule, OptimizerConfig, TrainC
 use protein_lm::Rng;
 
 fn main() {
+    protein_lm::memory::keep_freed_pages();
     let paper_size = std::env::args().any(|a| a == "--paper-size");
     let (hidden, ff, batch, len) = if paper_size { (768, 3072, 8, 512) } else { (192, 768, 16, 128) };
     let config = proberta::Config { hidden_size: hidden, intermediate_size: ff, ..proberta::Config::default() };

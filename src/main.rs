@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     // Every subcommand computes on the CPU threads set up here (see the function's comment).
     protein_lm::device::flush_denormals_to_zero();
+    protein_lm::memory::keep_freed_pages();
     if let Err(e) = cli::run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

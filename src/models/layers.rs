@@ -164,10 +164,11 @@ pub fn linear(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
     }
     let inner = dims[dims.len() - 1];
     let rows = xs.elem_count() / inner.max(1);
-    let mut ys = xs.reshape((rows, inner))?.matmul(&layer.weight().t()?)?;
-    if let Some(bias) = layer.bias() {
-        ys = ys.broadcast_add(bias)?;
-    }
+    let xs2 = xs.reshape((rows, inner))?;
+    let ys = match layer.bias() {
+        Some(bias) => crate::models::ops::linear_bias(&xs2, layer.weight(), bias)?,
+        None => xs2.matmul(&layer.weight().t()?)?,
+    };
     let mut out_dims = dims.to_vec();
     *out_dims.last_mut().expect("rank > 2") = layer.weight().dims()[0];
     Ok(ys.reshape(out_dims)?)

@@ -16,12 +16,14 @@
 mod attention;
 mod conv;
 mod elementwise;
+mod linear;
 mod norm;
 mod positions;
 
 pub use attention::{attention, attention_applies};
 pub use conv::conv_taps;
 pub use elementwise::{gelu_erf, tanh_act};
+pub use linear::linear_bias;
 pub use norm::{fused_layer_norm_applies, layer_norm, softmax_last_dim};
 pub use positions::{sum_over_positions, weighted_sum_over_positions};
 
