@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::norm::softmax_in_place;
-use super::{contiguous_f32, gemm_strided_in, use_kernel, with_simd, SharedOut, Strided};
+use super::{contiguous_f32, gemm_strided_in, use_kernel, SharedOut, Strided};
 use crate::{Error, Result};
 
 /// Whether [`attention`] runs the fused kernel for these projections (CPU, f32); elsewhere it
@@ -83,6 +83,36 @@ fn composite(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<
     Ok(probs.matmul(&split(v)?)?.transpose(1, 2)?.reshape((b, l, width))?)
 }
 
+multiversion! {
+    /// Each row (`l` scores of one query) ← softmax(row + bias).
+    fn bias_softmax_rows(scores: &mut [f32], bias: Option<&[f32]>, l: usize) {
+        for row in scores.chunks_exact_mut(l) {
+            if let Some(bias) = bias {
+                row.iter_mut().zip(bias).for_each(|(s, b)| *s += b);
+            }
+            softmax_in_place(row);
+        }
+    }
+}
+
+multiversion! {
+    /// `dS ← P ⊙ (dP − Σⱼ P ⊙ dP)` row by row (softmax's backward), the sum in f64.
+    fn softmax_backward_rows(d_probs: &mut [f32], probs: &[f32], l: usize) {
+        for (ds, p) in d_probs.chunks_exact_mut(l).zip(probs.chunks_exact(l)) {
+            let mut lanes = [0f64; 8];
+            let (chunks, rest) = (ds.chunks_exact(8), ds.len() / 8 * 8);
+            for (g, p) in chunks.zip(p.chunks_exact(8)) {
+                for i in 0..8 {
+                    lanes[i] += g[i] as f64 * p[i] as f64;
+                }
+            }
+            let tail: f64 = ds[rest..].iter().zip(&p[rest..]).map(|(&g, &p)| g as f64 * p as f64).sum();
+            let dot = (lanes.iter().sum::<f64>() + tail) as f32;
+            ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct FusedAttention {
     heads: usize,
@@ -132,14 +162,7 @@ impl FusedAttention {
             );
         }
         let bias = self.key_bias.as_ref().map(|b| &b[(task / self.heads) * l..][..l]);
-        with_simd(|| {
-            for row in probs.chunks_exact_mut(l) {
-                if let Some(bias) = bias {
-                    row.iter_mut().zip(bias).for_each(|(s, b)| *s += b);
-                }
-                softmax_in_place(row);
-            }
-        });
+        bias_softmax_rows(probs, bias, l);
     }
 }
 
@@ -277,12 +300,7 @@ impl CustomOp3 for FusedAttentionBackward {
                         false,
                     );
                     // dS = P ⊙ (dP − Σⱼ P ⊙ dP), row by row
-                    with_simd(|| {
-                        for (ds, p) in d_scores.chunks_exact_mut(l).zip(probs.chunks_exact(l)) {
-                            let dot = ds.iter().zip(p.iter()).fold(0f64, |acc, (&g, &p)| acc + (g * p) as f64) as f32;
-                            ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
-                        }
-                    });
+                    softmax_backward_rows(d_scores, probs, l);
                     // dQ = dS · K, dK = dSᵀ · Q
                     gemm(
                         l,

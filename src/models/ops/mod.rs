@@ -13,13 +13,6 @@
 //! |error| ≤ 3e-7. Exact enough that ProteinBERT still equals Keras to 2e-6 and the tanh
 //! approximation of GELU (4e-4 off) stays far away.
 
-mod attention;
-mod conv;
-mod elementwise;
-mod linear;
-mod norm;
-mod positions;
-
 pub use attention::{attention, attention_applies};
 pub use conv::conv_taps;
 pub use elementwise::{gelu_erf, tanh_act};
@@ -46,45 +39,56 @@ pub(super) fn use_kernel(xs: &Tensor) -> bool {
     matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32
 }
 
-/// Runs `f` compiled for the widest vector unit the CPU has (AVX-512, else AVX2 + FMA, else the
-/// baseline). `f` and everything it calls must be `#[inline(always)]` for the wider code to be
-/// generated: LLVM inlines a baseline function into one with more features, never the reverse.
-#[inline(always)]
-pub(super) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static LEVEL: OnceLock<u8> = OnceLock::new();
-        let level = *LEVEL.get_or_init(|| {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
-                2
-            } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                1
-            } else {
-                0
-            }
-        });
-        // SAFETY: each branch runs only where the CPU reports the features it enables.
-        match level {
-            2 => return unsafe { run_avx512(f) },
-            1 => return unsafe { run_avx2(f) },
-            _ => {}
+/// The widest vector unit this CPU has: 2 = AVX-512, 1 = AVX2 + FMA, 0 = the baseline.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn simd_level() -> u8 {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<u8> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            2
+        } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            1
+        } else {
+            0
         }
-    }
-    f()
+    })
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
+/// Defines `fn name(args)` compiled three times (AVX-512, AVX2 + FMA, baseline) and picks the
+/// widest the CPU runs. Everything the body calls must be `#[inline(always)]`, so it is compiled
+/// inside each version. (A closure handed to a `#[target_feature]` function is not enough: it
+/// stays a baseline function of its own, and the GELU pass ran 4-wide SSE that way.)
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                // SAFETY: each version runs only where the CPU reports the features it enables.
+                match $crate::models::ops::simd_level() {
+                    2 => return unsafe { avx512($($arg),*) },
+                    1 => return unsafe { avx2($($arg),*) },
+                    _ => {}
+                }
+            }
+            inner($($arg),*)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
+mod attention;
+mod conv;
+mod elementwise;
+mod linear;
+mod norm;
+mod positions;
 
 /// `Σ xs` accumulated in f64 over eight lanes: the f32 inputs are summed exactly enough that the
 /// error does not grow with the number of terms (positions), and the lanes vectorise.

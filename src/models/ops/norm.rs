@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::elementwise::fast_exp;
-use super::{contiguous_f32, sum_f64, sum_f64_of, use_kernel, with_simd, CHUNK};
+use super::{contiguous_f32, sum_f64, sum_f64_of, use_kernel, CHUNK};
 use crate::Result;
 
 /// `row ← softmax(row)`: the maximum over sixteen lanes, one vectorised `exp` pass, and the
@@ -27,6 +27,32 @@ pub(super) fn softmax_in_place(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
+multiversion! {
+    /// Each row of `out` ← the softmax of the same row of `x` (rows of width `c`).
+    fn softmax_rows(x: &[f32], out: &mut [f32], c: usize) {
+        for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            o.copy_from_slice(row);
+            softmax_in_place(o);
+        }
+    }
+}
+
+multiversion! {
+    /// LayerNorm of each row of `x` into `out`, mean and variance accumulated in f64.
+    fn layer_norm_rows(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let c = gamma.len();
+        for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            let mean = sum_f64(row) / c as f64;
+            let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
+            let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
+            let mean = mean as f32;
+            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+                *o = (v - mean) * rstd * g + b;
+            }
+        }
+    }
+}
+
 /// Softmax over the last axis, one pass per row; backward `y ⊙ (g − Σ g ⊙ y)` from candle ops.
 struct FusedSoftmax;
 
@@ -40,14 +66,9 @@ impl CustomOp1 for FusedSoftmax {
         let c = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; x.len()];
         let rows_per_task = (CHUNK / c).max(1);
-        out.par_chunks_mut(rows_per_task * c).zip(x.par_chunks(rows_per_task * c)).for_each(|(out, x)| {
-            with_simd(|| {
-                for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    o.copy_from_slice(row);
-                    softmax_in_place(o);
-                }
-            })
-        });
+        out.par_chunks_mut(rows_per_task * c)
+            .zip(x.par_chunks(rows_per_task * c))
+            .for_each(|(out, x)| softmax_rows(x, out, c));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -101,19 +122,9 @@ impl candle_core::CustomOp3 for FusedLayerNorm {
         let c = gamma.len();
         let mut out = vec![0f32; x.len()];
         let rows_per_task = (CHUNK / c.max(1)).max(1);
-        out.par_chunks_mut(rows_per_task * c).zip(x.par_chunks(rows_per_task * c)).for_each(|(out, x)| {
-            with_simd(|| {
-                for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    let mean = sum_f64(row) / c as f64;
-                    let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
-                    let rstd = (1.0 / (var + self.eps as f64).sqrt()) as f32;
-                    let mean = mean as f32;
-                    for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
-                        *o = (v - mean) * rstd * g + b;
-                    }
-                }
-            })
-        });
+        out.par_chunks_mut(rows_per_task * c)
+            .zip(x.par_chunks(rows_per_task * c))
+            .for_each(|(out, x)| layer_norm_rows(x, out, gamma, beta, self.eps));
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 

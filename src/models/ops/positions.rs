@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, use_kernel, with_simd};
+use super::{contiguous_f32, use_kernel};
 use crate::{Error, Result};
 
 /// `y[b, h·D + c] = Σ_l weights[b, h, l] · values[b, l, h·D + c]`: per head, a weighted sum of the
@@ -53,6 +53,19 @@ pub fn sum_over_positions(xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> 
     weighted_sum_over_positions(&weights, xs)
 }
 
+multiversion! {
+    /// `out ← Σ_l w[l] · rows[l·stride ..][..out.len()]`, accumulated in f64.
+    fn weighted_rows(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+        let d = out.len();
+        let mut acc = vec![0f64; d];
+        for (pos, &wl) in w.iter().enumerate() {
+            let row = &rows[pos * stride..][..d];
+            acc.iter_mut().zip(row).for_each(|(a, &x)| *a += wl as f64 * x as f64);
+        }
+        out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+    }
+}
+
 struct WeightedSum;
 
 impl CustomOp2 for WeightedSum {
@@ -75,14 +88,7 @@ impl CustomOp2 for WeightedSum {
         out.par_chunks_mut(d).enumerate().for_each(|(task, out)| {
             let (p, head) = (task / h, task % h);
             let w = &w[(p * h + head) * l..][..l];
-            with_simd(|| {
-                let mut acc = vec![0f64; d];
-                for (pos, &wl) in w.iter().enumerate() {
-                    let row = &v[(p * l + pos) * width + head * d..][..d];
-                    acc.iter_mut().zip(row).for_each(|(a, &x)| *a += wl as f64 * x as f64);
-                }
-                out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
-            })
+            weighted_rows(w, &v[p * l * width + head * d..], width, out);
         });
         Ok((CpuStorage::F32(out), Shape::from((b, width))))
     }
