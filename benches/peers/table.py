@@ -77,6 +77,7 @@ def main(path):
     per_round = defaultdict(dict)               # measurement -> {(round, side): median}
     rss = defaultdict(list)                     # (measurement, side) -> max RSS kB per call
     impl, detail = {}, {}
+    process = defaultdict(list)                 # (measurement, side) -> whole-process seconds per call
     for r in records:
         if "seconds" not in r:
             continue
@@ -85,6 +86,8 @@ def main(path):
         per_round[r["measurement"]][(r.get("round", 0), r["side"])] = statistics.median(r["seconds"])
         if r.get("max_rss_kb"):
             rss[key].append(r["max_rss_kb"])
+        if r.get("process_seconds"):
+            process[key].append(r["process_seconds"])
         impl[key] = r.get("impl", "")
         detail[key] = r.get("detail", {})
 
@@ -159,6 +162,12 @@ def main(path):
                 out.append("| %s | %s GiB | %s GiB | %s |" % (m, fmt(ga), fmt(gb), fmt(gb / ga) if ga and gb else "—"))
         out.append("")
         out.append("Maximum resident set size of the whole process (`/usr/bin/time -v`), the largest over its calls.")
+    whole = ["%s: protein-lm %s s, peer %s s" % (m, fmt(statistics.median(process[(m, "protein-lm")])),
+                                                 fmt(statistics.median(process[(m, "peer")])))
+             for m in ORDER if m.startswith("embed") and process.get((m, "protein-lm")) and process.get((m, "peer"))]
+    if whole:
+        out += ["", "Embedding: the peers' times above start after their imports (torch, TensorFlow); whole processes, "
+                "imports included: " + "; ".join(whole) + "."]
     checks = [r for r in records if r.get("check")]
     if checks:
         out += ["", "Same work, checked: " + "; ".join(r["check"] for r in checks)]
