@@ -29,7 +29,9 @@ pub fn attention_applies(q: &Tensor) -> bool {
 /// `softmax(q·kᵀ + key_bias)·v` per head. `q`, `k`, `v` are `(B, L, H·D)` with heads side by side
 /// in the last axis (as a linear projection gives them; `q` already scaled), `key_bias` `(B, L)` is
 /// added to every query's score for that key (0 for real tokens, a large negative number for
-/// padding). Returns the context `(B, L, H·D)`, heads again side by side.
+/// padding). Returns the context `(B, L, H·D)`, heads again side by side. `dropout` drops
+/// attention probabilities (training); the kernel draws its mask from the seed, so the backward
+/// sees the same one without storing it.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -38,15 +40,22 @@ pub fn attention_applies(q: &Tensor) -> bool {
 /// let q = Tensor::new(&[[[0f32], [0.0]]], &Device::Cpu)?;
 /// let k = Tensor::new(&[[[1f32], [2.0]]], &Device::Cpu)?;
 /// let v = Tensor::new(&[[[10f32], [20.0]]], &Device::Cpu)?;
-/// let out = attention(&q, &k, &v, 1, None)?.to_vec3::<f32>()?;
+/// let out = attention(&q, &k, &v, 1, None, None)?.to_vec3::<f32>()?;
 /// assert_eq!(out, vec![vec![vec![15.0], vec![15.0]]]);
 /// // Masking the second key leaves only the first.
 /// let bias = Tensor::new(&[[0f32, -1e9]], &Device::Cpu)?;
-/// let out = attention(&q, &k, &v, 1, Some(&bias))?.to_vec3::<f32>()?;
+/// let out = attention(&q, &k, &v, 1, Some(&bias), None)?.to_vec3::<f32>()?;
 /// assert_eq!(out, vec![vec![vec![10.0], vec![10.0]]]);
 /// # Ok::<(), protein_lm::Error>(())
 /// ```
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    key_bias: Option<&Tensor>,
+    dropout: Option<AttentionDropout>,
+) -> Result<Tensor> {
     let (b, l, width) = q.dims3()?;
     if k.dims() != q.dims() || v.dims() != q.dims() || heads == 0 || width % heads != 0 {
         return Err(Error::invalid(format!(
@@ -61,17 +70,29 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Opt
             return Err(Error::invalid(format!("attention: key_bias is {:?}, expected ({b}, {l})", bias.dims())));
         }
     }
+    if let Some(d) = dropout {
+        if !(0.0..1.0).contains(&d.p) {
+            return Err(Error::invalid(format!("attention dropout must be in [0, 1), got {}", d.p)));
+        }
+    }
     if !attention_applies(q) {
-        return composite(q, k, v, heads, key_bias);
+        return composite(q, k, v, heads, key_bias, dropout);
     }
     let key_bias =
         key_bias.map(|t| t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()).transpose()?;
-    let op = FusedAttention { heads, key_bias: key_bias.map(Arc::new) };
+    let op = FusedAttention { heads, key_bias: key_bias.map(Arc::new), dropout: dropout.filter(|d| d.p > 0.0) };
     Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
 }
 
 /// The same computation from candle ops (other devices and dtypes).
-fn composite(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<&Tensor>) -> Result<Tensor> {
+fn composite(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    key_bias: Option<&Tensor>,
+    dropout: Option<AttentionDropout>,
+) -> Result<Tensor> {
     let (b, l, width) = q.dims3()?;
     let split =
         |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, heads, width / heads))?.transpose(1, 2)?.contiguous()?) };
@@ -79,8 +100,59 @@ fn composite(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, key_bias: Option<
     if let Some(bias) = key_bias {
         scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?.unsqueeze(1)?.unsqueeze(1)?)?;
     }
-    let probs = super::softmax_last_dim(&scores)?;
+    let mut probs = super::softmax_last_dim(&scores)?;
+    if let Some(d) = dropout.filter(|d| d.p > 0.0) {
+        // The kernel's own mask, laid out (B, H, L, L) as the tasks number their elements.
+        let n = probs.elem_count();
+        let mask: Vec<f32> = (0..n as u64).map(|i| d.scale(i)).collect();
+        probs = probs.mul(&Tensor::from_vec(mask, probs.shape(), probs.device())?.to_dtype(probs.dtype())?)?;
+    }
     Ok(probs.matmul(&split(v)?)?.transpose(1, 2)?.reshape((b, l, width))?)
+}
+
+/// Dropout of attention probabilities inside the kernel. Element `i` of the `(B, H, L, L)`
+/// probabilities (row-major) is kept, scaled by `1/(1−p)`, when a SplitMix64 hash of
+/// `(seed, i)` read as a uniform in [0, 1) is at least `p`: a counter-based mask that the backward
+/// regenerates instead of storing, and that does not depend on how tasks share threads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionDropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl AttentionDropout {
+    /// `1/(1−p)` where element `index` is kept, 0 where it is dropped.
+    #[inline(always)]
+    pub fn scale(&self, index: u64) -> f32 {
+        let mut z = self.seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let uniform = (z >> 40) as f32 * (1.0 / (1u64 << 24) as f32);
+        if uniform >= self.p {
+            1.0 / (1.0 - self.p)
+        } else {
+            0.0
+        }
+    }
+}
+
+multiversion! {
+    /// `out ← probs ⊙ mask` for the rows of one task, whose first element is number `first`.
+    fn apply_dropout(probs: &[f32], out: &mut [f32], dropout: AttentionDropout, first: u64) {
+        for (i, (o, &p)) in out.iter_mut().zip(probs).enumerate() {
+            *o = p * dropout.scale(first + i as u64);
+        }
+    }
+}
+
+multiversion! {
+    /// `xs ← xs ⊙ mask` (the backward's `dP = dP̃ ⊙ M`).
+    fn apply_dropout_in_place(xs: &mut [f32], dropout: AttentionDropout, first: u64) {
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x *= dropout.scale(first + i as u64);
+        }
+    }
 }
 
 multiversion! {
@@ -117,6 +189,7 @@ multiversion! {
 struct FusedAttention {
     heads: usize,
     key_bias: Option<Arc<Vec<f32>>>,
+    dropout: Option<AttentionDropout>,
 }
 
 /// The shapes every task needs: proteins, length, heads, head width, row stride.
@@ -190,13 +263,20 @@ impl CustomOp3 for FusedAttention {
         let mut out = vec![0f32; q.len()];
         let shared = SharedOut(out.as_mut_ptr());
         (0..b * heads).into_par_iter().for_each_init(
-            || vec![0f32; l * l],
-            |probs, task| {
+            || (vec![0f32; l * l], if self.dropout.is_some() { vec![0f32; l * l] } else { Vec::new() }),
+            |(probs, dropped), task| {
                 let base = dims.base(task);
                 // SAFETY: every pointer addresses the task's own head inside buffers of B·L·H·D
                 // elements; tasks write disjoint column blocks (their head) of `out`.
                 unsafe {
                     self.probabilities(dims, task, q.as_ptr().add(base), k.as_ptr().add(base), probs);
+                    let probs: &[f32] = match self.dropout {
+                        Some(d) => {
+                            apply_dropout(probs, dropped, d, (task * l * l) as u64);
+                            dropped
+                        }
+                        None => probs,
+                    };
                     let shared = shared;
                     gemm_strided_in(
                         l,
@@ -264,8 +344,14 @@ impl CustomOp3 for FusedAttentionBackward {
         let mut out = vec![0f32; 3 * n];
         let shared = SharedOut(out.as_mut_ptr());
         (0..b * heads).into_par_iter().for_each_init(
-            || (vec![0f32; l * l], vec![0f32; l * l]),
-            |(probs, d_scores), task| {
+            || {
+                (
+                    vec![0f32; l * l],
+                    vec![0f32; l * l],
+                    if self.forward.dropout.is_some() { vec![0f32; l * l] } else { Vec::new() },
+                )
+            },
+            |(probs, d_scores, dropped), task| {
                 let base = dims.base(task);
                 let gemm = |m, n_, k_, c, a, b_, acc| {
                     // SAFETY: as below; a closure only to keep the five products readable.
@@ -279,13 +365,22 @@ impl CustomOp3 for FusedAttentionBackward {
                     let shared = shared;
                     let (dq, dk, dv) = (shared.0.add(base), shared.0.add(n + base), shared.0.add(2 * n + base));
                     self.forward.probabilities(dims, task, qp, kp, probs);
-                    // dV = Pᵀ · dO
+                    // With dropout the product used P̃ = P ⊙ M: dV = P̃ᵀ · dO, and dP = (dO · Vᵀ) ⊙ M.
+                    let first = (task * l * l) as u64;
+                    let used: &[f32] = match self.forward.dropout {
+                        Some(drop) => {
+                            apply_dropout(probs, dropped, drop, first);
+                            dropped
+                        }
+                        None => probs,
+                    };
+                    // dV = P̃ᵀ · dO
                     gemm(
                         l,
                         d,
                         l,
                         Strided::rows(dv, width),
-                        Strided::transposed(probs.as_ptr(), l),
+                        Strided::transposed(used.as_ptr(), l),
                         Strided::rows(gp, width),
                         false,
                     );
@@ -300,6 +395,9 @@ impl CustomOp3 for FusedAttentionBackward {
                         false,
                     );
                     // dS = P ⊙ (dP − Σⱼ P ⊙ dP), row by row
+                    if let Some(drop) = self.forward.dropout {
+                        apply_dropout_in_place(d_scores, drop, first);
+                    }
                     softmax_backward_rows(d_scores, probs, l);
                     // dQ = dS · K, dK = dSᵀ · Q
                     gemm(
@@ -357,30 +455,45 @@ mod tests {
         let mask: Vec<f32> = (0..b * l).map(|i| if i % l < l - 5 * (i / l) { 0.0 } else { -1e9 }).collect();
         let bias = Tensor::from_vec(mask, (b, l), &Device::Cpu).unwrap();
         let weights = random(&mut rng, &[b, l, heads * d], 1.0);
-        let ours = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias)).unwrap();
-        let theirs = composite(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias)).unwrap();
-        assert!(max_diff(&ours, &theirs) < 2e-6, "forward {}", max_diff(&ours, &theirs));
-        let go = ours.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = theirs.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-        for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
-            let (o, t) = (go.get(var), gt.get(var));
-            assert!(o.is_some() && t.is_some(), "d{name}: ours {} theirs {}", o.is_some(), t.is_some());
-            let d = max_diff(o.unwrap(), t.unwrap());
-            assert!(d < 1e-5, "d{name}: {d}");
+        for dropout in [None, Some(AttentionDropout { p: 0.25, seed: 7 })] {
+            let ours = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias), dropout).unwrap();
+            let theirs = composite(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&bias), dropout).unwrap();
+            assert!(max_diff(&ours, &theirs) < 2e-6, "forward {}", max_diff(&ours, &theirs));
+            let go = ours.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let gt = theirs.mul(weights.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
+                let d = max_diff(go.get(var).unwrap(), gt.get(var).unwrap());
+                assert!(d < 1e-5, "d{name} with {dropout:?}: {d}");
+            }
         }
         // A protein that is all padding still gives finite values (uniform weights).
         let all_masked = Tensor::full(-1e9f32, (b, l), &Device::Cpu).unwrap();
-        let out = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&all_masked)).unwrap();
+        let out = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), heads, Some(&all_masked), None).unwrap();
         assert!(out.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()));
     }
 
     #[test]
     fn attention_rejects_mismatched_shapes() {
         let q = Tensor::zeros((1, 4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let err = attention(&q, &q, &q, 4, None).unwrap_err().to_string();
+        let err = attention(&q, &q, &q, 4, None, None).unwrap_err().to_string();
         assert!(err.contains("4 heads"), "{err}");
         let bias = Tensor::zeros((1, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let err = attention(&q, &q, &q, 2, Some(&bias)).unwrap_err().to_string();
+        let err = attention(&q, &q, &q, 2, Some(&bias), None).unwrap_err().to_string();
         assert!(err.contains("key_bias"), "{err}");
+        let err = attention(&q, &q, &q, 2, None, Some(AttentionDropout { p: 1.0, seed: 0 })).unwrap_err().to_string();
+        assert!(err.contains("dropout"), "{err}");
+    }
+
+    /// The mask drops about `p` of the elements, the same ones for the same seed, others for another.
+    #[test]
+    fn dropout_mask_has_the_asked_rate_and_follows_the_seed() {
+        let d = AttentionDropout { p: 0.1, seed: 42 };
+        let n = 200_000u64;
+        let dropped = (0..n).filter(|&i| d.scale(i) == 0.0).count() as f64 / n as f64;
+        assert!((dropped - 0.1).abs() < 0.003, "{dropped}");
+        assert!((0..n).all(|i| d.scale(i) == 0.0 || (d.scale(i) - 1.0 / 0.9).abs() < 1e-6));
+        let other = AttentionDropout { seed: 43, ..d };
+        let same = (0..1000).filter(|&i| (d.scale(i) == 0.0) == (other.scale(i) == 0.0)).count();
+        assert!(same < 1000 && same > 700, "{same}");
     }
 }

@@ -13,7 +13,7 @@
 //! |error| ≤ 3e-7. Exact enough that ProteinBERT still equals Keras to 2e-6 and the tanh
 //! approximation of GELU (4e-4 off) stays far away.
 
-pub use attention::{attention, attention_applies};
+pub use attention::{attention, attention_applies, AttentionDropout};
 pub use conv::conv_taps;
 pub use elementwise::{gelu_erf, tanh_act};
 pub use linear::linear_bias;

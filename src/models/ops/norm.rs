@@ -132,22 +132,100 @@ impl candle_core::CustomOp3 for FusedLayerNorm {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        use candle_core::D;
-        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let rstd = (centred.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?.sqrt()?.recip()?;
-        let normed = centred.broadcast_mul(&rstd)?;
-        let rows = grad.elem_count() / gamma.elem_count();
-        let flat = |t: &Tensor| t.reshape((rows, gamma.elem_count()));
-        let d_beta = flat(grad)?.sum(0)?;
-        let d_gamma = flat(&(grad * &normed)?)?.sum(0)?;
-        let g = grad.broadcast_mul(gamma)?;
-        let inner = (g.broadcast_sub(&g.mean_keepdim(D::Minus1)?)?
-            - normed.broadcast_mul(&(&g * &normed)?.mean_keepdim(D::Minus1)?)?)?;
-        Ok((Some(inner.broadcast_mul(&rstd)?), Some(d_gamma), Some(d_beta)))
+        let c = gamma.elem_count();
+        let backward = FusedLayerNormBackward { eps: self.eps, grad: grad.contiguous()? };
+        // One flat output: dx (rows · C), then dγ (C), then dβ (C).
+        let all = x.apply_op3_no_bwd(gamma, beta, &backward)?;
+        let n = x.elem_count();
+        let d_x = all.narrow(0, 0, n)?.reshape(x.shape())?;
+        Ok((Some(d_x), Some(all.narrow(0, n, c)?), Some(all.narrow(0, n + c, c)?)))
+    }
+}
+
+/// LayerNorm's three gradients in one pass per row: `dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))`
+/// with `g = grad ⊙ γ`; `dγ = Σ_rows grad ⊙ x̂` and `dβ = Σ_rows grad` accumulated in f64 per
+/// task and added up at the end (sums over positions: their error must not grow with length).
+struct FusedLayerNormBackward {
+    eps: f32,
+    grad: Tensor,
+}
+
+multiversion! {
+    /// The backward over a block of rows: writes `dx` and adds the block's dγ, dβ into `acc`
+    /// (`2·C`: dγ then dβ).
+    fn layer_norm_backward_rows(x: &[f32], grad: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32], acc: &mut [f64]) {
+        let c = gamma.len();
+        let (acc_gamma, acc_beta) = acc.split_at_mut(c);
+        for ((row, g_row), dx_row) in x.chunks_exact(c).zip(grad.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
+            let mean = sum_f64(row) / c as f64;
+            let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
+            let rstd = 1.0 / (var + eps as f64).sqrt();
+            let (mean, rstd32) = (mean as f32, rstd as f32);
+            let (mut sum_g, mut sum_gx) = (0f64, 0f64);
+            for ((((&v, &gr), &ga), ag), ab) in
+                row.iter().zip(g_row).zip(gamma).zip(acc_gamma.iter_mut()).zip(acc_beta.iter_mut())
+            {
+                let xhat = (v - mean) * rstd32;
+                let g = gr * ga;
+                sum_g += g as f64;
+                sum_gx += (g * xhat) as f64;
+                *ag += (gr * xhat) as f64;
+                *ab += gr as f64;
+            }
+            let (mean_g, mean_gx) = ((sum_g / c as f64) as f32, (sum_gx / c as f64) as f32);
+            for (((o, &v), &gr), &ga) in dx_row.iter_mut().zip(row).zip(g_row).zip(gamma) {
+                let xhat = (v - mean) * rstd32;
+                *o = rstd32 * (gr * ga - mean_g - xhat * mean_gx);
+            }
+        }
+    }
+}
+
+impl candle_core::CustomOp3 for FusedLayerNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        _beta: &CpuStorage,
+        _beta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), x, x_layout)?;
+        let gamma = contiguous_f32(self.name(), gamma, gamma_layout)?;
+        let (grad_storage, grad_layout) = self.grad.storage_and_layout();
+        let candle_core::Storage::Cpu(grad_storage) = &*grad_storage else {
+            candle_core::bail!("{}: the output gradient is not on the CPU", self.name())
+        };
+        let grad = contiguous_f32(self.name(), grad_storage, grad_layout)?;
+        let (c, n) = (gamma.len(), x.len());
+        let mut out = vec![0f32; n + 2 * c];
+        let (dx, _) = out.split_at_mut(n);
+        let rows_per_task = (CHUNK / c.max(1)).max(1);
+        let partials: Vec<Vec<f64>> = dx
+            .par_chunks_mut(rows_per_task * c)
+            .zip(x.par_chunks(rows_per_task * c))
+            .zip(grad.par_chunks(rows_per_task * c))
+            .map(|((dx, x), grad)| {
+                let mut acc = vec![0f64; 2 * c];
+                layer_norm_backward_rows(x, grad, gamma, self.eps, dx, &mut acc);
+                acc
+            })
+            .collect();
+        let mut total = vec![0f64; 2 * c];
+        for part in &partials {
+            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+        }
+        out[n..].iter_mut().zip(&total).for_each(|(o, &t)| *o = t as f32);
+        Ok((CpuStorage::F32(out), Shape::from(n + 2 * c)))
     }
 }
 
@@ -176,8 +254,9 @@ mod tests {
             let v: Vec<f32> = (0..n).map(|_| scale * rng.normal() as f32).collect();
             Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
         };
-        let (x, g, b) = (t(&[3, 5, 16], 3.0), t(&[16], 1.0), t(&[16], 1.0));
-        let r = t(&[3, 5, 16], 1.0);
+        // 2,700 rows: three tasks of the backward, whose dγ and dβ partials must add up.
+        let (x, g, b) = (t(&[3, 900, 16], 3.0), t(&[16], 1.0), t(&[16], 1.0));
+        let r = t(&[3, 900, 16], 1.0);
         let fused = layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-3).unwrap();
         // The composite: f64 copies of the same values through LayerNorm's tensor-op path.
         let to64 = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();

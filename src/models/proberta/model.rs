@@ -125,10 +125,16 @@ impl SelfAttention {
         // fairseq scales the projected query (bias included) rather than the scores.
         let q = (linear(&self.query, x)? * (self.head_dim as f64).powf(-0.5))?;
         let (k, v) = (linear(&self.key, x)?, linear(&self.value, x)?);
-        let dropout_active = rng.is_some() && self.dropout > 0.0;
-        if !keep_probs && !dropout_active && ops::attention_applies(&q) {
-            // One kernel per (protein, head): no (B, heads, L, L) tensor is ever allocated.
-            let context = ops::attention(&q, &k, &v, self.n_heads, key_bias)?;
+        if !keep_probs && ops::attention_applies(&q) {
+            // One kernel per (protein, head): no (B, heads, L, L) tensor is ever allocated. In
+            // training its dropout mask comes from one draw of the run's generator.
+            let dropout = match rng {
+                Some(rng) if self.dropout > 0.0 => {
+                    Some(ops::AttentionDropout { p: self.dropout as f32, seed: rng.next_u64() })
+                }
+                _ => None,
+            };
+            let context = ops::attention(&q, &k, &v, self.n_heads, key_bias, dropout)?;
             return Ok((linear(&self.output, &context)?, None));
         }
         let (b, l, h) = x.dims3()?;
