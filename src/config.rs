@@ -62,8 +62,10 @@ fn unknown_keys(given: &Value, known: &Value, prefix: &str, out: &mut Vec<(Strin
                 match k.get(key) {
                     Some(inner) => unknown_keys(value, inner, &path, out),
                     // Defaults the serialisation leaves out: an absent option, an empty list
-                    // (`lr_scales`); giving them changes nothing either way.
-                    None if value.is_null() || value.as_array().is_some_and(|a| a.is_empty()) => {}
+                    // (`lr_scales`), the default precision; giving them changes nothing either way.
+                    None if value.is_null()
+                        || value.as_array().is_some_and(|a| a.is_empty())
+                        || (key == "precision" && value.as_str() == Some("f32")) => {}
                     None => out.push((path, key.clone(), k.keys().cloned().collect())),
                 }
             }
