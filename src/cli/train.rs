@@ -63,7 +63,8 @@ pub struct PretrainArgs {
     precision: Option<String>,
     /// Data parallel on this machine's GPUs: starts N processes, one per GPU, averaging gradients
     /// through NCCL (a CUDA build with NCCL: `FEATURES=cuda,nccl scripts/cuda/build.sh`). Under
-    /// torchrun or srun leave it out: the ranks come from their environment variables.
+    /// torchrun or srun leave it out: the ranks come from their environment variables. Implies
+    /// --device cuda (rank r on cuda:r).
     #[arg(long, conflicts_with = "cpu_ranks")]
     gpus: Option<usize>,
     /// Data parallel on the CPU: starts N processes that average gradients over loopback TCP
@@ -188,9 +189,7 @@ fn launch_local_ranks(a: &PretrainArgs, ranks: usize) -> anyhow::Result<()> {
                  none. To try data parallelism without GPUs use --cpu-ranks {ranks}"
             );
         }
-        if device == DeviceChoice::Cpu {
-            bail!("--gpus with --device cpu: use --cpu-ranks for ranks on the CPU");
-        }
+        // --device is left at its default (cpu) by most users: --gpus means every rank on its GPU.
     } else if matches!(device, DeviceChoice::Cuda(_)) {
         bail!("--cpu-ranks runs every rank on the CPU; for GPUs use --gpus");
     }
