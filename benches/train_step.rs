@@ -70,6 +70,8 @@ fn main() {
         keep_checkpoints: 1,
         log_every: 1,
         lr_scales: Vec::new(),
+        precision: Default::default(),
+        loss_scale: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let provenance = Provenance::collect(0, &[], &device).unwrap();

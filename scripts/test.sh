@@ -49,6 +49,13 @@ summary() {
             grep -o 'SKIPPED: .*' "$log_dir/cargo.log" | sed 's/^/  /'
         fi
         echo "rust tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+        # Device-parametrised tests print `NO GPU: <test> (<reason>)` where there is no CUDA (never
+        # a failure: no CI machine has a GPU).
+        local no_gpu
+        no_gpu=$(grep -c 'NO GPU: ' "$log_dir/cargo.log" || true)
+        if [[ "$no_gpu" -gt 0 ]]; then
+            echo "rust tests that need a GPU, not run on this machine: ${no_gpu}"
+        fi
     fi
     if [[ -f "$log_dir/notebooks.log" ]]; then
         echo "$(grep -E '^notebooks at tiny scale:' "$log_dir/notebooks.log" || echo 'notebooks at tiny scale: did not finish')"

@@ -62,8 +62,10 @@ fn unknown_keys(given: &Value, known: &Value, prefix: &str, out: &mut Vec<(Strin
                 match k.get(key) {
                     Some(inner) => unknown_keys(value, inner, &path, out),
                     // Defaults the serialisation leaves out: an absent option, an empty list
-                    // (`lr_scales`); giving them changes nothing either way.
-                    None if value.is_null() || value.as_array().is_some_and(|a| a.is_empty()) => {}
+                    // (`lr_scales`), the default precision; giving them changes nothing either way.
+                    None if value.is_null()
+                        || value.as_array().is_some_and(|a| a.is_empty())
+                        || (key == "precision" && value.as_str() == Some("f32")) => {}
                     None => out.push((path, key.clone(), k.keys().cloned().collect())),
                 }
             }
@@ -403,6 +405,14 @@ pub fn check_train(c: &mut Checks, prefix: &str, t: &crate::train::trainer::Trai
         c.within(&key("plateau.factor"), p.factor, 0.0, 1.0, true, true);
         c.non_negative(&key("plateau.min_lr"), p.min_lr);
     }
+    if let Some(s) = &t.loss_scale {
+        if t.precision != crate::train::precision::Precision::F16 {
+            c.fail(&key("loss_scale"), "is for precision f16 (bf16 and f32 need no loss scaling)");
+        }
+        c.positive(&key("loss_scale.init_scale"), s.init_scale);
+        c.positive(&key("loss_scale.min_scale"), s.min_scale);
+        c.at_least(&key("loss_scale.growth_interval"), s.growth_interval, 1);
+    }
 }
 
 #[cfg(test)]
@@ -475,6 +485,37 @@ mod tests {
             let c: TrainConfig = parse_json_config(&v.to_string(), Path::new("t.json"), "training config").unwrap();
             assert_eq!(c.lr_scales.len(), expected);
         }
+    }
+
+    #[test]
+    fn precision_read_when_given_and_f32_left_out_so_earlier_runs_resume() {
+        use crate::train::precision::Precision;
+        use crate::train::trainer::TrainConfig;
+        let base = serde_json::to_value(TrainConfig::epochs(2, 1e-3)).unwrap();
+        assert!(base.get("precision").is_none() && base.get("loss_scale").is_none());
+        let read = |v: &serde_json::Value| -> Result<TrainConfig> {
+            parse_json_config(&v.to_string(), Path::new("t.json"), "training config")
+        };
+        for (given, expected) in [("f32", Precision::F32), ("bf16", Precision::Bf16), ("f16", Precision::F16)] {
+            let mut v = base.clone();
+            v["precision"] = given.into();
+            assert_eq!(read(&v).unwrap().precision, expected, "{given}");
+        }
+        let mut v = base.clone();
+        v["precision"] = "fp8".into();
+        assert!(read(&v).unwrap_err().to_string().contains("precision"));
+        // Loss scaling belongs to f16: elsewhere it is an error naming the key.
+        v["precision"] = "bf16".into();
+        v["loss_scale"] = serde_json::json!({"growth_interval": 10});
+        let config = read(&v).unwrap();
+        let mut checks = Checks::new("training config");
+        check_train(&mut checks, "train", &config);
+        assert!(checks.message().contains("train.loss_scale"), "{}", checks.message());
+        assert!(config.validate().is_err());
+        v["precision"] = "f16".into();
+        let config = read(&v).unwrap();
+        assert_eq!(config.loss_scale.as_ref().unwrap().growth_interval, 10);
+        config.validate().unwrap();
     }
 
     /// The strict reading must accept every shipped config (no key reported unknown by mistake,

@@ -58,21 +58,60 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Cuda(n) => {
             if !candle_core::utils::cuda_is_available() {
                 return Err(Error::invalid(
-                    "a CUDA device was requested but this build has no CUDA: rebuild with `--features cuda`",
+                    "a CUDA device was requested but this build has no CUDA: rebuild with `--features cuda` \
+                     (scripts/cuda/build.sh), or pass --device cpu",
                 ));
             }
-            Ok(Device::new_cuda(n)?)
+            Device::new_cuda(n).map_err(|e| {
+                Error::invalid(format!(
+                    "CUDA device {n} was requested but cannot be used ({e}); is there a GPU and its driver? \
+                     pass --device cpu to run on the CPU"
+                ))
+            })
         }
         DeviceChoice::Auto => {
             if candle_core::utils::cuda_is_available() {
                 match Device::new_cuda(0) {
                     Ok(d) => return Ok(d),
-                    Err(e) => eprintln!("note: CUDA build but no usable GPU ({e}); running on the CPU"),
+                    Err(e) => {
+                        eprintln!("note: --device auto: CUDA build but no usable GPU ({e}); falling back to the CPU")
+                    }
                 }
             }
             Ok(Device::Cpu)
         }
     }
+}
+
+/// What a device is, for the line a command prints on start: `cpu (2 threads)` or
+/// `cuda:0 (NVIDIA H100 80GB HBM3)`.
+///
+/// ```
+/// use candle_core::Device;
+/// assert!(protein_lm::device::describe(&Device::Cpu).starts_with("cpu ("));
+/// ```
+pub fn describe(device: &Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({} threads)", candle_core::utils::get_num_threads()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(cuda) => {
+            let stream = cuda.cuda_stream();
+            let context = stream.context();
+            let name = context.name().unwrap_or_else(|e| format!("name unknown: {e:?}"));
+            format!("cuda:{} ({name})", context.ordinal())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// The line a command prints (on stderr) before it computes: which device and dtype it uses.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// assert!(protein_lm::device::announcement(&Device::Cpu, DType::BF16).ends_with("dtype bf16"));
+/// ```
+pub fn announcement(device: &Device, dtype: DType) -> String {
+    format!("protein-lm: device {}, dtype {}", describe(device), dtype.as_str())
 }
 
 /// Parse a dtype name (f32, f16, bf16, f64).

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod embed;
 pub mod error;
 pub mod failpoint;

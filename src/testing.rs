@@ -106,3 +106,33 @@ mod tests {
         );
     }
 }
+
+/// The start of the line a test prints when it needs a GPU that this build or machine lacks
+/// (`NO GPU: <test> (<reason>)`). Unlike [`SKIP_MARKER`] it is not a failure under CI: no CI
+/// machine has a GPU. `scripts/test.sh` counts these lines separately.
+pub const NO_GPU_MARKER: &str = "NO GPU:";
+
+/// CUDA device 0 for a device-parametrised test, or `None` after printing
+/// `NO GPU: <test> (<reason>)` on stderr (uncaptured) when this build has no CUDA or the machine
+/// no usable GPU; the test then returns.
+///
+/// ```no_run
+/// #[test]
+/// fn same_on_cuda() {
+///     let Some(cuda) = protein_lm::testing::cuda_device() else { return };
+///     // … compare a step on `cuda` with the same step on the CPU …
+/// # let _ = cuda;
+/// }
+/// ```
+pub fn cuda_device() -> Option<candle_core::Device> {
+    let reason = if !candle_core::utils::cuda_is_available() {
+        "this build has no CUDA: build the tests with --features cuda on a GPU machine".to_string()
+    } else {
+        match candle_core::Device::new_cuda(0) {
+            Ok(device) => return Some(device),
+            Err(e) => format!("no usable CUDA device: {e}"),
+        }
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{NO_GPU_MARKER} {} ({reason})", test_name());
+    None
+}

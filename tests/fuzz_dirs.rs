@@ -484,6 +484,8 @@ fn pull_config(max_updates: u64) -> TrainConfig {
         keep_checkpoints: 2,
         log_every: 1,
         lr_scales: Vec::new(),
+        precision: Default::default(),
+        loss_scale: None,
     }
 }
 

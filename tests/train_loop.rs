@@ -121,6 +121,8 @@ fn config(max_updates: u64) -> TrainConfig {
         keep_checkpoints: 10,
         log_every: 1,
         lr_scales: Vec::new(),
+        precision: Default::default(),
+        loss_scale: None,
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use candle_core::DType;
 use clap::{Args, ValueEnum};
 use protein_lm::data::ppi::{MissingSequence, NegativeScheme, PpiDataset};
 use protein_lm::data::read_proteins;
@@ -11,7 +12,11 @@ use protein_lm::data::resolver::{files, DataResolver};
 use protein_lm::data::tables::load_benchmark;
 use protein_lm::data::tables::read_single_pfam;
 use protein_lm::data::FilterReport;
-use protein_lm::device::{select_device, DeviceChoice};
+use protein_lm::device::{announcement, select_device, DeviceChoice};
+use protein_lm::distributed::launch::WorldInfo;
+use protein_lm::distributed::local::{run_local_ranks, strip_launch_flags};
+use protein_lm::distributed::rendezvous::fingerprint;
+use protein_lm::distributed::setup::{connect, rank_device_choice};
 use protein_lm::models::directory::ModelConfig;
 use protein_lm::output::prepare_output_dir;
 use protein_lm::train::finetune::ppi::{ppi_data, ppi_split_dir, PairData, PpiOptions};
@@ -21,7 +26,8 @@ use protein_lm::train::finetune::{
     SupervisedData,
 };
 use protein_lm::train::objectives::supervised::Predictions;
-use protein_lm::train::pretrain::{pretrain, PretrainConfig, PretrainInputs};
+use protein_lm::train::precision::Precision;
+use protein_lm::train::pretrain::{pretrain_with, PretrainConfig, PretrainInputs};
 use protein_lm::train::run_dir::RunOptions;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,6 +57,20 @@ pub struct PretrainArgs {
     /// Default: the GO 2014-01 graph through the data resolver.
     #[arg(long)]
     go_graph: Option<PathBuf>,
+    /// The dtype the model computes in: f32, bf16 or f16 (f32 master weights and optimizer
+    /// state either way; f16 with dynamic loss scaling). Overrides the config's `train.precision`.
+    #[arg(long)]
+    precision: Option<String>,
+    /// Data parallel on this machine's GPUs: starts N processes, one per GPU, averaging gradients
+    /// through NCCL (a CUDA build with NCCL: `FEATURES=cuda,nccl scripts/cuda/build.sh`). Under
+    /// torchrun or srun leave it out: the ranks come from their environment variables. Implies
+    /// --device cuda (rank r on cuda:r).
+    #[arg(long, conflicts_with = "cpu_ranks")]
+    gpus: Option<usize>,
+    /// Data parallel on the CPU: starts N processes that average gradients over loopback TCP
+    /// (any build; for trying the multi-process path without GPUs, or for CPU machines).
+    #[arg(long)]
+    cpu_ranks: Option<usize>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -76,8 +96,11 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The device, announced on stderr with the dtype the run computes in.
     fn device(&self) -> anyhow::Result<candle_core::Device> {
-        Ok(select_device(self.device.parse::<DeviceChoice>()?)?)
+        let device = select_device(self.device.parse::<DeviceChoice>()?)?;
+        eprintln!("{}", announcement(&device, DType::F32));
+        Ok(device)
     }
 
     fn options<'a>(&'a self, device: &'a candle_core::Device) -> RunOptions<'a> {
@@ -86,7 +109,11 @@ impl RunArgs {
 }
 
 pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
-    let config = PretrainConfig::load(&a.config)?;
+    let mut config = PretrainConfig::load(&a.config)?;
+    if let Some(p) = &a.precision {
+        config.train.precision = p.parse::<Precision>()?;
+        config.train.validate()?;
+    }
     let kind_matches = matches!(
         (&config.model, a.model),
         (ModelConfig::Proteinbert(_), Kind::Proteinbert) | (ModelConfig::Proberta(_), Kind::Proberta)
@@ -94,7 +121,14 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     if !kind_matches {
         bail!("{}: the config is for {}, not --model {}", a.config.display(), config.model.kind(), kind_name(a.model));
     }
-    prepare_output_dir(&a.run.out)?;
+    if let Some(ranks) = a.gpus.or(a.cpu_ranks) {
+        return launch_local_ranks(&a, ranks);
+    }
+    let world = WorldInfo::from_env()?;
+    let lead = world.rank == 0;
+    if lead {
+        prepare_output_dir(&a.run.out)?;
+    }
     let resolver = DataResolver::from_env();
     let data = match a.data {
         Some(d) => d,
@@ -110,9 +144,26 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     };
     let inputs = PretrainInputs { data, tokenizer, go_graph };
     let out = &a.run.out;
-    let device = a.run.device()?;
-    let summary = pretrain(&config, &inputs, a.run.options(&device))
-        .with_context(|| format!("pretraining into {}", out.display()))?;
+    let device = select_device(rank_device_choice(a.run.device.parse::<DeviceChoice>()?, &world)?)?;
+    if lead {
+        eprintln!("{}", announcement(&device, config.train.precision.dtype()));
+    }
+    if world.is_distributed() {
+        eprintln!(
+            "protein-lm: {} ({:?} launch), rank 0 at {:?}:{:?}",
+            world.describe(),
+            world.launcher,
+            world.master_addr.as_deref().unwrap_or("?"),
+            world.master_port.unwrap_or(0)
+        );
+    }
+    let fingerprint = fingerprint(&serde_json::to_vec(&config)?);
+    let sync = connect(&world, &device, fingerprint)?;
+    let summary = pretrain_with(&config, &inputs, a.run.options(&device), sync)
+        .with_context(|| format!("pretraining into {} ({})", out.display(), world.describe()))?;
+    if !lead {
+        return Ok(());
+    }
     println!(
         "{} updates ({} epochs) in {:.0} s{}; model directory {}",
         summary.updates,
@@ -124,6 +175,35 @@ pub fn pretrain_cmd(a: PretrainArgs) -> anyhow::Result<()> {
     if let Some(v) = &summary.last_validation {
         println!("last validation: {}", serde_json::to_string(v)?);
     }
+    Ok(())
+}
+
+/// `--gpus N` / `--cpu-ranks N`: this command again as N ranks (see `distributed::local`).
+fn launch_local_ranks(a: &PretrainArgs, ranks: usize) -> anyhow::Result<()> {
+    let on_gpus = a.gpus.is_some();
+    let device = a.run.device.parse::<DeviceChoice>()?;
+    if on_gpus {
+        if !cfg!(feature = "nccl") {
+            bail!(
+                "--gpus needs a CUDA build with NCCL (FEATURES=cuda,nccl scripts/cuda/build.sh); this binary has \
+                 none. To try data parallelism without GPUs use --cpu-ranks {ranks}"
+            );
+        }
+        // --device is left at its default (cpu) by most users: --gpus means every rank on its GPU.
+    } else if matches!(device, DeviceChoice::Cuda(_)) {
+        bail!("--cpu-ranks runs every rank on the CPU; for GPUs use --gpus");
+    }
+    if ranks == 0 {
+        bail!("--{} 0: a run needs at least one rank", if on_gpus { "gpus" } else { "cpu-ranks" });
+    }
+    prepare_output_dir(&a.run.out)?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let program = std::env::current_exe().context("cannot find this program to start its ranks")?;
+    eprintln!(
+        "protein-lm: starting {ranks} ranks on {} (MASTER_ADDR 127.0.0.1)",
+        if on_gpus { "GPUs 0.." } else { "the CPU" }
+    );
+    run_local_ranks(&program, &strip_launch_flags(&args), ranks, if on_gpus { "cuda" } else { "cpu" })?;
     Ok(())
 }
 

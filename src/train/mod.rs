@@ -6,6 +6,7 @@ pub mod finetune;
 pub mod grads;
 pub mod objectives;
 pub mod optim;
+pub mod precision;
 pub mod pretrain;
 pub mod run_dir;
 pub mod schedule;

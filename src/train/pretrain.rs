@@ -26,11 +26,14 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::objectives::denoising::{
-    denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler,
+    denoising_loss, encode_batch, AnnotatedCorpus, DenoisingBatch, DenoisingOptions, EpisodeSampler, EpisodeSwitch,
 };
 use super::objectives::mlm::{mask_tokens, sample_rng, MaskingOptions};
+use super::precision::{HalfWeights, Precision};
 use super::run_dir::{Provenance, RunDir, RunOptions};
-use super::trainer::{EpochOrder, Metrics, RunSummary, Task, TaskLoss, TrainConfig, Trainer};
+use super::trainer::{
+    EpochOrder, GradientSync, Metrics, RunSummary, SingleProcess, Task, TaskLoss, TrainConfig, Trainer,
+};
 use crate::batch::{Batch, Overflow, Padding};
 use crate::data::go::{AnnotationMode, AnnotationReport, GoAncestry, GoGraph, GoVocabulary};
 use crate::data::tables::{read_swissprot_go_limit, SwissProtRecord};
@@ -232,6 +235,10 @@ pub struct ProteinbertPretraining {
     /// Fixed corrupted batches of held-out proteins (same noise at every validation).
     pub valid: Vec<DenoisingBatch>,
     pub device: Device,
+    /// The dtype the model computes in (its annotation inputs are cast to it).
+    pub dtype: DType,
+    /// This rank and the number of data-parallel ranks ([`Task::shard`]).
+    pub shard: (usize, usize),
 }
 
 fn annotated_corpus(
@@ -254,14 +261,20 @@ fn annotated_corpus(
 
 impl Task for ProteinbertPretraining {
     fn batches_per_epoch(&self) -> u64 {
-        self.options.batches_per_epoch
+        self.options.batches_per_epoch.div_ceil(self.shard.1 as u64)
     }
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
-        let global = epoch * self.options.batches_per_epoch + batch;
+        // The one-process run's batch schedule, dealt out in turn: at its k-th update rank r
+        // trains on batch k·ranks + r of it, so the ranks together see every batch once.
+        let (rank, ranks) = (self.shard.0 as u64, self.shard.1 as u64);
+        let global = (epoch * self.batches_per_epoch() + batch) * ranks + rank;
         self.sampler.before_batch(global);
         let (episode, rows) = self.sampler.batch(global)?;
-        let encoded = encode_batch(&self.corpus, &rows, episode, &self.options, rng, &self.device)?;
+        let mut encoded = encode_batch(&self.corpus, &rows, episode, &self.options, rng, &self.device)?;
+        if encoded.input_annotations.dtype() != self.dtype {
+            encoded.input_annotations = encoded.input_annotations.to_dtype(self.dtype)?;
+        }
         let loss = denoising_loss(&self.model, &encoded, &self.options)?;
         let tokens = encoded.token_weights.sum_all()?.to_scalar::<f32>()? as usize;
         let scalar = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
@@ -308,6 +321,17 @@ impl Task for ProteinbertPretraining {
             None => Vec::new(),
         };
         self.sampler.restore_segments(closed);
+        Ok(())
+    }
+
+    fn shard(&mut self, rank: usize, world_size: usize) -> Result<()> {
+        if world_size > 1 && matches!(self.options.switch, EpisodeSwitch::WallClockMinutes(_)) {
+            // Each rank's clock would switch episodes at its own moment.
+            return Err(Error::invalid(
+                "denoising.switch by wall clock cannot be shared by data-parallel ranks; switch by batches",
+            ));
+        }
+        self.shard = (rank, world_size);
         Ok(())
     }
 }
@@ -544,6 +568,12 @@ impl Task for ProbertaPretraining {
 
     fn train_loss(&mut self, epoch: u64, batch: u64, rng: &mut Rng) -> Result<TaskLoss> {
         let rows = self.order.batch(epoch, batch, self.batch_size).to_vec();
+        if rows.is_empty() {
+            // A data-parallel rank whose share of the epoch's last batch is empty: no loss, and a
+            // weight of 0 in the ranks' average.
+            let zero = Tensor::zeros((), DType::F32, &self.device)?;
+            return Ok(TaskLoss { loss: zero, metrics: Metrics::new(), samples: 0, tokens: 0 });
+        }
         let (sum, masked, tokens) = self.masked_loss(&self.train, &rows, epoch, 0, Some(rng))?;
         // fairseq: summed loss / sample size (masked tokens).
         let loss = (sum / masked.max(1) as f64)?;
@@ -571,6 +601,11 @@ impl Task for ProbertaPretraining {
             ("unigram_entropy".to_string(), self.unigram_entropy),
             ("masked_tokens".to_string(), masked as f64),
         ]))
+    }
+
+    fn shard(&mut self, rank: usize, world_size: usize) -> Result<()> {
+        self.order.shard(rank, world_size);
+        Ok(())
     }
 }
 
@@ -611,6 +646,24 @@ struct Prepared {
     data_files: Vec<PathBuf>,
     /// Counts of what the preparation mapped, cut or left out (written to `data.json`).
     report: serde_json::Value,
+    /// bf16/f16: the copies of the weights the model computes with.
+    half: Option<HalfWeights>,
+}
+
+/// Builds a model with `load` on the f32 master variables `vars`, and, for bf16 or f16, again on
+/// half-precision copies of them: the model the task computes with, and the copies.
+fn build_model<M>(
+    vars: &SeededVarMap,
+    precision: Precision,
+    device: &Device,
+    load: impl Fn(candle_nn::VarBuilder) -> Result<M>,
+) -> Result<(M, Option<HalfWeights>)> {
+    let master = load(vars.var_builder(DType::F32, device))?;
+    if precision.is_f32() {
+        return Ok((master, None));
+    }
+    let (half, model) = HalfWeights::build(vars, precision.dtype(), load)?;
+    Ok((model, Some(half)))
 }
 
 fn prepare_proteinbert(
@@ -652,7 +705,8 @@ fn prepare_proteinbert(
     }
     let mut model_config = model_config.clone();
     model_config.n_annotations = vocabulary.len();
-    let model = ProteinBert::load(vars.var_builder(DType::F32, device), &model_config)?;
+    let precision = config.train.precision;
+    let (model, half) = build_model(vars, precision, device, |vb| ProteinBert::load(vb, &model_config))?;
     let mut unknown = UnknownCounts::default();
     let corpus = annotated_corpus(train, &train_terms, &vocabulary, &mut unknown);
     let valid_corpus = annotated_corpus(valid, &valid_terms, &vocabulary, &mut unknown);
@@ -664,7 +718,11 @@ fn prepare_proteinbert(
     let rows: Vec<usize> = (0..valid_corpus.len()).collect();
     let valid_batches = rows
         .chunks(options.episodes[episode].batch_size)
-        .map(|r| encode_batch(&valid_corpus, r, episode, &options, &mut valid_rng, device))
+        .map(|r| {
+            let mut batch = encode_batch(&valid_corpus, r, episode, &options, &mut valid_rng, device)?;
+            batch.input_annotations = batch.input_annotations.to_dtype(precision.dtype())?;
+            Ok(batch)
+        })
         .collect::<Result<Vec<_>>>()?;
     let report = serde_json::json!({
         "go_terms": vocabulary.len(),
@@ -681,6 +739,8 @@ fn prepare_proteinbert(
             options,
             valid: valid_batches,
             device: device.clone(),
+            dtype: precision.dtype(),
+            shard: (0, 1),
         }),
         model_dir: DirectoryConfig {
             model: ModelConfig::Proteinbert(model_config),
@@ -690,6 +750,7 @@ fn prepare_proteinbert(
         },
         data_files,
         report,
+        half,
     })
 }
 
@@ -702,6 +763,14 @@ fn prepare_proberta(
     device: &Device,
 ) -> Result<Prepared> {
     let mlm = config.mlm.clone().ok_or_else(|| Error::invalid("a PRoBERTa pretraining config needs `mlm`"))?;
+    if config.train.precision == Precision::F16 {
+        // Measured: every f16 loss is NaN, because the attention mask is (mask − 1)·1e9 and 1e9
+        // becomes infinity in f16 (largest 65,504), so unmasked keys get 0·∞.
+        return Err(Error::invalid(
+            "PRoBERTa cannot train in f16 yet: its attention mask scales by 1e9, beyond f16's range \
+             (65,504), which makes every loss NaN; use train.precision bf16",
+        ));
+    }
     let tokenizer_path = inputs
         .tokenizer
         .clone()
@@ -735,7 +804,8 @@ fn prepare_proberta(
         "max_len": max_len,
         "letters_mapped_to_unk": unknown,
     });
-    let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, device), &model_config)?;
+    let (model, half) =
+        build_model(vars, config.train.precision, device, |vb| ProbertaForMaskedLm::load(vb, &model_config))?;
     // The tokenizer actually used (with its merges when known), so fine-tuning and embedding
     // segment proteins exactly as pretraining did.
     let model_files = tokenizer.files()?;
@@ -760,6 +830,7 @@ fn prepare_proberta(
         model_files,
         data_files: vec![dict_path],
         report,
+        half,
     })
 }
 
@@ -785,7 +856,21 @@ fn prepare_proberta(
 /// # Ok::<(), protein_lm::Error>(())
 /// ```
 pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOptions) -> Result<RunSummary> {
+    pretrain_with(config, inputs, options, Box::new(SingleProcess))
+}
+
+/// [`pretrain`] as one rank of a data-parallel run: `sync` is this rank's gradient sync
+/// ([`crate::distributed::setup::connect`]). Every rank reads the data and builds the model;
+/// rank 0 alone writes `out` (the other ranks only read nothing and write nothing there). With
+/// [`SingleProcess`] this is [`pretrain`].
+pub fn pretrain_with(
+    config: &PretrainConfig,
+    inputs: &PretrainInputs,
+    options: RunOptions,
+    sync: Box<dyn GradientSync>,
+) -> Result<RunSummary> {
     let RunOptions { out, resume, device, progress } = options;
+    let lead = sync.rank() == 0;
     let seed = config.train.seed;
     let (records, read_report) = match config.data.max_proteins {
         Some(n) => read_swissprot_go_limit(&inputs.data, n)?,
@@ -798,24 +883,31 @@ pub fn pretrain(config: &PretrainConfig, inputs: &PretrainInputs, options: RunOp
         ModelConfig::Proteinbert(c) => prepare_proteinbert(config, c, inputs, sets, &vars, device)?,
         ModelConfig::Proberta(c) => prepare_proberta(config, c, inputs, sets, &vars, device)?,
     };
-    let mut data_files = vec![inputs.data.clone()];
-    data_files.append(&mut prepared.data_files);
-    let provenance = Provenance::collect(seed, &data_files, device)?;
-    let run = RunDir::open(out, &serde_json::to_value(config).expect("config serialises"), &provenance, resume)?;
-    let mut report = serde_json::json!({
-        "table": inputs.data.display().to_string(),
-        "records_read": read_report,
-        "train_proteins": train.len(),
-        "valid_proteins": valid.len(),
-    });
-    if let (Some(all), serde_json::Value::Object(extra)) = (report.as_object_mut(), prepared.report) {
-        all.extend(extra);
-    }
-    run.write_json("data.json", &report)?;
+    let run = if lead {
+        let mut data_files = vec![inputs.data.clone()];
+        data_files.append(&mut prepared.data_files);
+        let provenance = Provenance::collect(seed, &data_files, device)?;
+        let run = RunDir::open(out, &serde_json::to_value(config).expect("config serialises"), &provenance, resume)?;
+        let mut report = serde_json::json!({
+            "table": inputs.data.display().to_string(),
+            "records_read": read_report,
+            "train_proteins": train.len(),
+            "valid_proteins": valid.len(),
+        });
+        if let (Some(all), serde_json::Value::Object(extra)) = (report.as_object_mut(), prepared.report) {
+            all.extend(extra);
+        }
+        run.write_json("data.json", &report)?;
+        run
+    } else {
+        RunDir::of_other_rank(out)
+    };
     let mut trainer = Trainer::new(config.train.clone(), vars, device.clone())?;
     trainer.progress = progress;
     trainer.model_dir_config = Some(prepared.model_dir);
     trainer.model_dir_files = prepared.model_files;
+    trainer.half = prepared.half;
+    trainer.sync = sync;
     trainer.run(prepared.task.as_mut(), &run, resume)
 }
 

@@ -170,6 +170,12 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The run directory as a data-parallel rank other than 0 sees it: the trainer writes nothing
+    /// through it (rank 0 owns the directory), and this writes nothing either.
+    pub fn of_other_rank(root: impl AsRef<Path>) -> Self {
+        Self { root: root.as_ref().to_path_buf() }
+    }
+
     pub fn path(&self) -> &Path {
         &self.root
     }

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::TrainingState;
 use super::grads::{accumulate, check_finite_loss, clip_grad_norm};
 use super::optim::{global_grad_norm, Adam, AdamVariant, Lamb, LambVariant, Optimizer, Param};
+use super::precision::{HalfWeights, LossScaleConfig, LossScaler, Precision, ScaleVerdict};
 use super::run_dir::RunDir;
 use super::schedule::{EarlyStopping, PolynomialDecay, ReduceOnPlateau, Verdict};
 use crate::models::directory::{DirectoryConfig, ModelDir};
@@ -100,32 +101,87 @@ pub trait Task {
     fn restore(&mut self, _state: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// Makes the task rank `rank`'s share of `world_size` data-parallel ranks: from then on
+    /// [`batches_per_epoch`](Self::batches_per_epoch) and [`train_loss`](Self::train_loss) are
+    /// this rank's, every training item going to exactly one rank per epoch (see
+    /// [`EpochOrder::shard`]), and every rank must report the same number of batches. A rank whose
+    /// share of a batch is empty returns a constant zero loss with `samples: 0` (its weight in the
+    /// ranks' average). Validation stays whole (rank 0 runs it). The default refuses more than one
+    /// rank.
+    fn shard(&mut self, rank: usize, world_size: usize) -> Result<()> {
+        if world_size == 1 {
+            return Ok(());
+        }
+        let _ = rank;
+        Err(Error::invalid(format!("this training task cannot be split over {world_size} data-parallel ranks")))
+    }
 }
 
 /// The shuffled order of a task's `n` training items in each epoch, a pure function of (seed,
 /// epoch) so batches resume bit for bit; the current epoch's permutation is kept, not redrawn per
 /// batch.
+///
+/// With data parallelism ([`shard`](Self::shard)) every rank draws the same permutation and takes
+/// every `world`-th item of it from its rank on (torch's `DistributedSampler` without padding):
+/// each item is seen by exactly one rank per epoch, and rank r's batch k holds the items at
+/// positions r, r + world, … of the one-process run's batch k of `world × batch_size` items, so
+/// the ranks together train on exactly the one-process run's batches. When `n` is not a multiple
+/// of `world × batch_size`, the last batch of some ranks is short or empty.
+///
+/// ```
+/// use protein_lm::train::trainer::EpochOrder;
+/// // 10 items, batches of 2 per rank on 2 ranks = the one-process run's batches of 4.
+/// let mut alone = EpochOrder::new(5, 10);
+/// let (mut r0, mut r1) = (EpochOrder::new(5, 10), EpochOrder::new(5, 10));
+/// r0.shard(0, 2);
+/// r1.shard(1, 2);
+/// assert_eq!((alone.batches(4), r0.batches(2), r1.batches(2)), (3, 3, 3));
+/// for k in 0..3 {
+///     let mut together = [r0.batch(0, k, 2), r1.batch(0, k, 2)].concat();
+///     let mut whole = alone.batch(0, k, 4).to_vec();
+///     together.sort_unstable();
+///     whole.sort_unstable();
+///     assert_eq!(together, whole);
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct EpochOrder {
     seed: u64,
     n: usize,
+    rank: usize,
+    world_size: usize,
+    /// This rank's items of the current epoch, in order.
     current: Option<(u64, Vec<usize>)>,
 }
 
 impl EpochOrder {
     pub fn new(seed: u64, n: usize) -> Self {
-        Self { seed, n, current: None }
+        Self { seed, n, rank: 0, world_size: 1, current: None }
     }
 
-    /// Batches of `batch_size` per epoch (the last one may be short).
+    /// Makes this order rank `rank`'s share of `world_size` ranks' (see the type's docs).
+    pub fn shard(&mut self, rank: usize, world_size: usize) {
+        assert!(world_size > 0 && rank < world_size, "rank {rank} of {world_size}");
+        self.rank = rank;
+        self.world_size = world_size;
+        self.current = None;
+    }
+
+    /// Batches of `batch_size` per epoch (the last one may be short; every rank has as many).
     pub fn batches(&self, batch_size: usize) -> u64 {
-        self.n.div_ceil(batch_size.max(1)) as u64
+        self.n.div_ceil(self.world_size).div_ceil(batch_size.max(1)) as u64
     }
 
-    /// The items of batch `index` of `epoch`.
+    /// The items of batch `index` of `epoch` (on this rank).
     pub fn batch(&mut self, epoch: u64, index: u64, batch_size: usize) -> &[usize] {
         if self.current.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.current = Some((epoch, Rng::new(self.seed).fork(epoch).permutation(self.n)));
+            let all = Rng::new(self.seed).fork(epoch).permutation(self.n);
+            let mine = if self.world_size == 1 {
+                all
+            } else {
+                all.into_iter().skip(self.rank).step_by(self.world_size).collect()
+            };
+            self.current = Some((epoch, mine));
         }
         let order = &self.current.as_ref().expect("just set").1;
         let start = (index as usize * batch_size).min(order.len());
@@ -133,9 +189,66 @@ impl EpochOrder {
     }
 }
 
-/// The point where data-parallel training averages gradients across workers.
+/// What one rank brings to an update's all-reduce.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalUpdate {
+    /// Samples in this rank's micro-batches: its weight in the average.
+    pub samples: usize,
+    pub tokens: usize,
+    /// Mean loss of this rank's micro-batches.
+    pub loss: f64,
+    /// Whether one of this rank's micro-batch losses was NaN or infinite.
+    pub non_finite_loss: bool,
+}
+
+/// An update over every rank.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GlobalUpdate {
+    pub samples: usize,
+    pub tokens: usize,
+    /// The ranks' losses weighted by their samples.
+    pub loss: f64,
+    /// Ranks with a NaN or infinite loss.
+    pub non_finite_ranks: usize,
+}
+
+impl GlobalUpdate {
+    /// One rank's update as the whole (one process).
+    pub fn alone(local: LocalUpdate) -> Self {
+        Self {
+            samples: local.samples,
+            tokens: local.tokens,
+            loss: local.loss,
+            non_finite_ranks: local.non_finite_loss as usize,
+        }
+    }
+}
+
+/// The point where data-parallel training averages gradients across workers
+/// ([`crate::distributed::sync::DataParallel`]); [`SingleProcess`] on one.
+///
+/// Every rank calls the methods the same number of times in the same order.
 pub trait GradientSync {
-    fn all_reduce(&mut self, grads: &mut GradStore, params: &[Param]) -> Result<()>;
+    /// This process's rank (0 logs, validates and writes checkpoints).
+    fn rank(&self) -> usize {
+        0
+    }
+    /// Processes training together.
+    fn world_size(&self) -> usize {
+        1
+    }
+    /// For the run's log.
+    fn describe(&self) -> String {
+        "one process".to_string()
+    }
+    /// Replaces each rank's gradients by their sample-weighted average over the ranks, and
+    /// returns the update's totals.
+    fn all_reduce(&mut self, grads: &mut GradStore, params: &[Param], local: LocalUpdate) -> Result<GlobalUpdate>;
+    /// Rank 0's `values` (a 1-D f32 tensor of the same length on every rank; the other ranks'
+    /// contents are ignored) on every rank.
+    fn broadcast(&mut self, values: &Tensor) -> Result<Tensor> {
+        Ok(values.clone())
+    }
 }
 
 /// One process: nothing to average.
@@ -143,9 +256,26 @@ pub trait GradientSync {
 pub struct SingleProcess;
 
 impl GradientSync for SingleProcess {
-    fn all_reduce(&mut self, _grads: &mut GradStore, _params: &[Param]) -> Result<()> {
-        Ok(())
+    fn all_reduce(&mut self, _grads: &mut GradStore, _params: &[Param], local: LocalUpdate) -> Result<GlobalUpdate> {
+        Ok(GlobalUpdate::alone(local))
     }
+}
+
+/// Rank 0's bytes on every rank (through [`GradientSync::broadcast`]: one f32 per byte, which is
+/// exact; meant for small JSON states, below 16 MB).
+pub fn broadcast_bytes(sync: &mut dyn GradientSync, bytes: &[u8], device: &Device) -> Result<Vec<u8>> {
+    if sync.world_size() == 1 {
+        return Ok(bytes.to_vec());
+    }
+    // Lengths and bytes as f32 are exact below 2^24.
+    if bytes.len() >= 1 << 24 {
+        return Err(Error::invalid(format!("a broadcast of {} bytes (the limit is 16 MB)", bytes.len())));
+    }
+    let len = sync.broadcast(&Tensor::new(&[bytes.len() as f32], device)?)?.to_vec1::<f32>()?[0] as usize;
+    let mut values: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
+    values.resize(len, 0.0);
+    let got = sync.broadcast(&Tensor::from_vec(values, len, device)?)?.to_vec1::<f32>()?;
+    Ok(got.into_iter().map(|v| v as u8).collect())
 }
 
 /// Learning-rate schedule.
@@ -317,6 +447,14 @@ pub struct TrainConfig {
     /// pretrained trunk; the first matching prefix counts, other parameters keep the schedule's rate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lr_scales: Vec<LrScale>,
+    /// The dtype the model computes in: `f32` (default), `bf16` or `f16` (with dynamic loss
+    /// scaling), always with f32 master weights and optimizer state ([`super::precision`]).
+    /// Left out of the written config when f32, so runs from before it resume.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// f16's loss-scaling settings (default: torch `GradScaler`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScaleConfig>,
 }
 
 /// A learning-rate factor for the parameters whose names start with `prefix`.
@@ -377,6 +515,8 @@ impl TrainConfig {
             keep_checkpoints: 2,
             log_every: 10,
             lr_scales: Vec::new(),
+            precision: Precision::F32,
+            loss_scale: None,
         }
     }
 
@@ -402,6 +542,12 @@ impl TrainConfig {
         if needs_validation && !validates {
             return bad("early stopping or a valid_ plateau needs validate_every_updates or validate_every_epochs");
         }
+        if let Some(scale) = &self.loss_scale {
+            if self.precision != Precision::F16 {
+                return bad("loss_scale is for precision f16 (bf16 and f32 need no loss scaling)");
+            }
+            scale.validate()?;
+        }
         Ok(())
     }
 }
@@ -419,6 +565,9 @@ struct LoopState {
     /// [`Task::state`] at the checkpoint.
     #[serde(default)]
     task: serde_json::Value,
+    /// f16: the dynamic loss scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<LossScaler>,
 }
 
 /// The plateau sets an absolute rate; the loop keeps it as a factor on the schedule. A schedule
@@ -461,6 +610,10 @@ pub struct Trainer {
     pub model_dir_files: Vec<(String, Vec<u8>)>,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// bf16/f16 training: the half-precision copies the task's model computes with (the
+    /// optimiser trains [`vars`](Self::vars), the f32 master weights). Required when the config's
+    /// precision is not f32.
+    pub half: Option<HalfWeights>,
 }
 
 impl Trainer {
@@ -481,6 +634,7 @@ impl Trainer {
             model_dir_config: None,
             model_dir_files: Vec::new(),
             progress: true,
+            half: None,
         })
     }
 
@@ -592,10 +746,34 @@ impl Trainer {
 
     /// Runs (or, with `resume`, continues) the loop in `run` until `max_updates`, `max_epochs` or
     /// early stopping.
+    ///
+    /// With a data-parallel [`sync`](Self::sync) every rank calls this with its own task; rank 0
+    /// alone reads and writes `run` (log, checkpoints, `best/`, `model/`) and validates, and the
+    /// other ranks get its weights, optimizer and loop state at the start and its validation's
+    /// decisions after each validation, so every rank takes the same steps.
     pub fn run(&mut self, task: &mut dyn Task, run: &RunDir, resume: bool) -> Result<RunSummary> {
         let started = Instant::now();
         let config = self.config.clone();
         let config_json = serde_json::to_value(&config).expect("config serialises");
+        let (rank, world) = (self.sync.rank(), self.sync.world_size());
+        let lead = rank == 0;
+        match (&self.half, config.precision) {
+            (None, Precision::F32) => {}
+            (None, p) => {
+                return Err(Error::invalid(format!(
+                    "training config: precision {p} needs the model built on {p} copies of its weights \
+                     (pretraining does this); this training path computes in f32 only, set precision to f32"
+                )))
+            }
+            (Some(h), p) if h.dtype != p.dtype() => {
+                return Err(Error::invalid(format!(
+                    "training config: precision {p}, but the model computes in {:?}",
+                    h.dtype
+                )))
+            }
+            _ => {}
+        }
+        task.shard(rank, world)?;
         let batches_per_epoch = task.batches_per_epoch();
         if batches_per_epoch == 0 {
             return Err(Error::invalid("the task has no training batches"));
@@ -617,10 +795,12 @@ impl Trainer {
             lr_scale: 1.0,
             plateau: config.plateau.as_ref().map(|p| ReduceOnPlateau::new(p.factor, p.patience, p.min_lr)),
             early_stopping: config.early_stopping.as_ref().map(|e| EarlyStopping::new(e.patience, e.maximize)),
+            loss_scale: (config.precision == Precision::F16)
+                .then(|| LossScaler::new(config.loss_scale.clone().unwrap_or_default())),
             ..Default::default()
         };
         let mut resumed_from = None;
-        if resume {
+        if resume && lead {
             if let Some(ckpt) = checkpoints.latest(&self.device)? {
                 if ckpt.state.config != config_json {
                     return Err(Error::invalid(format!(
@@ -631,34 +811,49 @@ impl Trainer {
                 self.restore(&ckpt.path, &ckpt.state, ckpt.model, ckpt.optimizer)?;
                 loop_state = serde_json::from_value(ckpt.state.extra.clone())
                     .map_err(|e| Error::invalid(format!("{}: bad loop state: {e}", ckpt.path.display())))?;
-                task.restore(&loop_state.task)?;
                 state = ckpt.state;
                 resumed_from = Some(state.step);
             }
         }
-        // Whether fresh, resumed, or resumed with no checkpoint to resume from (killed before its
-        // first one), the log keeps exactly what precedes the starting update.
-        run.reset_log(state.step)?;
-        if state.step == 0 {
-            // A fresh start owns the directory: model directories left by an earlier attempt that
-            // died before its first checkpoint (perhaps with another config) must not pass as this
-            // run's.
-            for name in ["best", "model"] {
-                let stale = run.path().join(name);
-                if stale.exists() {
-                    std::fs::remove_dir_all(&stale).map_err(|e| Error::io(&stale, e))?;
+        if world > 1 {
+            self.share_start(&mut state, &mut loop_state, &mut resumed_from)?;
+        }
+        if resumed_from.is_some() {
+            task.restore(&loop_state.task)?;
+        }
+        if let Some(half) = &self.half {
+            half.copy_from(&self.vars.named_vars())?;
+        }
+        // Rank 0 alone writes; the others' log calls do nothing.
+        let log = |record: &serde_json::Value| if lead { run.log(record) } else { Ok(()) };
+        if lead {
+            // Whether fresh, resumed, or resumed with no checkpoint to resume from (killed before
+            // its first one), the log keeps exactly what precedes the starting update.
+            run.reset_log(state.step)?;
+            if state.step == 0 {
+                // A fresh start owns the directory: model directories left by an earlier attempt
+                // that died before its first checkpoint (perhaps with another config) must not pass
+                // as this run's.
+                for name in ["best", "model"] {
+                    let stale = run.path().join(name);
+                    if stale.exists() {
+                        std::fs::remove_dir_all(&stale).map_err(|e| Error::io(&stale, e))?;
+                    }
                 }
             }
         }
         if let Some(step) = resumed_from {
-            run.log(&serde_json::json!({"kind": "event", "step": step, "event": "resumed"}))?;
+            log(&serde_json::json!({"kind": "event", "step": step, "event": "resumed"}))?;
+        }
+        if world > 1 && state.step == 0 {
+            log(&serde_json::json!({"kind": "event", "step": 0, "event": self.sync.describe()}))?;
         }
         let mut rng = state.rng()?;
         let mut last_validation = None;
         // A resumed run's time is its earlier segments' (up to the checkpoint) plus this one's.
         let seconds_before = state.seconds;
 
-        let bar = if self.progress {
+        let bar = if self.progress && lead {
             // Fine-tuning is bounded by epochs with a huge max_updates: show the nearer bound.
             let updates_per_epoch = batches_per_epoch.div_ceil(config.update_freq);
             let planned = config
@@ -680,6 +875,9 @@ impl Trainer {
         let (mut window_samples, mut window_tokens) = (0usize, 0usize);
 
         let save = |trainer: &Self, state: &mut TrainingState, loop_state: &LoopState, rng: &Rng| -> Result<()> {
+            if !lead {
+                return Ok(());
+            }
             state.rng = rng.state();
             state.optimizer_steps = trainer.optimizer.steps();
             state.extra = serde_json::to_value(loop_state).expect("loop state serialises");
@@ -701,31 +899,48 @@ impl Trainer {
         // Logged at the update that failed (not the last completed one), so a resume's log reset
         // drops it with the rest of that update.
         let log_non_finite = |what: &str, step: u64| {
-            let _ = run.log(&serde_json::json!({"kind": "event", "step": step, "event": format!("non-finite {what}")}));
+            let _ = log(&serde_json::json!({"kind": "event", "step": step, "event": format!("non-finite {what}")}));
         };
 
         while !finished(&state, &loop_state) {
             // ---- one update: accumulate micro-batches ----
             let update = state.step + 1;
             let lr = config.lr.lr(update) * loop_state.lr_scale;
+            let loss_scale = loop_state.loss_scale.as_ref().map(|s| s.scale);
             let mut grads: Option<GradStore> = None;
             let mut update_loss = 0.0;
             let mut update_metrics: Metrics = Metrics::new();
             let mut epoch_ended = false;
+            let mut micro_losses = Vec::with_capacity(config.update_freq as usize);
+            let (mut samples, mut tokens, mut non_finite_loss) = (0usize, 0usize, false);
             for _ in 0..config.update_freq {
                 let mut batch_rng = Rng::new(rng.next_u64());
+                if world > 1 {
+                    // Each rank its own dropout and noise; the run's stream stays in step.
+                    batch_rng = batch_rng.fork(rank as u64);
+                }
                 let out = task.train_loss(state.epoch, state.batch_in_epoch, &mut batch_rng)?;
-                let value = check_finite_loss(&out.loss, update).inspect_err(|_| log_non_finite("loss", update))?;
-                let scaled = (out.loss / config.update_freq as f64)?;
+                // One process stops at once; data-parallel ranks decide together after the
+                // all-reduce, and f16 treats an overflowing loss as an overflow (skip the update).
+                let value = if world == 1 && loss_scale.is_none() {
+                    check_finite_loss(&out.loss, update).inspect_err(|_| log_non_finite("loss", update))?
+                } else {
+                    let value = out.loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                    non_finite_loss |= !value.is_finite();
+                    value
+                };
+                let scaled = match loss_scale {
+                    None => (out.loss / config.update_freq as f64)?,
+                    Some(s) => ((out.loss * s)? / config.update_freq as f64)?,
+                };
                 accumulate(&mut grads, scaled.backward()?, &self.params)?;
                 update_loss += value / config.update_freq as f64;
                 for (k, v) in out.metrics {
                     *update_metrics.entry(k).or_default() += v / config.update_freq as f64;
                 }
-                window_samples += out.samples;
-                window_tokens += out.tokens;
-                loop_state.epoch_loss_sum += value;
-                loop_state.epoch_loss_count += 1;
+                samples += out.samples;
+                tokens += out.tokens;
+                micro_losses.push(value);
                 state.batch_in_epoch += 1;
                 if state.batch_in_epoch >= batches_per_epoch {
                     // An update may straddle epochs; the epoch's bookkeeping runs after the step.
@@ -734,24 +949,74 @@ impl Trainer {
                 }
             }
             let mut grads = grads.expect("at least one micro-batch");
-
-            // ---- the seam: all-reduce → clip → step ----
-            self.sync.all_reduce(&mut grads, &self.params)?;
-            // A finite loss can still give an infinite gradient: stop before it reaches the weights.
-            let grad_norm = match config.clip_norm {
-                Some(max) => clip_grad_norm(&mut grads, &self.params, max),
-                None => global_grad_norm(&self.params, &grads).and_then(|norm| {
-                    if norm.is_finite() {
-                        Ok(norm)
-                    } else {
-                        Err(Error::invalid(format!(
-                            "gradient norm is {norm} at step {update}; stopping (the last checkpoint is intact)"
-                        )))
-                    }
-                }),
+            if let Some(half) = &self.half {
+                half.gradients_to_master(&mut grads, &self.params)?;
             }
-            .inspect_err(|_| log_non_finite("gradient", update))?;
-            let stats = self.optimizer.step(&self.params, &grads, lr)?;
+
+            // ---- the seam: all-reduce → (unscale) → clip → step ----
+            let local = LocalUpdate { samples, tokens, loss: update_loss, non_finite_loss };
+            let global = self.sync.all_reduce(&mut grads, &self.params, local)?;
+            if global.non_finite_ranks > 0 && loss_scale.is_none() {
+                log_non_finite("loss", update);
+                return Err(Error::invalid(format!(
+                    "loss is NaN or infinite on {} of {world} ranks at step {update}; stopping (the last checkpoint is intact)",
+                    global.non_finite_ranks
+                )));
+            }
+            if world == 1 {
+                loop_state.epoch_loss_sum += micro_losses.iter().sum::<f64>();
+            } else {
+                // Every rank adds the same global values, so epoch-end decisions agree.
+                update_loss = global.loss;
+                loop_state.epoch_loss_sum += global.loss * micro_losses.len() as f64;
+            }
+            loop_state.epoch_loss_count += micro_losses.len() as u64;
+            window_samples += global.samples;
+            window_tokens += global.tokens;
+
+            let mut skipped = false;
+            let grad_norm = if let Some(scaler) = loop_state.loss_scale.as_mut() {
+                // The scale is a power of two: dividing by it is exact.
+                super::grads::scale(&mut grads, &self.params, 1.0 / scaler.scale)?;
+                let norm = global_grad_norm(&self.params, &grads)?;
+                let finite = norm.is_finite() && global.non_finite_ranks == 0;
+                let verdict =
+                    scaler.update(finite).inspect_err(|_| log_non_finite("gradient at every loss scale", update))?;
+                match (verdict, config.clip_norm) {
+                    (ScaleVerdict::Skip, _) => {
+                        skipped = true;
+                        norm
+                    }
+                    (ScaleVerdict::Step, Some(max)) => clip_grad_norm(&mut grads, &self.params, max)?,
+                    (ScaleVerdict::Step, None) => norm,
+                }
+            } else {
+                // A finite loss can still give an infinite gradient: stop before it reaches the weights.
+                match config.clip_norm {
+                    Some(max) => clip_grad_norm(&mut grads, &self.params, max),
+                    None => global_grad_norm(&self.params, &grads).and_then(|norm| {
+                        if norm.is_finite() {
+                            Ok(norm)
+                        } else {
+                            Err(Error::invalid(format!(
+                                "gradient norm is {norm} at step {update}; stopping (the last checkpoint is intact)"
+                            )))
+                        }
+                    }),
+                }
+                .inspect_err(|_| log_non_finite("gradient", update))?
+            };
+            let stats = if skipped {
+                // An f16 overflow: the update counts (schedule, logs, checkpoints stay on their
+                // steps) but changes no weight and no optimizer moment.
+                super::optim::StepStats::default()
+            } else {
+                let stats = self.optimizer.step(&self.params, &grads, lr)?;
+                if let Some(half) = &self.half {
+                    half.copy_from(&self.params)?;
+                }
+                stats
+            };
             drop(grads);
             state.step = update;
             bar.set_position(state.step);
@@ -768,18 +1033,33 @@ impl Trainer {
                 for (k, v) in &update_metrics {
                     record[k] = serde_json::json!(v);
                 }
-                run.log(&record)?;
+                if let Some(scaler) = &loop_state.loss_scale {
+                    // The scale this update used (the scaler has already moved on when it skipped).
+                    record["loss_scale"] = serde_json::json!(loss_scale.unwrap_or(scaler.scale));
+                    record["skipped_updates"] = serde_json::json!(scaler.skipped);
+                }
+                if world > 1 {
+                    record["ranks"] = serde_json::json!(world);
+                }
+                log(&record)?;
                 bar.set_message(format!("loss {update_loss:.4} · {:.0} tok/s", window_tokens as f64 / elapsed));
                 window_start = Instant::now();
                 window_samples = 0;
                 window_tokens = 0;
+            }
+            if skipped {
+                log(&serde_json::json!({"kind": "event", "step": state.step,
+                    "event": format!("f16 overflow: update skipped, loss scale {} → {}",
+                        loss_scale.unwrap_or_default(), loop_state.loss_scale.as_ref().map_or(0.0, |s| s.scale))}))?;
             }
 
             // ---- epoch end ----
             let mut validate_now = config.validate_every_updates.is_some_and(|n| state.step.is_multiple_of(n));
             if epoch_ended {
                 let train_loss = loop_state.epoch_loss_sum / loop_state.epoch_loss_count.max(1) as f64;
-                run.log(&serde_json::json!({"kind": "epoch", "step": state.step, "epoch": state.epoch, "train_loss": train_loss}))?;
+                log(
+                    &serde_json::json!({"kind": "epoch", "step": state.step, "epoch": state.epoch, "train_loss": train_loss}),
+                )?;
                 if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
                     if p.monitor == "train_loss" {
                         let new_lr = plateau.observe(train_loss, lr);
@@ -793,48 +1073,63 @@ impl Trainer {
                 validate_now |= config.validate_every_epochs.is_some_and(|n| state.epoch.is_multiple_of(n));
             }
 
-            // ---- validate ----
+            // ---- validate (rank 0; the others get its decisions) ----
             if validate_now {
-                let metrics = task.validate()?;
-                let mut record = serde_json::json!({"kind": "valid", "step": state.step, "epoch": state.epoch});
-                for (k, v) in &metrics {
-                    record[k] = serde_json::json!(v);
-                }
-                run.log(&record)?;
-                if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
-                    if let Some(value) = p.monitor.strip_prefix("valid_").and_then(|m| metrics.get(m)) {
-                        let new_lr = plateau.observe(*value, lr);
-                        loop_state.lr_scale = rescaled(loop_state.lr_scale, lr, new_lr);
+                if lead {
+                    let metrics = task.validate()?;
+                    let mut record = serde_json::json!({"kind": "valid", "step": state.step, "epoch": state.epoch});
+                    for (k, v) in &metrics {
+                        record[k] = serde_json::json!(v);
                     }
-                }
-                if let (Some(e), Some(stopper)) = (&config.early_stopping, loop_state.early_stopping.as_mut()) {
-                    let value = *metrics.get(&e.monitor).ok_or_else(|| {
-                        Error::invalid(format!(
-                            "early stopping monitors `{}`, which validation does not report",
-                            e.monitor
-                        ))
-                    })?;
-                    match stopper.observe(state.step, value) {
-                        Verdict::Improved => self.write_model_dir(
-                            run,
-                            "best",
-                            format!("best validation {} {value} at update {}", e.monitor, state.step),
-                        )?,
-                        Verdict::Continue => {}
-                        Verdict::Stop => loop_state.stopped_early = true,
+                    run.log(&record)?;
+                    if let (Some(p), Some(plateau)) = (&config.plateau, loop_state.plateau.as_mut()) {
+                        if let Some(value) = p.monitor.strip_prefix("valid_").and_then(|m| metrics.get(m)) {
+                            let new_lr = plateau.observe(*value, lr);
+                            loop_state.lr_scale = rescaled(loop_state.lr_scale, lr, new_lr);
+                        }
                     }
+                    if let (Some(e), Some(stopper)) = (&config.early_stopping, loop_state.early_stopping.as_mut()) {
+                        let value = *metrics.get(&e.monitor).ok_or_else(|| {
+                            Error::invalid(format!(
+                                "early stopping monitors `{}`, which validation does not report",
+                                e.monitor
+                            ))
+                        })?;
+                        match stopper.observe(state.step, value) {
+                            Verdict::Improved => self.write_model_dir(
+                                run,
+                                "best",
+                                format!("best validation {} {value} at update {}", e.monitor, state.step),
+                            )?,
+                            Verdict::Continue => {}
+                            Verdict::Stop => loop_state.stopped_early = true,
+                        }
+                    }
+                    last_validation = Some(metrics);
                 }
-                last_validation = Some(metrics);
+                if world > 1 {
+                    let decided = serde_json::json!({"loop": &loop_state, "metrics": &last_validation});
+                    let bytes = serde_json::to_vec(&decided).expect("loop state serialises");
+                    let bytes = broadcast_bytes(self.sync.as_mut(), &bytes, &self.device)?;
+                    let decided: serde_json::Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::invalid(format!("rank {rank}: rank 0's validation state: {e}")))?;
+                    loop_state = serde_json::from_value(decided["loop"].clone())
+                        .map_err(|e| Error::invalid(format!("rank {rank}: rank 0's loop state: {e}")))?;
+                    last_validation = serde_json::from_value(decided["metrics"].clone())
+                        .map_err(|e| Error::invalid(format!("rank {rank}: rank 0's metrics: {e}")))?;
+                }
             }
 
-            // ---- checkpoint ----
+            // ---- checkpoint (rank 0) ----
             if state.step.is_multiple_of(config.checkpoint_every) || finished(&state, &loop_state) {
                 loop_state.task = task.state();
                 save(self, &mut state, &loop_state, &rng)?;
             }
         }
         bar.finish_and_clear();
-        self.write_model_dir(run, "model", format!("trained for {} updates ({} epochs)", state.step, state.epoch))?;
+        if lead {
+            self.write_model_dir(run, "model", format!("trained for {} updates ({} epochs)", state.step, state.epoch))?;
+        }
         let summary = RunSummary {
             updates: state.step,
             epochs_completed: state.epoch,
@@ -844,9 +1139,88 @@ impl Trainer {
             seconds: seconds_before + started.elapsed().as_secs_f64(),
             resumed_from,
         };
-        run.log(&serde_json::json!({"kind": "event", "step": state.step, "event": "finished",
+        log(&serde_json::json!({"kind": "event", "step": state.step, "event": "finished",
             "stopped_early": summary.stopped_early}))?;
         Ok(summary)
+    }
+
+    /// Data parallelism: every rank takes rank 0's starting point (fresh or resumed): its training
+    /// and loop state, weights and optimizer moments, after checking that the ranks built the
+    /// same model.
+    fn share_start(
+        &mut self,
+        state: &mut TrainingState,
+        loop_state: &mut LoopState,
+        resumed_from: &mut Option<u64>,
+    ) -> Result<()> {
+        let rank = self.sync.rank();
+        let vars = self.vars.named_vars();
+        let shapes: Vec<(String, Vec<usize>)> = vars.iter().map(|(n, v)| (n.clone(), v.dims().to_vec())).collect();
+        let (steps, moments) = self.optimizer.state();
+        let mut moment_shapes: Vec<(String, Vec<usize>)> =
+            moments.iter().map(|(k, t)| (k.clone(), t.dims().to_vec())).collect();
+        moment_shapes.sort();
+        let start = serde_json::json!({
+            "state": &*state, "loop": &*loop_state, "resumed_from": *resumed_from,
+            "vars": shapes, "optimizer_steps": steps, "moments": moment_shapes,
+        });
+        let bytes =
+            broadcast_bytes(self.sync.as_mut(), &serde_json::to_vec(&start).expect("serialises"), &self.device)?;
+        let start: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("rank {rank}: rank 0's starting state: {e}")))?;
+        let bad = |what: &str, e: serde_json::Error| Error::invalid(format!("rank {rank}: rank 0's {what}: {e}"));
+        let theirs: Vec<(String, Vec<usize>)> =
+            serde_json::from_value(start["vars"].clone()).map_err(|e| bad("variables", e))?;
+        if theirs != shapes {
+            let first = theirs.iter().zip(&shapes).find(|(a, b)| a != b).map_or_else(
+                || format!("{} variables against rank 0's {}", shapes.len(), theirs.len()),
+                |(a, b)| format!("{} {:?} where rank 0 has {} {:?}", b.0, b.1, a.0, a.1),
+            );
+            return Err(Error::invalid(format!(
+                "rank {rank} built another model than rank 0 (the ranks need the same config and data): {first}"
+            )));
+        }
+        let moment_shapes: Vec<(String, Vec<usize>)> =
+            serde_json::from_value(start["moments"].clone()).map_err(|e| bad("optimizer state", e))?;
+        if rank != 0 {
+            *state = serde_json::from_value(start["state"].clone()).map_err(|e| bad("training state", e))?;
+            *loop_state = serde_json::from_value(start["loop"].clone()).map_err(|e| bad("loop state", e))?;
+            *resumed_from = serde_json::from_value(start["resumed_from"].clone()).map_err(|e| bad("resume step", e))?;
+        }
+        // Weights and moments in one buffer (rank 0's values; the others only give the lengths).
+        let mut parts = Vec::with_capacity(vars.len() + moment_shapes.len());
+        for (_, var) in &vars {
+            parts.push(var.as_tensor().to_dtype(candle_core::DType::F32)?.flatten_all()?);
+        }
+        for (key, dims) in &moment_shapes {
+            let n: usize = dims.iter().product();
+            parts.push(match moments.get(key) {
+                Some(t) if rank == 0 => t.to_dtype(candle_core::DType::F32)?.flatten_all()?,
+                _ => Tensor::zeros(n, candle_core::DType::F32, &self.device)?,
+            });
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let all = self.sync.broadcast(&Tensor::cat(&parts, 0)?)?;
+        let mut offset = 0;
+        for (_, var) in &vars {
+            let n = var.elem_count();
+            var.set(&all.narrow(0, offset, n)?.reshape(var.dims())?.to_dtype(var.dtype())?)?;
+            offset += n;
+        }
+        let mut restored = HashMap::new();
+        for (key, dims) in &moment_shapes {
+            let n: usize = dims.iter().product();
+            let dtype = moments.get(key).map_or(candle_core::DType::F32, |t| t.dtype());
+            restored.insert(key.clone(), all.narrow(0, offset, n)?.reshape(dims.as_slice())?.to_dtype(dtype)?);
+            offset += n;
+        }
+        if rank != 0 {
+            let steps: u64 = serde_json::from_value(start["optimizer_steps"].clone()).map_err(|e| bad("steps", e))?;
+            self.optimizer.load_state(steps, restored)?;
+        }
+        Ok(())
     }
 }
 

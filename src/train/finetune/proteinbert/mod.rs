@@ -156,6 +156,8 @@ impl FinetuneConfig {
                 keep_checkpoints: 2,
                 log_every: 10,
                 lr_scales: Vec::new(),
+                precision: Default::default(),
+                loss_scale: None,
             },
         };
         Self {
