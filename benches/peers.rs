@@ -159,6 +159,8 @@ fn train_config(updates: u64, lr: f64, optimizer: OptimizerConfig) -> TrainConfi
         keep_checkpoints: 1,
         log_every: 1,
         lr_scales: Vec::new(),
+        precision: Default::default(),
+        loss_scale: None,
     }
 }
 
@@ -253,7 +255,16 @@ fn proteinbert_train_step(warmup: usize, reps: usize) -> (Vec<f64>, serde_json::
     };
     let lengths: Vec<usize> = corpus.tokens.iter().map(Vec::len).collect();
     let sampler = EpisodeSampler::new(&lengths, options.clone(), 0).unwrap();
-    let mut task = ProteinbertPretraining { model, corpus, sampler, options, valid: vec![], device };
+    let mut task = ProteinbertPretraining {
+        model,
+        corpus,
+        sampler,
+        options,
+        valid: vec![],
+        device,
+        dtype: DType::F32,
+        shard: (0, 1),
+    };
     let cfg = train_config((warmup + reps) as u64, 2e-4, OptimizerConfig::lamb_tfa());
     let seconds = timed_updates(&mut task, &vars, cfg, warmup);
     (
