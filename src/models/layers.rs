@@ -158,19 +158,25 @@ pub fn linear_bert(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Line
 /// `Linear::forward` on a 3-D input runs a batched matmul against the broadcast weight, one small
 /// product per batch item, measurably slower at ProteinBERT's and PRoBERTa's sizes.
 pub fn linear(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
-    let dims = xs.dims();
-    if dims.len() <= 2 {
+    if xs.rank() <= 2 {
         return Ok(candle_core::Module::forward(layer, xs)?);
     }
+    dense(xs, layer.weight(), layer.bias())
+}
+
+/// `x · Wᵀ + b` for `x (…, in)`, `W (out, in)` and an optional `b (out)`, as one 2-D GEMM over all
+/// leading positions that starts from the bias ([`crate::models::ops::linear_bias`]).
+pub fn dense(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let dims = xs.dims();
     let inner = dims[dims.len() - 1];
     let rows = xs.elem_count() / inner.max(1);
     let xs2 = xs.reshape((rows, inner))?;
-    let ys = match layer.bias() {
-        Some(bias) => crate::models::ops::linear_bias(&xs2, layer.weight(), bias)?,
-        None => xs2.matmul(&layer.weight().t()?)?,
+    let ys = match bias {
+        Some(bias) => crate::models::ops::linear_bias(&xs2, weight, bias)?,
+        None => xs2.matmul(&weight.t()?)?,
     };
     let mut out_dims = dims.to_vec();
-    *out_dims.last_mut().expect("rank > 2") = layer.weight().dims()[0];
+    *out_dims.last_mut().expect("rank >= 1") = weight.dims()[0];
     Ok(ys.reshape(out_dims)?)
 }
 

@@ -21,7 +21,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::config::Config;
 use crate::models::init::BERT_NORMAL;
-use crate::models::layers::{dropout, linear, linear_bert, matmul_last, LayerNorm};
+use crate::models::layers::{dense, dropout, linear, linear_bert, LayerNorm};
 use crate::models::ops::{self, gelu_erf};
 use crate::{Error, Result, Rng};
 
@@ -315,7 +315,8 @@ impl LmHead {
     /// `(…, H)` features → `(…, vocab)` logits with the encoder's word embeddings as output matrix.
     pub fn forward(&self, x: &Tensor, word_embeddings: &Tensor) -> Result<Tensor> {
         let x = self.norm.forward(&gelu_erf(&linear(&self.dense, x)?)?)?;
-        Ok(matmul_last(&x, &word_embeddings.t()?)?.broadcast_add(&self.bias)?)
+        // The bias starts the GEMM: no second pass over B·L·vocab logits.
+        dense(&x, word_embeddings, Some(&self.bias))
     }
 }
 
