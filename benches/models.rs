@@ -8,16 +8,14 @@
 //! 32 × 512 forward is timed by `tests/fixtures/proteinbert/make_fixtures.py` (README there); the
 //! PyTorch figure is the spec's (`proberta.md`, transformers on the same machine kind).
 //!
-//! Measured on the 2-core machine, quiet, random weights, f32:
+//! Each line gives wall time and the process's CPU seconds (user + system, both threads): on a
+//! machine busy with other work the CPU seconds move far less than the wall time.
 //!
-//! | forward | protein-lm | reference |
-//! |---|---|---|
-//! | ProteinBERT 32 × 512 | 0.91–1.21 s (13.6–18.1 k tokens/s) | Keras/TF 2.15: 0.53–0.65 s quiet (spec), 1.10 s under load |
-//! | PRoBERTa 5 × 768, 8 × 512 | 2.61–2.64 s (1.55 k tokens/s) | PyTorch: 2.2 s (spec) |
-//! | ProteinBERT, one protein of 35,000 residues | 3.0 s, 0.62 GB peak resident | runs out of memory |
-//!
-//! Both are still slower than their references on this CPU; the remaining gap is in candle's
-//! batched small matmuls and memory traffic between unfused ops.
+//! The side-by-side comparison with PyTorch and Keras is `benches/peers/run.sh` (README,
+//! "Performance"). Before the fused kernels of issue 15, quiet: ProteinBERT 32 × 512 0.91–1.21 s,
+//! PRoBERTa encoder 8 × 512 2.61–2.64 s; one ProteinBERT protein of 35,000 residues 3.0 s, 0.62 GB
+//! peak resident (Keras runs out of memory). After them, with the machine loaded by other builds,
+//! CPU seconds per forward went from 2.5–2.9 to 1.3 (ProteinBERT) and from 6.6–7.5 to 2.8 (PRoBERTa).
 
 use std::time::Instant;
 

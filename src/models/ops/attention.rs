@@ -277,6 +277,9 @@ impl CustomOp3 for FusedAttention {
                         }
                         None => probs,
                     };
+                    // Moves the whole wrapper into the closure: naming only `shared.0` would capture
+                    // the bare pointer, which is not Send.
+                    #[allow(clippy::redundant_locals)]
                     let shared = shared;
                     gemm_strided_in(
                         l,
@@ -362,6 +365,9 @@ impl CustomOp3 for FusedAttentionBackward {
                 unsafe {
                     let (qp, kp, vp, gp) =
                         (q.as_ptr().add(base), k.as_ptr().add(base), v.as_ptr().add(base), grad.as_ptr().add(base));
+                    // Moves the whole wrapper into the closure: naming only `shared.0` would capture
+                    // the bare pointer, which is not Send.
+                    #[allow(clippy::redundant_locals)]
                     let shared = shared;
                     let (dq, dk, dv) = (shared.0.add(base), shared.0.add(n + base), shared.0.add(2 * n + base));
                     self.forward.probabilities(dims, task, qp, kp, probs);

@@ -1,11 +1,20 @@
-//! Fused CPU kernels with backward: exact (erf) GELU, tanh, softmax over the last axis, and
-//! LayerNorm.
+//! Fused CPU kernels with backward, each with candle's own ops as the fallback on other devices
+//! and dtypes (so CUDA keeps candle's kernels):
+//!
+//! * `elementwise`: exact (erf) GELU and tanh;
+//! * `norm`: softmax over the last axis and LayerNorm, forward and backward, one pass per row;
+//! * `attention`: multi-head attention per (protein, head), no `L × L` tensor, dropout inside;
+//! * `linear`: `x · Wᵀ + b` as one GEMM starting from the bias;
+//! * `conv`: dilated 1-D convolution as in-place GEMMs over overlapping windows;
+//! * `positions`: weighted sums over positions.
+//!
+//! Row kernels are compiled for AVX-512, AVX2 + FMA and the baseline and pick the widest the CPU
+//! has (`multiversion!`), and split across threads with rayon. Every sum over positions or a long
+//! row is accumulated in f64 (`sum_f64`), so its error does not grow with protein length.
 //!
 //! candle 0.11 computes `gelu_erf` per element through an f64 `erf` and `tanh` through libm, on
 //! one thread; in ProteinBERT they run on every activation of every block (the attention values
-//! alone are `B · L · 512` per block) and took about as long as all its matrix products. Here each
-//! is one branch-free pass that the compiler vectorises (AVX2 when the CPU has it), split across
-//! threads with rayon. Other devices and dtypes fall back to candle's own ops, so CUDA is unchanged.
+//! alone are `B · L · 512` per block) and took about as long as all its matrix products.
 //!
 //! Accuracy (f32, tested against f64 references over ±12): GELU via the complementary error
 //! function `Φ(x) = erfc(−x/√2)/2` with the Numerical Recipes Chebyshev fit (fractional error
