@@ -178,7 +178,7 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lr_scales: Vec<LrScale>,
     /// The dtype the model computes in: `f32` (default), `bf16` or `f16` (with dynamic loss
-    /// scaling), always with f32 master weights and optimizer state ([`super::precision`]).
+    /// scaling), always with f32 master weights and optimizer state ([`crate::train::precision`]).
     /// Left out of the written config when f32, so runs from before it resume.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
