@@ -19,9 +19,8 @@
 
 use std::time::Instant;
 
-// The allocator the `protein-lm` binary uses (see src/main.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "common/allocator.rs"]
+mod allocator;
 
 use candle_core::{DType, Device, Tensor};
 use protein_lm::models::init::SeededVarMap;
@@ -56,7 +55,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    protein_lm::memory::keep_freed_pages();
+    allocator::keep_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     let long = args.iter().position(|a| a == "--long").map(|i| args[i + 1].parse::<usize>().expect("--long N"));
     let mut rng = Rng::new(0);

@@ -20,8 +20,8 @@
 //! Threads: rayon's pool, `RAYON_NUM_THREADS` (the runner sets 2, as the peers' OMP/TF threads).
 //! FLOP counts and the table are the runner's (`benches/peers/table.py`).
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "common/allocator.rs"]
+mod allocator;
 
 use std::time::Instant;
 
@@ -290,7 +290,7 @@ fn matmul(m: usize, k: usize, n: usize, calls: usize, warmup: usize, reps: usize
 }
 
 fn main() {
-    protein_lm::memory::keep_freed_pages();
+    allocator::keep_freed_pages();
     let args = parse_args();
     let training = args.measurement.ends_with("train-step");
     let matmul_shape = match args.measurement.as_str() {

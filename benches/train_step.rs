@@ -11,8 +11,8 @@
 //! Measured on the 2-core machine, quiet, 2 threads each (README, Benchmarks): demo size 0.770 s
 //! per update against PyTorch 2.15's 0.561 s; paper size 21.4 s against 10.6 s.
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "common/allocator.rs"]
+mod allocator;
 
 use candle_core::{DType, Device};
 use protein_lm::models::init::SeededVarMap;
@@ -24,7 +24,7 @@ use protein_lm::train::trainer::{EpochOrder, LrSchedule, OptimizerConfig, TrainC
 use protein_lm::Rng;
 
 fn main() {
-    protein_lm::memory::keep_freed_pages();
+    allocator::keep_freed_pages();
     let paper_size = std::env::args().any(|a| a == "--paper-size");
     let (hidden, ff, batch, len) = if paper_size { (768, 3072, 8, 512) } else { (192, 768, 16, 128) };
     let config = proberta::Config { hidden_size: hidden, intermediate_size: ff, ..proberta::Config::default() };

@@ -19,19 +19,6 @@ use std::time::Instant;
 
 use crate::{Error, Result};
 
-/// Tells mimalloc (the allocator of the `protein-lm` binary and the benchmarks) to keep pages it
-/// has freed instead of returning them to the kernel 10 ms later. candle allocates a fresh buffer
-/// for every tensor; returned pages come back zeroed by the kernel on the next touch, which was
-/// 13–18 % of a PRoBERTa forward's time (`clear_page_erms` in a perf profile), halved by this. The
-/// resident set then stays at its peak instead of falling between batches; the peak is unchanged.
-/// Has no effect on a program whose global allocator is not mimalloc.
-pub fn keep_freed_pages() {
-    // `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h); −1 = never purge.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one integer option; mimalloc reads options atomically.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
 /// The resident set before some work and its peak during it, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeakResident {
@@ -195,14 +182,6 @@ where
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keep_freed_pages_sets_mimallocs_purge_delay() {
-        const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-        keep_freed_pages();
-        // SAFETY: reads one integer option.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, -1);
-    }
 
     const MB: u64 = 1 << 20;
 
