@@ -152,6 +152,7 @@ impl SelfAttention {
     }
 }
 
+/// One post-LN transformer layer.
 #[derive(Debug, Clone)]
 pub struct Layer {
     attention: SelfAttention,
