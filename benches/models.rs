@@ -21,23 +21,13 @@ use std::time::Instant;
 
 #[path = "common/allocator.rs"]
 mod allocator;
+#[path = "common/inputs.rs"]
+mod inputs;
 
 use candle_core::{DType, Device, Tensor};
 use protein_lm::models::init::SeededVarMap;
 use protein_lm::models::{proberta, proteinbert};
 use protein_lm::Rng;
-
-fn random_ids(rng: &mut Rng, b: usize, l: usize, lo: u32, hi: u32) -> Tensor {
-    let ids: Vec<u32> = (0..b * l).map(|_| lo + rng.index((hi - lo) as usize) as u32).collect();
-    Tensor::from_vec(ids, (b, l), &Device::Cpu).unwrap()
-}
-
-/// Random weights as plain tensors: built from `Var`s, every intermediate would keep the autograd
-/// graph (and so every earlier activation) alive, which inference does not want.
-fn inference_weights(map: &SeededVarMap) -> candle_nn::VarBuilder<'static> {
-    let tensors = map.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
-    candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
-}
 
 /// CPU seconds this process has used (user + system, all threads), from /proc: on a busy machine
 /// it moves far less than wall time when other processes take the cores.
@@ -62,12 +52,12 @@ fn main() {
     let map = SeededVarMap::new(1);
     let config = proteinbert::Config::default();
     proteinbert::ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
-    let model = proteinbert::ProteinBert::load(inference_weights(&map), &config).unwrap();
+    let model = proteinbert::ProteinBert::load(inputs::inference_weights(&map), &config).unwrap();
     println!("rayon/candle threads: {}", rayon::current_num_threads());
 
     if let Some(residues) = long {
         let l = residues + 2;
-        let ids = random_ids(&mut rng, 1, l, 0, 22);
+        let ids = inputs::random_ids(&mut rng, 1, l, 0, 22);
         let annotations = Tensor::zeros((1, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
         let t = Instant::now();
         let out = model.forward(&ids, &annotations, proteinbert::Forward::default()).unwrap();
@@ -81,7 +71,7 @@ fn main() {
     }
 
     let (b, l) = (32, 512);
-    let ids = random_ids(&mut rng, b, l, 0, 26);
+    let ids = inputs::random_ids(&mut rng, b, l, 0, 26);
     let annotations = Tensor::zeros((b, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
     let (times, cpu): (Vec<f64>, Vec<f64>) = (0..4)
         .map(|_| {
@@ -100,9 +90,9 @@ fn main() {
     let map = SeededVarMap::new(2);
     let config = proberta::Config::default();
     proberta::Encoder::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
-    let encoder = proberta::Encoder::load(inference_weights(&map), &config).unwrap();
+    let encoder = proberta::Encoder::load(inputs::inference_weights(&map), &config).unwrap();
     let (b, l) = (8, 512);
-    let ids = random_ids(&mut rng, b, l, 4, 10_000);
+    let ids = inputs::random_ids(&mut rng, b, l, 4, 10_000);
     let (times, cpu): (Vec<f64>, Vec<f64>) = (0..4)
         .map(|_| {
             let (t, c) = (Instant::now(), cpu_seconds());

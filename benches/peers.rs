@@ -22,6 +22,8 @@
 
 #[path = "common/allocator.rs"]
 mod allocator;
+#[path = "common/inputs.rs"]
+mod inputs;
 
 use std::time::Instant;
 
@@ -85,18 +87,6 @@ fn parse_args() -> Args {
     args
 }
 
-fn random_ids(rng: &mut Rng, b: usize, l: usize, lo: u32, hi: u32) -> Tensor {
-    let ids: Vec<u32> = (0..b * l).map(|_| lo + rng.index((hi - lo) as usize) as u32).collect();
-    Tensor::from_vec(ids, (b, l), &Device::Cpu).unwrap()
-}
-
-/// Random weights as plain tensors: built from `Var`s, every intermediate would keep the autograd
-/// graph (and so every earlier activation) alive, which inference does not want.
-fn inference_weights(map: &SeededVarMap) -> candle_nn::VarBuilder<'static> {
-    let tensors = map.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
-    candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
-}
-
 /// `warmup` untimed calls, then the seconds of `reps` timed ones.
 fn time_calls(warmup: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
     for _ in 0..warmup {
@@ -115,9 +105,9 @@ fn proberta_forward(warmup: usize, reps: usize) -> (Vec<f64>, serde_json::Value)
     let config = proberta::Config::default();
     let map = SeededVarMap::new(2);
     proberta::ProbertaForMaskedLm::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
-    let model = proberta::ProbertaForMaskedLm::load(inference_weights(&map), &config).unwrap();
+    let model = proberta::ProbertaForMaskedLm::load(inputs::inference_weights(&map), &config).unwrap();
     let (b, l) = PROBERTA_BATCH;
-    let ids = random_ids(&mut Rng::new(0), b, l, 4, config.vocab_size as u32 - 1);
+    let ids = inputs::random_ids(&mut Rng::new(0), b, l, 4, config.vocab_size as u32 - 1);
     let seconds = time_calls(warmup, reps, || {
         let (logits, _) = model.forward(&ids, proberta::Forward::default(), None).unwrap();
         assert_eq!(logits.dims(), [b, l, config.vocab_size]);
@@ -129,9 +119,9 @@ fn proteinbert_forward(warmup: usize, reps: usize) -> (Vec<f64>, serde_json::Val
     let config = proteinbert::Config::default();
     let map = SeededVarMap::new(1);
     proteinbert::ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
-    let model = proteinbert::ProteinBert::load(inference_weights(&map), &config).unwrap();
+    let model = proteinbert::ProteinBert::load(inputs::inference_weights(&map), &config).unwrap();
     let (b, l) = PROTEINBERT_BATCH;
-    let ids = random_ids(&mut Rng::new(0), b, l, 0, config.vocab_size as u32);
+    let ids = inputs::random_ids(&mut Rng::new(0), b, l, 0, config.vocab_size as u32);
     let annotations = Tensor::zeros((b, config.n_annotations), DType::F32, &Device::Cpu).unwrap();
     let seconds = time_calls(warmup, reps, || {
         let out = model.forward(&ids, &annotations, proteinbert::Forward::default()).unwrap();
@@ -193,17 +183,7 @@ fn proberta_train_step(warmup: usize, reps: usize) -> (Vec<f64>, serde_json::Val
     let vars = SeededVarMap::new(0);
     let model = proberta::ProbertaForMaskedLm::load(vars.var_builder(DType::F32, &device), &config).unwrap();
     let (batch, len) = PROBERTA_BATCH;
-    // `<s>` + len − 2 random pieces + `</s>`: every sequence exactly `len` tokens, no padding.
-    let mut rng = Rng::new(1);
-    let n = batch * (warmup + reps);
-    let train: Vec<Vec<u32>> = (0..n)
-        .map(|_| {
-            let mut ids = vec![0u32];
-            ids.extend((0..len - 2).map(|_| 4 + rng.index(config.vocab_size - 5) as u32));
-            ids.push(2);
-            ids
-        })
-        .collect();
+    let train = inputs::random_proberta_sequences(batch * (warmup + reps), len, config.vocab_size, 1);
     let mut task = ProbertaPretraining {
         model,
         order: EpochOrder::new(0, train.len()),

@@ -96,6 +96,25 @@ fn parse_args() -> Args {
     Args { reuse: args.iter().any(|a| a == "--reuse"), peers: !args.iter().any(|a| a == "--no-peers"), lengths }
 }
 
+/// The peer's outputs under `data`: made now by `script` in `venv`, kept from an earlier run
+/// (`--reuse`), or the reason there are none (`--no-peers`, or why the script did not run).
+fn peer_outputs(
+    args: &Args,
+    data: &Path,
+    venv: &str,
+    script: &str,
+    script_args: &[String],
+    setup: &str,
+) -> Result<(), String> {
+    if !args.peers {
+        Err("--no-peers".to_string())
+    } else if args.reuse && data.join("meta.json").exists() {
+        Ok(())
+    } else {
+        run_peer(venv, script, script_args, setup)
+    }
+}
+
 /// Runs one peer script in its venv. `Err` says why the peer's columns are empty.
 fn run_peer(venv: &str, script: &str, extra: &[String], setup: &str) -> Result<(), String> {
     let python = Path::new(ROOT).join(venv).join("bin/python");
@@ -155,18 +174,14 @@ struct ProteinBertRow {
 fn proteinbert_rows(args: &Args, work: &Path) -> (Vec<ProteinBertRow>, String) {
     let data = Path::new(ROOT).join("target/precision/proteinbert");
     let lengths = args.lengths.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
-    let peer = if !args.peers {
-        Err("--no-peers".to_string())
-    } else if args.reuse && data.join("meta.json").exists() {
-        Ok(())
-    } else {
-        run_peer(
-            "tests/fixtures/proteinbert/.venv",
-            "benches/peers/proteinbert_precision.py",
-            &["--lengths".into(), lengths],
-            "tests/fixtures/proteinbert/setup_venv.sh",
-        )
-    };
+    let peer = peer_outputs(
+        args,
+        &data,
+        "tests/fixtures/proteinbert/.venv",
+        "benches/peers/proteinbert_precision.py",
+        &["--lengths".into(), lengths],
+        "tests/fixtures/proteinbert/setup_venv.sh",
+    );
     let meta = peer.as_ref().ok().and_then(|_| read_json(&data.join("meta.json")));
     let (dir, source, why_not) = match (&peer, &meta) {
         (Ok(()), Some(meta)) => {
@@ -269,18 +284,14 @@ struct ProbertaResult {
 
 fn proberta_result(args: &Args, work: &Path) -> ProbertaResult {
     let data = Path::new(ROOT).join("target/precision/proberta");
-    let peer = if !args.peers {
-        Err("--no-peers".to_string())
-    } else if args.reuse && data.join("meta.json").exists() {
-        Ok(())
-    } else {
-        run_peer(
-            "tests/fixtures/proberta/.venv",
-            "benches/peers/proberta_precision.py",
-            &[],
-            "tests/fixtures/proberta/setup_venv.sh",
-        )
-    };
+    let peer = peer_outputs(
+        args,
+        &data,
+        "tests/fixtures/proberta/.venv",
+        "benches/peers/proberta_precision.py",
+        &[],
+        "tests/fixtures/proberta/setup_venv.sh",
+    );
     let meta = peer.as_ref().ok().and_then(|_| read_json(&data.join("meta.json")));
     let (dir, ids, mut notes) = match (&peer, &meta) {
         (Ok(()), Some(meta)) => {

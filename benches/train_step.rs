@@ -13,6 +13,8 @@
 
 #[path = "common/allocator.rs"]
 mod allocator;
+#[path = "common/inputs.rs"]
+mod inputs;
 
 use candle_core::{DType, Device};
 use protein_lm::models::init::SeededVarMap;
@@ -21,7 +23,6 @@ use protein_lm::train::objectives::mlm::MaskingOptions;
 use protein_lm::train::pretrain::ProbertaPretraining;
 use protein_lm::train::run_dir::{Provenance, RunDir};
 use protein_lm::train::trainer::{EpochOrder, LrSchedule, OptimizerConfig, TrainConfig, Trainer};
-use protein_lm::Rng;
 
 fn main() {
     allocator::keep_freed_pages();
@@ -32,17 +33,7 @@ fn main() {
     let device = Device::Cpu;
     let vars = SeededVarMap::new(0);
     let model = ProbertaForMaskedLm::load(vars.var_builder(DType::F32, &device), &config).unwrap();
-    // `<s>` + len − 2 random pieces + `</s>`: every sequence exactly `len` tokens, no padding.
-    let mut rng = Rng::new(1);
-    let n = batch * (warmup + timed) as usize;
-    let train: Vec<Vec<u32>> = (0..n)
-        .map(|_| {
-            let mut ids = vec![0u32];
-            ids.extend((0..len - 2).map(|_| 4 + rng.index(config.vocab_size - 5) as u32));
-            ids.push(2);
-            ids
-        })
-        .collect();
+    let train = inputs::random_proberta_sequences(batch * (warmup + timed) as usize, len, config.vocab_size, 1);
     let mut task = ProbertaPretraining {
         model,
         order: EpochOrder::new(0, train.len()),

@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::norm::softmax_in_place;
-use super::{contiguous_f32, gemm_strided_in, use_kernel, SharedOut, Strided};
+use super::{contiguous_f32, gemm_strided_in, use_kernel, with_held_f32, SharedOut, Strided};
 use crate::{Error, Result};
 
 /// Whether [`attention`] runs the fused kernel for these projections (CPU, f32); elsewhere it
@@ -337,99 +337,96 @@ impl CustomOp3 for FusedAttentionBackward {
             contiguous_f32(self.name(), k, k_layout)?,
             contiguous_f32(self.name(), v, v_layout)?,
         );
-        let (grad_storage, grad_layout) = self.grad.storage_and_layout();
-        let candle_core::Storage::Cpu(grad_storage) = &*grad_storage else {
-            candle_core::bail!("{}: the output gradient is not on the CPU", self.name())
-        };
-        let grad = contiguous_f32(self.name(), grad_storage, grad_layout)?;
-        let Dims { b, l, heads, d, width } = dims;
-        let n = q.len();
-        let mut out = vec![0f32; 3 * n];
-        let shared = SharedOut(out.as_mut_ptr());
-        (0..b * heads).into_par_iter().for_each_init(
-            || {
-                (
-                    vec![0f32; l * l],
-                    vec![0f32; l * l],
-                    if self.forward.dropout.is_some() { vec![0f32; l * l] } else { Vec::new() },
-                )
-            },
-            |(probs, d_scores, dropped), task| {
-                let base = dims.base(task);
-                let gemm = |m, n_, k_, c, a, b_, acc| {
-                    // SAFETY: as below; a closure only to keep the five products readable.
-                    unsafe { gemm_strided_in(m, n_, k_, c, a, b_, acc, gemm::Parallelism::None) }
-                };
-                // SAFETY: pointers address the task's own head in buffers of B·L·H·D elements
-                // (the output holds three of them: dQ, dK, dV); tasks write disjoint heads.
-                unsafe {
-                    let (qp, kp, vp, gp) =
-                        (q.as_ptr().add(base), k.as_ptr().add(base), v.as_ptr().add(base), grad.as_ptr().add(base));
-                    // Moves the whole wrapper into the closure: naming only `shared.0` would capture
-                    // the bare pointer, which is not Send.
-                    #[allow(clippy::redundant_locals)]
-                    let shared = shared;
-                    let (dq, dk, dv) = (shared.0.add(base), shared.0.add(n + base), shared.0.add(2 * n + base));
-                    self.forward.probabilities(dims, task, qp, kp, probs);
-                    // With dropout the product used P̃ = P ⊙ M: dV = P̃ᵀ · dO, and dP = (dO · Vᵀ) ⊙ M.
-                    let first = (task * l * l) as u64;
-                    let used: &[f32] = match self.forward.dropout {
-                        Some(drop) => {
-                            apply_dropout(probs, dropped, drop, first);
-                            dropped
-                        }
-                        None => probs,
+        with_held_f32(self.name(), &self.grad, |grad| {
+            let Dims { b, l, heads, d, width } = dims;
+            let n = q.len();
+            let mut out = vec![0f32; 3 * n];
+            let shared = SharedOut(out.as_mut_ptr());
+            (0..b * heads).into_par_iter().for_each_init(
+                || {
+                    (
+                        vec![0f32; l * l],
+                        vec![0f32; l * l],
+                        if self.forward.dropout.is_some() { vec![0f32; l * l] } else { Vec::new() },
+                    )
+                },
+                |(probs, d_scores, dropped), task| {
+                    let base = dims.base(task);
+                    let gemm = |m, n_, k_, c, a, b_, acc| {
+                        // SAFETY: as below; a closure only to keep the five products readable.
+                        unsafe { gemm_strided_in(m, n_, k_, c, a, b_, acc, gemm::Parallelism::None) }
                     };
-                    // dV = P̃ᵀ · dO
-                    gemm(
-                        l,
-                        d,
-                        l,
-                        Strided::rows(dv, width),
-                        Strided::transposed(used.as_ptr(), l),
-                        Strided::rows(gp, width),
-                        false,
-                    );
-                    // dP = dO · Vᵀ
-                    gemm(
-                        l,
-                        l,
-                        d,
-                        Strided::rows(d_scores.as_mut_ptr(), l),
-                        Strided::rows(gp, width),
-                        Strided::transposed(vp, width),
-                        false,
-                    );
-                    // dS = P ⊙ (dP − Σⱼ P ⊙ dP), row by row
-                    if let Some(drop) = self.forward.dropout {
-                        apply_dropout_in_place(d_scores, drop, first);
+                    // SAFETY: pointers address the task's own head in buffers of B·L·H·D elements
+                    // (the output holds three of them: dQ, dK, dV); tasks write disjoint heads.
+                    unsafe {
+                        let (qp, kp, vp, gp) =
+                            (q.as_ptr().add(base), k.as_ptr().add(base), v.as_ptr().add(base), grad.as_ptr().add(base));
+                        // Moves the whole wrapper into the closure: naming only `shared.0` would capture
+                        // the bare pointer, which is not Send.
+                        #[allow(clippy::redundant_locals)]
+                        let shared = shared;
+                        let (dq, dk, dv) = (shared.0.add(base), shared.0.add(n + base), shared.0.add(2 * n + base));
+                        self.forward.probabilities(dims, task, qp, kp, probs);
+                        // With dropout the product used P̃ = P ⊙ M: dV = P̃ᵀ · dO, and dP = (dO · Vᵀ) ⊙ M.
+                        let first = (task * l * l) as u64;
+                        let used: &[f32] = match self.forward.dropout {
+                            Some(drop) => {
+                                apply_dropout(probs, dropped, drop, first);
+                                dropped
+                            }
+                            None => probs,
+                        };
+                        // dV = P̃ᵀ · dO
+                        gemm(
+                            l,
+                            d,
+                            l,
+                            Strided::rows(dv, width),
+                            Strided::transposed(used.as_ptr(), l),
+                            Strided::rows(gp, width),
+                            false,
+                        );
+                        // dP = dO · Vᵀ
+                        gemm(
+                            l,
+                            l,
+                            d,
+                            Strided::rows(d_scores.as_mut_ptr(), l),
+                            Strided::rows(gp, width),
+                            Strided::transposed(vp, width),
+                            false,
+                        );
+                        // dS = P ⊙ (dP − Σⱼ P ⊙ dP), row by row
+                        if let Some(drop) = self.forward.dropout {
+                            apply_dropout_in_place(d_scores, drop, first);
+                        }
+                        softmax_backward_rows(d_scores, probs, l);
+                        // dQ = dS · K, dK = dSᵀ · Q
+                        gemm(
+                            l,
+                            d,
+                            l,
+                            Strided::rows(dq, width),
+                            Strided::rows(d_scores.as_ptr(), l),
+                            Strided::rows(kp, width),
+                            false,
+                        );
+                        gemm(
+                            l,
+                            d,
+                            l,
+                            Strided::rows(dk, width),
+                            Strided::transposed(d_scores.as_ptr(), l),
+                            Strided::rows(qp, width),
+                            false,
+                        );
                     }
-                    softmax_backward_rows(d_scores, probs, l);
-                    // dQ = dS · K, dK = dSᵀ · Q
-                    gemm(
-                        l,
-                        d,
-                        l,
-                        Strided::rows(dq, width),
-                        Strided::rows(d_scores.as_ptr(), l),
-                        Strided::rows(kp, width),
-                        false,
-                    );
-                    gemm(
-                        l,
-                        d,
-                        l,
-                        Strided::rows(dk, width),
-                        Strided::transposed(d_scores.as_ptr(), l),
-                        Strided::rows(qp, width),
-                        false,
-                    );
-                }
-            },
-        );
-        let mut dims3 = vec![3];
-        dims3.extend_from_slice(q_layout.shape().dims());
-        Ok((CpuStorage::F32(out), Shape::from(dims3)))
+                },
+            );
+            let mut dims3 = vec![3];
+            dims3.extend_from_slice(q_layout.shape().dims());
+            Ok((CpuStorage::F32(out), Shape::from(dims3)))
+        })
     }
 }
 

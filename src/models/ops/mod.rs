@@ -44,6 +44,20 @@ pub(super) fn contiguous_f32<'a>(
     Ok(&values[start..end])
 }
 
+/// The f32 values of a tensor an op holds itself (a backward op's output gradient, which candle
+/// does not hand over as a storage), passed to `f` while its storage is borrowed.
+pub(super) fn with_held_f32<R>(
+    name: &str,
+    held: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = held.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*storage else {
+        candle_core::bail!("{name}: the output gradient is not on the CPU")
+    };
+    f(contiguous_f32(name, storage, layout)?)
+}
+
 pub(super) fn use_kernel(xs: &Tensor) -> bool {
     matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32
 }

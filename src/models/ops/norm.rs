@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::elementwise::fast_exp;
-use super::{contiguous_f32, sum_f64, sum_f64_of, use_kernel, CHUNK};
+use super::{contiguous_f32, sum_f64, sum_f64_of, use_kernel, with_held_f32, CHUNK};
 use crate::Result;
 
 /// `row ← softmax(row)`: the maximum over sixteen lanes, one vectorised `exp` pass, and the
@@ -37,15 +37,21 @@ multiversion! {
     }
 }
 
+/// A row's mean and `1/√(var + eps)` (biased variance), accumulated in f64, rounded once.
+#[inline(always)]
+fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
+    let c = row.len() as f64;
+    let mean = sum_f64(row) / c;
+    let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+}
+
 multiversion! {
     /// LayerNorm of each row of `x` into `out`, mean and variance accumulated in f64.
     fn layer_norm_rows(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let c = gamma.len();
         for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-            let mean = sum_f64(row) / c as f64;
-            let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
-            let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
-            let mean = mean as f32;
+            let (mean, rstd) = mean_rstd(row, eps);
             for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
                 *o = (v - mean) * rstd * g + b;
             }
@@ -161,10 +167,7 @@ multiversion! {
         let c = gamma.len();
         let (acc_gamma, acc_beta) = acc.split_at_mut(c);
         for ((row, g_row), dx_row) in x.chunks_exact(c).zip(grad.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
-            let mean = sum_f64(row) / c as f64;
-            let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c as f64;
-            let rstd = 1.0 / (var + eps as f64).sqrt();
-            let (mean, rstd32) = (mean as f32, rstd as f32);
+            let (mean, rstd32) = mean_rstd(row, eps);
             let (mut sum_g, mut sum_gx) = (0f64, 0f64);
             for ((((&v, &gr), &ga), ag), ab) in
                 row.iter().zip(g_row).zip(gamma).zip(acc_gamma.iter_mut()).zip(acc_beta.iter_mut())
@@ -201,31 +204,28 @@ impl candle_core::CustomOp3 for FusedLayerNormBackward {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(self.name(), x, x_layout)?;
         let gamma = contiguous_f32(self.name(), gamma, gamma_layout)?;
-        let (grad_storage, grad_layout) = self.grad.storage_and_layout();
-        let candle_core::Storage::Cpu(grad_storage) = &*grad_storage else {
-            candle_core::bail!("{}: the output gradient is not on the CPU", self.name())
-        };
-        let grad = contiguous_f32(self.name(), grad_storage, grad_layout)?;
-        let (c, n) = (gamma.len(), x.len());
-        let mut out = vec![0f32; n + 2 * c];
-        let (dx, _) = out.split_at_mut(n);
-        let rows_per_task = (CHUNK / c.max(1)).max(1);
-        let partials: Vec<Vec<f64>> = dx
-            .par_chunks_mut(rows_per_task * c)
-            .zip(x.par_chunks(rows_per_task * c))
-            .zip(grad.par_chunks(rows_per_task * c))
-            .map(|((dx, x), grad)| {
-                let mut acc = vec![0f64; 2 * c];
-                layer_norm_backward_rows(x, grad, gamma, self.eps, dx, &mut acc);
-                acc
-            })
-            .collect();
-        let mut total = vec![0f64; 2 * c];
-        for part in &partials {
-            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
-        }
-        out[n..].iter_mut().zip(&total).for_each(|(o, &t)| *o = t as f32);
-        Ok((CpuStorage::F32(out), Shape::from(n + 2 * c)))
+        with_held_f32(self.name(), &self.grad, |grad| {
+            let (c, n) = (gamma.len(), x.len());
+            let mut out = vec![0f32; n + 2 * c];
+            let (dx, _) = out.split_at_mut(n);
+            let rows_per_task = (CHUNK / c.max(1)).max(1);
+            let partials: Vec<Vec<f64>> = dx
+                .par_chunks_mut(rows_per_task * c)
+                .zip(x.par_chunks(rows_per_task * c))
+                .zip(grad.par_chunks(rows_per_task * c))
+                .map(|((dx, x), grad)| {
+                    let mut acc = vec![0f64; 2 * c];
+                    layer_norm_backward_rows(x, grad, gamma, self.eps, dx, &mut acc);
+                    acc
+                })
+                .collect();
+            let mut total = vec![0f64; 2 * c];
+            for part in &partials {
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+            out[n..].iter_mut().zip(&total).for_each(|(o, &t)| *o = t as f32);
+            Ok((CpuStorage::F32(out), Shape::from(n + 2 * c)))
+        })
     }
 }
 
