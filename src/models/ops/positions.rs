@@ -140,6 +140,14 @@ mod tests {
         assert!(max_diff(go.get(&v).unwrap(), gt.get(&v).unwrap()) < 1e-5);
     }
 
+    #[test]
+    fn mismatched_shapes_are_an_error_naming_both() {
+        let w = Tensor::zeros((2, 3, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let v = Tensor::zeros((2, 4, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = weighted_sum_over_positions(&w, &v).unwrap_err().to_string();
+        assert!(err.contains("[2, 3, 5]") && err.contains("[2, 4, 6]"), "{err}");
+    }
+
     /// 100,000 positions of 0.1 (not exact in binary): a running f32 sum is off by about 1e-3
     /// relative; the f64-accumulated one is the correctly rounded f32 of the exact sum.
     #[test]
