@@ -252,6 +252,18 @@ impl LayerNorm {
         Self::new(weight, bias, eps)
     }
 
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         if crate::models::ops::fused_layer_norm_applies(xs, &self.weight) {
             return crate::models::ops::layer_norm(xs, &self.weight, &self.bias, self.eps);

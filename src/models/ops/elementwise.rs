@@ -45,7 +45,7 @@ fn fast_erfc(z: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(super) fn gelu(x: f32) -> f32 {
     0.5 * x * fast_erfc(-x * std::f32::consts::FRAC_1_SQRT_2)
 }
 
@@ -57,7 +57,7 @@ fn gelu_grad(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
+pub(super) fn tanh(x: f32) -> f32 {
     let e = fast_exp(-2.0 * x.abs());
     let t = (1.0 - e) / (1.0 + e);
     if x < 0.0 {

@@ -6,7 +6,8 @@
 //! * `attention`: multi-head attention per (protein, head), no `L × L` tensor, dropout inside;
 //! * `linear`: `x · Wᵀ + b` as one GEMM starting from the bias;
 //! * `conv`: dilated 1-D convolution as in-place GEMMs over overlapping windows;
-//! * `positions`: weighted sums over positions.
+//! * `positions`: weighted sums over positions;
+//! * `inference`: ProteinBERT's block at inference, its local track and global attention fused.
 //!
 //! Row kernels are compiled for AVX-512, AVX2 + FMA and the baseline and pick the widest the CPU
 //! has (`multiversion!`), and split across threads with rayon. Every sum over positions or a long
@@ -25,6 +26,7 @@
 pub use attention::{attention, attention_applies, AttentionDropout};
 pub use conv::conv_taps;
 pub use elementwise::{gelu_erf, tanh_act};
+pub use inference::{fused_block_applies, global_attention, local_track, ConvWeights, LocalTrack};
 pub use linear::linear_bias;
 pub use norm::{fused_layer_norm_applies, layer_norm, softmax_last_dim};
 pub use positions::{sum_over_positions, weighted_sum_over_positions};
@@ -109,6 +111,7 @@ macro_rules! multiversion {
 mod attention;
 mod conv;
 mod elementwise;
+mod inference;
 mod linear;
 mod norm;
 mod positions;

@@ -39,7 +39,7 @@ multiversion! {
 
 /// A row's mean and `1/√(var + eps)` (biased variance), accumulated in f64, rounded once.
 #[inline(always)]
-fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
+pub(super) fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
     let c = row.len() as f64;
     let mean = sum_f64(row) / c;
     let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c;

@@ -39,7 +39,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use super::config::Config;
 use crate::models::init::glorot_uniform;
 use crate::models::layers::{add_over_length, linear, linear_glorot, matmul_last, Conv1d, Conv1dConfig, LayerNorm};
-use crate::models::ops::{gelu_erf, tanh_act};
+use crate::models::ops::{self, gelu_erf, tanh_act};
 use crate::{Error, Result};
 
 /// Keras' default Embedding initialiser, U(−0.05, 0.05).
@@ -152,6 +152,9 @@ impl Block {
     }
 
     pub(super) fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
+        if ops::fused_block_applies(&self.tensors(local, global)) {
+            return self.forward_fused(local, global, mask);
+        }
         // Local track: four summands, then a dense residual.
         let conv_input = match mask {
             Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
@@ -168,6 +171,63 @@ impl Block {
         let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
         let global2 = self.global_norm2.forward(&(&global1 + gelu_erf(&linear(&self.global_dense2, &global1)?)?)?)?;
         Ok(BlockOutput { local1, local2, global1, global2, attention })
+    }
+
+    /// The inputs and every weight of the block: the fused inference path applies only when none
+    /// of them needs a gradient.
+    fn tensors<'a>(&'a self, local: &'a Tensor, global: &'a Tensor) -> Vec<&'a Tensor> {
+        let mut all = vec![local, global, &self.attention.wq, &self.attention.wk, &self.attention.wv];
+        for layer in [&self.global_to_local, &self.local_dense, &self.global_dense1, &self.global_dense2] {
+            all.push(layer.weight());
+            all.extend(layer.bias());
+        }
+        for conv in [&self.narrow_conv, &self.wide_conv] {
+            all.extend([conv.weight(), conv.bias()]);
+        }
+        for norm in [&self.local_norm1, &self.local_norm2, &self.global_norm1, &self.global_norm2] {
+            all.extend([norm.weight(), norm.bias()]);
+        }
+        all
+    }
+
+    /// [`Block::forward`] at inference: the local track and the global attention as the fused
+    /// kernels of [`ops::local_track`] and [`ops::global_attention`] (the same arithmetic, without
+    /// the per-op tensors); the global track's small `(B, d_global)` ops as before.
+    fn forward_fused(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
+        let from_global = gelu_erf(&linear(&self.global_to_local, global)?)?;
+        // (C_out, C_in, k) → (k, C_in, C_out): tap i is a (C_in, C_out) matrix.
+        let taps = |conv: &Conv1d| conv.weight().permute((2, 1, 0))?.contiguous();
+        let (narrow_taps, wide_taps) = (taps(&self.narrow_conv)?, taps(&self.wide_conv)?);
+        let weights = ops::LocalTrack {
+            narrow: ops::ConvWeights {
+                taps: &narrow_taps,
+                bias: self.narrow_conv.bias(),
+                dilation: self.narrow_conv.config().dilation,
+            },
+            wide: ops::ConvWeights {
+                taps: &wide_taps,
+                bias: self.wide_conv.bias(),
+                dilation: self.wide_conv.config().dilation,
+            },
+            norm1: (self.local_norm1.weight(), self.local_norm1.bias(), self.local_norm1.eps()),
+            dense: (self.local_dense.weight(), self.local_dense.bias().expect("linear_glorot has a bias")),
+            norm2: (self.local_norm2.weight(), self.local_norm2.bias(), self.local_norm2.eps()),
+        };
+        let (local1, local2) = ops::local_track(local, &from_global, mask, &weights)?;
+        let dense = gelu_erf(&linear(&self.global_dense1, global)?)?;
+        let attention = &self.attention;
+        let q = tanh_act(&global.matmul(&GlobalAttention::flat(&attention.wq)?)?)?;
+        let (attended, weights) = ops::global_attention(
+            &local2,
+            &q,
+            &GlobalAttention::flat(&attention.wk)?,
+            &GlobalAttention::flat(&attention.wv)?,
+            attention.n_heads,
+            mask,
+        )?;
+        let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
+        let global2 = self.global_norm2.forward(&(&global1 + gelu_erf(&linear(&self.global_dense2, &global1)?)?)?)?;
+        Ok(BlockOutput { local1, local2, global1, global2, attention: weights })
     }
 }
 
@@ -374,5 +434,59 @@ impl ProteinBert {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.embedding.embeddings().device()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::init::SeededVarMap;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// The fused inference block against the separate ops (which training uses), on every output
+    /// the forward returns, with and without a padding mask, across more than one task of
+    /// positions (L = 300 > 128) and with proteins of different padded lengths.
+    #[test]
+    fn fused_inference_block_equals_the_separate_ops() {
+        let config = Config::tiny(12);
+        let map = SeededVarMap::new(5);
+        let training = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
+        let plain = map.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect();
+        let inference = ProteinBert::load(VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu), &config).unwrap();
+        let (b, l) = (3, 300);
+        let mut rng = crate::Rng::new(9);
+        let real = [300usize, 17, 211];
+        let ids: Vec<u32> = (0..b * l)
+            .map(|i| if i % l < real[i / l] { rng.index(26) as u32 } else { crate::tokenize::residue::PAD })
+            .collect();
+        let tokens = Tensor::from_vec(ids, (b, l), &Device::Cpu).unwrap();
+        let go: Vec<f32> = (0..b * 12).map(|_| (rng.uniform() < 0.3) as u8 as f32).collect();
+        let annotations = Tensor::from_vec(go, (b, 12), &Device::Cpu).unwrap();
+        let mask = tokens.ne(crate::tokenize::residue::PAD).unwrap().to_dtype(DType::U32).unwrap();
+        let probe = inference.embedding.forward(&tokens).unwrap();
+        let zeros = Tensor::zeros((b, config.d_global), DType::F32, &Device::Cpu).unwrap();
+        assert!(ops::fused_block_applies(&inference.blocks[0].tensors(&probe, &zeros)));
+        assert!(!ops::fused_block_applies(&training.blocks[0].tensors(&probe, &zeros)));
+        for mask in [None, Some(&mask)] {
+            let options = Forward { mask, attention: true };
+            let ours = inference.forward(&tokens, &annotations, options).unwrap();
+            let theirs = training.forward(&tokens, &annotations, options).unwrap();
+            let mut worst = max_diff(&ours.token_logits, &theirs.token_logits)
+                .max(max_diff(&ours.annotation_logits, &theirs.annotation_logits));
+            for (a, b) in ours.local_states.iter().zip(&theirs.local_states) {
+                worst = worst.max(max_diff(a, b));
+            }
+            for (a, b) in ours.global_states.iter().zip(&theirs.global_states) {
+                worst = worst.max(max_diff(a, b));
+            }
+            for (a, b) in ours.attention.unwrap().iter().zip(&theirs.attention.unwrap()) {
+                worst = worst.max(max_diff(a, b));
+            }
+            eprintln!("mask {}: worst {worst:.2e}", mask.is_some());
+            assert!(worst < 2e-5, "mask {}: fused and separate ops differ by {worst}", mask.is_some());
+        }
     }
 }
