@@ -25,13 +25,17 @@
 //! (a documented divergence from the reference).
 //!
 //! Memory is linear in length: the attention keeps `(B, H, L)` weights, never `L × L`, and the
-//! convolutions sum one matmul per tap instead of building a `k`-times-larger column matrix. One
-//! protein of 35,000 residues through the released-size network peaks at 0.62 GB resident in
-//! 3.0 s on 2 cores (`benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs
-//! out of memory far earlier). What remains: the per-residue outputs themselves (`L × 1,562`
-//! floats for the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s,
-//! the graph that keeps every activation alive — load plain tensors (a model directory does) for
-//! inference.
+//! convolutions read overlapping windows of their input instead of building a `k`-times-larger
+//! column matrix. Two paths compute the same block: the separate differentiable ops, for
+//! training, and, when no input or weight needs a gradient (plain tensors, as a model directory
+//! loads them), the fused kernels of [`crate::models::ops::local_track`] and
+//! [`crate::models::ops::global_attention`], which make no per-op tensors and equal the separate
+//! ops to float32 rounding. One protein of 35,000 residues through the released-size network on
+//! the fused path peaks at 0.37 GB resident in 2.1 s on 2 cores (0.62 GB and 3.0 s on the
+//! separate ops; `benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs out
+//! of memory far earlier). What remains: the per-residue outputs themselves (`L × 1,562` floats for
+//! the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s, the graph
+//! that keeps every activation alive.
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
