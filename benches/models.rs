@@ -45,7 +45,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    allocator::keep_freed_pages();
+    allocator::setup_runtime();
     let args: Vec<String> = std::env::args().collect();
     let long = args.iter().position(|a| a == "--long").map(|i| args[i + 1].parse::<usize>().expect("--long N"));
     let mut rng = Rng::new(0);

@@ -270,7 +270,7 @@ fn matmul(m: usize, k: usize, n: usize, calls: usize, warmup: usize, reps: usize
 }
 
 fn main() {
-    allocator::keep_freed_pages();
+    allocator::setup_runtime();
     let args = parse_args();
     let training = args.measurement.ends_with("train-step");
     let matmul_shape = match args.measurement.as_str() {

@@ -25,7 +25,7 @@ use protein_lm::train::run_dir::{Provenance, RunDir};
 use protein_lm::train::trainer::{EpochOrder, LrSchedule, OptimizerConfig, TrainConfig, Trainer};
 
 fn main() {
-    allocator::keep_freed_pages();
+    allocator::setup_runtime();
     let paper_size = std::env::args().any(|a| a == "--paper-size");
     let (hidden, ff, batch, len) = if paper_size { (768, 3072, 8, 512) } else { (192, 768, 16, 128) };
     let config = proberta::Config { hidden_size: hidden, intermediate_size: ff, ..proberta::Config::default() };

@@ -126,7 +126,9 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
 }
 
 /// Makes the CPU flush subnormal floats to zero (FTZ) and read them as zero (DAZ), on the calling
-/// thread and on every thread of rayon's global pool (the one candle's matmuls run on).
+/// thread, on every thread of rayon's global pool (the one candle's matmuls and this crate's
+/// kernels run on) and on candle's own pool (its elementwise ops: half of every add or multiply
+/// ran there without the flags).
 ///
 /// Why: subnormals are handled by microcode on x86, up to a hundred times slower than normal
 /// floats, and masked-LM training makes plenty of them (softmax tails, tiny gradients of rare
@@ -146,6 +148,7 @@ pub fn flush_denormals_to_zero() {
         }
         set_flags();
         rayon::broadcast(|_| set_flags());
+        candle_core::utils::barrier_pool().execute(|_| set_flags());
     }
 }
 

@@ -1,13 +1,19 @@
-//! The allocator of the benchmarks, as in the `protein-lm` binary (src/main.rs): mimalloc, keeping
-//! the pages it frees. Included by `#[path]`, not a library item: linking mimalloc into the library
-//! put its static TLS into every evcxr cell's shared object, and after a few cells `dlopen` failed.
+//! The allocator and threads of the benchmarks, as in the `protein-lm` binary (src/main.rs):
+//! mimalloc, keeping the pages it frees, and candle's pool threads sleeping soon when idle.
+//! Included by `#[path]`, not a library item: linking mimalloc into the library put its static TLS
+//! into every evcxr cell's shared object, and after a few cells `dlopen` failed.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc returns freed pages to the kernel 10 ms later, which then zeroes them on the next touch
-/// (13–18 % of a PRoBERTa forward in `clear_page_erms`); −1 = never.
-pub fn keep_freed_pages() {
+/// Call first. mimalloc returns freed pages to the kernel 10 ms later, which then zeroes them on
+/// the next touch (13–18 % of a PRoBERTa forward in `clear_page_erms`); −1 = never. candle's pool
+/// threads spin 25,000 rounds between ops, taking the cores from rayon's (`park_idle_candle_threads`
+/// in src/main.rs); 100, read when the pool starts, so before any tensor op.
+pub fn setup_runtime() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
+    }
     // `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one integer option; mimalloc reads options atomically.
