@@ -165,3 +165,53 @@ fn fused_grad_norm_equals_the_f64_sum() {
     let got = global_grad_norm(&p, &g).unwrap();
     assert!((got - want.sqrt()).abs() <= 1e-12 * want.sqrt(), "{got} vs {}", want.sqrt());
 }
+
+/// The optimiser step alone on PRoBERTa's parameter shapes (44 M), fused and with candle ops:
+/// `cargo test --release --lib optim::tests::time_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing, not a test"]
+fn time_lamb_step_on_proberta_shapes() {
+    let (h, f, vocab) = (768, 3072, 10_009);
+    let mut shapes: Vec<(String, Vec<usize>)> =
+        vec![("emb.tok".into(), vec![vocab, h]), ("emb.pos".into(), vec![514, h])];
+    for l in 0..5 {
+        for (part, dims) in [
+            ("q.w", vec![h, h]),
+            ("k.w", vec![h, h]),
+            ("v.w", vec![h, h]),
+            ("o.w", vec![h, h]),
+            ("fc1.w", vec![f, h]),
+            ("fc2.w", vec![h, f]),
+            ("fc1.b", vec![f]),
+        ] {
+            shapes.push((format!("layer{l}.{part}"), dims));
+        }
+        for part in ["q.b", "k.b", "v.b", "o.b", "fc2.b", "ln1.w", "ln1.b", "ln2.w", "ln2.b"] {
+            shapes.push((format!("layer{l}.{part}"), vec![h]));
+        }
+    }
+    shapes.extend([("lm.dense".into(), vec![h, h]), ("lm.bias".into(), vec![vocab])]);
+    let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let p = params(&shapes, 5);
+    let n: usize = p.iter().map(|(_, v)| v.elem_count()).sum();
+    let g = grads(&p, 0, 1.0);
+    for candle_ops in [true, false] {
+        let mut opt = Lamb::apex_proberta();
+        opt.moments.candle_ops_only = candle_ops;
+        let mut seconds = Vec::new();
+        for _ in 0..4 {
+            let start = std::time::Instant::now();
+            opt.step(&p, &g, 2.5e-3).unwrap();
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        let start = std::time::Instant::now();
+        grad_norm(&p, &g, candle_ops).unwrap();
+        let norm = start.elapsed().as_secs_f64();
+        let path = if candle_ops { "candle ops" } else { "fused" };
+        eprintln!(
+            "apex LAMB step on {n} parameters, {path}: {:?} s (first step allocates the moments); \
+             the global grad norm alone {norm:.3} s",
+            seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+        );
+    }
+}
