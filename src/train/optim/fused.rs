@@ -1,9 +1,9 @@
 //! The optimiser steps as fused CPU kernels, for a contiguous f32 parameter and its gradient.
 //!
 //! The candle-op path makes about 25 passes over every parameter per step (each op its own pass,
-//! the norms through f64 copies): on PRoBERTa's 44 M parameters an apex LAMB step took 0.7-1.2 s
-//! on two cores, against 0.2 s here (`tests::time_lamb_step_on_proberta_shapes`), which is about
-//! what reading and writing the arrays costs. LAMB reads each array twice (new moments and both
+//! the norms through f64 copies): on PRoBERTa's 44 M parameters an apex LAMB step took 0.75-0.85 s
+//! on two cores, against 0.11 s here (`tests::time_lamb_step_on_proberta_shapes`), about what
+//! reading and writing the arrays costs. LAMB reads each array twice (new moments and both
 //! norms, then the new weights, recomputing the update rather than storing it), Adam once, the
 //! gradient norm once.
 //!
