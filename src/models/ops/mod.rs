@@ -33,10 +33,10 @@ pub use positions::{sum_over_positions, weighted_sum_over_positions};
 
 use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
 
-pub(super) const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// The f32 values of a contiguous CPU storage, or the error the op `name` reports.
-pub(super) fn contiguous_f32<'a>(
+pub(crate) fn contiguous_f32<'a>(
     name: &str,
     storage: &'a CpuStorage,
     layout: &Layout,
@@ -66,7 +66,7 @@ pub(super) fn use_kernel(xs: &Tensor) -> bool {
 
 /// The widest vector unit this CPU has: 2 = AVX-512, 1 = AVX2 + FMA, 0 = the baseline.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn simd_level() -> u8 {
+pub(crate) fn simd_level() -> u8 {
     use std::sync::OnceLock;
     static LEVEL: OnceLock<u8> = OnceLock::new();
     *LEVEL.get_or_init(|| {
@@ -107,6 +107,8 @@ macro_rules! multiversion {
         }
     };
 }
+// For the optimisers' kernels (`train::optim`).
+pub(crate) use multiversion;
 
 mod attention;
 mod conv;
@@ -125,7 +127,7 @@ pub(super) fn sum_f64(xs: &[f32]) -> f64 {
 
 /// `Σ f(x)` over `xs`, accumulated as [`sum_f64`] does.
 #[inline(always)]
-pub(super) fn sum_f64_of(xs: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+pub(crate) fn sum_f64_of(xs: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0f64; LANES];
     let chunks = xs.chunks_exact(LANES);
