@@ -7,6 +7,7 @@
 #
 #   benches/peers/run.sh                      # full: 5 rounds (training steps 3), 1,000 proteins to embed (~25 min quiet)
 #   benches/peers/run.sh --quick              # 2 rounds (training steps 1), 100 proteins: checks it end to end
+#   PEERS_ROUNDS=2 PEERS_PROTEINS=1000 benches/peers/run.sh embed-proteinbert   # rounds / proteins overridden
 #   benches/peers/run.sh --skip-setup …       # do not re-run the venv setups (they must exist)
 #   benches/peers/run.sh proberta-forward …   # only these measurements
 #
@@ -52,6 +53,9 @@ if [ $quick = 1 ]; then
 else
     rounds=5 train_rounds=3 reps=3 train_reps=2 mm_reps=5 proteins=1000
 fi
+# Keras' side of embed-proteinbert takes ~5 min a round on 1,000 proteins: PEERS_ROUNDS=2 shortens a run.
+rounds=${PEERS_ROUNDS:-$rounds}
+proteins=${PEERS_PROTEINS:-$proteins}
 
 die() { echo "peers/run.sh: $*" >&2; exit 1; }
 torch_venv=tests/fixtures/proberta/.venv
