@@ -195,6 +195,10 @@ pub fn local_track(
     weights: &LocalTrack,
 ) -> Result<(Tensor, Tensor)> {
     let (b, l, c) = local.dims3()?;
+    if b * l == 0 {
+        let empty = Tensor::zeros((b, l, c), DType::F32, &Device::Cpu)?;
+        return Ok((empty.clone(), empty));
+    }
     let g = values(from_global)?;
     let mask = mask.map(|m| values(&m.to_dtype(DType::F32)?)).transpose()?;
     let (n_bias, w_bias) = (values(weights.narrow.bias)?, values(weights.wide.bias)?);
@@ -335,6 +339,11 @@ pub fn global_attention(
         )));
     }
     let d_key = hk / n_heads;
+    if b * l == 0 {
+        // No positions: nothing to attend to, as a sum over none.
+        let y = Tensor::zeros((b, hv), DType::F32, &Device::Cpu)?;
+        return Ok((y, Tensor::zeros((b, n_heads, l), DType::F32, &Device::Cpu)?));
+    }
     let q = values(q)?;
     let (wk, wv) = (values(wk)?, values(wv)?);
     // The separate ops add (mask − 1)·1e9 to the scores.

@@ -156,7 +156,8 @@ impl Block {
     }
 
     pub(super) fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
-        if ops::fused_block_applies(&self.tensors(local, global)) {
+        // (An empty batch or protein takes the separate ops, which handle the empty shapes.)
+        if local.elem_count() > 0 && ops::fused_block_applies(&self.tensors(local, global)) {
             return self.forward_fused(local, global, mask);
         }
         // Local track: four summands, then a dense residual.
