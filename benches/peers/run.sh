@@ -53,7 +53,7 @@ if [ $quick = 1 ]; then
 else
     rounds=5 train_rounds=3 reps=3 train_reps=2 mm_reps=5 proteins=1000
 fi
-# Keras' side of embed-proteinbert takes ~5 min a round on 1,000 proteins: PEERS_ROUNDS=2 shortens a run.
+# PEERS_ROUNDS and PEERS_PROTEINS override the mode's rounds and proteins (a shorter run of one measurement).
 rounds=${PEERS_ROUNDS:-$rounds}
 proteins=${PEERS_PROTEINS:-$proteins}
 
