@@ -13,8 +13,8 @@
 //!   `gelu(values)` read that output in place (sums over positions in f64, as everywhere).
 //!
 //! The same arithmetic in the same order as the separate ops, so the two paths agree to float32
-//! rounding (tested below); [`crate::models::proteinbert`] takes this path when no input or weight
-//! needs a gradient.
+//! rounding (`fused_inference_block_equals_the_separate_ops` in `models::proteinbert::model`);
+//! [`crate::models::proteinbert`] takes this path when no input or weight needs a gradient.
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;

@@ -203,6 +203,8 @@ impl Block {
         // (C_out, C_in, k) → (k, C_in, C_out): tap i is a (C_in, C_out) matrix.
         let taps = |conv: &Conv1d| conv.weight().permute((2, 1, 0))?.contiguous();
         let (narrow_taps, wide_taps) = (taps(&self.narrow_conv)?, taps(&self.wide_conv)?);
+        let local_dense_bias =
+            self.local_dense.bias().ok_or_else(|| Error::invalid("ProteinBERT block: local_dense has no bias"))?;
         let weights = ops::LocalTrack {
             narrow: ops::ConvWeights {
                 taps: &narrow_taps,
@@ -215,7 +217,7 @@ impl Block {
                 dilation: self.wide_conv.config().dilation,
             },
             norm1: (self.local_norm1.weight(), self.local_norm1.bias(), self.local_norm1.eps()),
-            dense: (self.local_dense.weight(), self.local_dense.bias().expect("linear_glorot has a bias")),
+            dense: (self.local_dense.weight(), local_dense_bias),
             norm2: (self.local_norm2.weight(), self.local_norm2.bias(), self.local_norm2.eps()),
         };
         let (local1, local2) = ops::local_track(local, &from_global, mask, &weights)?;
