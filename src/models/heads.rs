@@ -215,11 +215,11 @@ impl Pooling {
 /// # Ok::<(), protein_lm::Error>(())
 /// ```
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    // −1e9 rather than −∞ keeps a row with no real position finite; the product with the mask
+    // −1e9 (f16: −65,504) rather than −∞ keeps a row with no real position finite; the product with the mask
     // then makes the padding's weights exactly 0 (the fast exponential leaves ~1e-38 there), and
     // such a row all 0.
     let mask = mask.to_dtype(scores.dtype())?;
-    let penalty = ((&mask - 1.0)? * 1e9)?;
+    let penalty = ((&mask - 1.0)? * super::layers::mask_penalty(scores.dtype()))?;
     Ok(super::ops::softmax_last_dim(&scores.broadcast_add(&penalty)?)?.broadcast_mul(&mask)?)
 }
 
@@ -577,6 +577,18 @@ mod tests {
     use super::*;
     use crate::models::init::SeededVarMap;
     use candle_core::Device;
+
+    /// In f16 the penalty is f16's largest value: with 1e9 (infinite there) every weight was NaN.
+    #[test]
+    fn masked_softmax_works_in_f16() -> Result<()> {
+        let scores = Tensor::new(&[[1f32, 2.0, 5.0], [0.5, 0.5, 0.5]], &Device::Cpu)?.to_dtype(DType::F16)?;
+        let mask = Tensor::new(&[[1u32, 1, 0], [0, 0, 0]], &Device::Cpu)?;
+        let w = masked_softmax(&scores, &mask)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        assert!(w.iter().flatten().all(|v| v.is_finite()), "{w:?}");
+        assert!(w[0][2] == 0.0 && (w[0][0] + w[0][1] - 1.0).abs() < 1e-3, "{w:?}");
+        assert_eq!(w[1], vec![0.0; 3]);
+        Ok(())
+    }
 
     fn features(b: usize, l: usize, d: usize, p: usize) -> Result<Features> {
         let dev = Device::Cpu;

@@ -288,6 +288,17 @@ pub fn add_over_length(local: &Tensor, global: &Tensor) -> Result<Tensor> {
     Ok(local.broadcast_add(&global.unsqueeze(1)?)?)
 }
 
+/// The penalty added to the scores of masked-out positions before a softmax: large enough that
+/// their weight underflows to 0, finite so that a row of only padding stays finite. 1e9, except in
+/// f16, whose largest value is 65,504: there 1e9 is infinite and `0 · ∞` made every kept score NaN.
+pub fn mask_penalty(dtype: DType) -> f64 {
+    if dtype == DType::F16 {
+        65_504.0
+    } else {
+        1e9
+    }
+}
+
 /// Mean of a `(B, L, C)` tensor over positions where `mask (B, L)` is 1; rows with no real token
 /// give zeros instead of NaN.
 pub fn masked_mean(xs: &Tensor, mask: &Tensor) -> Result<Tensor> {

@@ -277,9 +277,10 @@ impl Encoder {
             None => ids.ne(self.config.pad_token_id)?.to_dtype(DType::U32)?,
         };
         let mut x = self.embeddings.forward(ids, rng.as_deref_mut())?;
-        // Padded keys (`ids == pad`) get −1e9 rather than −∞, so a row of only padding still gives
-        // finite (unused) values.
-        let key_bias = (mask.to_dtype(x.dtype())?.affine(1.0, -1.0)? * 1e9)?;
+        // Padded keys (`ids == pad`) get −1e9 (f16: −65,504) rather than −∞, so a row of only
+        // padding still gives finite (unused) values.
+        let penalty = crate::models::layers::mask_penalty(x.dtype());
+        let key_bias = (mask.to_dtype(x.dtype())?.affine(1.0, -1.0)? * penalty)?;
         let mut hidden_states = vec![x.clone()];
         let mut attention = options.attention.then(Vec::new);
         for layer in &self.layers {

@@ -94,7 +94,8 @@ impl GlobalAttention {
         // (B, H, L)
         let mut scores = (k.contiguous()?.matmul(&q)?.squeeze(3)? / (dk as f64).sqrt())?;
         if let Some(mask) = mask {
-            let blocked = (mask.to_dtype(scores.dtype())?.affine(1.0, -1.0)? * 1e9)?.unsqueeze(1)?;
+            let penalty = crate::models::layers::mask_penalty(scores.dtype());
+            let blocked = (mask.to_dtype(scores.dtype())?.affine(1.0, -1.0)? * penalty)?.unsqueeze(1)?;
             scores = scores.broadcast_add(&blocked)?;
         }
         let weights = crate::models::ops::softmax_last_dim(&scores)?;
