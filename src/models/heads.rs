@@ -215,9 +215,9 @@ impl Pooling {
 /// # Ok::<(), protein_lm::Error>(())
 /// ```
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    // −1e9 (f16: −65,504) rather than −∞ keeps a row with no real position finite; the product with the mask
-    // then makes the padding's weights exactly 0 (the fast exponential leaves ~1e-38 there), and
-    // such a row all 0.
+    // −1e9 (f16: −65,504) rather than −∞ keeps a row with no real position finite; the product
+    // with the mask then makes the padding's weights exactly 0 (the fast exponential leaves ~1e-38
+    // there), and such a row all 0.
     let mask = mask.to_dtype(scores.dtype())?;
     let penalty = ((&mask - 1.0)? * super::layers::mask_penalty(scores.dtype()))?;
     Ok(super::ops::softmax_last_dim(&scores.broadcast_add(&penalty)?)?.broadcast_mul(&mask)?)
