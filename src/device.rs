@@ -152,6 +152,20 @@ pub fn flush_denormals_to_zero() {
     }
 }
 
+/// Lets candle's idle pool threads sleep after 100 spins instead of 25,000, unless the user set
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT`. candle's elementwise ops share their work with that pool, and
+/// its spinning between ops takes the cores from rayon's threads (the GEMMs and this crate's
+/// kernels): on 2 cores 9 % of a ProteinBERT training step's samples waited in candle's barrier.
+/// The variable is read when the pool starts, so call this first, while the process has one
+/// thread (the binary's `main` and the benchmarks do): setting the environment is not safe beside
+/// threads that read it.
+pub fn park_idle_candle_threads() {
+    const SPIN_LIMIT: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN_LIMIT).is_none() {
+        std::env::set_var(SPIN_LIMIT, "100");
+    }
+}
+
 /// Whether the calling thread flushes subnormals to zero (see [`flush_denormals_to_zero`]).
 pub fn denormals_flushed() -> bool {
     #[cfg(target_arch = "x86_64")]

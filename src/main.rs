@@ -20,21 +20,9 @@ fn keep_freed_pages() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
-/// candle's elementwise ops share out their work with its own pool of threads, which spin 25,000
-/// rounds waiting for the next op before they sleep. With rayon's threads beside them (the GEMMs
-/// and this crate's kernels) that spinning takes the cores the work needs: on 2 cores the
-/// ProteinBERT training step spent 9 % of its samples waiting in candle's barrier. 100 rounds,
-/// unless the user set it; read when the pool starts, so before any tensor op.
-fn park_idle_candle_threads() {
-    const SPIN_LIMIT: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(SPIN_LIMIT).is_none() {
-        // Still one thread here: nothing reads the environment concurrently.
-        std::env::set_var(SPIN_LIMIT, "100");
-    }
-}
-
 fn main() {
-    park_idle_candle_threads();
+    // First, while this is the only thread (it sets an environment variable candle reads).
+    protein_lm::device::park_idle_candle_threads();
     // Every subcommand computes on the CPU threads set up here (see the function's comment).
     protein_lm::device::flush_denormals_to_zero();
     keep_freed_pages();

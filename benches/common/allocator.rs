@@ -7,13 +7,10 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Call first. mimalloc returns freed pages to the kernel 10 ms later, which then zeroes them on
-/// the next touch (13–18 % of a PRoBERTa forward in `clear_page_erms`); −1 = never. candle's pool
-/// threads spin 25,000 rounds between ops, taking the cores from rayon's (`park_idle_candle_threads`
-/// in src/main.rs); 100, read when the pool starts, so before any tensor op.
+/// the next touch (13–18 % of a PRoBERTa forward in `clear_page_erms`); −1 = never. And candle's
+/// pool threads sleep soon when idle (`protein_lm::device::park_idle_candle_threads`).
 pub fn setup_runtime() {
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "100");
-    }
+    protein_lm::device::park_idle_candle_threads();
     // `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (include/mimalloc.h).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one integer option; mimalloc reads options atomically.

@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::elementwise::{gelu, tanh};
-use super::norm::{mean_rstd, softmax_in_place};
+use super::norm::{layer_norm_in_place, softmax_in_place};
 use super::{gemm_strided, gemm_strided_in, use_kernel, Strided};
 use crate::{Error, Result};
 
@@ -164,10 +164,7 @@ multiversion! {
         for (o, (((&x, &g), (&n, &nb)), (&w, &wb))) in out.iter_mut().zip(terms) {
             *o = ((x + g) + gelu(n + nb)) + gelu(w + wb);
         }
-        let (mean, rstd) = mean_rstd(out, eps);
-        for ((o, &g), &b) in out.iter_mut().zip(gamma).zip(beta) {
-            *o = (*o - mean) * rstd * g + b;
-        }
+        layer_norm_in_place(out, gamma, beta, eps);
     }
 }
 
@@ -179,10 +176,7 @@ multiversion! {
         for (o, ((&y, &d), &b)) in out.iter_mut().zip(y[..c].iter().zip(&dense[..c]).zip(&bias[..c])) {
             *o = y + gelu(d + b);
         }
-        let (mean, rstd) = mean_rstd(out, eps);
-        for ((o, &g), &b) in out.iter_mut().zip(gamma).zip(beta) {
-            *o = (*o - mean) * rstd * g + b;
-        }
+        layer_norm_in_place(out, gamma, beta, eps);
     }
 }
 

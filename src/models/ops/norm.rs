@@ -39,11 +39,20 @@ multiversion! {
 
 /// A row's mean and `1/√(var + eps)` (biased variance), accumulated in f64, rounded once.
 #[inline(always)]
-pub(super) fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
+fn mean_rstd(row: &[f32], eps: f32) -> (f32, f32) {
     let c = row.len() as f64;
     let mean = sum_f64(row) / c;
     let var = sum_f64_of(row, |v| (v as f64 - mean) * (v as f64 - mean)) / c;
     (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+}
+
+/// `row ← LN(row)`: the row's LayerNorm in place (the fused inference block sums a row first).
+#[inline(always)]
+pub(super) fn layer_norm_in_place(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let (mean, rstd) = mean_rstd(row, eps);
+    for ((o, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+        *o = (*o - mean) * rstd * g + b;
+    }
 }
 
 multiversion! {
@@ -51,10 +60,8 @@ multiversion! {
     fn layer_norm_rows(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let c = gamma.len();
         for (o, row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-            let (mean, rstd) = mean_rstd(row, eps);
-            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
-                *o = (v - mean) * rstd * g + b;
-            }
+            o.copy_from_slice(row);
+            layer_norm_in_place(o, gamma, beta, eps);
         }
     }
 }
