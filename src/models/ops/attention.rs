@@ -160,7 +160,9 @@ multiversion! {
     fn bias_softmax_rows(scores: &mut [f32], bias: Option<&[f32]>, l: usize) {
         for row in scores.chunks_exact_mut(l) {
             if let Some(bias) = bias {
-                row.iter_mut().zip(bias).for_each(|(s, b)| *s += b);
+                for (s, b) in row.iter_mut().zip(bias) {
+                    *s += b;
+                }
             }
             softmax_in_place(row);
         }
@@ -180,7 +182,9 @@ multiversion! {
             }
             let tail: f64 = ds[rest..].iter().zip(&p[rest..]).map(|(&g, &p)| g as f64 * p as f64).sum();
             let dot = (lanes.iter().sum::<f64>() + tail) as f32;
-            ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
+            for (g, &p) in ds.iter_mut().zip(p) {
+                *g = p * (*g - dot);
+            }
         }
     }
 }

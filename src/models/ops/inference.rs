@@ -272,7 +272,9 @@ multiversion! {
         let h = q.len() / d_key;
         let n = scores.len() / h;
         for (i, k) in keys.chunks_exact_mut(q.len()).take(n).enumerate() {
-            k.iter_mut().for_each(|v| *v = tanh(*v));
+            for v in k.iter_mut() {
+                *v = tanh(*v);
+            }
             for head in 0..h {
                 let dot = dot16(&k[head * d_key..][..d_key], &q[head * d_key..][..d_key]);
                 let s = dot * scale;
@@ -300,10 +302,14 @@ multiversion! {
         let dv = width / h;
         for (i, row) in values.chunks_exact_mut(width).take(n).enumerate() {
             // GELU sixteen lanes wide first; the f64 sums run eight wide after it.
-            row.iter_mut().for_each(|v| *v = gelu(*v));
+            for v in row.iter_mut() {
+                *v = gelu(*v);
+            }
             for head in 0..h {
                 let w = weights[head * n + i] as f64;
-                acc[head * dv..][..dv].iter_mut().zip(&row[head * dv..][..dv]).for_each(|(a, &v)| *a += w * v as f64);
+                for (a, &v) in acc[head * dv..][..dv].iter_mut().zip(&row[head * dv..][..dv]) {
+                    *a += w * v as f64;
+                }
             }
         }
     }

@@ -22,9 +22,13 @@ pub(super) fn softmax_in_place(row: &mut [f32]) {
         }
     }
     max = lanes.iter().copied().fold(max, f32::max);
-    row.iter_mut().for_each(|v| *v = fast_exp(*v - max));
+    for v in row.iter_mut() {
+        *v = fast_exp(*v - max);
+    }
     let inv = (1.0 / sum_f64(row)) as f32;
-    row.iter_mut().for_each(|v| *v *= inv);
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
 }
 
 multiversion! {

@@ -60,9 +60,13 @@ multiversion! {
         let mut acc = vec![0f64; d];
         for (pos, &wl) in w.iter().enumerate() {
             let row = &rows[pos * stride..][..d];
-            acc.iter_mut().zip(row).for_each(|(a, &x)| *a += wl as f64 * x as f64);
+            for (a, &x) in acc.iter_mut().zip(row) {
+                *a += wl as f64 * x as f64;
+            }
         }
-        out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = a as f32;
+        }
     }
 }
 
