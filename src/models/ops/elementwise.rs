@@ -51,7 +51,7 @@ pub(super) fn gelu(x: f32) -> f32 {
 
 /// d/dx GELU = Φ(x) + x φ(x).
 #[inline(always)]
-fn gelu_grad(x: f32) -> f32 {
+pub(super) fn gelu_grad(x: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     0.5 * fast_erfc(-x * std::f32::consts::FRAC_1_SQRT_2) + x * INV_SQRT_2PI * fast_exp(-0.5 * x * x)
 }

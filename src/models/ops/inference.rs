@@ -31,7 +31,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// `m × n` values written by `product`, a GEMM that overwrites its whole output (it never reads it,
 /// so the buffer need not be zeroed first: at 8 MB per product the zeroing showed in profiles).
-fn gemm_output(m: usize, n: usize, product: impl FnOnce(*mut f32)) -> Vec<f32> {
+pub(super) fn gemm_output(m: usize, n: usize, product: impl FnOnce(*mut f32)) -> Vec<f32> {
     let mut out = Vec::<f32>::with_capacity(m * n);
     product(out.as_mut_ptr());
     // SAFETY: `product` wrote all m·n values through the pointer (gemm with `accumulate = false`).
@@ -80,18 +80,23 @@ pub fn fused_block_applies(tensors: &[&Tensor]) -> bool {
 
 /// The output of one convolution over every padded phase: row `(b·d + p mod d)·phase_len + p div d`
 /// holds output position `p` of protein `b` (before the bias).
-struct ConvOutput {
-    rows: Vec<f32>,
-    dilation: usize,
-    phase_len: usize,
+pub(super) struct ConvOutput {
+    pub(super) rows: Vec<f32>,
+    pub(super) dilation: usize,
+    pub(super) phase_len: usize,
 }
 
 impl ConvOutput {
+    /// The index of the row that holds output position `position` of `protein`.
+    #[inline(always)]
+    pub(super) fn row_index(&self, protein: usize, position: usize) -> usize {
+        let d = self.dilation;
+        (protein * d + position % d) * self.phase_len + position / d
+    }
+
     #[inline(always)]
     fn row(&self, protein: usize, position: usize, width: usize) -> &[f32] {
-        let d = self.dilation;
-        let r = (protein * d + position % d) * self.phase_len + position / d;
-        &self.rows[r * width..][..width]
+        &self.rows[self.row_index(protein, position) * width..][..width]
     }
 }
 
@@ -104,12 +109,23 @@ fn convolve(
     (b, l, c_in): (usize, usize, usize),
     conv: &ConvWeights,
 ) -> Result<ConvOutput> {
-    let (k, c_in2, c_out) = conv.taps.dims3()?;
-    if c_in2 != c_in || k == 0 || conv.dilation == 0 {
-        return Err(Error::invalid(format!("fused conv: taps {:?} do not fit {c_in} channels", conv.taps.dims())));
-    }
     let taps = values(conv.taps)?;
-    let d = conv.dilation;
+    Ok(convolve_phases(x, mask, (b, l, c_in), &taps, conv.taps.dims3()?, conv.dilation)?.0)
+}
+
+/// [`convolve`] on the taps' values `(k, C_in, C_out)`, also returning the padded input laid out
+/// phase by phase (training keeps it for the tap gradient).
+pub(super) fn convolve_phases(
+    x: &[f32],
+    mask: Option<&[f32]>,
+    (b, l, c_in): (usize, usize, usize),
+    taps: &[f32],
+    (k, c_in2, c_out): (usize, usize, usize),
+    d: usize,
+) -> Result<(ConvOutput, Vec<f32>)> {
+    if c_in2 != c_in || k == 0 || d == 0 || taps.len() != k * c_in * c_out {
+        return Err(Error::invalid(format!("fused conv: taps ({k}, {c_in2}, {c_out}) do not fit {c_in} channels")));
+    }
     let span = d * (k - 1);
     let left = span / 2;
     let phase_len = (l + span).div_ceil(d);
@@ -122,7 +138,9 @@ fn convolve(
             match mask {
                 Some(m) => {
                     let keep = m[protein * l + p];
-                    dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v * keep);
+                    for (o, &v) in dst.iter_mut().zip(src) {
+                        *o = v * keep;
+                    }
                 }
                 None => dst.copy_from_slice(src),
             }
@@ -144,7 +162,7 @@ fn convolve(
             false,
         )
     });
-    Ok(ConvOutput { rows, dilation: d, phase_len })
+    Ok((ConvOutput { rows, dilation: d, phase_len }, padded))
 }
 
 multiversion! {

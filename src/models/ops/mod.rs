@@ -7,7 +7,8 @@
 //! * `linear`: `x · Wᵀ + b` as one GEMM starting from the bias;
 //! * `conv`: dilated 1-D convolution as in-place GEMMs over overlapping windows;
 //! * `positions`: weighted sums over positions;
-//! * `inference`: ProteinBERT's block at inference, its local track and global attention fused.
+//! * `inference`: ProteinBERT's block at inference, its local track and global attention fused;
+//! * `training`: ProteinBERT's local track for training, two fused ops with their own backward.
 //!
 //! Row kernels are compiled for AVX-512, AVX2 + FMA and the baseline and pick the widest the CPU
 //! has (`multiversion!`), and split across threads with rayon. Every sum over positions or a long
@@ -30,6 +31,7 @@ pub use inference::{fused_block_applies, global_attention, local_track, ConvWeig
 pub use linear::linear_bias;
 pub use norm::{fused_layer_norm_applies, layer_norm, softmax_last_dim};
 pub use positions::{sum_over_positions, weighted_sum_over_positions};
+pub use training::{conv_sum_norm, dense_residual_norm, ConvTrack, TrackConv};
 
 use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
 
@@ -83,7 +85,8 @@ pub(crate) fn simd_level() -> u8 {
 /// Defines `fn name(args)` compiled three times (AVX-512, AVX2 + FMA, baseline) and picks the
 /// widest the CPU runs. Everything the body calls must be `#[inline(always)]`, so it is compiled
 /// inside each version. (A closure handed to a `#[target_feature]` function is not enough: it
-/// stays a baseline function of its own, and the GELU pass ran 4-wide SSE that way.)
+/// stays a baseline function of its own, and the GELU pass ran 4-wide SSE that way. Nor is an
+/// iterator's `for_each`, whose `fold` is not inlined: write the loops as `for` loops.)
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -117,6 +120,7 @@ mod inference;
 mod linear;
 mod norm;
 mod positions;
+mod training;
 
 /// `Σ xs` accumulated in f64 over eight lanes: the f32 inputs are summed exactly enough that the
 /// error does not grow with the number of terms (positions), and the lanes vectorise.

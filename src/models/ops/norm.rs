@@ -218,26 +218,37 @@ impl candle_core::CustomOp3 for FusedLayerNormBackward {
         with_held_f32(self.name(), &self.grad, |grad| {
             let (c, n) = (gamma.len(), x.len());
             let mut out = vec![0f32; n + 2 * c];
-            let (dx, _) = out.split_at_mut(n);
-            let rows_per_task = (CHUNK / c.max(1)).max(1);
-            let partials: Vec<Vec<f64>> = dx
-                .par_chunks_mut(rows_per_task * c)
-                .zip(x.par_chunks(rows_per_task * c))
-                .zip(grad.par_chunks(rows_per_task * c))
-                .map(|((dx, x), grad)| {
-                    let mut acc = vec![0f64; 2 * c];
-                    layer_norm_backward_rows(x, grad, gamma, self.eps, dx, &mut acc);
-                    acc
-                })
-                .collect();
-            let mut total = vec![0f64; 2 * c];
-            for part in &partials {
-                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            let (dx, tail) = out.split_at_mut(n);
+            for (o, &t) in tail.iter_mut().zip(&layer_norm_backward(x, grad, gamma, self.eps, dx)) {
+                *o = t as f32;
             }
-            out[n..].iter_mut().zip(&total).for_each(|(o, &t)| *o = t as f32);
             Ok((CpuStorage::F32(out), Shape::from(n + 2 * c)))
         })
     }
+}
+
+/// LayerNorm's backward over every row of `x` (the LayerNorm's input): writes `dx` and returns
+/// `[dγ, dβ]` (`2·C`), each summed over rows in f64 per task and then across tasks.
+pub(super) fn layer_norm_backward(x: &[f32], grad: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) -> Vec<f64> {
+    let c = gamma.len();
+    let rows_per_task = (CHUNK / c.max(1)).max(1);
+    let partials: Vec<Vec<f64>> = dx
+        .par_chunks_mut(rows_per_task * c)
+        .zip(x.par_chunks(rows_per_task * c))
+        .zip(grad.par_chunks(rows_per_task * c))
+        .map(|((dx, x), grad)| {
+            let mut acc = vec![0f64; 2 * c];
+            layer_norm_backward_rows(x, grad, gamma, eps, dx, &mut acc);
+            acc
+        })
+        .collect();
+    let mut total = vec![0f64; 2 * c];
+    for part in &partials {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+    total
 }
 
 /// Whether [`layer_norm`] will use the fused kernel for these inputs.

@@ -161,22 +161,83 @@ impl Block {
         if local.elem_count() > 0 && ops::fused_block_applies(&self.tensors(local, global)) {
             return self.forward_fused(local, global, mask);
         }
-        // Local track: four summands, then a dense residual.
-        let conv_input = match mask {
-            Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
-            None => local.clone(),
-        };
         let from_global = gelu_erf(&linear(&self.global_to_local, global)?)?;
-        let narrow = gelu_erf(&self.narrow_conv.forward(&conv_input)?)?;
-        let wide = gelu_erf(&self.wide_conv.forward(&conv_input)?)?;
-        let local1 = self.local_norm1.forward(&((add_over_length(local, &from_global)? + narrow)? + wide)?)?;
-        let local2 = self.local_norm2.forward(&(&local1 + gelu_erf(&linear(&self.local_dense, &local1)?)?)?)?;
+        let (local1, local2) = match self.local_track_fused(local, &from_global, mask)? {
+            Some(tracks) => tracks,
+            None => self.local_track_separate(local, &from_global, mask)?,
+        };
         // Global track: reads the updated local track and the previous global vector.
         let dense = gelu_erf(&linear(&self.global_dense1, global)?)?;
         let (attended, attention) = self.attention.forward(global, &local2, mask)?;
         let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
-        let global2 = self.global_norm2.forward(&(&global1 + gelu_erf(&linear(&self.global_dense2, &global1)?)?)?)?;
+        let global2 = self.dense_residual_norm(&self.global_dense2, &self.global_norm2, &global1)?;
         Ok(BlockOutput { local1, local2, global1, global2, attention })
+    }
+
+    /// The local track from the separate differentiable ops: four summands, then a dense residual.
+    fn local_track_separate(
+        &self,
+        local: &Tensor,
+        from_global: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let conv_input = match mask {
+            Some(m) => local.broadcast_mul(&m.to_dtype(local.dtype())?.unsqueeze(D::Minus1)?)?,
+            None => local.clone(),
+        };
+        let narrow = gelu_erf(&self.narrow_conv.forward(&conv_input)?)?;
+        let wide = gelu_erf(&self.wide_conv.forward(&conv_input)?)?;
+        let local1 = self.local_norm1.forward(&((add_over_length(local, from_global)? + narrow)? + wide)?)?;
+        let local2 = self.local_norm2.forward(&(&local1 + gelu_erf(&linear(&self.local_dense, &local1)?)?)?)?;
+        Ok((local1, local2))
+    }
+
+    /// The local track as the two fused training ops of [`ops::conv_sum_norm`] and
+    /// [`ops::dense_residual_norm`] (CPU f32); `None` where they do not apply.
+    fn local_track_fused(
+        &self,
+        local: &Tensor,
+        from_global: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        fn conv(c: &Conv1d) -> ops::TrackConv<'_> {
+            ops::TrackConv { weight: c.weight(), bias: c.bias() }
+        }
+        let (narrow, wide) = (self.narrow_conv.config(), self.wide_conv.config());
+        if narrow.kernel_size != wide.kernel_size {
+            return Ok(None);
+        }
+        let track = ops::ConvTrack {
+            kernel_size: narrow.kernel_size,
+            narrow_dilation: narrow.dilation,
+            wide_dilation: wide.dilation,
+            eps: self.local_norm1.eps(),
+        };
+        let norm1 = (self.local_norm1.weight(), self.local_norm1.bias());
+        let Some(local1) = ops::conv_sum_norm(
+            local,
+            from_global,
+            mask,
+            (conv(&self.narrow_conv), conv(&self.wide_conv)),
+            norm1,
+            track,
+        )?
+        else {
+            return Ok(None);
+        };
+        let local2 = self.dense_residual_norm(&self.local_dense, &self.local_norm2, &local1)?;
+        Ok(Some((local1, local2)))
+    }
+
+    /// `norm(x + gelu(dense(x)))`: the fused op where it applies, the separate ops elsewhere.
+    fn dense_residual_norm(&self, dense: &Linear, norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+        if let Some(bias) = dense.bias() {
+            let fused = ops::dense_residual_norm(x, dense.weight(), bias, (norm.weight(), norm.bias(), norm.eps()))?;
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
+        norm.forward(&(x + gelu_erf(&linear(dense, x)?)?)?)
     }
 
     /// The inputs and every weight of the block: the fused inference path applies only when none
@@ -452,6 +513,94 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// The fused training ops of the local track (and the global track's dense residual) against
+    /// the separate ops: both outputs and the gradient of every input and weight, with and without
+    /// a padding mask, for proteins longer than a task of rows and padded differently.
+    #[test]
+    fn fused_training_tracks_equal_the_separate_ops() {
+        let config = Config::tiny(12);
+        let map = SeededVarMap::new(5);
+        let model = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
+        let block = &model.blocks[1];
+        let (b, l, c) = (3, 150, config.d_local);
+        let mut rng = crate::Rng::new(9);
+        let mut var = |dims: &[usize], scale: f32| {
+            let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32 * scale).collect();
+            candle_core::Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+        };
+        let (local, from_global, global) = (var(&[b, l, c], 1.0), var(&[b, c], 0.5), var(&[b, config.d_global], 1.0));
+        let (probe1, probe2, probe_global) =
+            (var(&[b, l, c], 1.0), var(&[b, l, c], 1.0), var(&[b, config.d_global], 1.0));
+        let real = [150usize, 17, 101];
+        let keep: Vec<u32> = (0..b * l).map(|i| (i % l < real[i / l]) as u32).collect();
+        let mask = Tensor::from_vec(keep, (b, l), &Device::Cpu).unwrap();
+        let mut watched: Vec<(String, candle_core::Var)> = map
+            .named_vars()
+            .into_iter()
+            .filter(|(name, _)| {
+                let tracked = [
+                    "narrow_conv",
+                    "wide_conv",
+                    "local_norm1",
+                    "local_dense",
+                    "local_norm2",
+                    "global_dense2",
+                    "global_norm2",
+                ];
+                tracked.iter().any(|layer| name.starts_with(&format!("blocks.1.{layer}.")))
+            })
+            .collect();
+        assert_eq!(watched.len(), 14, "the seven layers' weights and biases");
+        watched.extend([
+            ("local".into(), local.clone()),
+            ("from_global".into(), from_global.clone()),
+            ("global".into(), global.clone()),
+        ]);
+        for mask in [None, Some(&mask)] {
+            let run = |fused: bool| {
+                let (l1, l2) = if fused {
+                    block.local_track_fused(local.as_tensor(), from_global.as_tensor(), mask).unwrap().unwrap()
+                } else {
+                    block.local_track_separate(local.as_tensor(), from_global.as_tensor(), mask).unwrap()
+                };
+                let g2 = if fused {
+                    block.dense_residual_norm(&block.global_dense2, &block.global_norm2, global.as_tensor()).unwrap()
+                } else {
+                    let x = global.as_tensor();
+                    block
+                        .global_norm2
+                        .forward(&(x + gelu_erf(&linear(&block.global_dense2, x).unwrap()).unwrap()).unwrap())
+                        .unwrap()
+                };
+                let loss = ((l1.mul(probe1.as_tensor()).unwrap().sum_all().unwrap()
+                    + l2.mul(probe2.as_tensor()).unwrap().sum_all().unwrap())
+                .unwrap()
+                    + g2.mul(probe_global.as_tensor()).unwrap().sum_all().unwrap())
+                .unwrap();
+                let grads = loss.backward().unwrap();
+                let grads: Vec<Tensor> = watched
+                    .iter()
+                    .map(|(name, v)| grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}")).clone())
+                    .collect();
+                ([l1, l2, g2], grads)
+            };
+            let (fused, fused_grads) = run(true);
+            let (separate, separate_grads) = run(false);
+            for (a, b) in fused.iter().zip(&separate) {
+                assert!(max_diff(a, b) < 1e-5, "mask {}: outputs differ by {}", mask.is_some(), max_diff(a, b));
+            }
+            let mut worst = 0f32;
+            for ((name, _), (a, b)) in watched.iter().zip(fused_grads.iter().zip(&separate_grads)) {
+                let scale =
+                    b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+                let gap = max_diff(a, b) / scale;
+                worst = worst.max(gap);
+                assert!(gap < 2e-5, "mask {}: gradient of {name} differs by {gap} (relative)", mask.is_some());
+            }
+            eprintln!("mask {}: worst relative gradient gap {worst:.1e}", mask.is_some());
+        }
     }
 
     /// The fused inference block against the separate ops (which training uses), on every output
