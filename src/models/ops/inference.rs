@@ -269,7 +269,7 @@ pub fn local_track(
 
 /// `a · b` over sixteen lanes (a single running sum would not vectorise).
 #[inline(always)]
-fn dot16(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot16(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));

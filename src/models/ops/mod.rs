@@ -8,7 +8,8 @@
 //! * `conv`: dilated 1-D convolution as in-place GEMMs over overlapping windows;
 //! * `positions`: weighted sums over positions;
 //! * `inference`: ProteinBERT's block at inference, its local track and global attention fused;
-//! * `training`: ProteinBERT's local track for training, two fused ops with their own backward.
+//! * `training`: ProteinBERT's block for training, the local track and the global attention
+//!   as fused ops with their own backward.
 //!
 //! Row kernels are compiled for AVX-512, AVX2 + FMA and the baseline and pick the widest the CPU
 //! has (`multiversion!`), and split across threads with rayon. Every sum over positions or a long
@@ -31,7 +32,7 @@ pub use inference::{fused_block_applies, global_attention, local_track, ConvWeig
 pub use linear::linear_bias;
 pub use norm::{fused_layer_norm_applies, layer_norm, softmax_last_dim};
 pub use positions::{sum_over_positions, weighted_sum_over_positions};
-pub use training::{conv_sum_norm, dense_residual_norm, ConvTrack, TrackConv};
+pub use training::{conv_sum_norm, dense_residual_norm, global_attention_trained, ConvTrack, TrackConv};
 
 use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
 

@@ -81,12 +81,24 @@ impl GlobalAttention {
     }
 
     /// `global (B, d_global)`, `local (B, L, d_local)`, optional `mask (B, L)` →
-    /// (`(B, H·d_value)` head-major, attention weights `(B, H, L)`).
+    /// (`(B, H·d_value)` head-major, attention weights `(B, H, L)`). On CPU f32 the fused op of
+    /// [`crate::models::ops::global_attention_trained`], whose weights carry no gradient (the
+    /// output does); the separate ops elsewhere.
     pub fn forward(&self, global: &Tensor, local: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?; // (B, H·dk)
+        let w_kv = Tensor::cat(&[Self::flat(&self.wk)?, Self::flat(&self.wv)?], 1)?;
+        let heads = (self.n_heads, self.d_key);
+        match crate::models::ops::global_attention_trained(local, &q, &w_kv, heads, mask)? {
+            Some(fused) => Ok(fused),
+            None => self.forward_separate(&q, local, mask),
+        }
+    }
+
+    /// [`GlobalAttention::forward`] from the separate differentiable ops, from `q (B, H·dk)`.
+    fn forward_separate(&self, q: &Tensor, local: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (b, l, _) = local.dims3()?;
         let (h, dk) = (self.n_heads, self.d_key);
-        // (B, H, dk, 1)
-        let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?.reshape((b, h, dk, 1))?;
+        let q = q.reshape((b, h, dk, 1))?;
         // (B, H, L, dk)
         let k = tanh_act(&matmul_last(local, &Self::flat(&self.wk)?)?)?.reshape((b, l, h, dk))?.transpose(1, 2)?;
         // (B, L, H·dv), heads side by side
@@ -591,6 +603,68 @@ mod tests {
             for (a, b) in fused.iter().zip(&separate) {
                 assert!(max_diff(a, b) < 1e-5, "mask {}: outputs differ by {}", mask.is_some(), max_diff(a, b));
             }
+            let mut worst = 0f32;
+            for ((name, _), (a, b)) in watched.iter().zip(fused_grads.iter().zip(&separate_grads)) {
+                let scale =
+                    b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+                let gap = max_diff(a, b) / scale;
+                worst = worst.max(gap);
+                assert!(gap < 2e-5, "mask {}: gradient of {name} differs by {gap} (relative)", mask.is_some());
+            }
+            eprintln!("mask {}: worst relative gradient gap {worst:.1e}", mask.is_some());
+        }
+    }
+
+    /// The fused training attention against the separate ops: output, weights and the gradients
+    /// of the local track, the query and the key and value weights, with and without a mask.
+    #[test]
+    fn fused_training_attention_equals_the_separate_ops() {
+        let config = Config::tiny(12);
+        let map = SeededVarMap::new(6);
+        let model = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
+        let attention = &model.blocks[0].attention;
+        let (b, l, hk) = (3, 150, config.n_heads * config.d_key);
+        let mut rng = crate::Rng::new(4);
+        let mut var = |dims: &[usize]| {
+            let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
+            candle_core::Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+        };
+        let (local, q_pre, probe) = (var(&[b, l, config.d_local]), var(&[b, hk]), var(&[b, config.d_global]));
+        let real = [150usize, 17, 101];
+        let keep: Vec<u32> = (0..b * l).map(|i| (i % l < real[i / l]) as u32).collect();
+        let mask = Tensor::from_vec(keep, (b, l), &Device::Cpu).unwrap();
+        let mut watched: Vec<(String, candle_core::Var)> = map
+            .named_vars()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("blocks.0.attention.w") && !name.ends_with("wq"))
+            .collect();
+        assert_eq!(watched.len(), 2, "wk and wv");
+        watched.extend([("local".into(), local.clone()), ("q".into(), q_pre.clone())]);
+        for mask in [None, Some(&mask)] {
+            let run = |fused: bool| {
+                let q = tanh_act(q_pre.as_tensor()).unwrap();
+                let (y, weights) = if fused {
+                    let w_kv = Tensor::cat(
+                        &[GlobalAttention::flat(&attention.wk).unwrap(), GlobalAttention::flat(&attention.wv).unwrap()],
+                        1,
+                    )
+                    .unwrap();
+                    let heads = (attention.n_heads, attention.d_key);
+                    ops::global_attention_trained(local.as_tensor(), &q, &w_kv, heads, mask).unwrap().unwrap()
+                } else {
+                    attention.forward_separate(&q, local.as_tensor(), mask).unwrap()
+                };
+                let grads = y.mul(probe.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+                let grads: Vec<Tensor> = watched
+                    .iter()
+                    .map(|(name, v)| grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}")).clone())
+                    .collect();
+                (y, weights, grads)
+            };
+            let (y, weights, fused_grads) = run(true);
+            let (y_separate, weights_separate, separate_grads) = run(false);
+            assert!(max_diff(&y, &y_separate) < 1e-5, "output: {}", max_diff(&y, &y_separate));
+            assert!(max_diff(&weights, &weights_separate) < 1e-6, "weights: {}", max_diff(&weights, &weights_separate));
             let mut worst = 0f32;
             for ((name, _), (a, b)) in watched.iter().zip(fused_grads.iter().zip(&separate_grads)) {
                 let scale =

@@ -1,51 +1,16 @@
-//! ProteinBERT's local track for training, fused: two ops with their own backward, each keeping
-//! what its backward needs.
-//!
-//! * [`conv_sum_norm`]: `LN1(x + G + gelu(narrow(x) + b_n) + gelu(wide(x) + b_w))`, the two
-//!   convolutions over the inference path's padded, phase-major copy of the input (one GEMM each);
-//! * [`dense_residual_norm`]: `LN(x + gelu(x · Wᵀ + b))`, the local track's second half and the
-//!   same shape as the global track's.
-//!
-//! Built from the separate differentiable ops, the local track was 14 autograd nodes per block,
-//! each activation-sized: candle's backward gives every node's input a zero tensor and adds its
-//! gradient into it, and the padding and narrowing of the convolutions copied in both directions.
-//! Here each op's backward is a handful of GEMMs and one pass per row. The small weights of each op
-//! travel as one flat tensor (`cat` of their flattened values, which autograd splits again), so
-//! candle's three-input custom op carries them all.
+//! The local track: [`conv_sum_norm`] and [`dense_residual_norm`].
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::elementwise::{gelu, gelu_grad};
-use super::inference::{convolve_phases, gemm_output, ConvOutput};
-use super::norm::{layer_norm_backward, layer_norm_in_place};
-use super::{contiguous_f32, gemm_strided, use_kernel, with_held_f32, Strided};
+use super::{add_partials, cpu, held, ROWS_PER_TASK};
+use crate::models::ops::elementwise::{gelu, gelu_grad};
+use crate::models::ops::inference::{convolve_phases, gemm_output, ConvOutput};
+use crate::models::ops::norm::{layer_norm_backward, layer_norm_in_place};
+use crate::models::ops::{contiguous_f32, gemm_strided, use_kernel, Strided};
 use crate::{Error, Result};
-
-/// Rows per rayon task in the row passes.
-const ROWS_PER_TASK: usize = 64;
-
-/// The values of a tensor an op's backward receives, contiguous.
-fn held(name: &str, t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    with_held_f32(name, &t.contiguous()?, |v| Ok(v.to_vec()))
-}
-
-fn cpu(values: Vec<f32>, shape: impl Into<Shape>) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(values, shape, &Device::Cpu)
-}
-
-/// Adds each task's f64 partial sums.
-fn add_partials(partials: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
-    let mut total = vec![0f64; width];
-    for part in &partials {
-        for (t, p) in total.iter_mut().zip(part) {
-            *t += p;
-        }
-    }
-    total
-}
 
 multiversion! {
     /// `sum ← x + gelu(pre)`, `out ← LN(sum)` for a block of rows.
