@@ -49,11 +49,20 @@ pub(super) fn gelu(x: f32) -> f32 {
     0.5 * x * fast_erfc(-x * std::f32::consts::FRAC_1_SQRT_2)
 }
 
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
 /// d/dx GELU = Φ(x) + x φ(x).
 #[inline(always)]
 pub(super) fn gelu_grad(x: f32) -> f32 {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
     0.5 * fast_erfc(-x * std::f32::consts::FRAC_1_SQRT_2) + x * INV_SQRT_2PI * fast_exp(-0.5 * x * x)
+}
+
+/// `(gelu(x), gelu'(x))` sharing one `erfc`: the training ops keep the slope from the forward pass
+/// instead of evaluating `erfc` again in the backward.
+#[inline(always)]
+pub(super) fn gelu_with_grad(x: f32) -> (f32, f32) {
+    let phi2 = fast_erfc(-x * std::f32::consts::FRAC_1_SQRT_2);
+    (0.5 * x * phi2, 0.5 * phi2 + x * INV_SQRT_2PI * fast_exp(-0.5 * x * x))
 }
 
 #[inline(always)]

@@ -78,25 +78,33 @@ pub fn fused_block_applies(tensors: &[&Tensor]) -> bool {
     tensors.iter().all(|t| use_kernel(t) && !t.track_op())
 }
 
-/// The output of one convolution over every padded phase: row `(b·d + p mod d)·phase_len + p div d`
-/// holds output position `p` of protein `b` (before the bias).
-pub(super) struct ConvOutput {
-    pub(super) rows: Vec<f32>,
+/// How a convolution over padded phases lays out its output rows: row
+/// `(b·d + p mod d)·phase_len + p div d` holds output position `p` of protein `b`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PhaseLayout {
     pub(super) dilation: usize,
     pub(super) phase_len: usize,
 }
 
-impl ConvOutput {
+impl PhaseLayout {
     /// The index of the row that holds output position `position` of `protein`.
     #[inline(always)]
     pub(super) fn row_index(&self, protein: usize, position: usize) -> usize {
         let d = self.dilation;
         (protein * d + position % d) * self.phase_len + position / d
     }
+}
 
+/// The output of one convolution over every padded phase (before the bias).
+pub(super) struct ConvOutput {
+    pub(super) rows: Vec<f32>,
+    pub(super) layout: PhaseLayout,
+}
+
+impl ConvOutput {
     #[inline(always)]
-    fn row(&self, protein: usize, position: usize, width: usize) -> &[f32] {
-        &self.rows[self.row_index(protein, position) * width..][..width]
+    pub(super) fn row(&self, protein: usize, position: usize, width: usize) -> &[f32] {
+        &self.rows[self.layout.row_index(protein, position) * width..][..width]
     }
 }
 
@@ -162,7 +170,7 @@ pub(super) fn convolve_phases(
             false,
         )
     });
-    Ok((ConvOutput { rows, dilation: d, phase_len }, padded))
+    Ok((ConvOutput { rows, layout: PhaseLayout { dilation: d, phase_len } }, padded))
 }
 
 multiversion! {

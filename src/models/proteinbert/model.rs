@@ -26,16 +26,18 @@
 //!
 //! Memory is linear in length: the attention keeps `(B, H, L)` weights, never `L × L`, and the
 //! convolutions read overlapping windows of their input instead of building a `k`-times-larger
-//! column matrix. Two paths compute the same block: the separate differentiable ops, for
-//! training, and, when no input or weight needs a gradient (plain tensors, as a model directory
-//! loads them), the fused kernels of [`crate::models::ops::local_track`] and
-//! [`crate::models::ops::global_attention`], which make no per-op tensors and equal the separate
-//! ops to float32 rounding. One protein of 35,000 residues through the released-size network on
+//! column matrix. Three paths compute the same block: the separate differentiable ops (any device
+//! and dtype); on CPU f32 for training, the fused ops with their own backward of
+//! [`crate::models::ops::conv_sum_norm`], [`crate::models::ops::dense_residual_norm`] and
+//! [`crate::models::ops::global_attention_trained`]; and, when no input or weight needs a
+//! gradient (plain tensors, as a model directory loads them), the fused kernels of
+//! [`crate::models::ops::local_track`] and [`crate::models::ops::global_attention`], which make no
+//! per-op tensors. All three equal each other to float32 rounding (tests below). One protein of 35,000 residues through the released-size network on
 //! the fused path peaks at 0.37 GB resident in 2.1 s on 2 cores (0.62 GB and 3.0 s on the
 //! separate ops; `benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs out
 //! of memory far earlier). What remains: the per-residue outputs themselves (`L × 1,562` floats for
-//! the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s, the graph
-//! that keeps every activation alive.
+//! the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s, what the
+//! graph keeps for the backward.
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
@@ -48,6 +50,20 @@ use crate::{Error, Result};
 
 /// Keras' default Embedding initialiser, U(−0.05, 0.05).
 const KERAS_EMBEDDING_INIT: Init = Init::Uniform { lo: -0.05, up: 0.05 };
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that compare the fused paths with the separate ops.
+    static SEPARATE_OPS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether every block must take the separate differentiable ops (never, outside tests).
+fn separate_ops_only() -> bool {
+    #[cfg(test)]
+    return SEPARATE_OPS_ONLY.with(|only| only.get());
+    #[cfg(not(test))]
+    false
+}
 
 /// The global attention of one block: one query per head from the global vector, keys and
 /// values from every position of the local track, softmax over positions, no output projection.
@@ -88,6 +104,9 @@ impl GlobalAttention {
         let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?; // (B, H·dk)
         let w_kv = Tensor::cat(&[Self::flat(&self.wk)?, Self::flat(&self.wv)?], 1)?;
         let heads = (self.n_heads, self.d_key);
+        if separate_ops_only() {
+            return self.forward_separate(&q, local, mask);
+        }
         match crate::models::ops::global_attention_trained(local, &q, &w_kv, heads, mask)? {
             Some(fused) => Ok(fused),
             None => self.forward_separate(&q, local, mask),
@@ -170,11 +189,13 @@ impl Block {
 
     pub(super) fn forward(&self, local: &Tensor, global: &Tensor, mask: Option<&Tensor>) -> Result<BlockOutput> {
         // (An empty batch or protein takes the separate ops, which handle the empty shapes.)
-        if local.elem_count() > 0 && ops::fused_block_applies(&self.tensors(local, global)) {
+        let fused = !separate_ops_only();
+        if fused && local.elem_count() > 0 && ops::fused_block_applies(&self.tensors(local, global)) {
             return self.forward_fused(local, global, mask);
         }
         let from_global = gelu_erf(&linear(&self.global_to_local, global)?)?;
-        let (local1, local2) = match self.local_track_fused(local, &from_global, mask)? {
+        let tracks = if fused { self.local_track_fused(local, &from_global, mask)? } else { None };
+        let (local1, local2) = match tracks {
             Some(tracks) => tracks,
             None => self.local_track_separate(local, &from_global, mask)?,
         };
@@ -182,7 +203,11 @@ impl Block {
         let dense = gelu_erf(&linear(&self.global_dense1, global)?)?;
         let (attended, attention) = self.attention.forward(global, &local2, mask)?;
         let global1 = self.global_norm1.forward(&((global + dense)? + attended)?)?;
-        let global2 = self.dense_residual_norm(&self.global_dense2, &self.global_norm2, &global1)?;
+        let global2 = if fused {
+            self.dense_residual_norm(&self.global_dense2, &self.global_norm2, &global1)?
+        } else {
+            self.global_norm2.forward(&(&global1 + gelu_erf(&linear(&self.global_dense2, &global1)?)?)?)?
+        };
         Ok(BlockOutput { local1, local2, global1, global2, attention })
     }
 
@@ -677,8 +702,8 @@ mod tests {
         }
     }
 
-    /// The fused inference block against the separate ops (which training uses), on every output
-    /// the forward returns, with and without a padding mask, across more than one task of
+    /// The fused inference block against the separate ops (which the other devices and dtypes
+    /// take), on every output the forward returns, with and without a padding mask, across more than one task of
     /// positions (L = 300 > 128) and with proteins of different padded lengths.
     #[test]
     fn fused_inference_block_equals_the_separate_ops() {
@@ -704,7 +729,10 @@ mod tests {
         for mask in [None, Some(&mask)] {
             let options = Forward { mask, attention: true };
             let ours = inference.forward(&tokens, &annotations, options).unwrap();
-            let theirs = training.forward(&tokens, &annotations, options).unwrap();
+            SEPARATE_OPS_ONLY.with(|only| only.set(true));
+            let theirs = training.forward(&tokens, &annotations, options);
+            SEPARATE_OPS_ONLY.with(|only| only.set(false));
+            let theirs = theirs.unwrap();
             let mut worst = max_diff(&ours.token_logits, &theirs.token_logits)
                 .max(max_diff(&ours.annotation_logits, &theirs.annotation_logits));
             for (a, b) in ours.local_states.iter().zip(&theirs.local_states) {

@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{cpu, held};
-use crate::models::ops::elementwise::{gelu, gelu_grad, tanh};
+use crate::models::ops::elementwise::{gelu_with_grad, tanh};
 use crate::models::ops::inference::{dot16, gemm_output};
 use crate::models::ops::norm::softmax_in_place;
 use crate::models::ops::{contiguous_f32, gemm_strided, use_kernel, Strided};
@@ -24,19 +24,19 @@ struct Heads {
 multiversion! {
     /// One protein: `pre` rows `(L, H·dk + H·dv)` of key and value pre-activations → `act` (tanh
     /// keys, gelu values), the softmax weights `(H, L)` of `tanh(k) · q · scale + bias`, and
-    /// `y (H·dv) = Σ_l w · gelu(v)` in f64.
-    fn attend(pre: &[f32], q: &[f32], bias: Option<&[f32]>, heads: Heads, act: &mut [f32], weights: &mut [f32], y: &mut [f32]) {
+    /// `y (H·dv) = Σ_l w · gelu(v)` in f64. The value columns of `pre` become `gelu'(v)`.
+    fn attend(pre: &mut [f32], q: &[f32], bias: Option<&[f32]>, heads: Heads, act: &mut [f32], weights: &mut [f32], y: &mut [f32]) {
         let Heads { n_heads, d_key, scale } = heads;
         let (hk, hv) = (q.len(), y.len());
         let width = hk + hv;
         let l = weights.len() / n_heads;
         let dv = hv / n_heads;
-        for (a, p) in act.chunks_exact_mut(width).zip(pre.chunks_exact(width)) {
+        for (a, p) in act.chunks_exact_mut(width).zip(pre.chunks_exact_mut(width)) {
             for (a, &p) in a[..hk].iter_mut().zip(&p[..hk]) {
                 *a = tanh(p);
             }
-            for (a, &p) in a[hk..].iter_mut().zip(&p[hk..]) {
-                *a = gelu(p);
+            for (a, p) in a[hk..].iter_mut().zip(&mut p[hk..]) {
+                (*a, *p) = gelu_with_grad(*p);
             }
         }
         for h in 0..n_heads {
@@ -63,9 +63,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// One protein's backward: from `dy (H·dv)`, the pre-activation gradient rows `d_pre` and `dq`.
+    /// One protein's backward: from `dy (H·dv)`, the pre-activation gradient rows `d_pre` and `dq`
+    /// (`slopes`: [`attend`]'s `pre` after it, `gelu'(v)` in the value columns).
     #[allow(clippy::too_many_arguments)]
-    fn attend_backward(pre: &[f32], act: &[f32], q: &[f32], weights: &[f32], dy: &[f32], heads: Heads, d_pre: &mut [f32], dq: &mut [f32]) {
+    fn attend_backward(slopes: &[f32], act: &[f32], q: &[f32], weights: &[f32], dy: &[f32], heads: Heads, d_pre: &mut [f32], dq: &mut [f32]) {
         let Heads { n_heads, d_key, scale } = heads;
         let (hk, hv) = (q.len(), dy.len());
         let width = hk + hv;
@@ -87,7 +88,7 @@ multiversion! {
             }
         }
         let mut dq_acc = vec![0f64; hk];
-        for (i, ((d, a), p)) in d_pre.chunks_exact_mut(width).zip(act.chunks_exact(width)).zip(pre.chunks_exact(width)).enumerate() {
+        for (i, ((d, a), p)) in d_pre.chunks_exact_mut(width).zip(act.chunks_exact(width)).zip(slopes.chunks_exact(width)).enumerate() {
             for h in 0..n_heads {
                 let ds = d_scores[h * l + i];
                 let span = h * d_key..(h + 1) * d_key;
@@ -98,7 +99,7 @@ multiversion! {
                 let w = weights[h * l + i];
                 let span = hk + h * dv..hk + (h + 1) * dv;
                 for ((o, &p), &g) in d[span.clone()].iter_mut().zip(&p[span]).zip(&dy[h * dv..][..dv]) {
-                    *o = w * g * gelu_grad(p);
+                    *o = w * g * p;
                 }
             }
         }
@@ -118,7 +119,9 @@ struct GlobalAttentionTrained {
 }
 
 struct AttentionSaved {
-    pre: Vec<f32>,
+    /// `(B·L, H·dk + H·dv)`: `gelu'(v)` in the value columns (the key columns are unused: tanh's
+    /// slope comes from the keys themselves).
+    slopes: Vec<f32>,
     act: Vec<f32>,
     weights: Vec<f32>,
 }
@@ -158,7 +161,7 @@ impl CustomOp3 for GlobalAttentionTrained {
         let hv = width - hk;
         let n = b * l;
         // SAFETY: x is N × C, w C × width, the output N × width, row-major.
-        let pre = gemm_output(n, width, |out| unsafe {
+        let mut pre = gemm_output(n, width, |out| unsafe {
             gemm_strided(
                 n,
                 width,
@@ -173,16 +176,15 @@ impl CustomOp3 for GlobalAttentionTrained {
         let mut weights = vec![0f32; b * self.heads.n_heads * l];
         let mut y = vec![0f32; b * hv];
         act.par_chunks_mut(l * width)
-            .zip(weights.par_chunks_mut(self.heads.n_heads * l))
-            .zip(y.par_chunks_mut(hv))
+            .zip(pre.par_chunks_mut(l * width))
+            .zip(weights.par_chunks_mut(self.heads.n_heads * l).zip(y.par_chunks_mut(hv)))
             .enumerate()
-            .for_each(|(protein, ((act, weights), y))| {
+            .for_each(|(protein, ((act, pre), (weights, y)))| {
                 let bias = self.bias.as_ref().map(|bias| &bias[protein * l..][..l]);
-                let pre = &pre[protein * l * width..][..l * width];
                 attend(pre, &q[protein * hk..][..hk], bias, self.heads, act, weights, y);
             });
         *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(AttentionSaved { pre, act, weights });
+            Some(AttentionSaved { slopes: pre, act, weights });
         Ok((CpuStorage::F32(y), Shape::from((b, hv))))
     }
 
@@ -195,7 +197,7 @@ impl CustomOp3 for GlobalAttentionTrained {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(AttentionSaved { pre, act, weights }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(AttentionSaved { slopes, act, weights }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
             candle_core::bail!("{name}: backward ran twice, or without the forward")
         };
         let (b, l, c) = local.dims3()?;
@@ -209,7 +211,7 @@ impl CustomOp3 for GlobalAttentionTrained {
         d_pre.par_chunks_mut(l * width).zip(dq.par_chunks_mut(hk)).enumerate().for_each(|(protein, (d_pre, dq))| {
             let rows = protein * l * width..(protein + 1) * l * width;
             attend_backward(
-                &pre[rows.clone()],
+                &slopes[rows.clone()],
                 &act[rows],
                 &q[protein * hk..][..hk],
                 &weights[protein * self.heads.n_heads * l..][..self.heads.n_heads * l],
@@ -219,7 +221,7 @@ impl CustomOp3 for GlobalAttentionTrained {
                 dq,
             );
         });
-        drop((pre, act, weights));
+        drop((slopes, act, weights));
         // d W = localᵀ · d_pre, d local = d_pre · Wᵀ.
         // SAFETY: x is N × C, d_pre N × width, w C × width, all row-major.
         let d_w = gemm_output(c, width, |out| unsafe {

@@ -6,20 +6,22 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{add_partials, cpu, held, ROWS_PER_TASK};
-use crate::models::ops::elementwise::{gelu, gelu_grad};
-use crate::models::ops::inference::{convolve_phases, gemm_output, ConvOutput};
+use crate::models::ops::elementwise::gelu_with_grad;
+use crate::models::ops::inference::{convolve_phases, gemm_output, PhaseLayout};
 use crate::models::ops::norm::{layer_norm_backward, layer_norm_in_place};
 use crate::models::ops::{contiguous_f32, gemm_strided, use_kernel, Strided};
 use crate::{Error, Result};
 
 multiversion! {
-    /// `sum ← x + gelu(pre)`, `out ← LN(sum)` for a block of rows.
-    fn residual_norm_rows(x: &[f32], pre: &[f32], norm: (&[f32], &[f32], f32), sum: &mut [f32], out: &mut [f32]) {
+    /// `sum ← x + gelu(pre)`, `out ← LN(sum)` for a block of rows; `pre ← gelu'(pre)` in place.
+    fn residual_norm_rows(x: &[f32], pre: &mut [f32], norm: (&[f32], &[f32], f32), sum: &mut [f32], out: &mut [f32]) {
         let (gamma, beta, eps) = norm;
         let c = gamma.len();
-        for (((s, o), x), pre) in sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)).zip(x.chunks_exact(c)).zip(pre.chunks_exact(c)) {
-            for ((s, &x), &a) in s.iter_mut().zip(x).zip(pre) {
-                *s = x + gelu(a);
+        for (((s, o), x), pre) in sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)).zip(x.chunks_exact(c)).zip(pre.chunks_exact_mut(c)) {
+            for ((s, &x), a) in s.iter_mut().zip(x).zip(pre.iter_mut()) {
+                let (value, slope) = gelu_with_grad(*a);
+                *s = x + value;
+                *a = slope;
             }
             o.copy_from_slice(s);
             layer_norm_in_place(o, gamma, beta, eps);
@@ -28,12 +30,12 @@ multiversion! {
 }
 
 multiversion! {
-    /// `pre ← d_sum ⊙ gelu'(pre)` in place for a block of rows, adding its column sums into `acc`.
-    fn gelu_backward_rows(d_sum: &[f32], pre: &mut [f32], acc: &mut [f64]) {
+    /// `slope ← d_sum ⊙ slope` in place for a block of rows, adding its column sums into `acc`.
+    fn slope_backward_rows(d_sum: &[f32], slope: &mut [f32], acc: &mut [f64]) {
         let c = acc.len();
-        for (d, a) in d_sum.chunks_exact(c).zip(pre.chunks_exact_mut(c)) {
+        for (d, a) in d_sum.chunks_exact(c).zip(slope.chunks_exact_mut(c)) {
             for ((a, &d), s) in a.iter_mut().zip(d).zip(acc.iter_mut()) {
-                *a = d * gelu_grad(*a);
+                *a *= d;
                 *s += *a as f64;
             }
         }
@@ -48,8 +50,8 @@ struct DenseResidualNorm {
 }
 
 struct DenseSaved {
-    /// `x · Wᵀ + b`
-    pre: Vec<f32>,
+    /// `gelu'(x · Wᵀ + b)`
+    slope: Vec<f32>,
     /// `x + gelu(pre)`, the LayerNorm's input
     sum: Vec<f32>,
 }
@@ -106,10 +108,10 @@ impl CustomOp3 for DenseResidualNorm {
         let block = ROWS_PER_TASK * c;
         sum.par_chunks_mut(block)
             .zip(out.par_chunks_mut(block))
-            .zip(x.par_chunks(block).zip(pre.par_chunks(block)))
+            .zip(x.par_chunks(block).zip(pre.par_chunks_mut(block)))
             .for_each(|((sum, out), (x, pre))| residual_norm_rows(x, pre, (gamma, beta, self.eps), sum, out));
         *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(DenseSaved { pre, sum });
+            Some(DenseSaved { slope: pre, sum });
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
@@ -122,7 +124,7 @@ impl CustomOp3 for DenseResidualNorm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(DenseSaved { mut pre, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(DenseSaved { mut slope, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
             candle_core::bail!("{name}: backward ran twice, or without the forward")
         };
         let (x, w, packed, grad) = (held(name, x)?, held(name, w)?, held(name, packed)?, held(name, grad)?);
@@ -136,15 +138,15 @@ impl CustomOp3 for DenseResidualNorm {
         let block = ROWS_PER_TASK * c;
         let partials = d_sum
             .par_chunks(block)
-            .zip(pre.par_chunks_mut(block))
+            .zip(slope.par_chunks_mut(block))
             .map(|(d, a)| {
                 let mut acc = vec![0f64; c];
-                gelu_backward_rows(d, a, &mut acc);
+                slope_backward_rows(d, a, &mut acc);
                 acc
             })
             .collect();
         let d_bias = add_partials(partials, c);
-        let d_pre = pre;
+        let d_pre = slope;
         // d W (out, in) = d_preᵀ · x.
         // SAFETY: d_pre and x are N × C row-major; the output C × C.
         let d_w = gemm_output(c, c, |out| unsafe {
@@ -209,12 +211,20 @@ struct ConvSumNorm {
     track: ConvTrack,
     /// `(B·L)` 1/0 per position; padded positions are zeroed before the convolutions.
     mask: Option<Vec<f32>>,
-    saved: Mutex<Option<ConvSaved>>,
+    saved: Mutex<Option<ConvSumSaved>>,
 }
 
+/// What one convolution's backward needs: where its output rows lie, its padded phase-major
+/// input, and `gelu'(conv + b)` per position, `(B·L, C)`.
 struct ConvSaved {
-    narrow: (ConvOutput, Vec<f32>),
-    wide: (ConvOutput, Vec<f32>),
+    layout: PhaseLayout,
+    padded: Vec<f32>,
+    slope: Vec<f32>,
+}
+
+struct ConvSumSaved {
+    narrow: ConvSaved,
+    wide: ConvSaved,
     /// The LayerNorm's input.
     sum: Vec<f32>,
 }
@@ -248,21 +258,27 @@ impl ConvSumNorm {
 
 multiversion! {
     /// `sum ← ((x + g) + gelu(narrow + b_n)) + gelu(wide + b_w)` (the separate ops' order) and
-    /// `out ← LN(sum)` for one row.
+    /// `out ← LN(sum)` for one row, keeping the two GELUs' slopes.
+    #[allow(clippy::too_many_arguments)]
     fn conv_sum_norm_row(
         x: &[f32],
         g: &[f32],
         narrow: (&[f32], &[f32]),
         wide: (&[f32], &[f32]),
         norm: (&[f32], &[f32], f32),
+        slopes: (&mut [f32], &mut [f32]),
         sum: &mut [f32],
         out: &mut [f32],
     ) {
         let ((narrow, narrow_bias), (wide, wide_bias), (gamma, beta, eps)) = (narrow, wide, norm);
+        let (narrow_slope, wide_slope) = slopes;
         let c = out.len();
         let terms = x[..c].iter().zip(&g[..c]).zip(narrow[..c].iter().zip(&narrow_bias[..c])).zip(wide[..c].iter().zip(&wide_bias[..c]));
-        for (s, (((&x, &g), (&n, &nb)), (&w, &wb))) in sum.iter_mut().zip(terms) {
-            *s = ((x + g) + gelu(n + nb)) + gelu(w + wb);
+        let slopes = narrow_slope[..c].iter_mut().zip(wide_slope[..c].iter_mut());
+        for ((s, (ns, ws)), (((&x, &g), (&n, &nb)), (&w, &wb))) in sum.iter_mut().zip(slopes).zip(terms) {
+            let (narrow, wide) = (gelu_with_grad(n + nb), gelu_with_grad(w + wb));
+            *s = ((x + g) + narrow.0) + wide.0;
+            (*ns, *ws) = (narrow.1, wide.1);
         }
         out.copy_from_slice(&sum[..c]);
         layer_norm_in_place(out, gamma, beta, eps);
@@ -273,15 +289,14 @@ multiversion! {
     /// One protein's rows of a convolution's output gradient, `d_sum ⊙ gelu'(conv + b)`, into
     /// its phase-major rows `d_rows` (the rows no position maps to stay 0), adding the bias
     /// gradient into `acc`.
-    fn conv_output_grad(d_sum: &[f32], conv: &ConvOutput, protein: usize, bias: &[f32], d_rows: &mut [f32], acc: &mut [f64]) {
-        let c = bias.len();
-        let first = protein * conv.dilation * conv.phase_len;
-        for (p, d) in d_sum.chunks_exact(c).enumerate() {
-            let r = conv.row_index(protein, p);
-            let pre = &conv.rows[r * c..][..c];
+    fn conv_output_grad(d_sum: &[f32], slope: &[f32], layout: PhaseLayout, protein: usize, d_rows: &mut [f32], acc: &mut [f64]) {
+        let c = acc.len();
+        let first = protein * layout.dilation * layout.phase_len;
+        for (p, (d, slope)) in d_sum.chunks_exact(c).zip(slope.chunks_exact(c)).enumerate() {
+            let r = layout.row_index(protein, p);
             let out = &mut d_rows[(r - first) * c..][..c];
-            for ((((o, &d), &a), &b), s) in out.iter_mut().zip(d).zip(pre).zip(bias).zip(acc.iter_mut()) {
-                *o = d * gelu_grad(a + b);
+            for (((o, &d), &a), s) in out.iter_mut().zip(d).zip(slope).zip(acc.iter_mut()) {
+                *o = d * a;
                 *s += *o as f64;
             }
         }
@@ -292,21 +307,19 @@ multiversion! {
 /// tap gradient `(k·C, C)`, the bias gradient, and the gradient of its padded phase-major input.
 fn conv_backward(
     d_sum: &[f32],
-    (conv, padded): &(ConvOutput, Vec<f32>),
+    ConvSaved { layout, padded, slope }: &ConvSaved,
     taps: &[f32],
-    bias: &[f32],
-    (b, l, k): (usize, usize, usize),
+    (b, l, c, k): (usize, usize, usize, usize),
 ) -> (Vec<f32>, Vec<f64>, Vec<f32>) {
-    let c = bias.len();
-    let per_protein = conv.dilation * conv.phase_len;
+    let per_protein = layout.dilation * layout.phase_len;
     let mut d_rows = vec![0f32; b * per_protein * c];
     let partials = d_rows
         .par_chunks_mut(per_protein * c)
-        .zip(d_sum.par_chunks(l * c))
+        .zip(d_sum.par_chunks(l * c).zip(slope.par_chunks(l * c)))
         .enumerate()
-        .map(|(protein, (d_rows, d_sum))| {
+        .map(|(protein, (d_rows, (d_sum, slope)))| {
             let mut acc = vec![0f64; c];
-            conv_output_grad(d_sum, conv, protein, bias, d_rows, &mut acc);
+            conv_output_grad(d_sum, slope, *layout, protein, d_rows, &mut acc);
             acc
         })
         .collect();
@@ -383,28 +396,38 @@ impl CustomOp3 for ConvSumNorm {
         };
         let narrow = convolve(w.narrow_taps, self.track.narrow_dilation)?;
         let wide = convolve(w.wide_taps, self.track.wide_dilation)?;
-        let mut sum = vec![0f32; b * l * c];
-        let mut out = vec![0f32; b * l * c];
+        let n = b * l * c;
+        let (mut sum, mut out) = (vec![0f32; n], vec![0f32; n]);
+        let (mut narrow_slope, mut wide_slope) = (vec![0f32; n], vec![0f32; n]);
         let eps = self.track.eps as f32;
-        sum.par_chunks_mut(ROWS_PER_TASK * c).zip(out.par_chunks_mut(ROWS_PER_TASK * c)).enumerate().for_each(
-            |(task, (sum, out))| {
-                for (i, (s, o)) in sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)).enumerate() {
+        let block = ROWS_PER_TASK * c;
+        sum.par_chunks_mut(block)
+            .zip(out.par_chunks_mut(block))
+            .zip(narrow_slope.par_chunks_mut(block).zip(wide_slope.par_chunks_mut(block)))
+            .enumerate()
+            .for_each(|(task, ((sum, out), (narrow_slope, wide_slope)))| {
+                let rows = sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c));
+                let slopes = narrow_slope.chunks_exact_mut(c).zip(wide_slope.chunks_exact_mut(c));
+                for (i, ((s, o), slopes)) in rows.zip(slopes).enumerate() {
                     let row = task * ROWS_PER_TASK + i;
                     let (protein, p) = (row / l, row % l);
                     conv_sum_norm_row(
                         &x[row * c..][..c],
                         &g[protein * c..][..c],
-                        (&narrow.0.rows[narrow.0.row_index(protein, p) * c..][..c], w.narrow_bias),
-                        (&wide.0.rows[wide.0.row_index(protein, p) * c..][..c], w.wide_bias),
+                        (narrow.0.row(protein, p, c), w.narrow_bias),
+                        (wide.0.row(protein, p, c), w.wide_bias),
                         (w.gamma, beta, eps),
+                        slopes,
                         s,
                         o,
                     );
                 }
-            },
-        );
+            });
+        // The convolutions' outputs are spent: their slopes replace them.
+        let narrow = ConvSaved { layout: narrow.0.layout, padded: narrow.1, slope: narrow_slope };
+        let wide = ConvSaved { layout: wide.0.layout, padded: wide.1, slope: wide_slope };
         *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(ConvSaved { narrow, wide, sum });
+            Some(ConvSumSaved { narrow, wide, sum });
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
@@ -417,7 +440,7 @@ impl CustomOp3 for ConvSumNorm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(ConvSaved { narrow, wide, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(ConvSumSaved { narrow, wide, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
             candle_core::bail!("{name}: backward ran twice, or without the forward")
         };
         let (b, l, c) = x.dims3()?;
@@ -427,10 +450,9 @@ impl CustomOp3 for ConvSumNorm {
         let mut d_sum = vec![0f32; b * l * c];
         let d_norm = layer_norm_backward(&sum, &grad, w.gamma, self.track.eps as f32, &mut d_sum);
         drop(sum);
-        let (d_narrow_taps, d_narrow_bias, d_narrow_in) =
-            conv_backward(&d_sum, &narrow, w.narrow_taps, w.narrow_bias, (b, l, k));
+        let (d_narrow_taps, d_narrow_bias, d_narrow_in) = conv_backward(&d_sum, &narrow, w.narrow_taps, (b, l, c, k));
         drop(narrow);
-        let (d_wide_taps, d_wide_bias, d_wide_in) = conv_backward(&d_sum, &wide, w.wide_taps, w.wide_bias, (b, l, k));
+        let (d_wide_taps, d_wide_bias, d_wide_in) = conv_backward(&d_sum, &wide, w.wide_taps, (b, l, c, k));
         drop(wide);
         // d x = d_sum (the residual) + mask ⊙ (each convolution's input gradient at x's position);
         // d g = Σ over positions of d_sum, in f64.
