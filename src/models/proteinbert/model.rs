@@ -32,10 +32,11 @@
 //! [`crate::models::ops::global_attention_trained`]; and, when no input or weight needs a
 //! gradient (plain tensors, as a model directory loads them), the fused kernels of
 //! [`crate::models::ops::local_track`] and [`crate::models::ops::global_attention`], which make no
-//! per-op tensors. All three equal each other to float32 rounding (tests below). One protein of 35,000 residues through the released-size network on
-//! the fused path peaks at 0.37 GB resident in 2.1 s on 2 cores (0.62 GB and 3.0 s on the
-//! separate ops; `benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs out
-//! of memory far earlier). What remains: the per-residue outputs themselves (`L × 1,562` floats for
+//! per-op tensors. All three equal each other to float32 rounding (tests below). One protein of
+//! 35,000 residues through the released-size network on the fused inference path peaks at
+//! 0.37 GB resident in 2.1 s on 2 cores (0.62 GB and 3.0 s on the separate ops;
+//! `benches/models.rs --long 35000` under `/usr/bin/time -v`; the reference runs out of memory far
+//! earlier). What remains: the per-residue outputs themselves (`L × 1,562` floats for
 //! the hidden concatenation, 219 MB at 35,000) and, when weights are autograd `Var`s, what the
 //! graph keeps for the backward.
 

@@ -25,7 +25,15 @@ multiversion! {
     /// One protein: `pre` rows `(L, H·dk + H·dv)` of key and value pre-activations → `act` (tanh
     /// keys, gelu values), the softmax weights `(H, L)` of `tanh(k) · q · scale + bias`, and
     /// `y (H·dv) = Σ_l w · gelu(v)` in f64. The value columns of `pre` become `gelu'(v)`.
-    fn attend(pre: &mut [f32], q: &[f32], bias: Option<&[f32]>, heads: Heads, act: &mut [f32], weights: &mut [f32], y: &mut [f32]) {
+    fn attend(
+        pre: &mut [f32],
+        q: &[f32],
+        bias: Option<&[f32]>,
+        heads: Heads,
+        act: &mut [f32],
+        weights: &mut [f32],
+        y: &mut [f32],
+    ) {
         let Heads { n_heads, d_key, scale } = heads;
         let (hk, hv) = (q.len(), y.len());
         let width = hk + hv;
@@ -66,7 +74,16 @@ multiversion! {
     /// One protein's backward: from `dy (H·dv)`, the pre-activation gradient rows `d_pre` and `dq`
     /// (`slopes`: [`attend`]'s `pre` after it, `gelu'(v)` in the value columns).
     #[allow(clippy::too_many_arguments)]
-    fn attend_backward(slopes: &[f32], act: &[f32], q: &[f32], weights: &[f32], dy: &[f32], heads: Heads, d_pre: &mut [f32], dq: &mut [f32]) {
+    fn attend_backward(
+        slopes: &[f32],
+        act: &[f32],
+        q: &[f32],
+        weights: &[f32],
+        dy: &[f32],
+        heads: Heads,
+        d_pre: &mut [f32],
+        dq: &mut [f32],
+    ) {
         let Heads { n_heads, d_key, scale } = heads;
         let (hk, hv) = (q.len(), dy.len());
         let width = hk + hv;
@@ -88,11 +105,13 @@ multiversion! {
             }
         }
         let mut dq_acc = vec![0f64; hk];
-        for (i, ((d, a), p)) in d_pre.chunks_exact_mut(width).zip(act.chunks_exact(width)).zip(slopes.chunks_exact(width)).enumerate() {
+        let rows = d_pre.chunks_exact_mut(width).zip(act.chunks_exact(width)).zip(slopes.chunks_exact(width));
+        for (i, ((d, a), p)) in rows.enumerate() {
             for h in 0..n_heads {
                 let ds = d_scores[h * l + i];
                 let span = h * d_key..(h + 1) * d_key;
-                for (((o, &k), &qj), s) in d[span.clone()].iter_mut().zip(&a[span.clone()]).zip(&q[span.clone()]).zip(&mut dq_acc[span]) {
+                let keys = d[span.clone()].iter_mut().zip(&a[span.clone()]).zip(&q[span.clone()]);
+                for (((o, &k), &qj), s) in keys.zip(&mut dq_acc[span]) {
                     *o = ds * qj * (1.0 - k * k);
                     *s += (ds * k) as f64;
                 }

@@ -17,7 +17,8 @@ multiversion! {
     fn residual_norm_rows(x: &[f32], pre: &mut [f32], norm: (&[f32], &[f32], f32), sum: &mut [f32], out: &mut [f32]) {
         let (gamma, beta, eps) = norm;
         let c = gamma.len();
-        for (((s, o), x), pre) in sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)).zip(x.chunks_exact(c)).zip(pre.chunks_exact_mut(c)) {
+        let rows = sum.chunks_exact_mut(c).zip(out.chunks_exact_mut(c)).zip(x.chunks_exact(c));
+        for (((s, o), x), pre) in rows.zip(pre.chunks_exact_mut(c)) {
             for ((s, &x), a) in s.iter_mut().zip(x).zip(pre.iter_mut()) {
                 let (value, slope) = gelu_with_grad(*a);
                 *s = x + value;
@@ -188,7 +189,7 @@ pub fn dense_residual_norm(
     norm: (&Tensor, &Tensor, f64),
 ) -> Result<Option<Tensor>> {
     let (gamma, beta, eps) = norm;
-    if ![x, weight, bias, gamma, beta].iter().all(|t| use_kernel(t)) {
+    if ![x, weight, bias, gamma, beta].iter().all(|t| use_kernel(t)) || x.elem_count() == 0 {
         return Ok(None);
     }
     let packed = Tensor::cat(&[bias, gamma, beta], 0)?;
@@ -273,7 +274,11 @@ multiversion! {
         let ((narrow, narrow_bias), (wide, wide_bias), (gamma, beta, eps)) = (narrow, wide, norm);
         let (narrow_slope, wide_slope) = slopes;
         let c = out.len();
-        let terms = x[..c].iter().zip(&g[..c]).zip(narrow[..c].iter().zip(&narrow_bias[..c])).zip(wide[..c].iter().zip(&wide_bias[..c]));
+        let terms = x[..c]
+            .iter()
+            .zip(&g[..c])
+            .zip(narrow[..c].iter().zip(&narrow_bias[..c]))
+            .zip(wide[..c].iter().zip(&wide_bias[..c]));
         let slopes = narrow_slope[..c].iter_mut().zip(wide_slope[..c].iter_mut());
         for ((s, (ns, ws)), (((&x, &g), (&n, &nb)), (&w, &wb))) in sum.iter_mut().zip(slopes).zip(terms) {
             let (narrow, wide) = (gelu_with_grad(n + nb), gelu_with_grad(w + wb));
@@ -289,7 +294,14 @@ multiversion! {
     /// One protein's rows of a convolution's output gradient, `d_sum ⊙ gelu'(conv + b)`, into
     /// its phase-major rows `d_rows` (the rows no position maps to stay 0), adding the bias
     /// gradient into `acc`.
-    fn conv_output_grad(d_sum: &[f32], slope: &[f32], layout: PhaseLayout, protein: usize, d_rows: &mut [f32], acc: &mut [f64]) {
+    fn conv_output_grad(
+        d_sum: &[f32],
+        slope: &[f32],
+        layout: PhaseLayout,
+        protein: usize,
+        d_rows: &mut [f32],
+        acc: &mut [f64],
+    ) {
         let c = acc.len();
         let first = protein * layout.dilation * layout.phase_len;
         for (p, (d, slope)) in d_sum.chunks_exact(c).zip(slope.chunks_exact(c)).enumerate() {
