@@ -553,6 +553,46 @@ mod tests {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
+    /// A `Var` of standard normal values times `scale`.
+    fn random_var(rng: &mut crate::Rng, dims: &[usize], scale: f32) -> candle_core::Var {
+        let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32 * scale).collect();
+        candle_core::Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    /// `(3, 150)`: 1 on the first 150, 17 and 101 positions of the three proteins.
+    fn three_proteins_mask() -> Tensor {
+        let (l, real) = (150, [150usize, 17, 101]);
+        let keep: Vec<u32> = (0..3 * l).map(|i| (i % l < real[i / l]) as u32).collect();
+        Tensor::from_vec(keep, (3, l), &Device::Cpu).unwrap()
+    }
+
+    /// The gradients of `loss` for each watched variable, in order (a missing one fails).
+    fn gradients_of(loss: &Tensor, watched: &[(String, candle_core::Var)]) -> Vec<Tensor> {
+        let grads = loss.backward().unwrap();
+        watched
+            .iter()
+            .map(|(name, v)| grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}")).clone())
+            .collect()
+    }
+
+    /// Asserts that each pair of gradients agrees to 2e-5 of the larger of 1 and the separate op's
+    /// largest value, and prints the worst gap.
+    fn assert_gradients_agree(
+        watched: &[(String, candle_core::Var)],
+        fused: &[Tensor],
+        separate: &[Tensor],
+        label: &str,
+    ) {
+        let mut worst = 0f32;
+        for ((name, _), (a, b)) in watched.iter().zip(fused.iter().zip(separate)) {
+            let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            let gap = max_diff(a, b) / scale;
+            worst = worst.max(gap);
+            assert!(gap < 2e-5, "{label}: gradient of {name} differs by {gap} (relative)");
+        }
+        eprintln!("{label}: worst relative gradient gap {worst:.1e}");
+    }
+
     /// The fused training ops of the local track (and the global track's dense residual) against
     /// the separate ops: both outputs and the gradient of every input and weight, with and without
     /// a padding mask, for proteins longer than a task of rows and padded differently.
@@ -562,18 +602,13 @@ mod tests {
         let map = SeededVarMap::new(5);
         let model = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
         let block = &model.blocks[1];
+        let mask = three_proteins_mask();
         let (b, l, c) = (3, 150, config.d_local);
         let mut rng = crate::Rng::new(9);
-        let mut var = |dims: &[usize], scale: f32| {
-            let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32 * scale).collect();
-            candle_core::Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
-        };
+        let mut var = |dims: &[usize], scale: f32| random_var(&mut rng, dims, scale);
         let (local, from_global, global) = (var(&[b, l, c], 1.0), var(&[b, c], 0.5), var(&[b, config.d_global], 1.0));
         let (probe1, probe2, probe_global) =
             (var(&[b, l, c], 1.0), var(&[b, l, c], 1.0), var(&[b, config.d_global], 1.0));
-        let real = [150usize, 17, 101];
-        let keep: Vec<u32> = (0..b * l).map(|i| (i % l < real[i / l]) as u32).collect();
-        let mask = Tensor::from_vec(keep, (b, l), &Device::Cpu).unwrap();
         let mut watched: Vec<(String, candle_core::Var)> = map
             .named_vars()
             .into_iter()
@@ -617,27 +652,14 @@ mod tests {
                 .unwrap()
                     + g2.mul(probe_global.as_tensor()).unwrap().sum_all().unwrap())
                 .unwrap();
-                let grads = loss.backward().unwrap();
-                let grads: Vec<Tensor> = watched
-                    .iter()
-                    .map(|(name, v)| grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}")).clone())
-                    .collect();
-                ([l1, l2, g2], grads)
+                ([l1, l2, g2], gradients_of(&loss, &watched))
             };
             let (fused, fused_grads) = run(true);
             let (separate, separate_grads) = run(false);
             for (a, b) in fused.iter().zip(&separate) {
                 assert!(max_diff(a, b) < 1e-5, "mask {}: outputs differ by {}", mask.is_some(), max_diff(a, b));
             }
-            let mut worst = 0f32;
-            for ((name, _), (a, b)) in watched.iter().zip(fused_grads.iter().zip(&separate_grads)) {
-                let scale =
-                    b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
-                let gap = max_diff(a, b) / scale;
-                worst = worst.max(gap);
-                assert!(gap < 2e-5, "mask {}: gradient of {name} differs by {gap} (relative)", mask.is_some());
-            }
-            eprintln!("mask {}: worst relative gradient gap {worst:.1e}", mask.is_some());
+            assert_gradients_agree(&watched, &fused_grads, &separate_grads, &format!("mask {}", mask.is_some()));
         }
     }
 
@@ -649,16 +671,11 @@ mod tests {
         let map = SeededVarMap::new(6);
         let model = ProteinBert::load(map.var_builder(DType::F32, &Device::Cpu), &config).unwrap();
         let attention = &model.blocks[0].attention;
+        let mask = three_proteins_mask();
         let (b, l, hk) = (3, 150, config.n_heads * config.d_key);
         let mut rng = crate::Rng::new(4);
-        let mut var = |dims: &[usize]| {
-            let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
-            candle_core::Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap()).unwrap()
-        };
+        let mut var = |dims: &[usize]| random_var(&mut rng, dims, 1.0);
         let (local, q_pre, probe) = (var(&[b, l, config.d_local]), var(&[b, hk]), var(&[b, config.d_global]));
-        let real = [150usize, 17, 101];
-        let keep: Vec<u32> = (0..b * l).map(|i| (i % l < real[i / l]) as u32).collect();
-        let mask = Tensor::from_vec(keep, (b, l), &Device::Cpu).unwrap();
         let mut watched: Vec<(String, candle_core::Var)> = map
             .named_vars()
             .into_iter()
@@ -680,32 +697,20 @@ mod tests {
                 } else {
                     attention.forward_separate(&q, local.as_tensor(), mask).unwrap()
                 };
-                let grads = y.mul(probe.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-                let grads: Vec<Tensor> = watched
-                    .iter()
-                    .map(|(name, v)| grads.get(v).unwrap_or_else(|| panic!("no gradient for {name}")).clone())
-                    .collect();
+                let grads = gradients_of(&y.mul(probe.as_tensor()).unwrap().sum_all().unwrap(), &watched);
                 (y, weights, grads)
             };
             let (y, weights, fused_grads) = run(true);
             let (y_separate, weights_separate, separate_grads) = run(false);
             assert!(max_diff(&y, &y_separate) < 1e-5, "output: {}", max_diff(&y, &y_separate));
             assert!(max_diff(&weights, &weights_separate) < 1e-6, "weights: {}", max_diff(&weights, &weights_separate));
-            let mut worst = 0f32;
-            for ((name, _), (a, b)) in watched.iter().zip(fused_grads.iter().zip(&separate_grads)) {
-                let scale =
-                    b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
-                let gap = max_diff(a, b) / scale;
-                worst = worst.max(gap);
-                assert!(gap < 2e-5, "mask {}: gradient of {name} differs by {gap} (relative)", mask.is_some());
-            }
-            eprintln!("mask {}: worst relative gradient gap {worst:.1e}", mask.is_some());
+            assert_gradients_agree(&watched, &fused_grads, &separate_grads, &format!("mask {}", mask.is_some()));
         }
     }
 
     /// The fused inference block against the separate ops (which the other devices and dtypes
-    /// take), on every output the forward returns, with and without a padding mask, across more than one task of
-    /// positions (L = 300 > 128) and with proteins of different padded lengths.
+    /// take), on every output the forward returns, with and without a padding mask, across more
+    /// than one task of positions (L = 300 > 128) and with proteins of different padded lengths.
     #[test]
     fn fused_inference_block_equals_the_separate_ops() {
         let config = Config::tiny(12);
