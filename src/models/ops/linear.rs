@@ -28,6 +28,30 @@ pub fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct LinearBias;
 
+/// `x (N, in) · w (out, in)ᵀ + b` → `(N, out)` row-major: the rows start as `b` and the GEMM
+/// accumulates onto them. The caller checks that the sizes fit.
+pub(super) fn dense_rows(x: &[f32], w: &[f32], b: &[f32], (n, inner, out): (usize, usize, usize)) -> Vec<f32> {
+    assert!(x.len() >= n * inner && w.len() >= out * inner && b.len() == out, "dense_rows: sizes do not fit");
+    let mut y: Vec<f32> = Vec::with_capacity(n * out);
+    for _ in 0..n {
+        y.extend_from_slice(b);
+    }
+    // SAFETY: y is N × out, x N × in, w out × in (read transposed), all contiguous row-major, and
+    // the sizes were checked above.
+    unsafe {
+        gemm_strided(
+            n,
+            out,
+            inner,
+            Strided::rows(y.as_mut_ptr(), out),
+            Strided::rows(x.as_ptr(), inner),
+            Strided::transposed(w.as_ptr(), inner),
+            true,
+        );
+    }
+    y
+}
+
 impl CustomOp3 for LinearBias {
     fn name(&self) -> &'static str {
         "linear-bias"
@@ -57,22 +81,7 @@ impl CustomOp3 for LinearBias {
             contiguous_f32(self.name(), w, w_layout)?,
             contiguous_f32(self.name(), b, b_layout)?,
         );
-        let mut y: Vec<f32> = Vec::with_capacity(n * out);
-        for _ in 0..n {
-            y.extend_from_slice(b);
-        }
-        // SAFETY: y is N × out, x N × in, w out × in (read transposed), all contiguous row-major.
-        unsafe {
-            gemm_strided(
-                n,
-                out,
-                inner,
-                Strided::rows(y.as_mut_ptr(), out),
-                Strided::rows(x.as_ptr(), inner),
-                Strided::transposed(w.as_ptr(), inner),
-                true,
-            );
-        }
+        let y = dense_rows(x, w, b, (n, inner, out));
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
 

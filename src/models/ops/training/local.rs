@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::{add_partials, cpu, held, ROWS_PER_TASK};
 use crate::models::ops::elementwise::gelu_with_grad;
 use crate::models::ops::inference::{convolve_phases, gemm_output, PhaseLayout};
+use crate::models::ops::linear::dense_rows;
 use crate::models::ops::norm::{layer_norm_backward, layer_norm_in_place};
 use crate::models::ops::{contiguous_f32, gemm_strided, use_kernel, Strided};
 use crate::{Error, Result};
@@ -88,22 +89,7 @@ impl CustomOp3 for DenseResidualNorm {
         }
         let n = x.len() / c;
         let (bias, gamma, beta) = (&packed[..c], &packed[c..2 * c], &packed[2 * c..]);
-        let mut pre: Vec<f32> = Vec::with_capacity(n * c);
-        for _ in 0..n {
-            pre.extend_from_slice(bias);
-        }
-        // SAFETY: pre is N × C, x N × C, w C × C read transposed, all contiguous row-major.
-        unsafe {
-            gemm_strided(
-                n,
-                c,
-                c,
-                Strided::rows(pre.as_mut_ptr(), c),
-                Strided::rows(x.as_ptr(), c),
-                Strided::transposed(w.as_ptr(), c),
-                true,
-            )
-        };
+        let mut pre = dense_rows(x, w, bias, (n, c, c));
         let mut sum = vec![0f32; n * c];
         let mut out = vec![0f32; n * c];
         let block = ROWS_PER_TASK * c;
