@@ -103,12 +103,12 @@ impl GlobalAttention {
     /// output does); the separate ops elsewhere.
     pub fn forward(&self, global: &Tensor, local: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let q = tanh_act(&global.matmul(&Self::flat(&self.wq)?)?)?; // (B, H·dk)
-        let w_kv = Tensor::cat(&[Self::flat(&self.wk)?, Self::flat(&self.wv)?], 1)?;
         let heads = (self.n_heads, self.d_key);
         if separate_ops_only() {
             return self.forward_separate(&q, local, mask);
         }
-        match crate::models::ops::global_attention_trained(local, &q, &w_kv, heads, mask)? {
+        let (wk, wv) = (Self::flat(&self.wk)?, Self::flat(&self.wv)?);
+        match crate::models::ops::global_attention_trained(local, &q, (&wk, &wv), heads, mask)? {
             Some(fused) => Ok(fused),
             None => self.forward_separate(&q, local, mask),
         }
@@ -687,13 +687,10 @@ mod tests {
             let run = |fused: bool| {
                 let q = tanh_act(q_pre.as_tensor()).unwrap();
                 let (y, weights) = if fused {
-                    let w_kv = Tensor::cat(
-                        &[GlobalAttention::flat(&attention.wk).unwrap(), GlobalAttention::flat(&attention.wv).unwrap()],
-                        1,
-                    )
-                    .unwrap();
+                    let wk = GlobalAttention::flat(&attention.wk).unwrap();
+                    let wv = GlobalAttention::flat(&attention.wv).unwrap();
                     let heads = (attention.n_heads, attention.d_key);
-                    ops::global_attention_trained(local.as_tensor(), &q, &w_kv, heads, mask).unwrap().unwrap()
+                    ops::global_attention_trained(local.as_tensor(), &q, (&wk, &wv), heads, mask).unwrap().unwrap()
                 } else {
                     attention.forward_separate(&q, local.as_tensor(), mask).unwrap()
                 };

@@ -1,11 +1,11 @@
 //! The global attention: [`global_attention_trained`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu, held};
+use super::{cpu, held, Kept};
 use crate::models::ops::elementwise::{gelu_with_grad, tanh};
 use crate::models::ops::inference::{dot16, gemm_output};
 use crate::models::ops::norm::softmax_in_place;
@@ -134,7 +134,7 @@ struct GlobalAttentionTrained {
     /// `(B·L)`: 0 on kept positions, the mask penalty on padding.
     bias: Option<Vec<f32>>,
     /// Shared with [`global_attention_trained`], which reads the weights `(B, H, L)` back out.
-    saved: Arc<Mutex<Option<AttentionSaved>>>,
+    saved: Arc<Kept<AttentionSaved>>,
 }
 
 struct AttentionSaved {
@@ -202,8 +202,7 @@ impl CustomOp3 for GlobalAttentionTrained {
                 let bias = self.bias.as_ref().map(|bias| &bias[protein * l..][..l]);
                 attend(pre, &q[protein * hk..][..hk], bias, self.heads, act, weights, y);
             });
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(AttentionSaved { slopes: pre, act, weights });
+        self.saved.keep(self.name(), AttentionSaved { slopes: pre, act, weights })?;
         Ok((CpuStorage::F32(y), Shape::from((b, hv))))
     }
 
@@ -216,9 +215,7 @@ impl CustomOp3 for GlobalAttentionTrained {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(AttentionSaved { slopes, act, weights }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
-            candle_core::bail!("{name}: backward ran twice, or without the forward")
-        };
+        let AttentionSaved { slopes, act, weights } = self.saved.take(name)?;
         let (b, l, c) = local.dims3()?;
         let (x, q, w, dy) = (held(name, local)?, held(name, q)?, held(name, w_kv)?, held(name, grad)?);
         let width = w.len() / c;
@@ -270,19 +267,20 @@ impl CustomOp3 for GlobalAttentionTrained {
 }
 
 /// ProteinBERT's global attention for training, with its own backward, on CPU f32: `local (B, L,
-/// C)`, `q (B, H·dk)` (already `tanh(G · Wq)`), `w_kv (C, H·dk + H·dv)` (the flat key and value
-/// weights side by side), `mask (B, L)` → (`(B, H·dv)`, the attention weights `(B, H, L)`, which
+/// C)`, `q (B, H·dk)` (already `tanh(G · Wq)`), the flat key and value weights `(C, H·dk)` and
+/// `(C, H·dv)` (joined side by side into one GEMM's), `mask (B, L)` → (`(B, H·dv)`, the attention weights `(B, H, L)`, which
 /// carry no gradient); `None` where it does not apply (the caller uses candle ops).
 pub fn global_attention_trained(
     local: &Tensor,
     q: &Tensor,
-    w_kv: &Tensor,
+    (wk, wv): (&Tensor, &Tensor),
     (n_heads, d_key): (usize, usize),
     mask: Option<&Tensor>,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    if ![local, q, w_kv].iter().all(|t| use_kernel(t)) || local.elem_count() == 0 || n_heads == 0 || d_key == 0 {
+    if ![local, q, wk, wv].iter().all(|t| use_kernel(t)) || local.elem_count() == 0 || n_heads == 0 || d_key == 0 {
         return Ok(None);
     }
+    let w_kv = Tensor::cat(&[wk, wv], 1)?;
     let (b, l, _) = local.dims3()?;
     let bias = match mask {
         Some(m) => {
@@ -292,12 +290,11 @@ pub fn global_attention_trained(
         None => None,
     };
     let heads = Heads { n_heads, d_key, scale: (1.0 / (d_key as f64).sqrt()) as f32 };
-    let saved = Arc::new(Mutex::new(None));
+    let saved = Arc::new(Kept::new());
     let op = GlobalAttentionTrained { heads, bias, saved: saved.clone() };
     let y = local.contiguous()?.apply_op3(&q.contiguous()?, &w_kv.contiguous()?, op)?;
-    let weights = match &*saved.lock().map_err(|_| Error::invalid("global attention: poisoned"))? {
-        Some(kept) => kept.weights.clone(),
-        None => return Err(Error::invalid("global attention: the op kept no weights")),
-    };
+    let weights = saved
+        .read(|kept| kept.weights.clone())
+        .ok_or_else(|| Error::invalid("global attention: the op kept no weights"))?;
     Ok(Some((y, Tensor::from_vec(weights, (b, n_heads, l), local.device())?)))
 }

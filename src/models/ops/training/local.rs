@@ -1,11 +1,9 @@
 //! The local track: [`conv_sum_norm`] and [`dense_residual_norm`].
 
-use std::sync::Mutex;
-
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{add_partials, cpu, held, ROWS_PER_TASK};
+use super::{add_partials, cpu, held, Kept, ROWS_PER_TASK};
 use crate::models::ops::elementwise::gelu_with_grad;
 use crate::models::ops::inference::{convolve_phases, gemm_output, PhaseLayout};
 use crate::models::ops::linear::dense_rows;
@@ -48,7 +46,7 @@ multiversion! {
 /// `[b, γ, β]` as one `(3·C)` tensor.
 struct DenseResidualNorm {
     eps: f32,
-    saved: Mutex<Option<DenseSaved>>,
+    saved: Kept<DenseSaved>,
 }
 
 struct DenseSaved {
@@ -97,8 +95,7 @@ impl CustomOp3 for DenseResidualNorm {
             .zip(out.par_chunks_mut(block))
             .zip(x.par_chunks(block).zip(pre.par_chunks_mut(block)))
             .for_each(|((sum, out), (x, pre))| residual_norm_rows(x, pre, (gamma, beta, self.eps), sum, out));
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(DenseSaved { slope: pre, sum });
+        self.saved.keep(self.name(), DenseSaved { slope: pre, sum })?;
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
@@ -111,9 +108,7 @@ impl CustomOp3 for DenseResidualNorm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(DenseSaved { mut slope, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
-            candle_core::bail!("{name}: backward ran twice, or without the forward")
-        };
+        let DenseSaved { mut slope, sum } = self.saved.take(name)?;
         let (x, w, packed, grad) = (held(name, x)?, held(name, w)?, held(name, packed)?, held(name, grad)?);
         let c = packed.len() / 3;
         let n = x.len() / c;
@@ -179,7 +174,7 @@ pub fn dense_residual_norm(
         return Ok(None);
     }
     let packed = Tensor::cat(&[bias, gamma, beta], 0)?;
-    let op = DenseResidualNorm { eps: eps as f32, saved: Mutex::new(None) };
+    let op = DenseResidualNorm { eps: eps as f32, saved: Kept::new() };
     Ok(Some(x.contiguous()?.apply_op3(&weight.contiguous()?, &packed, op)?))
 }
 
@@ -198,7 +193,7 @@ struct ConvSumNorm {
     track: ConvTrack,
     /// `(B·L)` 1/0 per position; padded positions are zeroed before the convolutions.
     mask: Option<Vec<f32>>,
-    saved: Mutex<Option<ConvSumSaved>>,
+    saved: Kept<ConvSumSaved>,
 }
 
 /// What one convolution's backward needs: where its output rows lie, its padded phase-major
@@ -424,8 +419,7 @@ impl CustomOp3 for ConvSumNorm {
         // The convolutions' outputs are spent: their slopes replace them.
         let narrow = ConvSaved { layout: narrow.0.layout, padded: narrow.1, slope: narrow_slope };
         let wide = ConvSaved { layout: wide.0.layout, padded: wide.1, slope: wide_slope };
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", self.name())))? =
-            Some(ConvSumSaved { narrow, wide, sum });
+        self.saved.keep(self.name(), ConvSumSaved { narrow, wide, sum })?;
         Ok((CpuStorage::F32(out), x_layout.shape().clone()))
     }
 
@@ -438,9 +432,7 @@ impl CustomOp3 for ConvSumNorm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(ConvSumSaved { narrow, wide, sum }) = self.saved.lock().ok().and_then(|mut s| s.take()) else {
-            candle_core::bail!("{name}: backward ran twice, or without the forward")
-        };
+        let ConvSumSaved { narrow, wide, sum } = self.saved.take(name)?;
         let (b, l, c) = x.dims3()?;
         let (packed, grad) = (held(name, packed)?, held(name, grad)?);
         let w = self.parts(&packed, c)?;
@@ -532,6 +524,6 @@ pub fn conv_sum_norm(
         Some(m) => Some(m.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
         None => None,
     };
-    let op = ConvSumNorm { track, mask, saved: Mutex::new(None) };
+    let op = ConvSumNorm { track, mask, saved: Kept::new() };
     Ok(Some(x.contiguous()?.apply_op3(&g.contiguous()?, &packed, op)?))
 }

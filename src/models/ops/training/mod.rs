@@ -21,6 +21,8 @@ mod local;
 pub use attention::global_attention_trained;
 pub use local::{conv_sum_norm, dense_residual_norm, ConvTrack, TrackConv};
 
+use std::sync::Mutex;
+
 use candle_core::{Device, Shape, Tensor};
 
 use super::with_held_f32;
@@ -46,4 +48,31 @@ fn add_partials(partials: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
         }
     }
     total
+}
+
+/// What a fused op's forward keeps for its backward; the backward takes it, which frees it as soon
+/// as the gradients are made.
+struct Kept<T>(Mutex<Option<T>>);
+
+impl<T> Kept<T> {
+    fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    fn keep(&self, op: &str, value: T) -> candle_core::Result<()> {
+        *self.0.lock().map_err(|_| candle_core::Error::Msg(format!("{op}: poisoned")))? = Some(value);
+        Ok(())
+    }
+
+    fn take(&self, op: &str) -> candle_core::Result<T> {
+        match self.0.lock().ok().and_then(|mut kept| kept.take()) {
+            Some(value) => Ok(value),
+            None => candle_core::bail!("{op}: backward ran twice, or without the forward"),
+        }
+    }
+
+    /// `f` of the kept value, if the forward has kept one.
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.0.lock().ok().and_then(|kept| kept.as_ref().map(f))
+    }
 }
